@@ -1,0 +1,3 @@
+from feitian.cli.main import main
+
+main()

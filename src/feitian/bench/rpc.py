@@ -1,0 +1,156 @@
+"""``feitian bench rpc``: Kuafu against the RPC peers of ../shared/bench/rpc-peers, in one run.
+
+Every figure is measured the way the peers measure theirs (see rpc_common.py there): one client process (this
+one) and one server process, all on 127.0.0.1.
+
+* lat100: 100-byte request echoed back, one call in flight -> p50 / p99 latency in microseconds
+* thr100: 100-byte request echoed back, 64 calls in flight on one connection -> calls per second
+* up1m:   1 MiB request payload -> 8-byte reply, 8 calls in flight -> request MB/s
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from feitian.deploy.cluster import LocalCluster, default_spec
+from feitian.rpc import Client, ClientConfig, Echo, Health
+from feitian.runtime.eventloop import run
+
+SMALL = b"x" * 100
+LAT_MAX_CALLS = 20_000
+
+
+async def _measure(address: str, seconds: float, proxy_path: str | None) -> dict[str, Any]:
+    big = os.urandom(1 << 20)
+    cfg = ClientConfig(name="bench", proxy_path=proxy_path)
+    async with Client(cfg) as client:
+        await client.call(address, Health(), timeout=10)
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < min(0.5, seconds / 4):  # warm up
+            await client.call(address, Echo(SMALL))
+        lats: list[float] = []
+        t0 = time.perf_counter()
+        while len(lats) < LAT_MAX_CALLS and time.perf_counter() - t0 < seconds:
+            a = time.perf_counter()
+            await client.call(address, Echo(SMALL))
+            lats.append(time.perf_counter() - a)
+        lats.sort()
+
+        async def windowed(window: int, payload: bytes | None, data: bytes) -> tuple[int, float]:
+            count = 0
+            start = time.perf_counter()
+
+            async def worker() -> None:
+                nonlocal count
+                while time.perf_counter() - start < seconds:
+                    await client.call(address, Echo(data), payload=payload)
+                    count += 1
+
+            await asyncio.gather(*(worker() for _ in range(window)))
+            return count, time.perf_counter() - start
+
+        n_thr, dt_thr = await windowed(64, None, SMALL)
+        n_up, dt_up = await windowed(8, big, b"")
+    return {
+        "lat100_p50_us": round(lats[len(lats) // 2] * 1e6, 1),
+        "lat100_p99_us": round(lats[int(len(lats) * 0.99)] * 1e6, 1),
+        "thr100_calls_per_s": round(n_thr / dt_thr),
+        "up1m_MBps": round(n_up * len(big) / dt_up / 1e6, 1),
+    }
+
+
+def _default_peers_dir() -> str:
+    env = os.environ.get("FEITIAN_BENCH_PEERS")
+    if env:
+        return env
+    here = os.path.dirname(os.path.abspath(__file__))
+    for up in range(2, 6):  # src/feitian/bench -> repo -> ../shared/bench/rpc-peers
+        base = os.path.abspath(os.path.join(here, *[".."] * up))
+        candidate = os.path.join(base, "..", "shared", "bench", "rpc-peers")
+        if os.path.isdir(candidate):
+            return os.path.abspath(candidate)
+    return ""
+
+
+def _run_peer(peers_dir: str, loop: str, seconds: float) -> dict[str, Any]:
+    script = os.path.join(peers_dir, "rpc_asyncio.py")
+    code = (
+        f"import runpy, sys; sys.path.insert(0, {peers_dir!r}); import rpc_common as c; "
+        f"c.LAT_SECONDS = c.THR_SECONDS = c.UP_SECONDS = {seconds}; "
+        f"sys.argv = ['rpc_asyncio.py', 'bench', '--loop', {loop!r}]; "
+        f"runpy.run_path({script!r}, run_name='__main__')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=False)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
+    raw = json.loads(out.stdout.strip().splitlines()[-1])
+    return {
+        "lat100_p50_us": raw["lat100"]["p50_us"],
+        "lat100_p99_us": raw["lat100"]["p99_us"],
+        "thr100_calls_per_s": raw["thr100_64inflight"]["calls_per_s"],
+        "up1m_MBps": raw["up1m_8inflight"]["MBps"],
+    }
+
+
+def _ratios(result: dict[str, Any]) -> dict[str, Any]:
+    ft, px = result["feitian"], result["feitian_proxy"]
+    peers = result.get("peers", {})
+    out: dict[str, Any] = {"proxy_thr100_vs_direct": round(px["thr100_calls_per_s"] / ft["thr100_calls_per_s"], 2)}
+    am, um = peers.get("asyncio_msgpack", {}), peers.get("uvloop_msgpack", {})
+    if "thr100_calls_per_s" in am:
+        out["thr100_vs_asyncio_msgpack"] = round(ft["thr100_calls_per_s"] / am["thr100_calls_per_s"], 2)
+        out["lat100_p50_vs_asyncio_msgpack"] = round(ft["lat100_p50_us"] / am["lat100_p50_us"], 2)
+    if "thr100_calls_per_s" in um:
+        out["thr100_vs_uvloop_msgpack"] = round(ft["thr100_calls_per_s"] / um["thr100_calls_per_s"], 2)
+        out["up1m_vs_uvloop_msgpack"] = round(ft["up1m_MBps"] / um["up1m_MBps"], 2)
+    return out
+
+
+def run_rpc_bench(seconds: float = 3.0, peers_dir: str | None = None, with_peers: bool = True) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="feitian-bench-rpc-") as tmp:
+        lc = LocalCluster(tmp)
+        state = lc.up(default_spec(echo=1, proxy=True))
+        try:
+            procs = {p.role: p for p in state.processes}
+            address = procs["echo"].addresses[0]
+            result: dict[str, Any] = {
+                "feitian": run(_measure(address, seconds, None)),
+                "feitian_proxy": run(_measure(address, seconds, procs["rpc-proxy"].extra["socket"])),
+            }
+        finally:
+            lc.down()
+    if with_peers:
+        pdir = peers_dir or _default_peers_dir()
+        if pdir and os.path.isfile(os.path.join(pdir, "rpc_asyncio.py")):
+            result["peers"] = {
+                "asyncio_msgpack": _run_peer(pdir, "asyncio", seconds),
+                "uvloop_msgpack": _run_peer(pdir, "uvloop", seconds),
+            }
+        else:
+            result["peers"] = {"error": "peer programs not found; pass --peers-dir"}
+    result["ratios"] = _ratios(result)
+    result["seconds_per_measurement"] = seconds
+    return result
+
+
+def print_table(result: dict[str, Any]) -> None:
+    rows = [("feitian", result["feitian"]), ("feitian_proxy", result["feitian_proxy"])]
+    rows += [(name, fig) for name, fig in result.get("peers", {}).items() if isinstance(fig, dict)]
+    print(f"{'':18}{'lat100 p50 us':>14}{'p99 us':>10}{'thr100 calls/s':>16}{'up1m MB/s':>11}")
+    for name, fig in rows:
+        if "error" in fig:
+            print(f"{name:18}error: {fig['error']}")
+            continue
+        print(
+            f"{name:18}{fig['lat100_p50_us']:>14}{fig['lat100_p99_us']:>10}{fig['thr100_calls_per_s']:>16}"
+            f"{fig['up1m_MBps']:>11}"
+        )
+    for key, value in result["ratios"].items():
+        print(f"  {key}: {value}")

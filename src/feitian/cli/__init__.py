@@ -1,0 +1,1 @@
+"""The ``feitian`` command: ``feitian <noun> <verb>``. See docs/cli.md."""

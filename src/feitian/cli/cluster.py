@@ -1,0 +1,92 @@
+"""``feitian cluster up|status|down``: a local cluster of real processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import click
+
+from feitian.cli.output import emit_json, note, table
+from feitian.deploy.cluster import LocalCluster, default_spec, resolve_cluster_dir
+from feitian.errors import UnavailableError
+
+cluster_option = click.option(
+    "--cluster",
+    "cluster_dir",
+    metavar="DIR",
+    default=None,
+    help="Cluster directory (default: $FEITIAN_CLUSTER, else ~/.local/share/feitian/cluster).",
+)
+
+
+@click.group()
+def cluster() -> None:
+    """Start, inspect and stop a local cluster."""
+
+
+@cluster.command()
+@click.option(
+    "--dir",
+    "directory",
+    metavar="DIR",
+    default=None,
+    help="Where the cluster keeps its state, configs, logs and data (default as for --cluster).",
+)
+@click.option("--echo", "echo_nodes", default=2, show_default=True, help="Diagnostic echo servers to start.")
+@click.option("--proxy/--no-proxy", default=True, show_default=True, help="Start a per-machine Kuafu proxy.")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for every process to be ready.")
+@click.option("--json", "as_json", is_flag=True, help="Print the cluster state as JSON.")
+def up(directory: str | None, echo_nodes: int, proxy: bool, timeout: float, as_json: bool) -> None:
+    """Start the cluster's services as background processes and wait until each is healthy."""
+    lc = LocalCluster(resolve_cluster_dir(directory))
+    state = lc.up(default_spec(echo=echo_nodes, proxy=proxy), timeout_s=timeout, progress=note)
+    if as_json:
+        emit_json(state)
+        return
+    note(f"cluster {state.name} is up in {state.dir}")
+    table(
+        ["NAME", "ROLE", "PID", "ENDPOINTS"],
+        [
+            [p.name, p.role, p.pid, " ".join(p.addresses + [f"{k}={v}" for k, v in p.extra.items()])]
+            for p in state.processes
+        ],
+    )
+
+
+@cluster.command()
+@cluster_option
+@click.option("--timeout", default=2.0, show_default=True, help="Seconds to wait for each health answer.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(cluster_dir: str | None, timeout: float, as_json: bool) -> None:
+    """Show each process of the cluster and whether it answers its health check.
+
+    Exits 3 if any process is not healthy.
+    """
+    lc = LocalCluster(resolve_cluster_dir(cluster_dir))
+    rows = lc.status(timeout)
+    if as_json:
+        emit_json({"dir": lc.dir, "processes": rows})
+    else:
+        table(
+            ["NAME", "ROLE", "PID", "STATE", "ENDPOINTS", "DETAIL"],
+            [[r.name, r.role, r.pid, r.state, " ".join(r.addresses), r.detail] for r in rows],
+        )
+    bad = [r.name for r in rows if r.state != "ok"]
+    if bad:
+        raise UnavailableError(f"not healthy: {', '.join(bad)}", hint=f"see the logs in {lc.dir}/logs")
+
+
+@cluster.command()
+@cluster_option
+@click.option("--grace", default=10.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def down(cluster_dir: str | None, grace: float, as_json: bool) -> None:
+    """Stop exactly the processes this cluster started (by pid), and report any that would not stop."""
+    lc = LocalCluster(resolve_cluster_dir(cluster_dir))
+    stopped, stuck = lc.down(grace_s=grace)
+    if as_json:
+        emit_json({"dir": lc.dir, "stopped": stopped, "would_not_stop": stuck})
+    else:
+        note(f"stopped {len(stopped)} process(es) of the cluster in {lc.dir}")
+    if stuck:
+        raise UnavailableError(
+            f"would not stop: {', '.join(stuck)}", hint=f"check them with `ps`; pids are in {lc.state_path}"
+        )

@@ -1,0 +1,72 @@
+"""Entry point of the ``feitian`` command.
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 unavailable, 4 not found, 5 conflict / already exists, 6 permission
+denied or unauthenticated, 7 deadline exceeded. Errors print as ``error: ...`` plus ``hint: ...`` on stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from feitian import __version__
+from feitian.errors import EXIT_ERROR, EXIT_USAGE, FeitianError
+
+
+class FeitianGroup(click.Group):
+    """A click group that turns FeitianError into ``error:``/``hint:`` lines and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FeitianError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            if exc.hint:
+                click.echo(f"hint: {exc.hint}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=FeitianGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="feitian")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+def cli(verbose: int) -> None:
+    """feitian: the Apsara (飞天) cloud kernel, in Python.
+
+    Start a local cluster with `feitian cluster up`, see it with `feitian cluster status`,
+    stop it with `feitian cluster down`; `feitian demo` does all three around a tour.
+    """
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _register() -> None:
+    from feitian.cli import bench, cluster, demo, node, rpc
+
+    cli.add_command(cluster.cluster)
+    cli.add_command(node.node)
+    cli.add_command(rpc.rpc)
+    cli.add_command(demo.demo)
+    cli.add_command(bench.bench)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="feitian", standalone_mode=True)
+    except SystemExit:
+        raise
+    except Exception as exc:  # a bug: say so plainly, with the exit code for errors
+        logging.getLogger("feitian").exception("unexpected error")
+        click.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+
+
+__all__ = ["EXIT_USAGE", "cli", "main"]

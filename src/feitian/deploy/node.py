@@ -1,0 +1,154 @@
+"""The node process: ``feitian node run <role> --config FILE``.
+
+Every feitian service runs as a node process of one *role*. A node reads its TOML config, starts a Kuafu server
+(which answers ``kuafu.Health``), lets its role register handlers and start its work, then writes an *endpoint
+file* ``<run_dir>/<name>.json`` (atomically) naming its pid and addresses — the signal to ``feitian cluster up``
+that it is serving. SIGTERM or SIGINT stops it gracefully. Config keys are documented in docs/config.md.
+
+Config file::
+
+    [node]
+    name = "echo-1"
+    role = "echo"
+    listen = ["tcp://127.0.0.1:0"]   # port 0: any free port; the endpoint file has the real one
+    run_dir = "/tmp/c/run"
+    data_dir = "/tmp/c/data/echo-1"
+
+    [rpc]            # Kuafu server settings (ServerConfig): lanes, limits, ...
+    [role]           # the role's own options
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from typing import Any, ClassVar, Protocol
+
+import msgspec
+
+from feitian import __version__
+from feitian.errors import ConfigError, InvalidArgumentError
+from feitian.rpc import Server, ServerConfig
+
+log = logging.getLogger(__name__)
+
+
+class NodeSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    role: str
+    cluster: str = "local"
+    listen: list[str] = msgspec.field(default_factory=lambda: ["tcp://127.0.0.1:0"])
+    run_dir: str = ""
+    data_dir: str = ""
+    log_level: str = "info"
+
+
+class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    node: NodeSection
+    rpc: dict[str, Any] = {}
+    role: dict[str, Any] = {}
+
+
+class EndpointFile(msgspec.Struct, frozen=True):
+    """What a serving node publishes in ``<run_dir>/<name>.json``."""
+
+    name: str
+    role: str
+    pid: int
+    addresses: list[str]
+    version: str
+    started_at: float
+    extra: dict[str, str] = {}
+
+
+class NodeContext:
+    """What a role gets: its config, the node's Kuafu server, its directories."""
+
+    def __init__(self, config: NodeConfig, server: Server) -> None:
+        self.config = config
+        self.name = config.node.name
+        self.server = server
+        self.data_dir = config.node.data_dir
+        self.run_dir = config.node.run_dir
+
+
+class Role(Protocol):
+    options_type: ClassVar[type[Any]]
+
+    async def start(self, node: NodeContext, options: Any) -> dict[str, str]:
+        """Register handlers and start work; return extra endpoints to publish (e.g. a socket path)."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
+def load_config(path: str) -> NodeConfig:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read node config {path}: {exc.strerror}") from None
+    try:
+        return msgspec.toml.decode(raw, type=NodeConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid node config {path}", problems=[str(exc)]) from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"node config {path} is not valid TOML", problems=[str(exc)]) from None
+
+
+def decode_section(section: dict[str, Any], type_: type[Any], where: str) -> Any:
+    try:
+        return msgspec.convert(section, type_)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid [{where}] section", problems=[str(exc)]) from None
+
+
+def write_endpoint_file(run_dir: str, info: EndpointFile) -> str:
+    """Atomically publish ``info`` (write a temp file, fsync, rename)."""
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, f"{info.name}.json")
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(msgspec.json.encode(info))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+async def run_node(role_name: str, config: NodeConfig, role: Role) -> None:
+    """Serve until SIGTERM/SIGINT."""
+    node = config.node
+    if node.role != role_name:
+        raise InvalidArgumentError(f"config is for role {node.role!r}, not {role_name!r}")
+    server_cfg = decode_section({**config.rpc, "name": node.name, "role": node.role}, ServerConfig, "rpc")
+    server = Server(server_cfg)
+    ctx = NodeContext(config, server)
+    options = decode_section(config.role, role.options_type, "role")
+    if node.data_dir:
+        os.makedirs(node.data_dir, exist_ok=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    extra = await role.start(ctx, options)
+    addresses = await server.start(node.listen)
+    endpoint_path = ""
+    if node.run_dir:
+        info = EndpointFile(node.name, node.role, os.getpid(), addresses, __version__, time.time(), extra)
+        endpoint_path = write_endpoint_file(node.run_dir, info)
+    log.info("node %s (%s) serving on %s %s", node.name, node.role, " ".join(addresses), extra or "")
+    try:
+        await stop.wait()
+    finally:
+        log.info("node %s stopping", node.name)
+        await role.stop()
+        await server.stop()
+        if endpoint_path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(endpoint_path)
+        log.info("node %s stopped", node.name)

@@ -1,0 +1,626 @@
+"""Kuafu client: typed calls over pooled, multiplexed connections (KUAFU-1..6).
+
+::
+
+    async with Client(ClientConfig(name="tool")) as client:
+        reply = await client.call("tcp://127.0.0.1:7000", Get("/a"), timeout=2.0)   # typed: GetReply
+        handle = client.start("nuwa://local/Coord", Get("/b"))                     # returns at once
+        ...
+        reply_b = await handle
+
+One connection per server is shared by every call to it; calls are told apart by request id. A call waits for
+its connection (retrying with jittered back-off, up to ``connect_timeout_s``), carries its remaining deadline to
+the server, and is cancelled on the server when the caller cancels it or its deadline passes. A connection that
+breaks fails the calls in flight on it with ConnectionLostError (they may or may not have run); the next call
+reconnects. Server errors are raised as the same FeitianError class with the same fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import Generator
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from feitian.errors import (
+    ConnectionLostError,
+    DeadlineExceededError,
+    FeitianError,
+    InvalidArgumentError,
+    MessageTooLargeError,
+    ProtocolError,
+    UnavailableError,
+)
+from feitian.rpc.config import ClientConfig
+from feitian.rpc.context import current_deadline
+from feitian.rpc.core.address import NuwaAddress, TcpAddress, UnixAddress, parse_address, parse_endpoint
+from feitian.rpc.core.balance import Backoff
+from feitian.rpc.core.frame import PROTOCOL_VERSION, BadFrame, Frame, Kind, encode_frame
+from feitian.rpc.core.messages import ErrorInfo, Hello, HelloAck, Request, method_name, reply_type
+from feitian.rpc.resolver import Resolver, ServiceRoute
+from feitian.rpc.stream import Buffer, FrameStream
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+_MAX_TIMEOUT_MS = (1 << 32) - 1
+_encoder = msgspec.msgpack.Encoder()
+_error_decoder = msgspec.msgpack.Decoder(ErrorInfo)
+_ack_decoder = msgspec.msgpack.Decoder(HelloAck)
+
+
+class Reply(Generic[R]):
+    """A reply with its raw payload (``b""`` if the server sent none)."""
+
+    __slots__ = ("payload", "value")
+
+    def __init__(self, value: R, payload: bytes | bytearray) -> None:
+        self.value = value
+        self.payload = payload
+
+
+class _Pending:
+    __slots__ = ("future", "size")
+
+    def __init__(self, future: asyncio.Future[Frame], size: int) -> None:
+        self.future = future
+        self.size = size
+
+
+class ClientConnection(FrameStream):
+    """One multiplexed connection to a server (or to the proxy, for one target)."""
+
+    def __init__(self, config: ClientConfig, hello: Hello) -> None:
+        super().__init__(config.limits, config.write_buffer_high_bytes)
+        self.config = config
+        self._hello = hello
+        self.pending: dict[int, _Pending] = {}
+        self._next_id = 1
+        self.inflight_bytes = 0
+        self._room: asyncio.Future[None] | None = None
+        self.ready: asyncio.Future[HelloAck] = self.loop.create_future()
+        self.draining = False
+        self._keepalive: asyncio.TimerHandle | None = None
+
+    def stream_opened(self) -> None:
+        self.send(encode_frame(Kind.HELLO, 0, _encoder.encode(self._hello)))
+        self._keepalive = self.loop.call_later(self.config.keepalive_interval_s, self._check_alive)
+
+    @property
+    def usable(self) -> bool:
+        return not self.closed and not self.draining
+
+    def frame_received(self, frame: Frame) -> None:
+        kind = frame.kind
+        if kind == Kind.REPLY or (kind == Kind.ERROR and frame.request_id):
+            pending = self.pending.pop(frame.request_id, None)
+            if pending is None:
+                return  # the call was cancelled or timed out: a late answer
+            self.inflight_bytes -= pending.size
+            if self._room is not None and not self._room.done():
+                self._room.set_result(None)
+            if not pending.future.done():
+                pending.future.set_result(frame)
+        elif kind == Kind.HELLO_ACK:
+            if not self.ready.done():
+                try:
+                    self.ready.set_result(_ack_decoder.decode(frame.body))
+                except msgspec.MsgspecError as exc:
+                    self.abort(f"malformed HelloAck: {exc}")
+        elif kind == Kind.ERROR:  # request id 0: a connection-level refusal
+            refusal = _decode_error(frame.body)
+            if not self.ready.done():
+                self.ready.set_exception(refusal)
+            log.warning("server %s refused the connection: %s", self.peer_label(), refusal)
+        elif kind == Kind.PING:
+            self.send(encode_frame(Kind.PONG, frame.request_id))
+        elif kind == Kind.GOAWAY:
+            self.draining = True  # no new calls here; calls in flight finish
+        elif kind != Kind.PONG:
+            self.abort(f"unexpected {Kind(kind).name} frame from a server")
+
+    def bad_frame_received(self, event: BadFrame) -> None:
+        self.abort(f"protocol error from server: {event.reason}")
+
+    def stream_closed(self, exc: Exception | None) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        reason = self.close_reason
+        where = self.peer_label()
+        error = ConnectionLostError(f"connection to {where} lost" + (f": {reason}" if reason else ""))
+        if not self.ready.done():
+            self.ready.set_exception(error)
+        pending, self.pending = self.pending, {}
+        self.inflight_bytes = 0
+        for p in pending.values():
+            if not p.future.done():
+                p.future.set_exception(error)
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
+
+    def _check_alive(self) -> None:
+        if self.closed:
+            return
+        idle = self.loop.time() - self.last_received
+        if idle >= self.config.keepalive_timeout_s:
+            self.abort(f"no data from the server for {idle:.1f}s (keepalive_timeout_s)")
+            return
+        if idle >= self.config.keepalive_interval_s:
+            self.send(encode_frame(Kind.PING, 0))
+        self._keepalive = self.loop.call_later(self.config.keepalive_interval_s, self._check_alive)
+
+    def send_request(
+        self, name: bytes, body: bytes, payload: Buffer | None, timeout_ms: int, size: int
+    ) -> tuple[int, asyncio.Future[Frame]]:
+        rid = self._next_id
+        self._next_id = rid + 1
+        future: asyncio.Future[Frame] = self.loop.create_future()
+        self.pending[rid] = _Pending(future, size)
+        self.inflight_bytes += size
+        self.send(
+            encode_frame(
+                Kind.REQUEST, rid, body, name=name, payload_len=len(payload) if payload else 0, aux=timeout_ms
+            ),
+            payload,
+        )
+        return rid, future
+
+    def cancel_request(self, rid: int) -> None:
+        """Forget a call and tell the server to stop working on it."""
+        pending = self.pending.pop(rid, None)
+        if pending is None:
+            return
+        self.inflight_bytes -= pending.size
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
+        self.send(encode_frame(Kind.CANCEL, rid))
+
+    async def wait_for_room(self, size: int) -> None:
+        """Wait until ``size`` more request bytes fit under ``max_inflight_bytes`` (KUAFU-5)."""
+        limit = self.config.max_inflight_bytes
+        while self.inflight_bytes and self.inflight_bytes + size > limit and not self.closed:
+            if self._room is None or self._room.done():
+                self._room = self.loop.create_future()
+            await asyncio.shield(self._room)
+
+
+def _decode_error(body: bytes) -> FeitianError:
+    try:
+        return _error_decoder.decode(body).to_exception()
+    except msgspec.MsgspecError as exc:
+        return ProtocolError(f"malformed error reply: {exc}")
+
+
+class Channel:
+    """The connection to one endpoint: created on demand, re-created after it breaks."""
+
+    def __init__(self, client: Client, endpoint: str) -> None:
+        self.client = client
+        self.endpoint = endpoint
+        self.address = parse_endpoint(endpoint)
+        self.conn: ClientConnection | None = None
+        self._connecting: asyncio.Task[ClientConnection] | None = None
+
+    async def connection(self, deadline: float | None) -> ClientConnection:
+        conn = self.conn
+        if conn is not None and conn.usable:
+            return conn
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.get_running_loop().create_task(self._connect_loop())
+        task = self._connecting
+        if deadline is None:
+            return await asyncio.shield(task)
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), max(0.0, remaining))
+        except TimeoutError:
+            raise DeadlineExceededError(f"connect {self.endpoint}: deadline exceeded") from None
+
+    async def _connect_loop(self) -> ClientConnection:
+        loop = asyncio.get_running_loop()
+        cfg = self.client.config
+        give_up = loop.time() + cfg.connect_timeout_s
+        attempt = 0
+        while True:
+            try:
+                conn = await self._open()
+                self.conn = conn
+                return conn
+            except (ProtocolError, InvalidArgumentError):
+                raise  # the server refused us for a reason retrying will not fix
+            except (OSError, FeitianError) as exc:
+                last: BaseException = exc
+            delay = self.client.backoff.delay_s(attempt, self.client.rng)
+            attempt += 1
+            if loop.time() + delay > give_up:
+                raise UnavailableError(
+                    f"cannot connect to {self.endpoint} ({attempt} attempts): {_describe(last)}",
+                    hint="is the server running? `feitian cluster status` lists the local cluster",
+                    endpoint=self.endpoint,
+                )
+            await asyncio.sleep(delay)
+
+    async def _open(self) -> ClientConnection:
+        loop = asyncio.get_running_loop()
+        cfg = self.client.config
+        hello = Hello(PROTOCOL_VERSION, cfg.name, "", cfg.limits.max_body_bytes, cfg.limits.max_payload_bytes)
+        address = self.address
+        if cfg.proxy_path is not None and isinstance(address, TcpAddress):
+            hello = Hello(
+                PROTOCOL_VERSION, cfg.name, self.endpoint, cfg.limits.max_body_bytes, cfg.limits.max_payload_bytes
+            )
+            address = UnixAddress(cfg.proxy_path)
+
+        def factory() -> ClientConnection:
+            return ClientConnection(cfg, hello)
+
+        if isinstance(address, TcpAddress):
+            _, conn = await loop.create_connection(factory, address.host, address.port)
+        else:
+            _, conn = await loop.create_unix_connection(factory, address.path)
+        try:
+            async with asyncio.timeout(max(cfg.connect_timeout_s, 1.0)):
+                await conn.ready
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def close(self) -> None:
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        if self.conn is not None:
+            self.conn.close()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class _MethodInfo:
+    __slots__ = ("decoder", "idempotent", "name", "text")
+
+    def __init__(self, name: str, reply: Any, idempotent: bool = False) -> None:
+        self.text = name
+        self.name = name.encode()
+        self.decoder = msgspec.msgpack.Decoder(reply)
+        self.idempotent = idempotent
+
+
+class Call(Generic[R]):
+    """A call started with :meth:`Client.start`: await it, or poll :meth:`done` and collect :meth:`result`."""
+
+    def __init__(self, task: asyncio.Task[Reply[R]]) -> None:
+        self._task = task
+
+    def done(self) -> bool:
+        return self._task.done()
+
+    def result(self) -> R:
+        """The reply (raises the call's error); InvalidArgumentError if the call has not finished."""
+        if not self._task.done():
+            raise InvalidArgumentError("call has not finished yet", hint="await it, or check done() first")
+        return self._task.result().value
+
+    def reply(self) -> Reply[R]:
+        if not self._task.done():
+            raise InvalidArgumentError("call has not finished yet", hint="await it, or check done() first")
+        return self._task.result()
+
+    def cancel(self) -> None:
+        """Cancel the call; the server is told to stop working on it."""
+        self._task.cancel()
+
+    def __await__(self) -> Generator[Any, None, R]:
+        reply = yield from self._task.__await__()
+        return reply.value
+
+
+class Client:
+    """An asyncio Kuafu client (see module docstring). Use one per program; it is cheap to share."""
+
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        resolver: Resolver | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config or ClientConfig()
+        self.config.validate()
+        self.resolver = resolver
+        self.rng = rng or random.Random()
+        self.backoff = Backoff(self.config.backoff_base_s, self.config.backoff_max_s)
+        self._channels: dict[str, Channel] = {}
+        self._routes: dict[str, ServiceRoute] = {}
+        self._methods: dict[Any, _MethodInfo] = {}
+        self._closed = False
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        for route in self._routes.values():
+            route.close()
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+        self._routes.clear()
+
+    # -- the API -----------------------------------------------------------------------------------------------
+
+    async def call(
+        self,
+        address: str,
+        request: Request[R],
+        *,
+        timeout: float | None = None,
+        payload: Buffer | None = None,
+        idempotent: bool | None = None,
+    ) -> R:
+        """Send ``request`` and return its typed reply.
+
+        ``timeout`` is in seconds; ``payload`` is raw bulk data sent after the message. ``idempotent`` (default:
+        the request class's ``idempotent`` attribute) lets the client send the call again, up to
+        ``idempotent_retries`` times, if its connection breaks before the reply.
+        """
+        info = self._methods.get(type(request))
+        if info is None:
+            info = self._method_info(type(request))
+        frame = await self._invoke(
+            address,
+            info,
+            _encoder.encode(request),
+            payload,
+            timeout,
+            info.idempotent if idempotent is None else idempotent,
+        )
+        value: R = info.decoder.decode(frame.body)
+        return value
+
+    async def call_full(
+        self,
+        address: str,
+        request: Request[R],
+        *,
+        timeout: float | None = None,
+        payload: Buffer | None = None,
+        idempotent: bool | None = None,
+    ) -> Reply[R]:
+        """Like :meth:`call`, also returning the raw payload of the reply."""
+        info = self._methods.get(type(request)) or self._method_info(type(request))
+        frame = await self._invoke(
+            address,
+            info,
+            _encoder.encode(request),
+            payload,
+            timeout,
+            info.idempotent if idempotent is None else idempotent,
+        )
+        return Reply(info.decoder.decode(frame.body), frame.payload)
+
+    def start(
+        self,
+        address: str,
+        request: Request[R],
+        *,
+        timeout: float | None = None,
+        payload: Buffer | None = None,
+        idempotent: bool | None = None,
+    ) -> Call[R]:
+        """Start a call and return at once (KUAFU-3 asynchronous call); collect the result later."""
+        coro = self.call_full(address, request, timeout=timeout, payload=payload, idempotent=idempotent)
+        return Call(asyncio.get_running_loop().create_task(coro))
+
+    async def call_text(
+        self, address: str, method: str, text: str, *, timeout: float | None = None, idempotent: bool = False
+    ) -> str:
+        """Call a method whose request and reply are strings."""
+        info = self._methods.get(("text", method)) or self._untyped_info("text", method, str)
+        frame = await self._invoke(address, info, _encoder.encode(text), None, timeout, idempotent)
+        result: str = info.decoder.decode(frame.body)
+        return result
+
+    async def call_map(
+        self,
+        address: str,
+        method: str,
+        mapping: dict[str, str],
+        *,
+        timeout: float | None = None,
+        idempotent: bool = False,
+    ) -> dict[str, str]:
+        """Call a method whose request and reply are string-to-string maps."""
+        info = self._methods.get(("map", method)) or self._untyped_info("map", method, dict[str, str])
+        frame = await self._invoke(address, info, _encoder.encode(mapping), None, timeout, idempotent)
+        result: dict[str, str] = info.decoder.decode(frame.body)
+        return result
+
+    # -- internals ---------------------------------------------------------------------------------------------
+
+    def _method_info(self, request_type: type[Request[Any]]) -> _MethodInfo:
+        info = _MethodInfo(method_name(request_type), reply_type(request_type), request_type.idempotent)
+        self._methods[request_type] = info
+        return info
+
+    def _untyped_info(self, kind: str, method: str, rtype: Any) -> _MethodInfo:
+        if not method or len(method.encode()) > 255:
+            raise InvalidArgumentError(f"method name {method!r} must be 1..255 bytes")
+        info = _MethodInfo(method, rtype)
+        self._methods[(kind, method)] = info
+        return info
+
+    async def _invoke(
+        self,
+        address: str,
+        info: _MethodInfo,
+        body: bytes,
+        payload: Buffer | None,
+        timeout: float | None,
+        idempotent: bool,
+    ) -> Frame:
+        if self._closed:
+            raise InvalidArgumentError("client is closed")
+        loop = asyncio.get_running_loop()
+        if timeout is None:
+            timeout = self.config.default_timeout_s
+        deadline = None if timeout is None else loop.time() + timeout
+        inherited = current_deadline.get()
+        if inherited is not None and (deadline is None or inherited < deadline):
+            deadline = inherited
+        size = len(body) + (len(payload) if payload else 0)
+        self._check_size(info, body, payload)
+
+        retries = 0
+        while True:
+            try:
+                frame = await self._route(address, info, body, payload, deadline, size)
+                break
+            except ConnectionLostError:
+                # The call may or may not have run; only idempotent calls are sent again.
+                retries += 1
+                if (
+                    not idempotent
+                    or retries > self.config.idempotent_retries
+                    or (deadline is not None and loop.time() >= deadline)
+                ):
+                    raise
+        if frame.kind == Kind.REPLY:
+            return frame
+        raise _decode_error(frame.body)
+
+    async def _route(
+        self, address: str, info: _MethodInfo, body: bytes, payload: Buffer | None, deadline: float | None, size: int
+    ) -> Frame:
+        channel = self._channels.get(address)
+        if channel is not None:
+            conn = channel.conn
+            if conn is None or not conn.usable:
+                conn = await channel.connection(deadline)
+            return await self._send(conn, info, body, payload, deadline, size)
+        if address.startswith("nuwa://"):
+            return await self._invoke_service(address, info, body, payload, deadline, size)
+        channel = self._channel(address)
+        return await self._send(await channel.connection(deadline), info, body, payload, deadline, size)
+
+    def _check_size(self, info: _MethodInfo, body: bytes, payload: Buffer | None) -> None:
+        limits = self.config.limits
+        if len(body) > limits.max_body_bytes:
+            raise MessageTooLargeError(
+                f"{info.text}: request body of {len(body)} bytes exceeds max_body_bytes={limits.max_body_bytes}",
+                limit=limits.max_body_bytes,
+                size=len(body),
+            )
+        if payload and len(payload) > limits.max_payload_bytes:
+            raise MessageTooLargeError(
+                f"{info.text}: payload of {len(payload)} bytes exceeds max_payload_bytes={limits.max_payload_bytes}",
+                limit=limits.max_payload_bytes,
+                size=len(payload),
+            )
+
+    def _channel(self, endpoint: str) -> Channel:
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            channel = Channel(self, endpoint)  # parses: raises InvalidArgumentError on a bad address
+            self._channels[endpoint] = channel
+        return channel
+
+    async def _invoke_service(
+        self,
+        address: str,
+        info: _MethodInfo,
+        body: bytes,
+        payload: Buffer | None,
+        deadline: float | None,
+        size: int,
+    ) -> Frame:
+        route = self._routes.get(address)
+        if route is None:
+            parsed = parse_address(address)
+            assert isinstance(parsed, NuwaAddress)
+            if self.resolver is None:
+                raise InvalidArgumentError(
+                    f"{address}: this client has no resolver for nuwa:// addresses",
+                    hint="create the Client with resolver=...",
+                )
+            route = self._routes[address] = ServiceRoute(parsed, self.resolver)
+        loop = asyncio.get_running_loop()
+        while True:
+            endpoint = await route.pick()
+            channel = self._channel(endpoint)
+            try:
+                conn = await channel.connection(deadline)
+            except UnavailableError:
+                # Nothing was sent: safe to try another server while the deadline lasts.
+                route.report_failure(endpoint)
+                if deadline is not None and loop.time() >= deadline:
+                    raise
+                continue
+            route.report_success(endpoint)
+            try:
+                return await self._send(conn, info, body, payload, deadline, size)
+            except ConnectionLostError:
+                route.report_failure(endpoint)
+                raise
+
+    async def _send(
+        self,
+        conn: ClientConnection,
+        info: _MethodInfo,
+        body: bytes,
+        payload: Buffer | None,
+        deadline: float | None,
+        size: int,
+    ) -> Frame:
+        if conn.inflight_bytes and conn.inflight_bytes + size > self.config.max_inflight_bytes:
+            await self._bounded(conn.wait_for_room(size), deadline, info)
+        if conn.write_paused:
+            await self._bounded(conn.wait_writable(), deadline, info)
+        if conn.closed:
+            raise ConnectionLostError(f"{info.text}: connection to {conn.peer_label()} lost")
+        loop = conn.loop
+        timeout_ms = 0
+        timer = None
+        if deadline is not None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise DeadlineExceededError(f"{info.text}: deadline exceeded before the call was sent")
+            timeout_ms = min(_MAX_TIMEOUT_MS, max(1, math.ceil(remaining * 1000)))
+        rid, future = conn.send_request(info.name, body, payload, timeout_ms, size)
+        if deadline is not None:
+            timer = loop.call_at(deadline, _expire, conn, rid, future, info.text)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            conn.cancel_request(rid)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    @staticmethod
+    async def _bounded(waiting: Any, deadline: float | None, info: _MethodInfo) -> None:
+        if deadline is None:
+            await waiting
+            return
+        try:
+            await asyncio.wait_for(waiting, max(0.0, deadline - asyncio.get_running_loop().time()))
+        except TimeoutError:
+            raise DeadlineExceededError(f"{info.text}: deadline exceeded waiting for flow control") from None
+
+
+def _expire(conn: ClientConnection, rid: int, future: asyncio.Future[Frame], method: str) -> None:
+    if not future.done():
+        conn.cancel_request(rid)
+        future.set_exception(DeadlineExceededError(f"{method}: deadline exceeded waiting for the reply"))

@@ -1,0 +1,1 @@
+"""Pure Kuafu protocol logic: framing, handshake messages, address parsing, endpoint selection. No I/O."""
