@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import random
 from collections.abc import Generator
 from typing import Any, Generic, TypeVar
@@ -205,6 +206,7 @@ class Channel:
         self.address = parse_endpoint(endpoint)
         self.conn: ClientConnection | None = None
         self._connecting: asyncio.Task[ClientConnection] | None = None
+        self.last_error: BaseException | None = None  # of the latest failed connection attempt
 
     async def connection(self, deadline: float | None) -> ClientConnection:
         conn = self.conn
@@ -219,6 +221,12 @@ class Channel:
         try:
             return await asyncio.wait_for(asyncio.shield(task), max(0.0, remaining))
         except TimeoutError:
+            if self.last_error is not None:  # the server could not be reached: say why
+                raise UnavailableError(
+                    f"cannot connect to {self.endpoint} before the deadline: {_describe(self.last_error)}",
+                    hint="is the server running? `feitian cluster status` lists the local cluster",
+                    endpoint=self.endpoint,
+                ) from None
             raise DeadlineExceededError(f"connect {self.endpoint}: deadline exceeded") from None
 
     async def _connect_loop(self) -> ClientConnection:
@@ -230,11 +238,13 @@ class Channel:
             try:
                 conn = await self._open()
                 self.conn = conn
+                self.last_error = None
                 return conn
             except (ProtocolError, InvalidArgumentError):
                 raise  # the server refused us for a reason retrying will not fix
             except (OSError, FeitianError) as exc:
                 last: BaseException = exc
+                self.last_error = exc
             delay = self.client.backoff.delay_s(attempt, self.client.rng)
             attempt += 1
             if loop.time() + delay > give_up:
@@ -279,8 +289,11 @@ class Channel:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
+    if isinstance(exc, OSError):
+        if exc.errno:
+            return os.strerror(exc.errno)
+        if exc.strerror:
+            return exc.strerror
     return str(exc) or type(exc).__name__
 
 

@@ -344,7 +344,11 @@ class FrameDecoder:
                 buf = self._buf
                 break
             frame = self._slice_frame(kind, flags, rid, aux, name_len, body_len)
-            if payload_len:
+            if payload_len >= limits.large_payload_bytes:
+                big = self._pool.take(payload_len) if self._pool else bytearray(payload_len)
+                big[:] = buf[start + head : start + head + payload_len]
+                frame.payload = big
+            elif payload_len:
                 frame.payload = bytes(buf[start + head : start + head + payload_len])
             self._start = start + head + payload_len
             events.append(frame)

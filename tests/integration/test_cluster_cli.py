@@ -1,0 +1,108 @@
+"""The `feitian` command against a real local cluster: processes, health, exit codes, clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from feitian.deploy.cluster import LocalCluster
+from feitian.runtime.procs import is_running, signal_process
+from feitian.testing.cli import feitian
+
+
+@pytest.fixture
+def cluster_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
+    directory = tmp_path / "cluster"
+    yield str(directory)
+    # Whatever a test did, stop what the cluster started (by recorded pid).
+    lc = LocalCluster(str(directory))
+    if Path(lc.state_path).exists():
+        lc.down(grace_s=5)
+
+
+def test_cluster_lifecycle(cluster_dir: str) -> None:
+    up = feitian("cluster", "up", "--dir", cluster_dir, "--json", check=True)
+    state = json.loads(up.stdout)
+    procs = {p["name"]: p for p in state["processes"]}
+    assert set(procs) == {"echo-1", "echo-2", "rpc-proxy-1"}
+    lc = LocalCluster(cluster_dir)
+    refs = [p.ref for p in lc.load().processes]
+    assert all(is_running(r) for r in refs)
+    for p in procs.values():
+        assert Path(p["log"]).exists() and p["addresses"][0].startswith("tcp://127.0.0.1:")
+
+    status = feitian("cluster", "status", "--cluster", cluster_dir, "--json", check=True)
+    rows = json.loads(status.stdout)["processes"]
+    assert {r["name"]: r["state"] for r in rows} == {n: "ok" for n in procs}
+
+    ping = feitian("rpc", "ping", "echo-1", "--cluster", cluster_dir, "--json", check=True)
+    assert json.loads(ping.stdout)[0]["health"]["server_name"] == "echo-1"
+    via_proxy = feitian("rpc", "ping", "echo-2", "--cluster", cluster_dir, "--proxy", check=True)
+    assert via_proxy.stdout.startswith("ok from echo-2")
+    by_service = feitian("rpc", "ping", "nuwa://local/echo", "--count", "2", "--cluster", cluster_dir, check=True)
+    assert len(by_service.stdout.splitlines()) == 2
+    text = feitian("rpc", "call", "echo-1", "echo.text", "--text", "你好", "--cluster", cluster_dir, check=True)
+    assert text.stdout.strip() == "你好"
+    mapped = feitian("rpc", "call", "echo-2", "echo.map", "--map", "a=1", "--cluster", cluster_dir, "--json",
+                     check=True)
+    assert json.loads(mapped.stdout) == {"a": "1", "served_by": "echo-2"}
+
+    again = feitian("cluster", "up", "--dir", cluster_dir)
+    assert again.returncode == 5 and "already running" in again.stderr and "hint:" in again.stderr
+
+    # A process that dies shows up in status, which then exits 3.
+    signal_process(lc.load().find("echo-2").ref, signal.SIGKILL)
+    status = feitian("cluster", "status", "--cluster", cluster_dir)
+    assert status.returncode == 3 and "stopped" in status.stdout and "error: not healthy: echo-2" in status.stderr
+
+    down = feitian("cluster", "down", "--cluster", cluster_dir, "--json", check=True)
+    assert sorted(json.loads(down.stdout)["stopped"]) == ["echo-1", "rpc-proxy-1"]
+    assert not any(is_running(r) for r in refs)
+    assert feitian("cluster", "status", "--cluster", cluster_dir).returncode == 4
+
+
+def test_cluster_dir_from_environment(cluster_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEITIAN_CLUSTER", cluster_dir)
+    feitian("cluster", "up", "--echo", "1", "--no-proxy", check=True)
+    assert feitian("cluster", "status", check=True).returncode == 0
+    assert feitian("cluster", "down", check=True).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "text"),
+    [
+        (["rpc", "ping", "tcp://127.0.0.1:1", "--timeout", "0.5"], 3, "error: cannot connect"),
+        (["rpc", "ping", "tcp://nowhere"], 2, "has no port"),
+        (["rpc", "call", "tcp://127.0.0.1:1", "m"], 2, "exactly one of --text or --map"),
+        (["cluster", "status", "--cluster", "/nonexistent/feitian"], 4, "no cluster at"),
+        (["cluster", "down", "--cluster", "/nonexistent/feitian"], 4, "no cluster at"),
+        (["no-such-command"], 2, "No such command"),
+    ],
+)
+def test_errors_and_exit_codes(args: list[str], code: int, text: str) -> None:
+    proc = feitian(*args)
+    assert proc.returncode == code, proc.stderr
+    assert text in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["cluster"], ["cluster", "up"], ["cluster", "status"], ["cluster", "down"], ["node", "run"], ["rpc"],
+     ["rpc", "ping"], ["rpc", "call"], ["demo"], ["bench"], ["bench", "rpc"]],
+)
+def test_help_everywhere(args: list[str]) -> None:
+    proc = feitian(*args, "--help", check=True)
+    assert "Usage: feitian" in proc.stdout
+
+
+def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
+    directory = str(tmp_path / "demo")
+    proc = feitian("demo", "--dir", directory, timeout=120, check=True)
+    out = proc.stdout
+    assert "all correct: True" in out and "every length acknowledged: True" in out
+    assert "served by: echo-1, echo-1, echo-1, echo-1, echo-1, echo-1" in out
+    assert "0 would not stop" in out
+    assert not Path(directory, "cluster.json").exists()
