@@ -8,8 +8,22 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "feitian"
-FORBIDDEN = {"asyncio", "socket", "time", "random", "os", "io", "threading", "subprocess", "selectors", "signal",
-             "uvloop", "shutil", "tempfile", "pathlib"}
+FORBIDDEN = {
+    "asyncio",
+    "socket",
+    "time",
+    "random",
+    "os",
+    "io",
+    "threading",
+    "subprocess",
+    "selectors",
+    "signal",
+    "uvloop",
+    "shutil",
+    "tempfile",
+    "pathlib",
+}
 PURE_PACKAGES = ["rpc/core", "consensus", "security/core"]
 
 

@@ -38,11 +38,13 @@ class EchoNode:
         endpoint = self.run_dir / "echo-f.json"
         if endpoint.exists():
             endpoint.unlink()
-        ref = spawn_detached([sys.executable, "-m", "feitian", "node", "run", "echo", "--config", str(self.config)],
-                             self.log)
+        ref = spawn_detached(
+            [sys.executable, "-m", "feitian", "node", "run", "echo", "--config", str(self.config)], self.log
+        )
         self.refs.append(ref)
-        wait_until(lambda: (e := read_endpoint(str(endpoint))) is not None and e.pid == ref.pid, 30,
-                   "echo node serving")
+        wait_until(
+            lambda: (e := read_endpoint(str(endpoint))) is not None and e.pid == ref.pid, 30, "echo node serving"
+        )
         return ref
 
 

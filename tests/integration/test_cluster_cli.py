@@ -46,8 +46,9 @@ def test_cluster_lifecycle(cluster_dir: str) -> None:
     assert len(by_service.stdout.splitlines()) == 2
     text = feitian("rpc", "call", "echo-1", "echo.text", "--text", "你好", "--cluster", cluster_dir, check=True)
     assert text.stdout.strip() == "你好"
-    mapped = feitian("rpc", "call", "echo-2", "echo.map", "--map", "a=1", "--cluster", cluster_dir, "--json",
-                     check=True)
+    mapped = feitian(
+        "rpc", "call", "echo-2", "echo.map", "--map", "a=1", "--cluster", cluster_dir, "--json", check=True
+    )
     assert json.loads(mapped.stdout) == {"a": "1", "served_by": "echo-2"}
 
     again = feitian("cluster", "up", "--dir", cluster_dir)
@@ -90,8 +91,20 @@ def test_errors_and_exit_codes(args: list[str], code: int, text: str) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["cluster"], ["cluster", "up"], ["cluster", "status"], ["cluster", "down"], ["node", "run"], ["rpc"],
-     ["rpc", "ping"], ["rpc", "call"], ["demo"], ["bench"], ["bench", "rpc"]],
+    [
+        [],
+        ["cluster"],
+        ["cluster", "up"],
+        ["cluster", "status"],
+        ["cluster", "down"],
+        ["node", "run"],
+        ["rpc"],
+        ["rpc", "ping"],
+        ["rpc", "call"],
+        ["demo"],
+        ["bench"],
+        ["bench", "rpc"],
+    ],
 )
 def test_help_everywhere(args: list[str]) -> None:
     proc = feitian(*args, "--help", check=True)

@@ -10,6 +10,8 @@ import enum
 
 import msgspec
 
+from feitian.errors import DataCorruptionError
+
 
 class EntryKind(enum.IntEnum):
     NORMAL = 0  # application data
@@ -33,11 +35,18 @@ class HardState(msgspec.Struct, frozen=True, array_like=True):
 
 
 class ConfState(msgspec.Struct, frozen=True, array_like=True):
-    """Membership. ``voters_outgoing`` is non-empty only during a joint-consensus transition."""
+    """Membership. ``voters_outgoing`` is non-empty only during a joint-consensus transition.
+
+    ``learners_next`` holds voters being demoted to learners in a joint configuration: they still vote in the
+    outgoing half and become learners when the joint configuration is left. ``auto_leave`` says the leader
+    leaves the joint configuration on its own once it is applied (see :class:`ConfChangeTransition`).
+    """
 
     voters: tuple[int, ...] = ()
     learners: tuple[int, ...] = ()
     voters_outgoing: tuple[int, ...] = ()
+    learners_next: tuple[int, ...] = ()
+    auto_leave: bool = False
 
 
 class SnapshotMeta(msgspec.Struct, frozen=True, array_like=True):
@@ -49,3 +58,54 @@ class SnapshotMeta(msgspec.Struct, frozen=True, array_like=True):
 class Snapshot(msgspec.Struct, frozen=True, array_like=True):
     meta: SnapshotMeta
     data: bytes = b""
+
+
+class ConfChangeType(enum.IntEnum):
+    ADD_VOTER = 0  # add a voter, or promote a learner
+    ADD_LEARNER = 1  # add a learner, or demote a voter
+    REMOVE = 2  # remove a voter or a learner
+
+
+class ConfChangeTransition(enum.IntEnum):
+    """How a :class:`ConfChange` is carried out (Ongaro's thesis §4.3, joint consensus).
+
+    AUTO: a change of at most one voter is applied directly ("simple"); anything else goes through a joint
+    configuration that the leader leaves on its own. JOINT_IMPLICIT: always joint, left automatically.
+    JOINT_EXPLICIT: always joint; the application leaves it by proposing an empty ``ConfChange()``.
+    """
+
+    AUTO = 0
+    JOINT_IMPLICIT = 1
+    JOINT_EXPLICIT = 2
+
+
+class ConfChangeSingle(msgspec.Struct, frozen=True, array_like=True):
+    type: ConfChangeType
+    node_id: int
+
+
+class ConfChange(msgspec.Struct, frozen=True, array_like=True):
+    """A membership change, the payload of a ``CONF_CHANGE`` entry. ``ConfChange()`` leaves a joint config."""
+
+    changes: tuple[ConfChangeSingle, ...] = ()
+    transition: ConfChangeTransition = ConfChangeTransition.AUTO
+    context: bytes = b""  # opaque to the core (for example the address of an added replica)
+
+    def leaves_joint(self) -> bool:
+        return not self.changes and self.transition == ConfChangeTransition.AUTO
+
+    def enters_joint(self) -> tuple[bool, bool]:
+        """``(enters_joint, auto_leave)``."""
+        joint = self.transition != ConfChangeTransition.AUTO or len(self.changes) > 1
+        auto_leave = self.transition in (ConfChangeTransition.AUTO, ConfChangeTransition.JOINT_IMPLICIT)
+        return joint, auto_leave
+
+    def encode(self) -> bytes:
+        return msgspec.msgpack.encode(self)
+
+    @classmethod
+    def decode(cls, data: bytes) -> ConfChange:
+        try:
+            return msgspec.msgpack.decode(data, type=cls)
+        except msgspec.DecodeError as exc:
+            raise DataCorruptionError(f"decode conf change: {exc}") from exc

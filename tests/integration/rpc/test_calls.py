@@ -6,7 +6,6 @@ import asyncio
 
 import crc32c
 import pytest
-from feitian.testing.rpc import serving
 
 from feitian.errors import (
     ConflictError,
@@ -18,6 +17,7 @@ from feitian.errors import (
 )
 from feitian.rpc import CallContext, Client, ClientConfig, Echo, FrameLimits, Health, Request, Server, ServerConfig
 from feitian.rpc.server import handler
+from feitian.testing.rpc import serving
 
 
 class Put(Request[int], frozen=True, tag="test.Put"):
@@ -101,7 +101,7 @@ async def test_unknown_method_and_malformed_request() -> None:
             await client.call_text(addr, "no.such.method", "x")
         assert nf.value.reason == "unknown_method"
         # Echo's body must be an array holding bytes; send a map message under its name instead.
-        with pytest.raises(InvalidArgumentError, match="kuafu.Echo: malformed request"):
+        with pytest.raises(InvalidArgumentError, match=r"kuafu\.Echo: malformed request"):
             await client.call_map(addr, "kuafu.Echo", {"a": "b"})
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from feitian.testing.rpc import serving
 
 from feitian.errors import DeadlineExceededError, OverloadedError
 from feitian.rpc import CallContext, Client, ClientConfig, Echo, LaneConfig, Request, Server, ServerConfig
 from feitian.rpc.context import current_deadline
+from feitian.testing.rpc import serving
 from feitian.testing.waiting import wait_for_condition
 
 
@@ -133,9 +133,11 @@ async def test_callers_can_be_routed_to_their_own_lane() -> None:
     server = Server(ServerConfig(lanes=lanes))
     server.add_handler(Block, gate.block)
     server.route_caller("tubo-agent", "agents")
-    async with serving(server) as (_, addr), Client(ClientConfig(name="app")) as app, Client(
-        ClientConfig(name="tubo-agent")
-    ) as agent:
+    async with (
+        serving(server) as (_, addr),
+        Client(ClientConfig(name="app")) as app,
+        Client(ClientConfig(name="tubo-agent")) as agent,
+    ):
         first = app.start(addr, Block("app-1"))
         await wait_for_condition(lambda: gate.started == ["app-1"], what="default lane busy")
         with pytest.raises(OverloadedError):

@@ -7,12 +7,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from feitian.testing.rpc import serving
 
 from feitian.errors import ConnectionLostError, InvalidArgumentError, NotLeaderError
 from feitian.rpc import CallContext, Client, ClientConfig, Echo, Health, Request, Server, ServerConfig
 from feitian.rpc.proxy import Proxy, ProxyConfig
 from feitian.rpc.sync import SyncClient
+from feitian.testing.rpc import serving
 from feitian.testing.waiting import wait_for_condition, wait_until
 
 
@@ -70,8 +70,9 @@ async def test_proxy_forwards_with_the_same_client_api(tmp_path: Path) -> None:
                 held.cancel()
                 await wait_for_condition(lambda: "cancelled" in events, what="cancel reached server")
                 # Many concurrent calls from both programs are matched to the right callers.
-                results = await asyncio.gather(*(c.call(addr, Echo(f"{i}".encode())) for i in range(100)
-                                                 for c in (a, b)))
+                results = await asyncio.gather(
+                    *(c.call(addr, Echo(f"{i}".encode())) for i in range(100) for c in (a, b))
+                )
                 assert results == [f"{i}".encode() for i in range(100) for _ in range(2)]
                 release.set()
         finally:
@@ -86,7 +87,7 @@ async def test_proxy_reports_a_dead_target_and_a_lost_server(tmp_path: Path) -> 
         async with Client(ClientConfig(proxy_path=sock, connect_timeout_s=0.5)) as client:
             with pytest.raises(Exception, match="cannot connect"):
                 await client.call("tcp://127.0.0.1:1", Health())
-            server, release, _ = holding_server()
+            server, _release, _ = holding_server()
             async with serving(server) as (_, addr):
                 call = client.start(addr, Hold(), idempotent=False)
                 await wait_for_condition(lambda: proxy.upstream_count == 1, what="upstream connected")

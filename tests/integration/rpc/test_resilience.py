@@ -7,12 +7,12 @@ import socket
 
 import msgspec
 import pytest
-from feitian.testing.rpc import serving
 
-from feitian.errors import ConnectionLostError, DeadlineExceededError, InvalidArgumentError, UnavailableError
+from feitian.errors import ConnectionLostError, InvalidArgumentError, UnavailableError
 from feitian.rpc import CallContext, Client, ClientConfig, Echo, Health, MemoryResolver, Request, Server, ServerConfig
 from feitian.rpc.core.frame import HEADER, MAGIC, PROTOCOL_VERSION, Kind, encode_frame
 from feitian.rpc.core.messages import ErrorInfo, Hello
+from feitian.testing.rpc import serving
 from feitian.testing.waiting import wait_for_condition
 
 

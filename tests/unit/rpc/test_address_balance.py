@@ -30,8 +30,19 @@ def test_parse(text: str, expected: object) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["127.0.0.1:9000", "tcp://host", "tcp://host:99999", "tcp://:80", "tcp://h:x", "unix://rel/path",
-     "nuwa://cluster", "nuwa:///svc", "nuwa://c/a/b", "http://x:1", "tcp://[::1]80"],
+    [
+        "127.0.0.1:9000",
+        "tcp://host",
+        "tcp://host:99999",
+        "tcp://:80",
+        "tcp://h:x",
+        "unix://rel/path",
+        "nuwa://cluster",
+        "nuwa:///svc",
+        "nuwa://c/a/b",
+        "http://x:1",
+        "tcp://[::1]80",
+    ],
 )
 def test_parse_rejects_with_a_clear_error(text: str) -> None:
     with pytest.raises(InvalidArgumentError) as info:

@@ -22,13 +22,21 @@ from feitian.rpc.core.frame import (
     encode_frame,
 )
 
-SMALL_LIMITS = FrameLimits(max_body_bytes=1000, max_payload_bytes=5000, large_payload_bytes=512,
-                           receive_buffer_bytes=4096)
+SMALL_LIMITS = FrameLimits(
+    max_body_bytes=1000, max_payload_bytes=5000, large_payload_bytes=512, receive_buffer_bytes=4096
+)
 
 
 def wire(frame: Frame) -> bytes:
-    return encode_frame(frame.kind, frame.request_id, frame.body, name=frame.name,
-                        payload_len=len(frame.payload), aux=frame.aux, flags=frame.flags) + bytes(frame.payload)
+    return encode_frame(
+        frame.kind,
+        frame.request_id,
+        frame.body,
+        name=frame.name,
+        payload_len=len(frame.payload),
+        aux=frame.aux,
+        flags=frame.flags,
+    ) + bytes(frame.payload)
 
 
 def sample_frames() -> list[Frame]:
@@ -72,11 +80,11 @@ def test_large_payload_is_received_into_its_own_buffer() -> None:
     dec = FrameDecoder(SMALL_LIMITS)
     frame = Frame(Kind.REQUEST, 0, 9, 0, b"m", b"\x90", b"p" * 4000)
     data = wire(frame)
-    head = data[:HEADER_SIZE + 1 + 1 + 10]
+    head = data[: HEADER_SIZE + 1 + 1 + 10]
     assert dec.feed(head) == []
     view = dec.get_buffer()
     assert len(view) == 4000 - 10  # exactly the rest of the payload: no copy through the main buffer
-    view[:] = data[len(head):]
+    view[:] = data[len(head) :]
     (got,) = dec.buffer_updated(len(view))
     assert isinstance(got, Frame) and isinstance(got.payload, bytearray) and got == frame
 
@@ -159,8 +167,9 @@ frames_strategy = st.lists(
 @given(frames=frames_strategy, cuts=st.lists(st.integers(1, 5000), max_size=12))
 def test_any_frames_any_chunking(frames: list[Frame], cuts: list[int]) -> None:
     data = b"".join(wire(f) for f in frames)
-    dec = FrameDecoder(FrameLimits(max_body_bytes=1000, max_payload_bytes=5000, large_payload_bytes=700,
-                                   receive_buffer_bytes=4096))
+    dec = FrameDecoder(
+        FrameLimits(max_body_bytes=1000, max_payload_bytes=5000, large_payload_bytes=700, receive_buffer_bytes=4096)
+    )
     events = []
     pos = 0
     for cut in cuts:
@@ -179,8 +188,11 @@ def test_fuzz_random_bytes_never_raise(data: bytes) -> None:
 
 
 @settings(max_examples=500, deadline=None)
-@given(frames=frames_strategy, flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 255)), max_size=4),
-       truncate=st.integers(0, 10_000))
+@given(
+    frames=frames_strategy,
+    flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 255)), max_size=4),
+    truncate=st.integers(0, 10_000),
+)
 def test_fuzz_mutated_frames(frames: list[Frame], flips: list[tuple[int, int]], truncate: int) -> None:
     data = bytearray(b"".join(wire(f) for f in frames))
     for pos, xor in flips:
