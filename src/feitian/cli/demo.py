@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -106,11 +107,17 @@ def demo(directory: str | None, keep: bool) -> None:
     state = lc.up(default_spec(echo=2, proxy=True), progress=note)
     for p in state.processes:
         say(f"  {p.name:12} {p.role:10} pid {p.pid:<7} {' '.join(p.addresses)}")
+    ok = False
     try:
         run(tour(lc, state))
+        ok = True
     finally:
         if keep:
             say(f"\ncluster left running; stop it with: feitian cluster down --cluster {directory}")
         else:
             stopped, stuck = lc.down()
             say(f"\n== Stopped the cluster: {len(stopped)} process(es) stopped, {len(stuck)} would not stop ==")
+            if tmp is not None and ok and not stuck:
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                say(f"logs kept in {directory}/logs")
