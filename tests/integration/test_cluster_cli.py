@@ -27,7 +27,8 @@ def test_cluster_lifecycle(cluster_dir: str) -> None:
     up = feitian("cluster", "up", "--dir", cluster_dir, "--json", check=True)
     state = json.loads(up.stdout)
     procs = {p["name"]: p for p in state["processes"]}
-    assert set(procs) == {"echo-1", "echo-2", "rpc-proxy-1"}
+    assert set(procs) == {"authority", "echo-1", "echo-2", "rpc-proxy-1"}
+    assert state["secure"] is True
     lc = LocalCluster(cluster_dir)
     refs = [p.ref for p in lc.load().processes]
     assert all(is_running(r) for r in refs)
@@ -40,8 +41,9 @@ def test_cluster_lifecycle(cluster_dir: str) -> None:
 
     ping = feitian("rpc", "ping", "echo-1", "--cluster", cluster_dir, "--json", check=True)
     assert json.loads(ping.stdout)[0]["health"]["server_name"] == "echo-1"
-    via_proxy = feitian("rpc", "ping", "echo-2", "--cluster", cluster_dir, "--proxy", check=True)
-    assert via_proxy.stdout.startswith("ok from echo-2")
+    # A secured cluster's proxy refuses to forward (it would be a confused deputy): docs/security.md.
+    via_proxy = feitian("rpc", "ping", "echo-2", "--cluster", cluster_dir, "--proxy")
+    assert via_proxy.returncode == 6 and "reason=proxy_disabled" in via_proxy.stderr
     by_service = feitian("rpc", "ping", "nuwa://local/echo", "--count", "2", "--cluster", cluster_dir, check=True)
     assert len(by_service.stdout.splitlines()) == 2
     text = feitian("rpc", "call", "echo-1", "echo.text", "--text", "你好", "--cluster", cluster_dir, check=True)
@@ -60,7 +62,7 @@ def test_cluster_lifecycle(cluster_dir: str) -> None:
     assert status.returncode == 3 and "stopped" in status.stdout and "error: not healthy: echo-2" in status.stderr
 
     down = feitian("cluster", "down", "--cluster", cluster_dir, "--json", check=True)
-    assert sorted(json.loads(down.stdout)["stopped"]) == ["echo-1", "rpc-proxy-1"]
+    assert sorted(json.loads(down.stdout)["stopped"]) == ["authority", "echo-1", "rpc-proxy-1"]
     assert not any(is_running(r) for r in refs)
     assert feitian("cluster", "status", "--cluster", cluster_dir).returncode == 4
 
@@ -70,6 +72,16 @@ def test_cluster_dir_from_environment(cluster_dir: str, monkeypatch: pytest.Monk
     feitian("cluster", "up", "--echo", "1", "--no-proxy", check=True)
     assert feitian("cluster", "status", check=True).returncode == 0
     assert feitian("cluster", "down", check=True).returncode == 0
+
+
+def test_insecure_cluster_and_its_proxy(cluster_dir: str) -> None:
+    up = feitian("cluster", "up", "--dir", cluster_dir, "--echo", "1", "--insecure", check=True)
+    assert "WARNING: starting an insecure cluster" in up.stderr
+    assert not Path(cluster_dir, "security").exists()
+    via_proxy = feitian("rpc", "ping", "echo-1", "--cluster", cluster_dir, "--proxy", check=True)
+    assert via_proxy.stdout.startswith("ok from echo-1")
+    who = feitian("rpc", "call", "echo-1", "echo.whoami", "--text", "", "--cluster", cluster_dir, check=True)
+    assert "unauthenticated" in who.stdout
 
 
 @pytest.mark.parametrize(
@@ -104,6 +116,13 @@ def test_errors_and_exit_codes(args: list[str], code: int, text: str) -> None:
         ["demo"],
         ["bench"],
         ["bench", "rpc"],
+        ["bench", "security"],
+        ["key", "create"],
+        ["user", "add"],
+        ["policy", "grant"],
+        ["cap", "request"],
+        ["cap", "show"],
+        ["token", "mint"],
     ],
 )
 def test_help_everywhere(args: list[str]) -> None:

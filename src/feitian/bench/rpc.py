@@ -6,6 +6,10 @@ one) and one server process, all on 127.0.0.1.
 * lat100: 100-byte request echoed back, one call in flight -> p50 / p99 latency in microseconds
 * thr100: 100-byte request echoed back, 64 calls in flight on one connection -> calls per second
 * up1m:   1 MiB request payload -> 8-byte reply, 8 calls in flight -> request MB/s
+
+feitian's rows call ``echo.bytes`` of an echo node (the same work as ``kuafu.Echo``, with a declared rule):
+``feitian`` and ``feitian_proxy`` in an insecure cluster, ``feitian_secure`` in a secured one (mutual TLS, and a
+capability check before every call), all in the same run.
 """
 
 from __future__ import annotations
@@ -17,29 +21,49 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from feitian.deploy.cluster import LocalCluster, default_spec
-from feitian.rpc import Client, ClientConfig, Echo, Health
+from feitian.deploy.echo_methods import EchoBytes
+from feitian.rpc import Client, ClientConfig, Health
 from feitian.runtime.eventloop import run
 
 SMALL = b"x" * 100
 LAT_MAX_CALLS = 20_000
 
 
-async def _measure(address: str, seconds: float, proxy_path: str | None) -> dict[str, Any]:
+ClientFactory = Callable[[], Awaitable[Client]]
+
+
+def plain_client(proxy_path: str | None = None) -> ClientFactory:
+    async def make() -> Client:
+        return Client(ClientConfig(name="bench", proxy_path=proxy_path))
+
+    return make
+
+
+def cluster_client(lc: LocalCluster) -> ClientFactory:
+    """The cluster's admin identity (mutual TLS, its capabilities) for a secured cluster."""
+
+    async def make() -> Client:
+        return await lc.client(ClientConfig(name="bench"))
+
+    return make
+
+
+async def measure(address: str, seconds: float, make_client: ClientFactory) -> dict[str, Any]:
     big = os.urandom(1 << 20)
-    cfg = ClientConfig(name="bench", proxy_path=proxy_path)
-    async with Client(cfg) as client:
+    async with await make_client() as client:
         await client.call(address, Health(), timeout=10)
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < min(0.5, seconds / 4):  # warm up
-            await client.call(address, Echo(SMALL))
+            await client.call(address, EchoBytes(SMALL))
         lats: list[float] = []
         t0 = time.perf_counter()
         while len(lats) < LAT_MAX_CALLS and time.perf_counter() - t0 < seconds:
             a = time.perf_counter()
-            await client.call(address, Echo(SMALL))
+            await client.call(address, EchoBytes(SMALL))
             lats.append(time.perf_counter() - a)
         lats.sort()
 
@@ -50,7 +74,7 @@ async def _measure(address: str, seconds: float, proxy_path: str | None) -> dict
             async def worker() -> None:
                 nonlocal count
                 while time.perf_counter() - start < seconds:
-                    await client.call(address, Echo(data), payload=payload)
+                    await client.call(address, EchoBytes(data), payload=payload)
                     count += 1
 
             await asyncio.gather(*(worker() for _ in range(window)))
@@ -99,10 +123,20 @@ def _run_peer(peers_dir: str, loop: str, seconds: float) -> dict[str, Any]:
     }
 
 
+def secure_ratios(insecure: dict[str, Any], secure: dict[str, Any]) -> dict[str, float]:
+    """Secured over unsecured figures (the ZK target: thr100 >= 0.8, up1m >= 0.6)."""
+    return {
+        "secure_thr100_vs_insecure": round(secure["thr100_calls_per_s"] / insecure["thr100_calls_per_s"], 2),
+        "secure_up1m_vs_insecure": round(secure["up1m_MBps"] / insecure["up1m_MBps"], 2),
+        "secure_lat100_p50_vs_insecure": round(secure["lat100_p50_us"] / insecure["lat100_p50_us"], 2),
+    }
+
+
 def _ratios(result: dict[str, Any]) -> dict[str, Any]:
     ft, px = result["feitian"], result["feitian_proxy"]
     peers = result.get("peers", {})
     out: dict[str, Any] = {"proxy_thr100_vs_direct": round(px["thr100_calls_per_s"] / ft["thr100_calls_per_s"], 2)}
+    out.update(secure_ratios(ft, result["feitian_secure"]))
     am, um = peers.get("asyncio_msgpack", {}), peers.get("uvloop_msgpack", {})
     if "thr100_calls_per_s" in am:
         out["thr100_vs_asyncio_msgpack"] = round(ft["thr100_calls_per_s"] / am["thr100_calls_per_s"], 2)
@@ -115,17 +149,24 @@ def _ratios(result: dict[str, Any]) -> dict[str, Any]:
 
 def run_rpc_bench(seconds: float = 3.0, peers_dir: str | None = None, with_peers: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="feitian-bench-rpc-") as tmp:
-        lc = LocalCluster(tmp)
-        state = lc.up(default_spec(echo=1, proxy=True))
+        lc = LocalCluster(os.path.join(tmp, "insecure"))
+        secure_lc = LocalCluster(os.path.join(tmp, "secure"))
         try:
+            state = lc.up(default_spec(echo=1, proxy=True), secure=False)
+            secure_state = secure_lc.up(default_spec(echo=1, proxy=False))
             procs = {p.role: p for p in state.processes}
             address = procs["echo"].addresses[0]
+            proxy_path = procs["rpc-proxy"].extra["socket"]
+            secure_address = next(p.addresses[0] for p in secure_state.processes if p.role == "echo")
             result: dict[str, Any] = {
-                "feitian": run(_measure(address, seconds, None)),
-                "feitian_proxy": run(_measure(address, seconds, procs["rpc-proxy"].extra["socket"])),
+                "feitian": run(measure(address, seconds, plain_client())),
+                "feitian_secure": run(measure(secure_address, seconds, cluster_client(secure_lc))),
+                "feitian_proxy": run(measure(address, seconds, plain_client(proxy_path))),
             }
         finally:
-            lc.down()
+            for cluster in (lc, secure_lc):
+                if os.path.exists(cluster.state_path):
+                    cluster.down()
     if with_peers:
         pdir = peers_dir or _default_peers_dir()
         if pdir and os.path.isfile(os.path.join(pdir, "rpc_asyncio.py")):
@@ -141,7 +182,7 @@ def run_rpc_bench(seconds: float = 3.0, peers_dir: str | None = None, with_peers
 
 
 def print_table(result: dict[str, Any]) -> None:
-    rows = [("feitian", result["feitian"]), ("feitian_proxy", result["feitian_proxy"])]
+    rows = [(name, result[name]) for name in ("feitian", "feitian_secure", "feitian_proxy")]
     rows += [(name, fig) for name, fig in result.get("peers", {}).items() if isinstance(fig, dict)]
     print(f"{'':18}{'lat100 p50 us':>14}{'p99 us':>10}{'thr100 calls/s':>16}{'up1m MB/s':>11}")
     for name, fig in rows:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from feitian.cli.identity import identity_option
 from feitian.cli.output import emit_json, note, table
 from feitian.deploy.cluster import LocalCluster, default_spec, resolve_cluster_dir
 from feitian.errors import UnavailableError
@@ -33,11 +34,21 @@ def cluster() -> None:
 @click.option("--echo", "echo_nodes", default=2, show_default=True, help="Diagnostic echo servers to start.")
 @click.option("--proxy/--no-proxy", default=True, show_default=True, help="Start a per-machine Kuafu proxy.")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for every process to be ready.")
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Run without security: no authority, no TLS, every caller trusted (benchmarks and debugging only).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the cluster state as JSON.")
-def up(directory: str | None, echo_nodes: int, proxy: bool, timeout: float, as_json: bool) -> None:
-    """Start the cluster's services as background processes and wait until each is healthy."""
+def up(directory: str | None, echo_nodes: int, proxy: bool, timeout: float, insecure: bool, as_json: bool) -> None:
+    """Start the cluster's services as background processes and wait until each is healthy.
+
+    The cluster is secured: `up` creates the authority, the CA, an `admin` identity for you and one identity per
+    node (in DIR/security), starts the authority first, and every node serves mutual TLS only.
+    """
     lc = LocalCluster(resolve_cluster_dir(directory))
-    state = lc.up(default_spec(echo=echo_nodes, proxy=proxy), timeout_s=timeout, progress=note)
+    specs = default_spec(echo=echo_nodes, proxy=proxy)
+    state = lc.up(specs, timeout_s=timeout, progress=note, secure=not insecure)
     if as_json:
         emit_json(state)
         return
@@ -54,14 +65,15 @@ def up(directory: str | None, echo_nodes: int, proxy: bool, timeout: float, as_j
 @cluster.command()
 @cluster_option
 @click.option("--timeout", default=2.0, show_default=True, help="Seconds to wait for each health answer.")
+@identity_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def status(cluster_dir: str | None, timeout: float, as_json: bool) -> None:
+def status(cluster_dir: str | None, timeout: float, identity: str | None, as_json: bool) -> None:
     """Show each process of the cluster and whether it answers its health check.
 
     Exits 3 if any process is not healthy.
     """
     lc = LocalCluster(resolve_cluster_dir(cluster_dir))
-    rows = lc.status(timeout)
+    rows = lc.status(timeout, identity)
     if as_json:
         emit_json({"dir": lc.dir, "processes": rows})
     else:

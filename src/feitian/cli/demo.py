@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import tempfile
@@ -11,12 +12,14 @@ import time
 
 import click
 
+from feitian.authority.messages import AddPrincipal, PolicyGrant, Revoke
 from feitian.cli.output import note
 from feitian.deploy.cluster import ClusterResolver, ClusterState, LocalCluster, default_spec
 from feitian.errors import FeitianError
 from feitian.rpc import Client, ClientConfig, Echo, Health
 from feitian.runtime.eventloop import run
 from feitian.runtime.procs import signal_process
+from feitian.security import create_identity_files, load_public_key
 
 
 def say(text: str) -> None:
@@ -28,8 +31,8 @@ async def tour(lc: LocalCluster, state: ClusterState) -> None:
     echo1, echo2 = procs["echo-1"].addresses[0], procs["echo-2"].addresses[0]
     proxy_sock = procs["rpc-proxy-1"].extra["socket"]
     resolver = ClusterResolver(lc)
-    async with Client(ClientConfig(name="demo"), resolver=resolver) as client:
-        say("\n== Kuafu RPC: typed calls, the seed's string and map messages ==")
+    async with await lc.client(ClientConfig(name="demo"), state=state, resolver=resolver) as client:
+        say("\n== Kuafu RPC over mutual TLS, as the cluster's admin identity ==")
         for p in state.processes:
             h = await client.call(p.addresses[0], Health(), timeout=5)
             say(f"  health {p.name:12} -> {h.status} (role {h.role}, pid {h.pid})")
@@ -37,6 +40,7 @@ async def tour(lc: LocalCluster, state: ClusterState) -> None:
         say(f"  Echo(b'hello, feitian') at echo-1 -> {reply!r}")
         say(f"  echo.text 'bonjour' -> {await client.call_text(echo1, 'echo.text', 'bonjour', timeout=5)!r}")
         say(f"  echo.map {{k: v}}   -> {await client.call_map(echo2, 'echo.map', {'k': 'v'}, timeout=5)}")
+        say(f"  echo.whoami        -> {await client.call_text(echo1, 'echo.whoami', '', timeout=5)}")
 
         say("\n== Asynchronous calls: 100 started at once, collected later ==")
         t0 = time.perf_counter()
@@ -51,7 +55,7 @@ async def tour(lc: LocalCluster, state: ClusterState) -> None:
             f"{all(r == f'call-{i}'.encode() for i, r in enumerate(results))}"
         )
 
-        say("\n== Bulk data: 64 MiB in 1 MiB payloads, 8 in flight ==")
+        say("\n== Bulk data: 64 MiB in 1 MiB payloads, 8 in flight (encrypted) ==")
         chunk = os.urandom(1 << 20)
         t0 = time.perf_counter()
         sem = asyncio.Semaphore(8)
@@ -65,13 +69,27 @@ async def tour(lc: LocalCluster, state: ClusterState) -> None:
         ok = all(int.from_bytes(a, "little") == len(chunk) for a in acks)
         say(f"  64 MiB sent in {dt:.3f} s = {64 * 1.048576 / dt:.0f} MB/s; every length acknowledged: {ok}")
 
-    say("\n== The per-machine proxy: same client code, one connection per server ==")
-    async with Client(ClientConfig(name="demo-via-proxy", proxy_path=proxy_sock)) as pclient:
-        got = await pclient.call_map(echo2, "echo.map", {"via": "proxy"}, timeout=5)
-        say(f"  via {proxy_sock}: echo.map -> {got}")
+        say("\n== Zhongkui: service-to-service calls are checked like users' ==")
+        relayed = await client.call_map(echo1, "echo.relay", {"target": "echo-2", "text": "via echo-1"}, timeout=5)
+        say(f"  echo-1 calls echo.text on echo-2 as itself -> {relayed['reply']!r}")
+        try:
+            await client.call_map(echo1, "echo.relay", {"target": "echo-2", "method": "echo.whoami"}, timeout=5)
+        except FeitianError as exc:
+            say(f"  echo-1 calls echo.whoami on echo-2 -> refused: {type(exc).__name__} [{exc.fields.get('reason')}]")
+        if state.secure:
+            await _guest_tour(lc, state, echo1)
+
+    say("\n== The per-machine proxy ==")
+    try:
+        async with Client(ClientConfig(name="demo-via-proxy", proxy_path=proxy_sock)) as pclient:
+            got = await pclient.call_map(echo2, "echo.map", {"via": "proxy"}, timeout=5)
+            say(f"  via {proxy_sock}: echo.map -> {got}")
+    except FeitianError as exc:
+        say(f"  refused in a secured cluster: {exc.message} [{exc.fields.get('reason')}]")
 
     say("\n== nuwa:// addressing: load balancing and failover ==")
-    async with Client(ClientConfig(name="demo-nuwa", connect_timeout_s=0.5), resolver=resolver) as client:
+    config = ClientConfig(name="demo-nuwa", connect_timeout_s=0.5)
+    async with await lc.client(config, state=state, resolver=resolver) as client:
         served = [
             (await client.call_map("nuwa://local/echo", "echo.map", {}, timeout=5, idempotent=True))["served_by"]
             for _ in range(6)
@@ -91,6 +109,35 @@ async def tour(lc: LocalCluster, state: ClusterState) -> None:
             except FeitianError as exc:
                 served.append(f"<{type(exc).__name__}>")
         say(f"  6 more calls served by: {', '.join(served)}")
+
+
+async def _guest_tour(lc: LocalCluster, state: ClusterState, echo1: str) -> None:
+    """A new user: refused without a capability, allowed once the policy grants one, refused once revoked."""
+    say("\n== Zhongkui: a new user, the policy, capabilities and revocation ==")
+    folder = lc.security.identities
+    guest = f"guest-{secrets.token_hex(2)}"  # a new one each run (a reused directory keeps old revocations)
+    create_identity_files(folder, guest)
+    async with await lc.client(ClientConfig(name="demo-admin"), state=state) as admin:
+        reply = await admin.call(state.authority, AddPrincipal(guest, load_public_key(folder / f"{guest}.pub").key))
+        (folder / f"{guest}.crt").write_bytes(reply.certificate_pem)
+        say(f"  registered user {guest} ({reply.principal.id})")
+
+        async def as_guest() -> str:
+            async with await lc.client(ClientConfig(name="demo-guest"), state=state, identity=guest) as client:
+                return await client.call_text(echo1, "echo.text", f"hello as {guest}", timeout=5)
+
+        try:
+            await as_guest()
+        except FeitianError as exc:
+            say(f"  {guest} calls echo.text -> refused: {exc.message} [{exc.fields.get('reason')}]")
+        await admin.call(state.authority, PolicyGrant(guest, ("echo:/text",), ("read",)))
+        (folder / f"{guest}.caps").unlink(missing_ok=True)  # its next client asks the authority for capabilities
+        say(f"  policy grant {guest} read echo:/text; {guest} calls echo.text -> {await as_guest()!r}")
+        await admin.call(state.authority, Revoke(holder=guest))
+        try:
+            await as_guest()
+        except FeitianError as exc:
+            say(f"  cap revoke --holder {guest}; {guest} calls echo.text -> refused [{exc.fields.get('reason')}]")
 
 
 @click.command()

@@ -23,7 +23,8 @@ class FeitianGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FeitianError as exc:
-            click.echo(f"error: {exc.message}", err=True)
+            reason = exc.fields.get("reason")
+            click.echo(f"error: {exc.message}" + (f" [reason={reason}]" if reason else ""), err=True)
             if exc.hint:
                 click.echo(f"hint: {exc.hint}", err=True)
             sys.exit(exc.exit_code)
@@ -46,13 +47,15 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from feitian.cli import bench, cluster, demo, node, rpc
+    from feitian.cli import bench, cluster, demo, node, rpc, security
 
     cli.add_command(cluster.cluster)
     cli.add_command(node.node)
     cli.add_command(rpc.rpc)
     cli.add_command(demo.demo)
     cli.add_command(bench.bench)
+    for group in (security.key, security.user, security.policy, security.cap, security.token):
+        cli.add_command(group)
 
 
 _register()

@@ -7,10 +7,11 @@ import time
 import click
 
 from feitian.cli.cluster import cluster_option
+from feitian.cli.identity import cluster_client, credential_options, identity_option, read_token
 from feitian.cli.output import emit_json
-from feitian.deploy.cluster import ClusterResolver, LocalCluster, resolve_cluster_dir
+from feitian.deploy.cluster import LocalCluster, resolve_cluster_dir
 from feitian.errors import InvalidArgumentError
-from feitian.rpc import Client, ClientConfig, Health, HealthReply
+from feitian.rpc import Health, HealthReply
 from feitian.runtime.eventloop import run
 
 
@@ -20,16 +21,6 @@ def _target(target: str, cluster_dir: str | None) -> tuple[str, LocalCluster]:
     if "://" in target:
         return target, lc
     return lc.load().find(target).addresses[0], lc
-
-
-def _client(lc: LocalCluster, name: str, proxy: bool) -> Client:
-    proxy_path = None
-    if proxy:
-        sockets = [p.extra["socket"] for p in lc.load().processes if p.role == "rpc-proxy" and "socket" in p.extra]
-        if not sockets:
-            raise InvalidArgumentError("--proxy: the cluster runs no rpc-proxy")
-        proxy_path = sockets[0]
-    return Client(ClientConfig(name=name, proxy_path=proxy_path, connect_timeout_s=1.0), resolver=ClusterResolver(lc))
 
 
 @click.group()
@@ -43,14 +34,20 @@ def rpc() -> None:
 @click.option("--count", "-c", default=1, show_default=True, help="Pings to send.")
 @click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for each answer.")
 @click.option("--proxy", is_flag=True, help="Go through the cluster's per-machine proxy.")
+@identity_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def ping(target: str, cluster_dir: str | None, count: int, timeout: float, proxy: bool, as_json: bool) -> None:
-    """Health-check TARGET: tcp://HOST:PORT, unix://PATH, nuwa://CLUSTER/SERVICE, or a cluster process name."""
+def ping(
+    target: str, cluster_dir: str | None, count: int, timeout: float, proxy: bool, identity: str | None, as_json: bool
+) -> None:
+    """Health-check TARGET: tcp://HOST:PORT, unix://PATH, nuwa://CLUSTER/SERVICE, or a cluster process name.
+
+    In a secured cluster the check is authenticated (mutual TLS) as --identity.
+    """
     address, lc = _target(target, cluster_dir)
 
     async def go() -> list[tuple[HealthReply, float]]:
         out = []
-        async with _client(lc, "feitian-rpc-ping", proxy) as client:
+        async with await cluster_client(lc, "feitian-rpc-ping", identity=identity, proxy=proxy) as client:
             for _ in range(count):
                 t0 = time.perf_counter()
                 reply = await client.call(address, Health(), timeout=timeout)
@@ -75,6 +72,7 @@ def ping(target: str, cluster_dir: str | None, count: int, timeout: float, proxy
 @click.option("--map", "pairs", multiple=True, metavar="KEY=VALUE", help="Send a map message (repeatable).")
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the answer.")
 @click.option("--proxy", is_flag=True, help="Go through the cluster's per-machine proxy.")
+@credential_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def call(
     target: str,
@@ -84,9 +82,16 @@ def call(
     pairs: tuple[str, ...],
     timeout: float,
     proxy: bool,
+    identity: str | None,
+    capability_files: tuple[str, ...],
+    token_file: str | None,
     as_json: bool,
 ) -> None:
-    """Call METHOD on TARGET with a string (--text) or string-map (--map) message, the seed's message kinds."""
+    """Call METHOD on TARGET with a string (--text) or string-map (--map) message, the seed's message kinds.
+
+    In a secured cluster the call is made as --identity, presenting its capabilities (or exactly the
+    --capability files, and a --token); a refusal exits 6 with the server's reason.
+    """
     if (text is None) == (not pairs):
         raise InvalidArgumentError("give exactly one of --text or --map")
     mapping: dict[str, str] = {}
@@ -96,9 +101,14 @@ def call(
             raise InvalidArgumentError(f"--map {pair!r}: expected KEY=VALUE")
         mapping[key] = value
     address, lc = _target(target, cluster_dir)
+    token = read_token(token_file)
 
     async def go() -> str | dict[str, str]:
-        async with _client(lc, "feitian-rpc-call", proxy) as client:
+        async with await cluster_client(
+            lc, "feitian-rpc-call", identity=identity, capability_files=capability_files, proxy=proxy
+        ) as client:
+            if token is not None:
+                await client.present_token(address, token, timeout=timeout)
             if text is not None:
                 return await client.call_text(address, method, text, timeout=timeout)
             return await client.call_map(address, method, mapping, timeout=timeout)

@@ -7,9 +7,14 @@ Layout of a cluster directory::
     logs/<name>.log     each node's stdout and stderr
     run/<name>.json     endpoint files written by serving nodes (and unix sockets)
     data/<name>/        each node's data
+    security/           the authority key, the CA, and every identity (deploy/cluster_security.py)
 
 ``up`` starts the nodes, waits until each answers its health check, and records them; ``down`` stops exactly the
 processes recorded (by pid, verified by start time) and reports any that would not stop.
+
+A cluster is secured unless started with ``secure=False`` (``--insecure``): ``up`` creates the authority and the
+identities, starts the ``authority`` node first, and gives every other node a ``[security]`` section naming its
+identity and the authority's address, so every node serves mutual TLS only and checks every call.
 """
 
 from __future__ import annotations
@@ -26,13 +31,15 @@ import msgspec
 import tomli_w
 
 from feitian import __version__
+from feitian.deploy.cluster_security import ClusterSecurity
 from feitian.deploy.node import EndpointFile
 from feitian.errors import AlreadyExistsError, FeitianError, NotFoundError, UnavailableError
-from feitian.rpc import Client, ClientConfig, Health, HealthReply, NuwaAddress
+from feitian.rpc import Client, ClientConfig, Health, HealthReply, NuwaAddress, Resolver
 from feitian.runtime.eventloop import run
 from feitian.runtime.procs import ProcessRef, is_running, spawn_detached, stop_processes
 
 CLUSTER_FILE = "cluster.json"
+AUTHORITY = "authority"  # the authority node's name and role
 
 
 class NodeSpec(msgspec.Struct, frozen=True):
@@ -65,6 +72,12 @@ class ClusterState(msgspec.Struct):
     version: str
     created_at: float
     processes: list[ProcessRecord] = []
+    secure: bool = False  # nodes serve mutual TLS only and check every call
+
+    @property
+    def authority(self) -> str:
+        """The authority's address ("" in an insecure cluster)."""
+        return next((p.addresses[0] for p in self.processes if p.role == AUTHORITY and p.addresses), "")
 
     def find(self, name: str) -> ProcessRecord:
         for proc in self.processes:
@@ -107,6 +120,32 @@ class LocalCluster:
         self.dir = os.path.abspath(directory)
         self.name = name
         self.state_path = os.path.join(self.dir, CLUSTER_FILE)
+        self.security = ClusterSecurity(self.dir)
+        self._security_options: dict[str, Any] = {}
+
+    async def client(
+        self,
+        config: ClientConfig,
+        *,
+        state: ClusterState | None = None,
+        identity: str | None = None,
+        capability_files: Sequence[str] = (),
+        auto_capabilities: bool = True,
+        resolver: Resolver | None = None,
+    ) -> Client:
+        """A client for this cluster: as ``identity`` (default admin) with its capabilities when it is secured,
+        a plain one otherwise."""
+        state = state or self.load()
+        if not state.secure:
+            return Client(config, resolver=resolver)
+        return await self.security.client(
+            config,
+            identity=identity,
+            capability_files=capability_files,
+            authority=state.authority,
+            auto_capabilities=auto_capabilities,
+            resolver=resolver,
+        )
 
     # -- state -------------------------------------------------------------------------------------------------
 
@@ -134,8 +173,14 @@ class LocalCluster:
         specs: Sequence[NodeSpec],
         timeout_s: float = 30.0,
         progress: Callable[[str], None] | None = None,
+        *,
+        secure: bool = True,
+        security_options: dict[str, Any] | None = None,
     ) -> ClusterState:
+        """Start ``specs`` (plus the authority when ``secure``); ``security_options`` are extra keys of every
+        node's ``[security]`` section (e.g. a short ``revocation_max_staleness_s`` for tests)."""
         say = progress or (lambda _msg: None)
+        self._security_options = dict(security_options or {})
         if os.path.exists(self.state_path):
             old = self.load()
             alive = [p.name for p in old.processes if is_running(p.ref)]
@@ -146,13 +191,27 @@ class LocalCluster:
                 )
         for sub in ("conf", "logs", "run", "data"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
-        state = ClusterState(self.name, self.dir, __version__, time.time())
+        state = ClusterState(self.name, self.dir, __version__, time.time(), secure=secure)
+        specs = list(specs)
+        if secure:
+            if not any(s.role == AUTHORITY for s in specs):
+                specs.insert(0, NodeSpec(AUTHORITY, AUTHORITY))
+            services = [(s.name, s.role) for s in specs]
+            self.security.create(self.name, services, os.path.join(self.dir, "data", AUTHORITY))
+            say(f"security: authority, CA and {len(services) + 1} identities in {self.security.dir}")
+        else:
+            say("WARNING: starting an insecure cluster: every node trusts every caller")
         try:
-            for spec in specs:
-                state.processes.append(self._spawn(spec))
-                say(f"started {spec.name} ({spec.role}) pid {state.processes[-1].pid}")
-            self._save(state)
-            run(self._wait_ready(state, timeout_s, say))
+            first = [s for s in specs if s.role == AUTHORITY]  # the authority starts first; the others need it
+            for group in (first, [s for s in specs if s.role != AUTHORITY]):
+                started = []
+                for spec in group:
+                    record = self._spawn(spec, state)
+                    started.append(record)
+                    state.processes.append(record)
+                    say(f"started {spec.name} ({spec.role}) pid {record.pid}")
+                self._save(state)
+                run(self._wait_ready(state, started, timeout_s, say))
         except BaseException:
             say("start-up failed; stopping what was started")
             stop_processes([p.ref for p in state.processes], grace_s=5.0)
@@ -162,7 +221,7 @@ class LocalCluster:
         self._save(state)
         return state
 
-    def _spawn(self, spec: NodeSpec) -> ProcessRecord:
+    def _spawn(self, spec: NodeSpec, state: ClusterState) -> ProcessRecord:
         conf = os.path.join(self.dir, "conf", f"{spec.name}.toml")
         log = os.path.join(self.dir, "logs", f"{spec.name}.log")
         run_dir = os.path.join(self.dir, "run")
@@ -182,17 +241,32 @@ class LocalCluster:
             doc["rpc"] = spec.rpc
         if spec.role_options:
             doc["role"] = spec.role_options
+        if state.secure:
+            files = self.security.identity(spec.name)
+            doc["security"] = {
+                "key": str(files.key),
+                "cert": str(files.cert),
+                "ca": str(files.ca),
+                "capabilities": str(files.capabilities),
+                "authority": state.authority,
+                **self._security_options,
+            }
+            if spec.role == AUTHORITY:
+                doc["role"] = {"authority_key": str(self.security.authority_key), "ca_cert": str(self.security.ca)}
         with open(conf, "wb") as f:
             tomli_w.dump(doc, f)
         argv = [sys.executable, "-m", "feitian", "node", "run", spec.role, "--config", conf]
         ref = spawn_detached(argv, log)
         return ProcessRecord(spec.name, spec.role, ref.pid, ref.start_time, conf, log)
 
-    async def _wait_ready(self, state: ClusterState, timeout_s: float, say: Callable[[str], None]) -> None:
+    async def _wait_ready(
+        self, state: ClusterState, procs: list[ProcessRecord], timeout_s: float, say: Callable[[str], None]
+    ) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        waiting = {p.name: p for p in state.processes}
-        async with Client(ClientConfig(name="cluster-up", connect_timeout_s=0.5)) as client:
+        waiting = {p.name: p for p in procs}
+        config = ClientConfig(name="cluster-up", connect_timeout_s=0.5)
+        async with await self.client(config, state=state, auto_capabilities=False) as client:
             while waiting:
                 for name, proc in list(waiting.items()):
                     if not is_running(proc.ref):
@@ -220,12 +294,13 @@ class LocalCluster:
 
     # -- status ------------------------------------------------------------------------------------------------
 
-    def status(self, timeout_s: float = 2.0) -> list[ProcessStatus]:
+    def status(self, timeout_s: float = 2.0, identity: str | None = None) -> list[ProcessStatus]:
         state = self.load()
-        return run(self._status(state, timeout_s))
+        return run(self._status(state, timeout_s, identity))
 
-    async def _status(self, state: ClusterState, timeout_s: float) -> list[ProcessStatus]:
-        async with Client(ClientConfig(name="cluster-status", connect_timeout_s=0)) as client:
+    async def _status(self, state: ClusterState, timeout_s: float, identity: str | None) -> list[ProcessStatus]:
+        config = ClientConfig(name="cluster-status", connect_timeout_s=0)
+        async with await self.client(config, state=state, identity=identity, auto_capabilities=False) as client:
 
             async def one(proc: ProcessRecord) -> ProcessStatus:
                 if not is_running(proc.ref):

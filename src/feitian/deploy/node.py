@@ -16,6 +16,11 @@ Config file::
 
     [rpc]            # Kuafu server settings (ServerConfig): lanes, limits, ...
     [role]           # the role's own options
+    [security]       # identity, CA, capabilities, authority address (deploy/node_security.py)
+
+With ``[security]`` the node serves mutual TLS only and checks every call (ZK-4); before it publishes its
+endpoint file it has fetched the revocation list from the authority, and it keeps it fresh and its capabilities
+renewed while it runs. ``NodeContext.client`` calls other services as this node.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from typing import Any, ClassVar, Protocol
 import msgspec
 
 from feitian import __version__
+from feitian.deploy.node_security import NodeSecurity, SecuritySection
 from feitian.errors import ConfigError, InvalidArgumentError
-from feitian.rpc import Server, ServerConfig
+from feitian.rpc import Client, ClientConfig, Server, ServerConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,7 @@ class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     node: NodeSection
     rpc: dict[str, Any] = {}
     role: dict[str, Any] = {}
+    security: SecuritySection | None = None
 
 
 class EndpointFile(msgspec.Struct, frozen=True):
@@ -66,12 +73,17 @@ class EndpointFile(msgspec.Struct, frozen=True):
 
 
 class NodeContext:
-    """What a role gets: its config, the node's Kuafu server, its directories."""
+    """What a role gets: its config, the node's Kuafu server, its directories, a client that calls other
+    services as this node, and the node's security (None when it runs without)."""
 
-    def __init__(self, config: NodeConfig, server: Server) -> None:
+    def __init__(
+        self, config: NodeConfig, server: Server, client: Client | None = None, security: NodeSecurity | None = None
+    ) -> None:
         self.config = config
         self.name = config.node.name
         self.server = server
+        self.client = client or Client(ClientConfig(name=config.node.name))
+        self.security = security
         self.data_dir = config.node.data_dir
         self.run_dir = config.node.run_dir
 
@@ -126,8 +138,15 @@ async def run_node(role_name: str, config: NodeConfig, role: Role) -> None:
     if node.role != role_name:
         raise InvalidArgumentError(f"config is for role {node.role!r}, not {role_name!r}")
     server_cfg = decode_section({**config.rpc, "name": node.name, "role": node.role}, ServerConfig, "rpc")
-    server = Server(server_cfg)
-    ctx = NodeContext(config, server)
+    security = None if config.security is None else NodeSecurity(config.security, node.name)
+    if security is None:
+        log.warning("node %s runs WITHOUT security: every caller is trusted (no [security] section)", node.name)
+        server = Server(server_cfg)
+        client = Client(ClientConfig(name=node.name))
+    else:
+        server = Server(server_cfg, security=security.server_guard)
+        client = security.client(node.name)
+    ctx = NodeContext(config, server, client, security)
     options = decode_section(config.role, role.options_type, "role")
     if node.data_dir:
         os.makedirs(node.data_dir, exist_ok=True)
@@ -137,6 +156,9 @@ async def run_node(role_name: str, config: NodeConfig, role: Role) -> None:
         loop.add_signal_handler(sig, stop.set)
     extra = await role.start(ctx, options)
     addresses = await server.start(node.listen)
+    if security is not None:
+        await security.make_agent(client).start()
+        log.info("node %s authenticated as %s", node.name, security.principal.describe())
     endpoint_path = ""
     if node.run_dir:
         info = EndpointFile(node.name, node.role, os.getpid(), addresses, __version__, time.time(), extra)
@@ -147,7 +169,10 @@ async def run_node(role_name: str, config: NodeConfig, role: Role) -> None:
     finally:
         log.info("node %s stopping", node.name)
         await role.stop()
+        if security is not None and security.agent is not None:
+            await security.agent.stop()
         await server.stop()
+        await client.close()
         if endpoint_path:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(endpoint_path)

@@ -7,8 +7,10 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from feitian.deploy.authority_role import AuthorityRole
+from feitian.deploy.echo_methods import MAP_RULE, TEXT_RULE, add_echo_methods
 from feitian.deploy.node import NodeContext, Role
-from feitian.errors import InvalidArgumentError
+from feitian.errors import ConfigError, InvalidArgumentError
 from feitian.rpc import CallContext
 from feitian.rpc.proxy import Proxy, ProxyConfig
 
@@ -33,8 +35,9 @@ class EchoRole:
         async def echo_map(ctx: CallContext, mapping: dict[str, str]) -> dict[str, str]:
             return {**mapping, "served_by": name}
 
-        node.server.add_text_handler("echo.text", echo_text)
-        node.server.add_map_handler("echo.map", echo_map)
+        node.server.add_text_handler("echo.text", echo_text, requires=TEXT_RULE)
+        node.server.add_map_handler("echo.map", echo_map, requires=MAP_RULE)
+        add_echo_methods(node)  # echo.whoami, echo.bytes, echo.relay
         return {}
 
     async def stop(self) -> None:
@@ -64,6 +67,7 @@ class ProxyRole:
                 name=node.name,
                 max_clients=options.max_clients,
                 max_inflight_bytes_per_client=options.max_inflight_bytes_per_client,
+                secured=node.security is not None,
             )
         )
         await self._proxy.start()
@@ -74,7 +78,68 @@ class ProxyRole:
             await self._proxy.stop()
 
 
+class KvOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: int
+    peers: dict[str, str]  # replica id (as a string: TOML keys) -> Kuafu address, this replica's included
+    tick_ms: int = 50
+    election_ticks: int = 20
+    heartbeat_ticks: int = 2
+    snapshot_every_entries: int = 20_000
+    keep_entries_after_snapshot: int = 5_000
+
+
+class KvRole:
+    """A replica of the small replicated key-value store (feitian.replica.kv): the consensus layer's test and
+    benchmark workload. Needs ``[rpc.lanes.raft]`` in the node config (consensus traffic has its own lane)."""
+
+    options_type: ClassVar[type[Any]] = KvOptions
+
+    def __init__(self) -> None:
+        self._replica: Any = None
+        self._client: Any = None
+
+    async def start(self, node: NodeContext, options: Any) -> dict[str, str]:
+        from feitian.replica.driver import Replica, ReplicaConfig
+        from feitian.replica.kv import KvService, KvStateMachine
+        from feitian.replica.transport import RAFT_LANE
+        from feitian.rpc import Client, ClientConfig
+
+        assert isinstance(options, KvOptions)
+        try:
+            peers = {int(k): v for k, v in options.peers.items()}
+        except ValueError:
+            raise ConfigError("[role] peers: keys must be replica ids (integers)") from None
+        if RAFT_LANE not in node.server.config.lanes:
+            raise ConfigError(f"role kv needs a lane for consensus traffic: add [rpc.lanes.{RAFT_LANE}]")
+        config = ReplicaConfig(
+            id=options.id,
+            peers=peers,
+            data_dir=os.path.join(node.data_dir or ".", "raft"),
+            cluster=node.config.node.cluster,
+            tick_ms=options.tick_ms,
+            election_ticks=options.election_ticks,
+            heartbeat_ticks=options.heartbeat_ticks,
+            snapshot_every_entries=options.snapshot_every_entries,
+            keep_entries_after_snapshot=options.keep_entries_after_snapshot,
+        )
+        self._client = Client(ClientConfig(name=f"{node.name}-raft", connect_timeout_s=1.0))
+        state = KvStateMachine()
+        self._replica = Replica(config, state, self._client)
+        self._replica.register(node.server)
+        node.server.add_service(KvService(self._replica, state))
+        await self._replica.start()
+        return {"replica_id": str(options.id)}
+
+    async def stop(self) -> None:
+        if self._replica is not None:
+            await self._replica.stop()
+        if self._client is not None:
+            await self._client.close()
+
+
 ROLES: dict[str, type[Any]] = {
+    "authority": AuthorityRole,
+    "kv": KvRole,
     "echo": EchoRole,
     "rpc-proxy": ProxyRole,
 }

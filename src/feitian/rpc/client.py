@@ -13,6 +13,12 @@ its connection (retrying with jittered back-off, up to ``connect_timeout_s``), c
 the server, and is cancelled on the server when the caller cancels it or its deadline passes. A connection that
 breaks fails the calls in flight on it with ConnectionLostError (they may or may not have run); the next call
 reconnects. Server errors are raised as the same FeitianError class with the same fields.
+
+Security (ZK-4): ``Client(config, tls=..., credentials=...)`` connects with mutual TLS (a
+:class:`~feitian.rpc.security.ClientTls`) and presents the capability chains of ``credentials`` on every new
+connection before it carries calls, so reconnects keep their rights; :meth:`Client.refresh_credentials` presents
+renewed chains on the connections already open, :meth:`Client.present_token` presents a token to one server.
+A credential the server refuses fails the connection, and so the call, with the server's reason.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import random
 from collections.abc import Generator
 from typing import Any, Generic, TypeVar
@@ -33,17 +38,25 @@ from feitian.errors import (
     FeitianError,
     InvalidArgumentError,
     MessageTooLargeError,
-    ProtocolError,
     UnavailableError,
 )
+from feitian.rpc.channel import Channel, ClientConnection, decode_error
 from feitian.rpc.config import ClientConfig
 from feitian.rpc.context import current_deadline
-from feitian.rpc.core.address import NuwaAddress, TcpAddress, UnixAddress, parse_address, parse_endpoint
+from feitian.rpc.core.address import NuwaAddress, parse_address
 from feitian.rpc.core.balance import Backoff
-from feitian.rpc.core.frame import PROTOCOL_VERSION, BadFrame, Frame, Kind, encode_frame
-from feitian.rpc.core.messages import ErrorInfo, Hello, HelloAck, Request, method_name, reply_type
+from feitian.rpc.core.frame import Frame, Kind
+from feitian.rpc.core.messages import (
+    PresentCapability,
+    PresentReply,
+    PresentToken,
+    Request,
+    method_name,
+    reply_type,
+)
 from feitian.rpc.resolver import Resolver, ServiceRoute
-from feitian.rpc.stream import Buffer, FrameStream
+from feitian.rpc.security import ClientTls, Credentials
+from feitian.rpc.stream import Buffer
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +64,8 @@ R = TypeVar("R")
 
 _MAX_TIMEOUT_MS = (1 << 32) - 1
 _encoder = msgspec.msgpack.Encoder()
-_error_decoder = msgspec.msgpack.Decoder(ErrorInfo)
-_ack_decoder = msgspec.msgpack.Decoder(HelloAck)
+
+__all__ = ["Call", "Channel", "Client", "ClientConnection", "Reply"]
 
 
 class Reply(Generic[R]):
@@ -63,238 +76,6 @@ class Reply(Generic[R]):
     def __init__(self, value: R, payload: bytes | bytearray) -> None:
         self.value = value
         self.payload = payload
-
-
-class _Pending:
-    __slots__ = ("future", "size")
-
-    def __init__(self, future: asyncio.Future[Frame], size: int) -> None:
-        self.future = future
-        self.size = size
-
-
-class ClientConnection(FrameStream):
-    """One multiplexed connection to a server (or to the proxy, for one target)."""
-
-    def __init__(self, config: ClientConfig, hello: Hello) -> None:
-        super().__init__(config.limits, config.write_buffer_high_bytes)
-        self.config = config
-        self._hello = hello
-        self.pending: dict[int, _Pending] = {}
-        self._next_id = 1
-        self.inflight_bytes = 0
-        self._room: asyncio.Future[None] | None = None
-        self.ready: asyncio.Future[HelloAck] = self.loop.create_future()
-        self.draining = False
-        self._keepalive: asyncio.TimerHandle | None = None
-
-    def stream_opened(self) -> None:
-        self.send(encode_frame(Kind.HELLO, 0, _encoder.encode(self._hello)))
-        self._keepalive = self.loop.call_later(self.config.keepalive_interval_s, self._check_alive)
-
-    @property
-    def usable(self) -> bool:
-        return not self.closed and not self.draining
-
-    def frame_received(self, frame: Frame) -> None:
-        kind = frame.kind
-        if kind == Kind.REPLY or (kind == Kind.ERROR and frame.request_id):
-            pending = self.pending.pop(frame.request_id, None)
-            if pending is None:
-                return  # the call was cancelled or timed out: a late answer
-            self.inflight_bytes -= pending.size
-            if self._room is not None and not self._room.done():
-                self._room.set_result(None)
-            if not pending.future.done():
-                pending.future.set_result(frame)
-        elif kind == Kind.HELLO_ACK:
-            if not self.ready.done():
-                try:
-                    self.ready.set_result(_ack_decoder.decode(frame.body))
-                except msgspec.MsgspecError as exc:
-                    self.abort(f"malformed HelloAck: {exc}")
-        elif kind == Kind.ERROR:  # request id 0: a connection-level refusal
-            refusal = _decode_error(frame.body)
-            if not self.ready.done():
-                self.ready.set_exception(refusal)
-            log.warning("server %s refused the connection: %s", self.peer_label(), refusal)
-        elif kind == Kind.PING:
-            self.send(encode_frame(Kind.PONG, frame.request_id))
-        elif kind == Kind.GOAWAY:
-            self.draining = True  # no new calls here; calls in flight finish
-        elif kind != Kind.PONG:
-            self.abort(f"unexpected {Kind(kind).name} frame from a server")
-
-    def bad_frame_received(self, event: BadFrame) -> None:
-        self.abort(f"protocol error from server: {event.reason}")
-
-    def stream_closed(self, exc: Exception | None) -> None:
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-        reason = self.close_reason
-        where = self.peer_label()
-        error = ConnectionLostError(f"connection to {where} lost" + (f": {reason}" if reason else ""))
-        if not self.ready.done():
-            self.ready.set_exception(error)
-        pending, self.pending = self.pending, {}
-        self.inflight_bytes = 0
-        for p in pending.values():
-            if not p.future.done():
-                p.future.set_exception(error)
-        if self._room is not None and not self._room.done():
-            self._room.set_result(None)
-
-    def _check_alive(self) -> None:
-        if self.closed:
-            return
-        idle = self.loop.time() - self.last_received
-        if idle >= self.config.keepalive_timeout_s:
-            self.abort(f"no data from the server for {idle:.1f}s (keepalive_timeout_s)")
-            return
-        if idle >= self.config.keepalive_interval_s:
-            self.send(encode_frame(Kind.PING, 0))
-        self._keepalive = self.loop.call_later(self.config.keepalive_interval_s, self._check_alive)
-
-    def send_request(
-        self, name: bytes, body: bytes, payload: Buffer | None, timeout_ms: int, size: int
-    ) -> tuple[int, asyncio.Future[Frame]]:
-        rid = self._next_id
-        self._next_id = rid + 1
-        future: asyncio.Future[Frame] = self.loop.create_future()
-        self.pending[rid] = _Pending(future, size)
-        self.inflight_bytes += size
-        self.send(
-            encode_frame(
-                Kind.REQUEST, rid, body, name=name, payload_len=len(payload) if payload else 0, aux=timeout_ms
-            ),
-            payload,
-        )
-        return rid, future
-
-    def cancel_request(self, rid: int) -> None:
-        """Forget a call and tell the server to stop working on it."""
-        pending = self.pending.pop(rid, None)
-        if pending is None:
-            return
-        self.inflight_bytes -= pending.size
-        if self._room is not None and not self._room.done():
-            self._room.set_result(None)
-        self.send(encode_frame(Kind.CANCEL, rid))
-
-    async def wait_for_room(self, size: int) -> None:
-        """Wait until ``size`` more request bytes fit under ``max_inflight_bytes`` (KUAFU-5)."""
-        limit = self.config.max_inflight_bytes
-        while self.inflight_bytes and self.inflight_bytes + size > limit and not self.closed:
-            if self._room is None or self._room.done():
-                self._room = self.loop.create_future()
-            await asyncio.shield(self._room)
-
-
-def _decode_error(body: bytes) -> FeitianError:
-    try:
-        return _error_decoder.decode(body).to_exception()
-    except msgspec.MsgspecError as exc:
-        return ProtocolError(f"malformed error reply: {exc}")
-
-
-class Channel:
-    """The connection to one endpoint: created on demand, re-created after it breaks."""
-
-    def __init__(self, client: Client, endpoint: str) -> None:
-        self.client = client
-        self.endpoint = endpoint
-        self.address = parse_endpoint(endpoint)
-        self.conn: ClientConnection | None = None
-        self._connecting: asyncio.Task[ClientConnection] | None = None
-        self.last_error: BaseException | None = None  # of the latest failed connection attempt
-
-    async def connection(self, deadline: float | None) -> ClientConnection:
-        conn = self.conn
-        if conn is not None and conn.usable:
-            return conn
-        if self._connecting is None or self._connecting.done():
-            self._connecting = asyncio.get_running_loop().create_task(self._connect_loop())
-        task = self._connecting
-        if deadline is None:
-            return await asyncio.shield(task)
-        remaining = deadline - asyncio.get_running_loop().time()
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), max(0.0, remaining))
-        except TimeoutError:
-            if self.last_error is not None:  # the server could not be reached: say why
-                raise UnavailableError(
-                    f"cannot connect to {self.endpoint} before the deadline: {_describe(self.last_error)}",
-                    hint="is the server running? `feitian cluster status` lists the local cluster",
-                    endpoint=self.endpoint,
-                ) from None
-            raise DeadlineExceededError(f"connect {self.endpoint}: deadline exceeded") from None
-
-    async def _connect_loop(self) -> ClientConnection:
-        loop = asyncio.get_running_loop()
-        cfg = self.client.config
-        give_up = loop.time() + cfg.connect_timeout_s
-        attempt = 0
-        while True:
-            try:
-                conn = await self._open()
-                self.conn = conn
-                self.last_error = None
-                return conn
-            except (ProtocolError, InvalidArgumentError):
-                raise  # the server refused us for a reason retrying will not fix
-            except (OSError, FeitianError) as exc:
-                last: BaseException = exc
-                self.last_error = exc
-            delay = self.client.backoff.delay_s(attempt, self.client.rng)
-            attempt += 1
-            if loop.time() + delay > give_up:
-                raise UnavailableError(
-                    f"cannot connect to {self.endpoint} ({attempt} attempts): {_describe(last)}",
-                    hint="is the server running? `feitian cluster status` lists the local cluster",
-                    endpoint=self.endpoint,
-                )
-            await asyncio.sleep(delay)
-
-    async def _open(self) -> ClientConnection:
-        loop = asyncio.get_running_loop()
-        cfg = self.client.config
-        hello = Hello(PROTOCOL_VERSION, cfg.name, "", cfg.limits.max_body_bytes, cfg.limits.max_payload_bytes)
-        address = self.address
-        if cfg.proxy_path is not None and isinstance(address, TcpAddress):
-            hello = Hello(
-                PROTOCOL_VERSION, cfg.name, self.endpoint, cfg.limits.max_body_bytes, cfg.limits.max_payload_bytes
-            )
-            address = UnixAddress(cfg.proxy_path)
-
-        def factory() -> ClientConnection:
-            return ClientConnection(cfg, hello)
-
-        if isinstance(address, TcpAddress):
-            _, conn = await loop.create_connection(factory, address.host, address.port)
-        else:
-            _, conn = await loop.create_unix_connection(factory, address.path)
-        try:
-            async with asyncio.timeout(max(cfg.connect_timeout_s, 1.0)):
-                await conn.ready
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def close(self) -> None:
-        if self._connecting is not None and not self._connecting.done():
-            self._connecting.cancel()
-        if self.conn is not None:
-            self.conn.close()
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, OSError):
-        if exc.errno:
-            return os.strerror(exc.errno)
-        if exc.strerror:
-            return exc.strerror
-    return str(exc) or type(exc).__name__
 
 
 class _MethodInfo:
@@ -345,9 +126,21 @@ class Client:
         *,
         resolver: Resolver | None = None,
         rng: random.Random | None = None,
+        tls: ClientTls | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.config = config or ClientConfig()
         self.config.validate()
+        if tls is not None and self.config.proxy_path is not None:
+            raise InvalidArgumentError(
+                "a client with TLS cannot use the per-machine proxy: the proxy would forward its calls under the "
+                "proxy's own identity",
+                hint="call servers directly (drop proxy_path / --proxy); see docs/security.md",
+            )
+        if credentials is not None and tls is None:
+            raise InvalidArgumentError("credentials need tls: capabilities are presented on authenticated connections")
+        self.tls = tls
+        self.credentials = credentials
         self.resolver = resolver
         self.rng = rng or random.Random()
         self.backoff = Backoff(self.config.backoff_base_s, self.config.backoff_max_s)
@@ -460,6 +253,35 @@ class Client:
         result: dict[str, str] = info.decoder.decode(frame.body)
         return result
 
+    # -- credentials (ZK-2, ZK-3) --------------------------------------------------------------------------------
+
+    async def present_token(self, address: str, token: bytes, *, timeout: float | None = None) -> PresentReply:
+        """Present a token (bytes of ``feitian.security.Token``) on the connection to ``address``.
+
+        The token is attached to that connection only (a token is accepted once: it is not presented again after
+        a reconnect; mint a new one).
+        """
+        return await self.call(address, PresentToken(token), timeout=timeout)
+
+    async def present_capability(self, address: str, chain: bytes, *, timeout: float | None = None) -> PresentReply:
+        """Present one capability chain on the connection to ``address`` (see also ``credentials``)."""
+        return await self.call(address, PresentCapability(chain), timeout=timeout)
+
+    async def refresh_credentials(self) -> None:
+        """Present the current ``credentials`` on every open connection (after renewing them).
+
+        Connections whose presentation is refused are closed, so their next call reconnects and reports why.
+        """
+        if self.credentials is None:
+            return
+        chains = self.credentials.capabilities()
+        conns = [c.conn for c in self._channels.values() if c.conn is not None and c.conn.usable]
+        results = await asyncio.gather(*(conn.present_capabilities(chains) for conn in conns), return_exceptions=True)
+        for conn, result in zip(conns, results, strict=True):
+            if isinstance(result, FeitianError):
+                log.warning("renewed credentials refused by %s: %s", conn.endpoint, result)
+                conn.close()
+
     # -- internals ---------------------------------------------------------------------------------------------
 
     def _method_info(self, request_type: type[Request[Any]]) -> _MethodInfo:
@@ -511,7 +333,7 @@ class Client:
                     raise
         if frame.kind == Kind.REPLY:
             return frame
-        raise _decode_error(frame.body)
+        raise decode_error(frame.body)
 
     async def _route(
         self, address: str, info: _MethodInfo, body: bytes, payload: Buffer | None, deadline: float | None, size: int

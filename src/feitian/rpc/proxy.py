@@ -14,6 +14,13 @@ in flight cancelled on the server.
 Flow control: a local connection with more than ``max_inflight_bytes_per_client`` of forwarded, unanswered
 request bytes is not read from until replies come back; when a server stops reading, the proxy stops reading from
 every local program sending to it.
+
+Security: in a secured cluster (``secured=True``) the proxy refuses to forward. Its shared connection to a server
+is authenticated as the *proxy*, so forwarding would let any local program act with the proxy's identity, and
+with capabilities other programs presented on the same connection (a confused deputy). Every local program is
+answered with ``PermissionDeniedError(reason="proxy_disabled")`` and the refusal is logged with the program's
+kernel-reported credentials (SO_PEERCRED: pid, uid, gid). docs/security.md describes the design that would make
+proxying safe (per-program sessions authenticated end to end).
 """
 
 from __future__ import annotations
@@ -22,11 +29,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
+import struct
+from typing import Any
 
 import msgspec
 
 from feitian import __version__
-from feitian.errors import FeitianError, InvalidArgumentError, ProtocolError
+from feitian.errors import FeitianError, InvalidArgumentError, PermissionDeniedError, ProtocolError
 from feitian.rpc.client import Channel, Client, ClientConnection
 from feitian.rpc.config import ClientConfig
 from feitian.rpc.core.address import TcpAddress
@@ -45,6 +55,7 @@ class ProxyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str = "rpc-proxy"
     max_clients: int = 10_000
     max_inflight_bytes_per_client: int = 64 << 20
+    secured: bool = False  # the cluster runs with security: refuse to forward (see the module docstring)
     upstream: ClientConfig = msgspec.field(default_factory=lambda: ClientConfig(name="rpc-proxy"))
     limits: FrameLimits = msgspec.field(default_factory=FrameLimits)
 
@@ -163,6 +174,8 @@ class LocalConnection(FrameStream):
             self.abort(f"malformed Hello: {exc}")
             return
         try:
+            if self.proxy.config.secured:
+                raise self._refuse_secured(hello.target)
             if hello.protocol != PROTOCOL_VERSION:
                 raise ProtocolError(f"protocol {hello.protocol} is not supported (proxy speaks {PROTOCOL_VERSION})")
             if not hello.target:
@@ -186,6 +199,30 @@ class LocalConnection(FrameStream):
             self.limits.max_payload_bytes,
         )
         self.send(encode_frame(Kind.HELLO_ACK, 0, _encoder.encode(ack)))
+
+    def _refuse_secured(self, target: str) -> PermissionDeniedError:
+        log.warning(
+            "refused to forward to %s for local program %s: proxying is disabled in a secured cluster "
+            "[reason=proxy_disabled]",
+            target or "?",
+            self.peer_credentials(),
+        )
+        return PermissionDeniedError(
+            f"{self.proxy.config.name} does not forward calls in a secured cluster: it would act with its own "
+            "identity on your behalf (a confused deputy)",
+            hint="call the server directly with your identity (drop --proxy / proxy_path); see docs/security.md",
+            reason="proxy_disabled",
+        )
+
+    def peer_credentials(self) -> str:
+        """The connected program's pid, uid and gid as the kernel reports them (SO_PEERCRED)."""
+        sock: Any = self.transport.get_extra_info("socket") if self.transport is not None else None
+        try:
+            raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            pid, uid, gid = struct.unpack("3i", raw)
+        except (AttributeError, OSError, struct.error):
+            return "(credentials unknown)"
+        return f"pid {pid} uid {uid} gid {gid}"
 
     def reply_arrived(self, rid: int, frame: Frame) -> None:
         entry = self.in_flight.pop(rid, None)

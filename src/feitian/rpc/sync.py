@@ -25,6 +25,7 @@ from feitian.rpc.client import Client, Reply
 from feitian.rpc.config import ClientConfig
 from feitian.rpc.core.messages import Request
 from feitian.rpc.resolver import Resolver
+from feitian.rpc.security import ClientTls, Credentials
 from feitian.rpc.stream import Buffer
 from feitian.runtime.eventloop import loop_factory
 
@@ -70,17 +71,32 @@ def _refuse_inside_loop() -> None:
 class SyncClient:
     """See module docstring. Close it (or use ``with``) to stop its thread."""
 
-    def __init__(self, config: ClientConfig | None = None, *, resolver: Resolver | None = None) -> None:
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        resolver: Resolver | None = None,
+        tls: ClientTls | None = None,
+        credentials: Credentials | None = None,
+    ) -> None:
         _refuse_inside_loop()
         self._loop = loop_factory()()
         self._thread = threading.Thread(target=self._loop.run_forever, name="feitian-rpc-sync", daemon=True)
         self._thread.start()
-        self._client: Client = self._submit(self._make(config, resolver)).result()
+        try:
+            self._client: Client = self._submit(self._make(config, resolver, tls, credentials)).result()
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+            raise
         self._closed = False
 
     @staticmethod
-    async def _make(config: ClientConfig | None, resolver: Resolver | None) -> Client:
-        return Client(config, resolver=resolver)
+    async def _make(
+        config: ClientConfig | None, resolver: Resolver | None, tls: ClientTls | None, credentials: Credentials | None
+    ) -> Client:
+        return Client(config, resolver=resolver, tls=tls, credentials=credentials)
 
     def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)

@@ -8,9 +8,11 @@ See docs/security.md for the threat model, the formats, the rights model and the
 * capabilities: :func:`issue_capability`, :func:`delegate`, :func:`verify_chain`, :class:`Policy`
 * tokens: :func:`mint_token`, :func:`verify_token`, :class:`ReplayCache`
 * servers: :class:`Guard` with :func:`requires` rules, or the pure :class:`Authorizer`
+* on Kuafu: :class:`ServerGuard` (``Server(security=...)``), :class:`ClientIdentity` and :class:`CapabilitySet`
+  (``Client(tls=..., credentials=...)``), :class:`IdentityFiles`
 """
 
-from feitian.security.ca import ClusterAuthority, principal_of_certificate
+from feitian.security.ca import ClusterAuthority, authority_key_of, principal_of_certificate
 from feitian.security.core import (
     ALL_RIGHTS,
     DEFAULT_CAPABILITY_TTL_NS,
@@ -57,6 +59,7 @@ from feitian.security.core import (
     verify_token,
 )
 from feitian.security.guard import ConnectionSecurity, Guard
+from feitian.security.identity_files import IdentityFiles
 from feitian.security.keys import (
     KeyPair,
     PublicKey,
@@ -67,6 +70,7 @@ from feitian.security.keys import (
     save_private_key,
     save_public_key,
 )
+from feitian.security.kuafu import CapabilitySet, ClientIdentity, ServerGuard
 from feitian.security.policy import Policy, PolicyEntry
 from feitian.security.tls import TlsIdentity, client_context, peer_principal, server_context, verify_server
 
@@ -83,10 +87,13 @@ __all__ = [
     "Authorizer",
     "Capability",
     "CapabilityChain",
+    "CapabilitySet",
+    "ClientIdentity",
     "ClusterAuthority",
     "ConnectionSecurity",
     "Grant",
     "Guard",
+    "IdentityFiles",
     "KeyPair",
     "MethodRule",
     "Policy",
@@ -100,11 +107,13 @@ __all__ = [
     "RevocationList",
     "RevocationView",
     "Right",
+    "ServerGuard",
     "SignedCapability",
     "Signer",
     "TlsIdentity",
     "Token",
     "TokenBody",
+    "authority_key_of",
     "capability_id",
     "client_context",
     "create_identity_files",

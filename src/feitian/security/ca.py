@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_CERT_VALIDITY_S",
     "PRINCIPAL_URI_PREFIX",
     "ClusterAuthority",
+    "authority_key_of",
     "principal_of_certificate",
 ]
 
@@ -234,3 +235,14 @@ def principal_of_certificate(certificate: x509.Certificate | bytes) -> Principal
         return Principal.from_public_key(key, str(names[0].value), PrincipalKind(str(kinds[0].value)))
     except (ValueError, x509.ExtensionNotFound, InvalidArgumentError) as exc:
         raise refusal(Reason.BAD_CERTIFICATE, f"peer certificate: not a feitian principal ({exc})") from None
+
+
+def authority_key_of(ca_certificate_pem: bytes) -> bytes:
+    """The raw authority key (what capability and token verifiers need) from the cluster CA certificate."""
+    try:
+        public = x509.load_pem_x509_certificate(ca_certificate_pem).public_key()
+    except ValueError as exc:
+        raise InvalidArgumentError(f"cluster CA certificate: cannot parse ({exc})") from None
+    if not isinstance(public, Ed25519PublicKey):
+        raise InvalidArgumentError("cluster CA certificate: not an Ed25519 authority key")
+    return _raw(public)

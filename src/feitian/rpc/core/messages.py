@@ -124,3 +124,26 @@ class Echo(Request[bytes], frozen=True, tag="kuafu.Echo", array_like=True):
     idempotent: ClassVar[bool] = True
 
     data: bytes = b""
+
+
+# -- credentials (answered by servers that run with security; see feitian.rpc.security) ------------------------
+
+
+class PresentReply(msgspec.Struct, frozen=True):
+    """A credential was verified and attached to the connection."""
+
+    holder_id: str  # the principal the grant belongs to (the connection's)
+    grant: str  # what it allows, for humans: "read,write on coord:/apps until ..."
+    expires_ns: int  # wall-clock expiry of the grant
+
+
+class PresentCapability(Request[PresentReply], frozen=True, tag="kuafu.PresentCapability"):
+    """Attach a capability chain (``feitian.security.CapabilityChain`` bytes) held by the caller."""
+
+    chain: bytes
+
+
+class PresentToken(Request[PresentReply], frozen=True, tag="kuafu.PresentToken"):
+    """Attach a token (``feitian.security.Token`` bytes) minted for this server; each is accepted once."""
+
+    token: bytes

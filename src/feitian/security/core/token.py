@@ -220,7 +220,7 @@ def verify_token(
     if now_ns >= body.expires_ns:
         raise fail(Reason.EXPIRED, f"expired at {body.expires_ns} (now {now_ns})")
     if body.audience not in audiences:
-        raise fail(Reason.WRONG_AUDIENCE, f"this receiver is {sorted(audiences)}")
+        raise fail(Reason.WRONG_AUDIENCE, f"minted for another receiver (this one is {', '.join(sorted(audiences))})")
     chain = verify_chain(
         token.issuer_chain,
         authority_key=authority_key,

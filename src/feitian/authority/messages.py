@@ -1,0 +1,134 @@
+"""The authority service's wire messages (``authority.*``), and the rule each method declares.
+
+Any authenticated principal may ask for capabilities (the policy decides what it gets) and read the revocation
+list; changing the policy, the principals and the revocation list needs ``admin`` on ``authority:/...``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import msgspec
+
+from feitian.rpc import Request
+from feitian.security import DEFAULT_MAX_DEPTH, MethodRule, Right, requires
+
+__all__ = [
+    "ADMIN_POLICY",
+    "ADMIN_PRINCIPALS",
+    "ADMIN_REVOCATIONS",
+    "AddPrincipal",
+    "AddPrincipalReply",
+    "GetRevocations",
+    "Issue",
+    "IssueReply",
+    "ListPrincipals",
+    "PolicyEntryInfo",
+    "PolicyGrant",
+    "PolicyList",
+    "PolicyReply",
+    "PolicyRevoke",
+    "PrincipalInfo",
+    "RevocationsReply",
+    "Revoke",
+]
+
+ADMIN_POLICY: MethodRule[Any] = requires(Right.ADMIN, "authority:/policy")
+ADMIN_PRINCIPALS: MethodRule[Any] = requires(Right.ADMIN, "authority:/principals")
+ADMIN_REVOCATIONS: MethodRule[Any] = requires(Right.ADMIN, "authority:/revocations")
+
+
+class IssueReply(msgspec.Struct, frozen=True):
+    chains: list[bytes]  # encoded CapabilityChain, one link each, held by the caller
+
+
+class Issue(Request[IssueReply], frozen=True, tag="authority.Issue"):
+    """Capabilities for the caller (the authenticated peer), within the policy.
+
+    Empty ``resources`` asks for everything the policy allows the caller: one capability per policy entry.
+    """
+
+    resources: tuple[str, ...] = ()
+    rights: tuple[str, ...] = ()
+    ttl_s: float = 3600.0
+    max_depth: int = 0
+
+
+class RevocationsReply(msgspec.Struct, frozen=True):
+    version: int
+    data: bytes  # RevocationList.to_bytes()
+
+
+class GetRevocations(Request[RevocationsReply], frozen=True, tag="authority.Revocations"):
+    """The revocation list. A long poll: when ``known_version`` is current, the answer waits up to ``wait_s``
+    for a change (and then comes anyway, which is what keeps a verifier's copy fresh)."""
+
+    idempotent: ClassVar[bool] = True
+
+    known_version: int = -1
+    wait_s: float = 0.0
+
+
+class PrincipalInfo(msgspec.Struct, frozen=True):
+    name: str
+    id: str
+    kind: str  # "user" or "service"
+    public_key: bytes
+
+
+class AddPrincipalReply(msgspec.Struct, frozen=True):
+    principal: PrincipalInfo
+    certificate_pem: bytes  # the principal's TLS certificate, issued by the cluster authority
+    ca_pem: bytes
+
+
+class AddPrincipal(Request[AddPrincipalReply], frozen=True, tag="authority.AddPrincipal"):
+    """Register a principal and issue its certificate (again, for the same key: a renewed certificate)."""
+
+    name: str
+    public_key: bytes
+    kind: str = "user"
+    hosts: tuple[str, ...] = ()  # for services: the host names and addresses its certificate names
+
+
+class ListPrincipals(Request[list[PrincipalInfo]], frozen=True, tag="authority.ListPrincipals"):
+    idempotent: ClassVar[bool] = True
+
+
+class PolicyEntryInfo(msgspec.Struct, frozen=True):
+    principal: str  # name
+    principal_id: str
+    resource: str
+    rights: list[str]
+    max_depth: int
+
+
+class PolicyReply(msgspec.Struct, frozen=True):
+    version: int
+    entries: list[PolicyEntryInfo]
+
+
+class PolicyGrant(Request[PolicyReply], frozen=True, tag="authority.PolicyGrant"):
+    principal: str  # a registered name or principal id
+    resources: tuple[str, ...]
+    rights: tuple[str, ...]
+    max_depth: int = DEFAULT_MAX_DEPTH
+
+
+class PolicyRevoke(Request[PolicyReply], frozen=True, tag="authority.PolicyRevoke"):
+    principal: str
+    resources: tuple[str, ...] = ()  # empty: every resource
+    rights: tuple[str, ...] = ()  # empty: every right
+
+
+class PolicyList(Request[PolicyReply], frozen=True, tag="authority.PolicyList"):
+    idempotent: ClassVar[bool] = True
+
+    principal: str = ""  # empty: everyone
+
+
+class Revoke(Request[RevocationsReply], frozen=True, tag="authority.Revoke"):
+    """Put a capability (``capability_id``, hex) or a holder (name or id) on the revocation list."""
+
+    capability_id: str = ""
+    holder: str = ""

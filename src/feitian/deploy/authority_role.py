@@ -1,0 +1,66 @@
+"""The ``authority`` node role: the cluster's authority service (feitian.authority), guarded like any node.
+
+``[role]`` keys: ``authority_key`` (the authority's private key file, mode 0600) and ``ca_cert`` (the cluster CA
+certificate). Its durable state lives in the node's data directory (feitian.authority.store); only one
+authority process may use a data directory at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any, ClassVar
+
+import msgspec
+
+from feitian.authority.service import AuthorityService
+from feitian.authority.store import AuthorityStore
+from feitian.deploy.node import NodeContext
+from feitian.errors import ConfigError
+from feitian.runtime.files import DirLock
+from feitian.security import ClusterAuthority, load_private_key
+
+__all__ = ["AuthorityOptions", "AuthorityRole"]
+
+
+class AuthorityOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    authority_key: str
+    ca_cert: str
+
+
+class AuthorityRole:
+    options_type: ClassVar[type[Any]] = AuthorityOptions
+
+    def __init__(self) -> None:
+        self._lock: DirLock | None = None
+        self._fresh: asyncio.Task[None] | None = None
+        self.service: AuthorityService | None = None
+
+    async def start(self, node: NodeContext, options: Any) -> dict[str, str]:
+        assert isinstance(options, AuthorityOptions)
+        security = node.security
+        if security is None:
+            raise ConfigError("role authority needs a [security] section: the authority never runs unauthenticated")
+        if not node.data_dir:
+            raise ConfigError("role authority needs [node] data_dir: its policy is stored there")
+        key = load_private_key(options.authority_key)
+        try:
+            ca = ClusterAuthority.from_pem(key, Path(options.ca_cert).read_bytes())
+        except OSError as exc:
+            raise ConfigError("role authority", problems=[f"{options.ca_cert}: {exc.strerror}"]) from None
+        self._lock = DirLock(node.data_dir)
+        store = AuthorityStore(node.data_dir)
+        self.service = AuthorityService(store, ca, security.view, security.clock)
+        node.server.add_service(self.service)
+        refresh_s = security.section.revocation_refresh_s
+        self._fresh = asyncio.get_running_loop().create_task(self.service.keep_fresh(refresh_s))
+        return {"principal": security.principal.id}
+
+    async def stop(self) -> None:
+        if self._fresh is not None:
+            self._fresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._fresh
+        if self._lock is not None:
+            self._lock.release()

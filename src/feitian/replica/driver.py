@@ -1,0 +1,360 @@
+"""The asyncio driver of one replica: it owns a consensus core and replicates a state machine (NUWA-1).
+
+::
+
+    replica = Replica(config, state_machine, client)
+    replica.register(server)            # serves raft.Step in the "raft" lane
+    await replica.start()               # opens (or bootstraps) the durable log, restores the state machine
+    result = await replica.propose(b"command", timeout=5)   # NotLeaderError(leader_hint=address) elsewhere
+    await replica.read_barrier()        # after this, local reads are linearizable (ReadIndex)
+
+One task runs the Ready cycle: persist (write + fdatasync on a worker thread; everything proposed meanwhile
+rides the next fsync, which is the group commit), then send messages, apply committed entries, answer
+proposers and waiting reads, and ``advance``. Inputs — proposals, reads, messages from peers, ticks — are
+stepped into the core directly on the event-loop thread, which is the only thread that touches it.
+
+A proposal succeeds when its entry applies with the term it was proposed in. If the replica loses leadership
+while a proposal is uncommitted, the proposal fails with UnavailableError (``outcome="unknown"``: it may still
+commit under the new leader).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import msgspec
+
+from feitian.consensus import (
+    Config,
+    EntryKind,
+    Message,
+    RawNode,
+    Ready,
+    Role,
+)
+from feitian.errors import DeadlineExceededError, InvalidArgumentError, NotLeaderError, UnavailableError
+from feitian.replica.log import DurableLog
+from feitian.replica.transport import RAFT_LANE, Step, Transport
+from feitian.rpc import CallContext, Client, Server
+
+log = logging.getLogger(__name__)
+
+
+class StateMachine(Protocol):
+    def apply(self, index: int, data: bytes) -> Any:
+        """Apply a committed command; the result goes back to the proposer (if it is waiting here)."""
+        ...
+
+    def snapshot(self) -> bytes: ...
+
+    def restore(self, data: bytes) -> None: ...
+
+
+class ReplicaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: int
+    peers: dict[int, str]  # every voter's id -> Kuafu address (this replica's too)
+    data_dir: str
+    cluster: str = "local"
+    tick_ms: int = 50
+    election_ticks: int = 20  # 1 s with tick_ms=50; randomized in [1x, 2x)
+    heartbeat_ticks: int = 2
+    snapshot_every_entries: int = 20_000
+    keep_entries_after_snapshot: int = 5_000
+    max_uncommitted_bytes: int = 64 << 20
+    default_timeout_s: float = 10.0
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.id not in self.peers:
+            out.append(f"id {self.id} is not among peers {sorted(self.peers)}")
+        if self.tick_ms < 1:
+            out.append("tick_ms must be >= 1")
+        if self.snapshot_every_entries < 1 or self.keep_entries_after_snapshot < 0:
+            out.append("snapshot_every_entries must be >= 1 and keep_entries_after_snapshot >= 0")
+        return out
+
+
+class ReplicaStats(msgspec.Struct):
+    role: str
+    term: int
+    leader_id: int
+    commit_index: int
+    applied_index: int
+    fsyncs: int
+    entries_persisted: int
+    proposals: int
+    snapshot_index: int = 0
+    snapshots_installed: int = 0  # snapshots received from a leader (this replica had fallen behind)
+
+
+class Replica:
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        state_machine: StateMachine,
+        client: Client,
+        *,
+        rng: random.Random | None = None,
+        on_leader_change: Callable[[int], None] | None = None,
+    ) -> None:
+        problems = config.problems()
+        if problems:
+            raise InvalidArgumentError("invalid replica config: " + "; ".join(problems))
+        self.config = config
+        self.sm = state_machine
+        self.client = client
+        self.rng = rng or random.Random()
+        self.on_leader_change = on_leader_change
+        self.log: DurableLog | None = None
+        self.node: RawNode | None = None
+        self.transport = Transport(config.cluster, config.peers, client, self._unreachable)
+        self._wakeup = asyncio.Event()
+        self._leader_known = asyncio.Event()
+        self._proposals: dict[int, tuple[int, asyncio.Future[Any]]] = {}  # index -> (term, future)
+        self._reads: dict[bytes, asyncio.Future[int]] = {}  # read context -> future of its read index
+        self._read_waiters: list[tuple[int, asyncio.Future[None]]] = []  # (index, future) until applied
+        self._read_ids = itertools.count(1)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._leader_id = 0
+        self._role = Role.FOLLOWER
+        self.proposal_count = 0
+        self.snapshots_installed = 0
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def register(self, server: Server) -> None:
+        server.add_handler(Step, self._on_step, lane=RAFT_LANE)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        voters = tuple(sorted(self.config.peers))
+        self.log = await loop.run_in_executor(None, DurableLog.open, self.config.data_dir, voters)
+        snapshot = self.log.snapshot
+        if snapshot.data:
+            self.sm.restore(snapshot.data)
+        cfg = Config(
+            id=self.config.id,
+            election_tick=self.config.election_ticks,
+            heartbeat_tick=self.config.heartbeat_ticks,
+            max_uncommitted_size_bytes=self.config.max_uncommitted_bytes,
+        )
+        self.node = RawNode(cfg, self.log.memory, self.rng)
+        self._tasks = [loop.create_task(self._run_ready()), loop.create_task(self._run_ticks())]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.transport.close()
+        self._fail_pending(UnavailableError("replica stopping", outcome="unknown"))
+        if self.log is not None:
+            await self.log.close()
+
+    # -- inputs ------------------------------------------------------------------------------------------------
+
+    @property
+    def core(self) -> RawNode:
+        if self.node is None:
+            raise UnavailableError("replica not started")
+        return self.node
+
+    @property
+    def is_leader(self) -> bool:
+        return self._role is Role.LEADER
+
+    @property
+    def leader_address(self) -> str | None:
+        return self.config.peers.get(self._leader_id)
+
+    def _not_leader(self, what: str) -> NotLeaderError:
+        hint = self.leader_address or ""
+        return NotLeaderError(f"{what}: replica {self.config.id} is not the leader", leader_hint=hint)
+
+    async def propose(self, data: bytes, timeout: float | None = None) -> Any:
+        """Replicate ``data`` and return the state machine's result of applying it."""
+        node = self.core
+        if node.role is not Role.LEADER:
+            raise self._not_leader("propose")
+        proposal = node.propose(data)  # may raise NotLeaderError / OverloadedError
+        self.proposal_count += 1
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._proposals[proposal.index] = (proposal.term, future)
+        self._wakeup.set()
+        return await self._bounded(future, timeout, "propose")
+
+    async def read_barrier(self, timeout: float | None = None) -> None:
+        """Return once this replica has applied everything committed when the call began (ReadIndex): a local
+        read after it is linearizable. Works on followers too (the leader confirms the index)."""
+        node = self.core
+        loop = asyncio.get_running_loop()
+        wait = self.config.default_timeout_s if timeout is None else timeout
+        give_up = loop.time() + wait
+        context = next(self._read_ids).to_bytes(8, "little")
+        future: asyncio.Future[int] = loop.create_future()
+        self._reads[context] = future
+        while True:
+            try:
+                node.read_index(context)
+                break
+            except NotLeaderError:
+                # No leader known yet (an election, or this replica just started): wait for one, then retry.
+                if loop.time() >= give_up:
+                    self._reads.pop(context, None)
+                    raise
+                self._leader_known.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._leader_known.wait(), max(0.0, give_up - loop.time()))
+        self._wakeup.set()
+        try:
+            index = await self._bounded(future, timeout, "read")
+        finally:
+            self._reads.pop(context, None)
+        if node.applied_index >= index:
+            return
+        applied: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._read_waiters.append((index, applied))
+        await self._bounded(applied, timeout, "read")
+
+    async def _bounded(self, future: asyncio.Future[Any], timeout: float | None, what: str) -> Any:
+        wait = self.config.default_timeout_s if timeout is None else timeout
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), wait)
+        except TimeoutError:
+            if self._leader_id == 0:
+                raise UnavailableError(f"{what}: no leader elected (replica {self.config.id})") from None
+            raise DeadlineExceededError(f"{what}: not committed within {wait}s") from None
+
+    async def _on_step(self, ctx: CallContext, req: Step) -> None:
+        if req.cluster != self.config.cluster:
+            raise InvalidArgumentError(f"raft.Step for cluster {req.cluster!r} reached {self.config.cluster!r}")
+        node = self.core
+        for message in req.messages:
+            node.step(message)
+        self._wakeup.set()
+
+    def _unreachable(self, peer_id: int) -> None:
+        if self.node is not None:
+            self.node.report_unreachable(peer_id)
+
+    async def _run_ticks(self) -> None:
+        interval = self.config.tick_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            self.core.tick()
+            self._wakeup.set()
+
+    # -- the Ready cycle ---------------------------------------------------------------------------------------
+
+    async def _run_ready(self) -> None:
+        node = self.core
+        assert self.log is not None
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while (ready := node.ready()) is not None:
+                await self.log.persist(ready)
+                if ready.messages:
+                    self._send(ready.messages)
+                self._apply(ready)
+                node.advance(ready)
+                self._serve_reads()
+                await self._maybe_compact()
+
+    def _send(self, messages: tuple[Message, ...]) -> None:
+        self.transport.send(messages)
+
+    def _apply(self, ready: Ready) -> None:
+        if ready.snapshot is not None and ready.snapshot.data:
+            self.sm.restore(ready.snapshot.data)
+            self.snapshots_installed += 1
+        for entry in ready.committed_entries:
+            result: Any = None
+            if entry.kind == EntryKind.NORMAL and entry.data:
+                try:
+                    result = self.sm.apply(entry.index, entry.data)
+                except Exception as exc:  # a state machine must be deterministic: report, keep going
+                    log.exception("state machine failed applying entry %d", entry.index)
+                    result = exc
+            pending = self._proposals.pop(entry.index, None)
+            if pending is not None:
+                term, future = pending
+                if future.done():
+                    continue
+                if term != entry.term:
+                    future.set_exception(UnavailableError("proposal lost: a new leader overwrote it", outcome="lost"))
+                elif isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+        for read_state in ready.read_states:
+            future_read = self._reads.get(read_state.context)
+            if future_read is not None and not future_read.done():
+                future_read.set_result(read_state.index)
+        if ready.soft_state is not None:  # after applying: entries committed in this Ready answer first
+            changed = ready.soft_state.leader_id != self._leader_id
+            was_leader = self._role is Role.LEADER
+            self._leader_id = ready.soft_state.leader_id
+            self._role = ready.soft_state.role
+            if was_leader and self._role is not Role.LEADER:
+                self._fail_pending(
+                    UnavailableError(
+                        "leadership lost before the proposal committed",
+                        outcome="unknown",
+                        leader_hint=self.leader_address or "",
+                    )
+                )
+            if self._leader_id:
+                self._leader_known.set()
+            if changed and self.on_leader_change is not None:
+                self.on_leader_change(self._leader_id)
+
+    def _serve_reads(self) -> None:
+        if not self._read_waiters:
+            return
+        applied = self.core.applied_index
+        still = []
+        for index, future in self._read_waiters:
+            if index <= applied:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                still.append((index, future))
+        self._read_waiters = still
+
+    def _fail_pending(self, error: Exception) -> None:
+        proposals, self._proposals = self._proposals, {}
+        for _, future in proposals.values():
+            if not future.done():
+                future.set_exception(error)
+
+    async def _maybe_compact(self) -> None:
+        assert self.log is not None
+        node = self.core
+        applied = node.applied_index
+        if applied - self.log.snapshot.meta.index < self.config.snapshot_every_entries:
+            return
+        await self.log.compact(applied, node.conf_state, self.sm.snapshot(), self.config.keep_entries_after_snapshot)
+
+    def stats(self) -> ReplicaStats:
+        node = self.core
+        assert self.log is not None
+        return ReplicaStats(
+            node.role.value,
+            node.term,
+            node.leader_id,
+            node.commit_index,
+            node.applied_index,
+            self.log.fsyncs,
+            self.log.entries_persisted,
+            self.proposal_count,
+            self.log.snapshot.meta.index,
+            self.snapshots_installed,
+        )

@@ -1,0 +1,208 @@
+"""A small replicated key-value store on the consensus layer: the test and benchmark workload of issue 5.
+
+It is deliberately simple — the coordination service (Nuwa) is the real state machine — but it is real:
+every write is a committed log entry on a majority with fsync, reads are linearizable (ReadIndex) unless
+``stale=True``, and the replica snapshots and compacts its log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import msgspec
+
+from feitian.errors import (
+    ConflictError,
+    ConnectionLostError,
+    DeadlineExceededError,
+    FeitianError,
+    InvalidArgumentError,
+    NotLeaderError,
+    UnavailableError,
+)
+from feitian.replica.driver import Replica, ReplicaStats
+from feitian.rpc import CallContext, Client, Request, handler
+
+MAX_KEY_BYTES = 4096
+MAX_VALUE_BYTES = 1 << 20
+
+
+# -- commands in the log ----------------------------------------------------------------------------------------
+
+
+class PutCommand(msgspec.Struct, frozen=True, tag="put", array_like=True):
+    key: str
+    value: bytes
+    expect_version: int = -1  # -1: unconditional; 0: must not exist; n: must be at version n
+
+
+class DeleteCommand(msgspec.Struct, frozen=True, tag="del", array_like=True):
+    key: str
+
+
+Command = PutCommand | DeleteCommand
+_command_encoder = msgspec.msgpack.Encoder()
+_command_decoder = msgspec.msgpack.Decoder(Command)
+
+
+class KvStateMachine:
+    def __init__(self) -> None:
+        self.data: dict[str, tuple[bytes, int]] = {}
+        self.applied_index = 0
+
+    def apply(self, index: int, data: bytes) -> Any:
+        self.applied_index = index
+        command = _command_decoder.decode(data)
+        if isinstance(command, PutCommand):
+            _, version = self.data.get(command.key, (b"", 0))
+            if command.expect_version >= 0 and command.expect_version != version:
+                return ConflictError(
+                    f"put {command.key!r}: version {command.expect_version} expected, found {version}",
+                    expected=command.expect_version,
+                    found=version,
+                )
+            self.data[command.key] = (command.value, version + 1)
+            return version + 1
+        existed = self.data.pop(command.key, None) is not None
+        return existed
+
+    def snapshot(self) -> bytes:
+        return msgspec.msgpack.encode([self.applied_index, self.data])
+
+    def restore(self, data: bytes) -> None:
+        index, items = msgspec.msgpack.decode(data, type=tuple[int, dict[str, tuple[bytes, int]]])
+        self.applied_index, self.data = index, items
+
+
+# -- the service ------------------------------------------------------------------------------------------------
+
+
+class PutReply(msgspec.Struct, frozen=True):
+    version: int
+
+
+class Put(Request[PutReply], frozen=True, tag="kv.Put"):
+    key: str
+    value: bytes
+    expect_version: int = -1
+
+
+class GetReply(msgspec.Struct, frozen=True):
+    found: bool
+    value: bytes = b""
+    version: int = 0
+
+
+class Get(Request[GetReply], frozen=True, tag="kv.Get"):
+    key: str
+    stale: bool = False  # True: answer from this replica's state without confirming it is current
+
+    idempotent = True
+
+
+class Delete(Request[bool], frozen=True, tag="kv.Delete"):
+    key: str
+
+
+class Stats(Request[ReplicaStats], frozen=True, tag="kv.Stats"):
+    idempotent = True
+
+
+def _check_key(key: str, value: bytes = b"") -> None:
+    if not key or len(key.encode()) > MAX_KEY_BYTES:
+        raise InvalidArgumentError(f"key must be 1..{MAX_KEY_BYTES} bytes, got {len(key.encode())}")
+    if len(value) > MAX_VALUE_BYTES:
+        raise InvalidArgumentError(f"put {key!r}: value of {len(value)} bytes exceeds {MAX_VALUE_BYTES}")
+
+
+class KvService:
+    def __init__(self, replica: Replica, state: KvStateMachine) -> None:
+        self.replica = replica
+        self.state = state
+
+    async def _propose(self, command: Command) -> Any:
+        result = await self.replica.propose(_command_encoder.encode(command))
+        if isinstance(result, FeitianError):
+            raise result
+        return result
+
+    @handler(Put)
+    async def put(self, ctx: CallContext, req: Put) -> PutReply:
+        _check_key(req.key, req.value)
+        version = await self._propose(PutCommand(req.key, req.value, req.expect_version))
+        return PutReply(version)
+
+    @handler(Delete)
+    async def delete(self, ctx: CallContext, req: Delete) -> bool:
+        _check_key(req.key)
+        existed: bool = await self._propose(DeleteCommand(req.key))
+        return existed
+
+    @handler(Get)
+    async def get(self, ctx: CallContext, req: Get) -> GetReply:
+        _check_key(req.key)
+        if not req.stale:
+            await self.replica.read_barrier()
+        item = self.state.data.get(req.key)
+        if item is None:
+            return GetReply(False)
+        return GetReply(True, item[0], item[1])
+
+    @handler(Stats)
+    async def stats(self, ctx: CallContext, req: Stats) -> ReplicaStats:
+        return self.replica.stats()
+
+
+# -- a client that follows the leader ---------------------------------------------------------------------------
+
+
+class KvClient:
+    """Sends writes to the leader (following NotLeaderError hints) and fails over between replicas."""
+
+    def __init__(self, client: Client, addresses: list[str], *, timeout_s: float = 10.0) -> None:
+        if not addresses:
+            raise InvalidArgumentError("KvClient needs at least one replica address")
+        self.client = client
+        self.addresses = list(addresses)
+        self.timeout_s = timeout_s
+        self.leader: str | None = None
+        self._rotation = itertools.cycle(self.addresses)
+
+    async def _call(self, request: Request[Any], *, retry_lost: bool) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        last: Exception | None = None
+        while loop.time() < deadline:
+            target = self.leader or next(self._rotation)
+            try:
+                return await self.client.call(target, request, timeout=max(0.01, deadline - loop.time()))
+            except NotLeaderError as exc:
+                hint = exc.fields.get("leader_hint") or None
+                self.leader = hint if hint != target else None
+                last = exc
+                if self.leader is None:
+                    await asyncio.sleep(0.05)  # an election is under way
+            except ConnectionLostError as exc:
+                self.leader = None
+                last = exc
+                if not retry_lost:
+                    raise
+            except (UnavailableError, DeadlineExceededError) as exc:
+                self.leader = None
+                last = exc
+                await asyncio.sleep(0.05)
+        raise UnavailableError(f"{type(request).__name__}: no replica answered within {self.timeout_s}s: {last}")
+
+    async def put(self, key: str, value: bytes, expect_version: int = -1, *, retry_lost: bool = False) -> int:
+        reply: PutReply = await self._call(Put(key, value, expect_version), retry_lost=retry_lost)
+        return reply.version
+
+    async def get(self, key: str, *, stale: bool = False) -> GetReply:
+        reply: GetReply = await self._call(Get(key, stale), retry_lost=True)
+        return reply
+
+    async def delete(self, key: str) -> bool:
+        existed: bool = await self._call(Delete(key), retry_lost=False)
+        return existed

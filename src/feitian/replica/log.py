@@ -1,0 +1,87 @@
+"""The durable log of one replica: the on-disk :class:`RaftStore` plus the in-memory view the core reads.
+
+The core reads a :class:`~feitian.consensus.MemoryStorage`; this class keeps it equal to what is durable: a
+Ready is written to the store and fsynced (on a worker thread, so the event loop keeps serving), and only then
+applied to the in-memory view. On open, the view is rebuilt from the store; a store with nothing in it is
+bootstrapped with the founding membership.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+
+from feitian.consensus import ConfState, Entry, HardState, MemoryStorage, Ready, Snapshot, bootstrap
+from feitian.runtime.raft_store import RaftStore
+
+
+class DurableLog:
+    def __init__(self, store: RaftStore, memory: MemoryStorage) -> None:
+        self.store = store
+        self.memory = memory
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="feitian-raft-log")
+        self.fsyncs = 0
+        self.entries_persisted = 0
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike[str], voters: tuple[int, ...]) -> DurableLog:
+        """Open (or bootstrap) the store in ``directory``. Blocking: call from a thread or before serving."""
+        store = RaftStore.open(directory)
+        state = store.load()
+        if state.snapshot is None and not state.entries and state.hard_state == HardState():
+            snapshot, hard_state = bootstrap(voters)
+            store.save(hard_state, [], snapshot)
+            store.sync()
+            state = store.load()
+        memory = MemoryStorage()
+        if state.snapshot is not None:
+            memory.apply_snapshot(state.snapshot)
+        memory.append(state.entries)
+        memory.set_hard_state(state.hard_state)
+        return cls(store, memory)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self.memory.snapshot()
+
+    async def persist(self, ready: Ready) -> None:
+        """Make what ``ready`` asks durable, then show it to the core."""
+        hard_state = ready.hard_state
+        if ready.snapshot is None and not ready.entries:
+            if hard_state is None:
+                return
+            previous = self.memory.hard_state
+            if hard_state.term == previous.term and hard_state.vote == previous.vote:
+                # Only the commit index moved: it need not be durable (it is learned again from the leader),
+                # so it is written with the next fsync rather than paying for one now.
+                self.store.save(hard_state, [])
+                self.memory.set_hard_state(hard_state)
+                return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._write, hard_state, ready.entries, ready.snapshot)
+        if ready.snapshot is not None:
+            self.memory.apply_snapshot(ready.snapshot)
+        if ready.entries:
+            self.memory.append(ready.entries)
+        if ready.hard_state is not None:
+            self.memory.set_hard_state(ready.hard_state)
+
+    def _write(self, hard_state: HardState | None, entries: tuple[Entry, ...], snapshot: Snapshot | None) -> None:
+        self.store.save(hard_state, entries, snapshot)
+        self.store.sync()
+        self.fsyncs += 1
+        self.entries_persisted += len(entries)
+
+    async def compact(self, index: int, conf: ConfState, data: bytes, keep_entries: int) -> None:
+        """Record the state machine's snapshot at applied ``index``; keep ``keep_entries`` before it in memory
+        for followers that lag a little (older ones get the snapshot)."""
+        snapshot = self.memory.create_snapshot(index, conf, data)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.store.compact, snapshot)
+        self.memory.compact(max(self.memory.first_index(), index - keep_entries))
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.store.close)
+        self._executor.shutdown(wait=True)
