@@ -490,11 +490,7 @@ class ConsensusSimulation:
             cs = leader.raw.conf_state
             if cs.voters_outgoing and not cs.auto_leave:
                 self._conf_change()
-            if (
-                probe is not None
-                and leader.raw.term > probe[2]
-                and leader.raw.raft.log.term(probe[1]) != probe[2]
-            ):
+            if probe is not None and leader.raw.term > probe[2] and leader.raw.raft.log.term(probe[1]) != probe[2]:
                 probe = None  # lost with its leader (a later leader's log lacks it): propose again
             if probe is None:
                 try:
