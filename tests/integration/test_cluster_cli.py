@@ -27,7 +27,7 @@ def test_cluster_lifecycle(cluster_dir: str) -> None:
     up = feitian("cluster", "up", "--dir", cluster_dir, "--json", check=True)
     state = json.loads(up.stdout)
     procs = {p["name"]: p for p in state["processes"]}
-    assert set(procs) == {"authority", "echo-1", "echo-2", "rpc-proxy-1"}
+    assert set(procs) == {"authority", "echo-1", "echo-2", "rpc-proxy-1", "kv-1", "kv-2", "kv-3"}
     assert state["secure"] is True
     lc = LocalCluster(cluster_dir)
     refs = [p.ref for p in lc.load().processes]
@@ -53,6 +53,17 @@ def test_cluster_lifecycle(cluster_dir: str) -> None:
     )
     assert json.loads(mapped.stdout) == {"a": "1", "served_by": "echo-2"}
 
+    # The replicated key-value store, over mutual TLS between its replicas.
+    assert feitian("kv", "put", "k", "v1", "--cluster", cluster_dir, check=True).stdout.strip() == "k version 1"
+    got = feitian("kv", "get", "k", "--cluster", cluster_dir, "--json", check=True)
+    assert json.loads(got.stdout) == {"key": "k", "value": "v1", "version": 1}
+    conflict = feitian("kv", "put", "k", "v2", "--expect-version", "0", "--cluster", cluster_dir)
+    assert conflict.returncode == 5 and "version 0 expected, found 1" in conflict.stderr
+    missing = feitian("kv", "get", "nope", "--cluster", cluster_dir)
+    assert missing.returncode == 4 and "no such key" in missing.stderr
+    kv_status = json.loads(feitian("kv", "status", "--cluster", cluster_dir, "--json", check=True).stdout)
+    assert sorted(r["stats"]["role"] for r in kv_status) == ["follower", "follower", "leader"]
+
     again = feitian("cluster", "up", "--dir", cluster_dir)
     assert again.returncode == 5 and "already running" in again.stderr and "hint:" in again.stderr
 
@@ -62,20 +73,20 @@ def test_cluster_lifecycle(cluster_dir: str) -> None:
     assert status.returncode == 3 and "stopped" in status.stdout and "error: not healthy: echo-2" in status.stderr
 
     down = feitian("cluster", "down", "--cluster", cluster_dir, "--json", check=True)
-    assert sorted(json.loads(down.stdout)["stopped"]) == ["authority", "echo-1", "rpc-proxy-1"]
+    assert sorted(json.loads(down.stdout)["stopped"]) == ["authority", "echo-1", "kv-1", "kv-2", "kv-3", "rpc-proxy-1"]
     assert not any(is_running(r) for r in refs)
     assert feitian("cluster", "status", "--cluster", cluster_dir).returncode == 4
 
 
 def test_cluster_dir_from_environment(cluster_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEITIAN_CLUSTER", cluster_dir)
-    feitian("cluster", "up", "--echo", "1", "--no-proxy", check=True)
+    feitian("cluster", "up", "--echo", "1", "--no-proxy", "--kv", "0", check=True)
     assert feitian("cluster", "status", check=True).returncode == 0
     assert feitian("cluster", "down", check=True).returncode == 0
 
 
 def test_insecure_cluster_and_its_proxy(cluster_dir: str) -> None:
-    up = feitian("cluster", "up", "--dir", cluster_dir, "--echo", "1", "--insecure", check=True)
+    up = feitian("cluster", "up", "--dir", cluster_dir, "--echo", "1", "--kv", "0", "--insecure", check=True)
     assert "WARNING: starting an insecure cluster" in up.stderr
     assert not Path(cluster_dir, "security").exists()
     via_proxy = feitian("rpc", "ping", "echo-1", "--cluster", cluster_dir, "--proxy", check=True)
@@ -117,6 +128,11 @@ def test_errors_and_exit_codes(args: list[str], code: int, text: str) -> None:
         ["bench"],
         ["bench", "rpc"],
         ["bench", "security"],
+        ["bench", "consensus"],
+        ["kv"],
+        ["kv", "put"],
+        ["kv", "get"],
+        ["kv", "status"],
         ["key", "create"],
         ["user", "add"],
         ["policy", "grant"],
@@ -136,5 +152,7 @@ def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
     out = proc.stdout
     assert "all correct: True" in out and "every length acknowledged: True" in out
     assert "served by: echo-1, echo-1, echo-1, echo-1, echo-1, echo-1" in out
+    assert "all 200 writes from before the kill readable (linearizable reads): True" in out
+    assert "caught up: applied index" in out
     assert "0 would not stop" in out
     assert not Path(directory, "cluster.json").exists()

@@ -33,6 +33,14 @@ def cluster() -> None:
 )
 @click.option("--echo", "echo_nodes", default=2, show_default=True, help="Diagnostic echo servers to start.")
 @click.option("--proxy/--no-proxy", default=True, show_default=True, help="Start a per-machine Kuafu proxy.")
+@click.option(
+    "--kv",
+    "kv_replicas",
+    type=click.IntRange(0, 7),
+    default=3,
+    show_default=True,
+    help="Replicas of the replicated key-value store (the consensus layer's workload); 0 for none.",
+)
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for every process to be ready.")
 @click.option(
     "--insecure",
@@ -40,14 +48,22 @@ def cluster() -> None:
     help="Run without security: no authority, no TLS, every caller trusted (benchmarks and debugging only).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the cluster state as JSON.")
-def up(directory: str | None, echo_nodes: int, proxy: bool, timeout: float, insecure: bool, as_json: bool) -> None:
+def up(
+    directory: str | None,
+    echo_nodes: int,
+    proxy: bool,
+    kv_replicas: int,
+    timeout: float,
+    insecure: bool,
+    as_json: bool,
+) -> None:
     """Start the cluster's services as background processes and wait until each is healthy.
 
     The cluster is secured: `up` creates the authority, the CA, an `admin` identity for you and one identity per
     node (in DIR/security), starts the authority first, and every node serves mutual TLS only.
     """
     lc = LocalCluster(resolve_cluster_dir(directory))
-    specs = default_spec(echo=echo_nodes, proxy=proxy)
+    specs = default_spec(echo=echo_nodes, proxy=proxy, kv=kv_replicas)
     state = lc.up(specs, timeout_s=timeout, progress=note, secure=not insecure)
     if as_json:
         emit_json(state)

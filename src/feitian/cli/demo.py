@@ -16,6 +16,7 @@ from feitian.authority.messages import AddPrincipal, PolicyGrant, Revoke
 from feitian.cli.output import note
 from feitian.deploy.cluster import ClusterResolver, ClusterState, LocalCluster, default_spec
 from feitian.errors import FeitianError
+from feitian.replica.kv import KvClient, Stats
 from feitian.rpc import Client, ClientConfig, Echo, Health
 from feitian.runtime.eventloop import run
 from feitian.runtime.procs import signal_process
@@ -109,6 +110,51 @@ async def tour(lc: LocalCluster, state: ClusterState) -> None:
             except FeitianError as exc:
                 served.append(f"<{type(exc).__name__}>")
         say(f"  6 more calls served by: {', '.join(served)}")
+
+    await _consensus_tour(lc, state)
+
+
+async def _consensus_tour(lc: LocalCluster, state: ClusterState) -> None:
+    """The replicated log: writes survive SIGKILL of the leader; the old leader catches up when it returns."""
+    replicas = [p for p in state.processes if p.role == "kv"]
+    if len(replicas) < 3:
+        return
+    say("\n== Consensus: a key-value store replicated on 3 processes (Raft, fsync on every write) ==")
+    config = ClientConfig(name="demo-kv", connect_timeout_s=0.5)
+    async with await lc.client(config, state=state) as client:
+        kv = KvClient(client, [p.addresses[0] for p in replicas], timeout_s=20)
+        t0 = time.perf_counter()
+        for i in range(200):
+            await kv.put(f"before-{i}", b"x")
+        say(f"  200 writes, one at a time, each on disk on a majority: {(time.perf_counter() - t0) * 1000:.0f} ms")
+        stats = {p.name: await client.call(p.addresses[0], Stats(), timeout=5) for p in replicas}
+        leader = next(p for p in replicas if stats[p.name].role == "leader")
+        say(f"  leader: {leader.name} (term {stats[leader.name].term}); killing it with SIGKILL")
+        signal_process(leader.ref, signal.SIGKILL)
+        t0 = time.perf_counter()
+        await kv.put("after-0", b"y", retry_lost=True)
+        say(
+            f"  first write after the kill acknowledged in {(time.perf_counter() - t0) * 1000:.0f} ms "
+            f"(election included)"
+        )
+        for i in range(1, 200):
+            await kv.put(f"after-{i}", b"y", retry_lost=True)
+        found = [(await kv.get(f"before-{i}")).found for i in range(200)]
+        say(f"  all 200 writes from before the kill readable (linearizable reads): {all(found)}")
+        await asyncio.to_thread(lc.restart, leader.name)
+        say(f"  restarted {leader.name} on its old address and data")
+        target = (await client.call(kv.leader or replicas[0].addresses[0], Stats(), timeout=5)).commit_index
+        back = next(p for p in lc.load().processes if p.name == leader.name)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                caught_up = await client.call(back.addresses[0], Stats(), timeout=2)
+                if caught_up.applied_index >= target:
+                    say(f"  {leader.name} caught up: applied index {caught_up.applied_index}, now a {caught_up.role}")
+                    break
+            except FeitianError:
+                pass
+            await asyncio.sleep(0.05)
 
 
 async def _guest_tour(lc: LocalCluster, state: ClusterState, echo1: str) -> None:

@@ -47,13 +47,14 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from feitian.cli import bench, cluster, demo, node, rpc, security
+    from feitian.cli import bench, cluster, demo, kv, node, rpc, security
 
     cli.add_command(cluster.cluster)
     cli.add_command(node.node)
     cli.add_command(rpc.rpc)
     cli.add_command(demo.demo)
     cli.add_command(bench.bench)
+    cli.add_command(kv.kv)
     for group in (security.key, security.user, security.policy, security.cap, security.token):
         cli.add_command(group)
 

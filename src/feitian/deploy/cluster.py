@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ import tomli_w
 from feitian import __version__
 from feitian.deploy.cluster_security import ClusterSecurity
 from feitian.deploy.node import EndpointFile
-from feitian.errors import AlreadyExistsError, FeitianError, NotFoundError, UnavailableError
+from feitian.errors import AlreadyExistsError, ConflictError, FeitianError, NotFoundError, UnavailableError
 from feitian.rpc import Client, ClientConfig, Health, HealthReply, NuwaAddress, Resolver
 from feitian.runtime.eventloop import run
 from feitian.runtime.procs import ProcessRef, is_running, spawn_detached, stop_processes
@@ -49,6 +50,7 @@ class NodeSpec(msgspec.Struct, frozen=True):
     role: str
     role_options: dict[str, Any] = {}
     rpc: dict[str, Any] = {}
+    listen: list[str] = []  # fixed addresses (replicas must know each other's); default: a free port
 
 
 class ProcessRecord(msgspec.Struct):
@@ -97,12 +99,40 @@ class ProcessStatus(msgspec.Struct):
     detail: str = ""
 
 
-def default_spec(echo: int = 2, proxy: bool = True) -> list[NodeSpec]:
+def default_spec(echo: int = 2, proxy: bool = True, kv: int = 3) -> list[NodeSpec]:
     """What ``feitian cluster up`` starts today; each component adds its nodes here."""
     specs = [NodeSpec(f"echo-{i + 1}", "echo") for i in range(echo)]
     if proxy:
         specs.append(NodeSpec("rpc-proxy-1", "rpc-proxy"))
+    if kv:
+        specs.extend(replica_specs("kv", kv))
     return specs
+
+
+def replica_specs(role: str, n: int, role_options: dict[str, Any] | None = None) -> list[NodeSpec]:
+    """``n`` replicas of a replicated role: fixed 127.0.0.1 ports chosen now (each replica's config names all
+    of its peers), and a lane of their own for consensus traffic."""
+    ports = free_ports(n)
+    peers = {str(i + 1): f"tcp://127.0.0.1:{port}" for i, port in enumerate(ports)}
+    rpc = {"lanes": {"default": {}, "raft": {"max_concurrency": 64, "max_queue": 100_000}}}
+    return [
+        NodeSpec(f"{role}-{i}", role, {**(role_options or {}), "id": i, "peers": peers}, rpc, [peers[str(i)]])
+        for i in range(1, n + 1)
+    ]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1 (free now; another program could take one before use)."""
+    sockets = []
+    try:
+        for _ in range(n):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def default_cluster_dir() -> str:
@@ -232,7 +262,7 @@ class LocalCluster:
                 "name": spec.name,
                 "role": spec.role,
                 "cluster": self.name,
-                "listen": ["tcp://127.0.0.1:0"],
+                "listen": spec.listen or ["tcp://127.0.0.1:0"],
                 "run_dir": run_dir,
                 "data_dir": os.path.join(self.dir, "data", spec.name),
             },
@@ -291,6 +321,25 @@ class LocalCluster:
                             hint="see the logs in " + os.path.join(self.dir, "logs"),
                         )
                     await asyncio.sleep(0.02)
+
+    def restart(self, name: str, timeout_s: float = 30.0) -> ProcessRecord:
+        """Start the named process again with its config (same addresses, same data); it must have stopped."""
+        state = self.load()
+        proc = state.find(name)
+        if is_running(proc.ref):
+            raise ConflictError(
+                f"restart {name}: it is still running (pid {proc.pid})",
+                hint="stop it first, or use `feitian cluster down`",
+            )
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.dir, "run", f"{name}.json"))
+        argv = [sys.executable, "-m", "feitian", "node", "run", proc.role, "--config", proc.config]
+        ref = spawn_detached(argv, proc.log)
+        proc.pid, proc.start_time = ref.pid, ref.start_time
+        self._save(state)
+        run(self._wait_ready(state, [proc], timeout_s, lambda _msg: None))
+        self._save(state)
+        return proc
 
     # -- status ------------------------------------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ RENEW_BEFORE_S = 60.0  # a client renews capabilities that expire sooner than th
 # What each role's services may do by default (component resources they call on each other).
 ROLE_GRANTS: dict[str, list[tuple[str, list[Right]]]] = {
     "echo": [("echo:/text", [Right.READ])],  # echo.relay calls echo.text on another echo node
+    "kv": [("raft:/", [Right.WRITE])],  # replicas send each other raft.Step
 }
 
 

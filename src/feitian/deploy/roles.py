@@ -96,13 +96,11 @@ class KvRole:
 
     def __init__(self) -> None:
         self._replica: Any = None
-        self._client: Any = None
 
     async def start(self, node: NodeContext, options: Any) -> dict[str, str]:
         from feitian.replica.driver import Replica, ReplicaConfig
         from feitian.replica.kv import KvService, KvStateMachine
         from feitian.replica.transport import RAFT_LANE
-        from feitian.rpc import Client, ClientConfig
 
         assert isinstance(options, KvOptions)
         try:
@@ -122,9 +120,9 @@ class KvRole:
             snapshot_every_entries=options.snapshot_every_entries,
             keep_entries_after_snapshot=options.keep_entries_after_snapshot,
         )
-        self._client = Client(ClientConfig(name=f"{node.name}-raft", connect_timeout_s=1.0))
         state = KvStateMachine()
-        self._replica = Replica(config, state, self._client)
+        # Replicas talk to each other as this node (mutual TLS in a secured cluster), like any other caller.
+        self._replica = Replica(config, state, node.client)
         self._replica.register(node.server)
         node.server.add_service(KvService(self._replica, state))
         await self._replica.start()
@@ -133,8 +131,6 @@ class KvRole:
     async def stop(self) -> None:
         if self._replica is not None:
             await self._replica.stop()
-        if self._client is not None:
-            await self._client.close()
 
 
 ROLES: dict[str, type[Any]] = {

@@ -40,8 +40,9 @@ from feitian.consensus import (
 )
 from feitian.errors import DeadlineExceededError, InvalidArgumentError, NotLeaderError, UnavailableError
 from feitian.replica.log import DurableLog
-from feitian.replica.transport import RAFT_LANE, Step, Transport
+from feitian.replica.transport import RAFT_LANE, RAFT_RESOURCE, Step, Transport
 from feitian.rpc import CallContext, Client, Server
+from feitian.security.core import Right, requires
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,9 @@ class Replica:
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     def register(self, server: Server) -> None:
-        server.add_handler(Step, self._on_step, lane=RAFT_LANE)
+        """Serve ``raft.Step`` in the server's raft lane; in a secured cluster only peers holding WRITE on
+        ``raft:/`` may send it."""
+        server.add_handler(Step, self._on_step, lane=RAFT_LANE, requires=requires(Right.WRITE, RAFT_RESOURCE))
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

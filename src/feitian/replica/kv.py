@@ -24,6 +24,7 @@ from feitian.errors import (
 )
 from feitian.replica.driver import Replica, ReplicaStats
 from feitian.rpc import CallContext, Client, Request, handler
+from feitian.security.core import MethodRule, Right, requires
 
 MAX_KEY_BYTES = 4096
 MAX_VALUE_BYTES = 1 << 20
@@ -117,6 +118,11 @@ def _check_key(key: str, value: bytes = b"") -> None:
         raise InvalidArgumentError(f"put {key!r}: value of {len(value)} bytes exceeds {MAX_VALUE_BYTES}")
 
 
+KV_RESOURCE = "kv:/"
+_READ: MethodRule[Any] = requires(Right.READ, KV_RESOURCE)
+_WRITE: MethodRule[Any] = requires(Right.WRITE, KV_RESOURCE)
+
+
 class KvService:
     def __init__(self, replica: Replica, state: KvStateMachine) -> None:
         self.replica = replica
@@ -128,19 +134,19 @@ class KvService:
             raise result
         return result
 
-    @handler(Put)
+    @handler(Put, requires=_WRITE)
     async def put(self, ctx: CallContext, req: Put) -> PutReply:
         _check_key(req.key, req.value)
         version = await self._propose(PutCommand(req.key, req.value, req.expect_version))
         return PutReply(version)
 
-    @handler(Delete)
+    @handler(Delete, requires=_WRITE)
     async def delete(self, ctx: CallContext, req: Delete) -> bool:
         _check_key(req.key)
         existed: bool = await self._propose(DeleteCommand(req.key))
         return existed
 
-    @handler(Get)
+    @handler(Get, requires=_READ)
     async def get(self, ctx: CallContext, req: Get) -> GetReply:
         _check_key(req.key)
         if not req.stale:
@@ -150,7 +156,7 @@ class KvService:
             return GetReply(False)
         return GetReply(True, item[0], item[1])
 
-    @handler(Stats)
+    @handler(Stats, requires=_READ)
     async def stats(self, ctx: CallContext, req: Stats) -> ReplicaStats:
         return self.replica.stats()
 

@@ -21,6 +21,7 @@ from feitian.rpc import Client, Request
 log = logging.getLogger(__name__)
 
 RAFT_LANE = "raft"
+RAFT_RESOURCE = "raft:/"  # a secured cluster grants replicas WRITE on it (deploy/cluster_security.py)
 
 
 class Step(Request[None], frozen=True, tag="raft.Step"):

@@ -20,7 +20,7 @@ from feitian.testing.waiting import wait_for_condition
 @pytest.fixture
 async def replicas(tmp_path: Path) -> AsyncIterator[KvReplicas]:
     rs = KvReplicas(
-        tmp_path, 3, tick_ms=20, election_ticks=15, snapshot_every_entries=300, keep_entries_after_snapshot=50
+        tmp_path, 3, tick_ms=50, election_ticks=10, snapshot_every_entries=300, keep_entries_after_snapshot=50
     )
     await asyncio.to_thread(rs.start_all)
     try:

@@ -37,7 +37,7 @@ def health_error(lc: LocalCluster, address: str) -> FeitianError | None:
 def test_verifiers_fail_closed_without_the_authority_and_its_policy_is_durable(tmp_path: Path) -> None:
     lc = LocalCluster(str(tmp_path / "c"))
     bound = {"revocation_refresh_s": 0.2, "revocation_max_staleness_s": 1.5}
-    state = lc.up(default_spec(echo=1, proxy=False), security_options=bound)
+    state = lc.up(default_spec(echo=1, proxy=False, kv=0), security_options=bound)
     restarted: ProcessRef | None = None
     try:
         authority, echo = state.find("authority"), state.find("echo-1")

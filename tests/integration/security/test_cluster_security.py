@@ -145,7 +145,7 @@ def test_the_cluster_runs_nothing_unauthenticated(world: World) -> None:
         raise AssertionError(f"{address} answered a client without a certificate")
 
     names = [p["name"] for p in world.state["processes"]]  # type: ignore[attr-defined]
-    assert set(names) == {"authority", "echo-1", "echo-2"}
+    assert set(names) == {"authority", "echo-1", "echo-2", "kv-1", "kv-2", "kv-3"}  # replicas included
     for name in names:
         exc = run(plain_health(world.address(name)))
         assert isinstance(exc, UnauthenticatedError) and exc.fields["reason"] == "tls_required", exc
