@@ -34,7 +34,8 @@ After any input, ``ready()`` returns a :class:`Ready` (or None). The driver must
 1. **persist** ``ready.snapshot`` (if any; it replaces the whole log), append ``ready.entries`` (an entry at an
    existing index replaces that entry and all after it) and save ``ready.hard_state`` (if any), durably;
 2. **send** ``ready.messages`` — never before step 1: they promise what was just persisted (a vote, an
-   acknowledged entry). The leader counts its own entries as persisted in the same way;
+   acknowledged entry). Exception (thesis §10.2.1): when :func:`may_send_before_persist` says so, a leader
+   sends first and persists meanwhile; it counts its own entries only once ``advance`` reports them durable;
 3. **apply** ``ready.committed_entries`` in order (restore the state machine from ``ready.snapshot`` first).
    ``NOOP`` entries carry nothing; ``CONF_CHANGE`` entries carry a :class:`ConfChange` the core applies itself;
 4. serve each ``ReadState(index, context)`` in ``ready.read_states`` once the state machine has applied
@@ -93,7 +94,7 @@ from feitian.consensus.messages import (
     encode_message,
 )
 from feitian.consensus.progress import ProgressState
-from feitian.consensus.rawnode import ProgressStatus, RawNode, Ready, Status
+from feitian.consensus.rawnode import ProgressStatus, RawNode, Ready, Status, may_send_before_persist
 from feitian.consensus.read_only import ReadState
 from feitian.consensus.role import Role, SoftState
 from feitian.consensus.storage import (
@@ -158,4 +159,5 @@ __all__ = [
     "decode_message",
     "encode_message",
     "entry_size_bytes",
+    "may_send_before_persist",
 ]

@@ -85,14 +85,20 @@ def append_entries(r: Raft, payloads: list[tuple[EntryKind, bytes]], *, force: b
         )
     r.uncommitted_size += size
     last = r.log.append(entries)
-    # The leader's own entries count once persisted; the Ready contract persists them before any message
-    # that could lead to their commitment is sent, so counting them now is safe.
-    own = r.tracker.progress.get(r.id)
-    if own is not None:
-        own.maybe_update(last)
-    if maybe_commit(r):
-        release_pending_reads(r)
+    # The leader's own entries count toward commitment only once the driver reports them persisted
+    # (Raft.advance -> persisted_own_entries), so the driver may send AppendEntries while it writes them
+    # (thesis §10.2.1): the leader's disk write and the followers' run in parallel.
     return Proposal(index=last, term=r.term)
+
+
+def persisted_own_entries(r: Raft, last_index: int, last_term: int) -> None:
+    """The leader's entries up to ``last_index`` are durable: count its own copy, and commit if that makes a
+    majority."""
+    if last_term != r.term:
+        return
+    own = r.tracker.progress.get(r.id)
+    if own is not None and own.maybe_update(last_index) and maybe_commit(r):
+        release_pending_reads(r)
 
 
 def propose(r: Raft, data: bytes) -> Proposal:

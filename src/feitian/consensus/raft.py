@@ -441,5 +441,7 @@ class Raft:
             _leader.maybe_auto_leave(self)
         if entries:
             self.log.unstable.stable_to(entries[-1].index, entries[-1].term)
+            if self.role == Role.LEADER:
+                _leader.persisted_own_entries(self, entries[-1].index, entries[-1].term)
         if snapshot is not None:
             self.log.unstable.stable_snapshot_to(snapshot.meta.index)

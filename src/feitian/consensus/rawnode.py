@@ -37,6 +37,21 @@ class Ready(msgspec.Struct, frozen=True):
     read_states: tuple[ReadState, ...] = ()
 
 
+def may_send_before_persist(ready: Ready, persisted: HardState, role: Role) -> bool:
+    """Whether the driver may send ``ready.messages`` *before* persisting ``ready`` (thesis §10.2.1).
+
+    True for a leader whose term and vote are already durable: its messages (AppendEntries, heartbeats,
+    ReadIndex replies, TimeoutNow) promise nothing about its own disk, and the core counts the leader's own
+    entries toward commitment only after :meth:`RawNode.advance` reports them persisted. So the leader's
+    write and its followers' writes run in parallel. Anything else (votes, a new term, snapshots) must be
+    persisted first.
+    """
+    if role is not Role.LEADER or ready.snapshot is not None:
+        return False
+    hs = ready.hard_state
+    return hs is None or (hs.term == persisted.term and hs.vote == persisted.vote)
+
+
 class ProgressStatus(msgspec.Struct, frozen=True):
     match: int
     next: int

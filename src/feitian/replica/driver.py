@@ -9,7 +9,8 @@
     await replica.read_barrier()        # after this, local reads are linearizable (ReadIndex)
 
 One task runs the Ready cycle: persist (write + fdatasync on a worker thread; everything proposed meanwhile
-rides the next fsync, which is the group commit), then send messages, apply committed entries, answer
+rides the next fsync, which is the group commit), then send messages (a leader sends first and writes
+meanwhile, so its fsync and the followers' overlap), apply committed entries, answer
 proposers and waiting reads, and ``advance``. Inputs — proposals, reads, messages from peers, ticks — are
 stepped into the core directly on the event-loop thread, which is the only thread that touches it.
 
@@ -37,6 +38,7 @@ from feitian.consensus import (
     RawNode,
     Ready,
     Role,
+    may_send_before_persist,
 )
 from feitian.errors import DeadlineExceededError, InvalidArgumentError, NotLeaderError, UnavailableError
 from feitian.replica.log import DurableLog
@@ -263,8 +265,12 @@ class Replica:
             await self._wakeup.wait()
             self._wakeup.clear()
             while (ready := node.ready()) is not None:
+                # A leader sends while it writes (thesis §10.2.1); everyone else persists first.
+                early = bool(ready.messages) and may_send_before_persist(ready, self.log.memory.hard_state, node.role)
+                if early:
+                    self._send(ready.messages)
                 await self.log.persist(ready)
-                if ready.messages:
+                if ready.messages and not early:
                     self._send(ready.messages)
                 self._apply(ready)
                 node.advance(ready)

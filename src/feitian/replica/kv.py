@@ -167,12 +167,16 @@ class KvService:
 class KvClient:
     """Sends writes to the leader (following NotLeaderError hints) and fails over between replicas."""
 
-    def __init__(self, client: Client, addresses: list[str], *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, client: Client, addresses: list[str], *, timeout_s: float = 10.0, attempt_timeout_s: float = 2.0
+    ) -> None:
         if not addresses:
             raise InvalidArgumentError("KvClient needs at least one replica address")
         self.client = client
         self.addresses = list(addresses)
         self.timeout_s = timeout_s
+        # One replica may be frozen or partitioned: give each attempt this long, then try another.
+        self.attempt_timeout_s = attempt_timeout_s
         self.leader: str | None = None
         self._rotation = itertools.cycle(self.addresses)
 
@@ -183,7 +187,10 @@ class KvClient:
         while loop.time() < deadline:
             target = self.leader or next(self._rotation)
             try:
-                return await self.client.call(target, request, timeout=max(0.01, deadline - loop.time()))
+                attempt = max(0.01, min(self.attempt_timeout_s, deadline - loop.time()))
+                result = await self.client.call(target, request, timeout=attempt)
+                self.leader = target
+                return result
             except NotLeaderError as exc:
                 hint = exc.fields.get("leader_hint") or None
                 self.leader = hint if hint != target else None

@@ -88,11 +88,22 @@ def test_ready_reports_soft_and_hard_state_only_on_change() -> None:
     assert rd is not None
     assert rd.soft_state == SoftState(leader_id=1, role=Role.LEADER)
     assert rd.hard_state is not None and rd.hard_state.vote == 1
+    assert rd.hard_state.commit == 1 and not rd.committed_entries  # the noop is not counted until persisted
     storage.append(rd.entries)
+    storage.set_hard_state(rd.hard_state)
+    node.advance(rd)
+    # Thesis §10.2.1: the leader's own copy counts once the driver has persisted it, which advance() reports.
+    rd = node.ready()
+    assert rd is not None and rd.soft_state is None and [e.index for e in rd.committed_entries] == [2]
+    assert rd.hard_state is not None and rd.hard_state.commit == 2
     storage.set_hard_state(rd.hard_state)
     node.advance(rd)
     assert node.ready() is None
     node.propose(b"x")
+    rd = node.ready()
+    assert rd is not None and rd.soft_state is None and rd.hard_state is None and len(rd.entries) == 1
+    storage.append(rd.entries)
+    node.advance(rd)
     rd = node.ready()
     assert rd is not None and rd.soft_state is None
     assert rd.hard_state is not None and rd.hard_state.commit == 3  # commit moved, term and vote did not

@@ -140,6 +140,7 @@ class ConsensusSimulation:
             snapshot_restored=self._snapshot_restored,
             read_state=self._read_state,
             crash_after_persist=self._crash_after_persist,
+            crash_before_persist=self._crash_before_persist,
         )
         founders = tuple(range(1, options.nodes + 1))
         spare = options.nodes + 1  # starts with empty storage; joins only through membership changes
@@ -271,6 +272,12 @@ class ConsensusSimulation:
     def _crash_after_persist(self, node: SimNode) -> bool:
         if self.chaos and self.rng.random() < self.knobs.crash_mid_ready_rate:
             self.log(f"replica {node.node_id} crashes after persisting, before sending")
+            return True
+        return False
+
+    def _crash_before_persist(self, node: SimNode) -> bool:
+        if self.chaos and self.rng.random() < self.knobs.crash_mid_ready_rate:
+            self.log(f"leader {node.node_id} crashes after sending, before persisting its own entries")
             return True
         return False
 

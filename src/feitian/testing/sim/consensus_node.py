@@ -9,7 +9,17 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from feitian.consensus import Config, Entry, EntryKind, MemoryStorage, Message, RawNode, ReadState, Ready
+from feitian.consensus import (
+    Config,
+    Entry,
+    EntryKind,
+    MemoryStorage,
+    Message,
+    RawNode,
+    ReadState,
+    Ready,
+    may_send_before_persist,
+)
 from feitian.consensus.types import Snapshot
 
 
@@ -66,6 +76,7 @@ class ReadyHooks:
     snapshot_restored: Callable[[SimNode, Snapshot], None]
     read_state: Callable[[SimNode, ReadState], None]
     crash_after_persist: Callable[[SimNode], bool]
+    crash_before_persist: Callable[[SimNode], bool]
 
 
 @dataclass(slots=True)
@@ -99,6 +110,13 @@ class SimNode:
             if rd is None:
                 return
             hooks.before_persist(self, rd)
+            early = may_send_before_persist(rd, self.disk.hard_state, self.raw.role)
+            if early:  # a leader sends while it writes (the driver does the same)
+                for message in rd.messages:
+                    hooks.send(message)
+                if hooks.crash_before_persist(self):
+                    self.crash()
+                    return
             if rd.snapshot is not None:
                 self.disk.apply_snapshot(rd.snapshot)
             self.disk.append(rd.entries)
@@ -108,8 +126,9 @@ class SimNode:
             if hooks.crash_after_persist(self):
                 self.crash()
                 return
-            for message in rd.messages:
-                hooks.send(message)
+            if not early:
+                for message in rd.messages:
+                    hooks.send(message)
             assert self.sm is not None
             if rd.snapshot is not None:
                 self.sm = StateMachine.from_snapshot(rd.snapshot)
