@@ -37,6 +37,7 @@ from feitian.deploy.node import EndpointFile
 from feitian.errors import AlreadyExistsError, ConflictError, FeitianError, NotFoundError, UnavailableError
 from feitian.rpc import Client, ClientConfig, Health, HealthReply, NuwaAddress, Resolver
 from feitian.runtime.eventloop import run
+from feitian.runtime.files import atomic_write
 from feitian.runtime.procs import ProcessRef, is_running, spawn_detached, stop_processes
 
 CLUSTER_FILE = "cluster.json"
@@ -189,12 +190,7 @@ class LocalCluster:
             raise FeitianError(f"cluster state {self.state_path} is unreadable: {exc}") from None
 
     def _save(self, state: ClusterState) -> None:
-        tmp = self.state_path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(msgspec.json.format(msgspec.json.encode(state)))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        atomic_write(self.state_path, msgspec.json.format(msgspec.json.encode(state)))
 
     # -- up ----------------------------------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from feitian import __version__
 from feitian.deploy.node_security import NodeSecurity, SecuritySection
 from feitian.errors import ConfigError, InvalidArgumentError
 from feitian.rpc import Client, ClientConfig, Server, ServerConfig
+from feitian.runtime.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -120,15 +121,10 @@ def decode_section(section: dict[str, Any], type_: type[Any], where: str) -> Any
 
 
 def write_endpoint_file(run_dir: str, info: EndpointFile) -> str:
-    """Atomically publish ``info`` (write a temp file, fsync, rename)."""
+    """Atomically publish ``info`` (temp file, fsync, rename, fsync of the directory)."""
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, f"{info.name}.json")
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(msgspec.json.encode(info))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, msgspec.json.encode(info))
     return path
 
 

@@ -181,17 +181,7 @@ class Client:
         the request class's ``idempotent`` attribute) lets the client send the call again, up to
         ``idempotent_retries`` times, if its connection breaks before the reply.
         """
-        info = self._methods.get(type(request))
-        if info is None:
-            info = self._method_info(type(request))
-        frame = await self._invoke(
-            address,
-            info,
-            _encoder.encode(request),
-            payload,
-            timeout,
-            info.idempotent if idempotent is None else idempotent,
-        )
+        info, frame = await self._typed(address, request, timeout, payload, idempotent)
         value: R = info.decoder.decode(frame.body)
         return value
 
@@ -205,16 +195,22 @@ class Client:
         idempotent: bool | None = None,
     ) -> Reply[R]:
         """Like :meth:`call`, also returning the raw payload of the reply."""
-        info = self._methods.get(type(request)) or self._method_info(type(request))
-        frame = await self._invoke(
-            address,
-            info,
-            _encoder.encode(request),
-            payload,
-            timeout,
-            info.idempotent if idempotent is None else idempotent,
-        )
+        info, frame = await self._typed(address, request, timeout, payload, idempotent)
         return Reply(info.decoder.decode(frame.body), frame.payload)
+
+    async def _typed(
+        self,
+        address: str,
+        request: Request[Any],
+        timeout: float | None,
+        payload: Buffer | None,
+        idempotent: bool | None,
+    ) -> tuple[_MethodInfo, Frame]:
+        info = self._methods.get(type(request))
+        if info is None:
+            info = self._method_info(type(request))
+        retry = info.idempotent if idempotent is None else idempotent
+        return info, await self._invoke(address, info, _encoder.encode(request), payload, timeout, retry)
 
     def start(
         self,
