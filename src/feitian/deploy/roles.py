@@ -86,6 +86,7 @@ class KvOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     heartbeat_ticks: int = 2
     snapshot_every_entries: int = 20_000
     keep_entries_after_snapshot: int = 5_000
+    segment_size_bytes: int = 64 << 20
 
 
 class KvRole:
@@ -119,6 +120,7 @@ class KvRole:
             heartbeat_ticks=options.heartbeat_ticks,
             snapshot_every_entries=options.snapshot_every_entries,
             keep_entries_after_snapshot=options.keep_entries_after_snapshot,
+            segment_size_bytes=options.segment_size_bytes,
         )
         state = KvStateMachine()
         # Replicas talk to each other as this node (mutual TLS in a secured cluster), like any other caller.

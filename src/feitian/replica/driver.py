@@ -40,7 +40,13 @@ from feitian.consensus import (
     Role,
     may_send_before_persist,
 )
-from feitian.errors import DeadlineExceededError, InvalidArgumentError, NotLeaderError, UnavailableError
+from feitian.errors import (
+    DeadlineExceededError,
+    FeitianError,
+    InvalidArgumentError,
+    NotLeaderError,
+    UnavailableError,
+)
 from feitian.replica.log import DurableLog
 from feitian.replica.transport import RAFT_LANE, RAFT_RESOURCE, Step, Transport
 from feitian.rpc import CallContext, Client, Server
@@ -70,6 +76,7 @@ class ReplicaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     snapshot_every_entries: int = 20_000
     keep_entries_after_snapshot: int = 5_000
     max_uncommitted_bytes: int = 64 << 20
+    segment_size_bytes: int = 64 << 20  # write-ahead log segment files (preallocated)
     default_timeout_s: float = 10.0
 
     def problems(self) -> list[str]:
@@ -94,6 +101,7 @@ class ReplicaStats(msgspec.Struct):
     proposals: int
     snapshot_index: int = 0
     snapshots_installed: int = 0  # snapshots received from a leader (this replica had fallen behind)
+    disk_error: str = ""  # why the log cannot be written right now ("" when it can)
 
 
 class Replica:
@@ -128,6 +136,7 @@ class Replica:
         self._role = Role.FOLLOWER
         self.proposal_count = 0
         self.snapshots_installed = 0
+        self.disk_error: FeitianError | None = None  # set while the log cannot be written
         self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -140,7 +149,9 @@ class Replica:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         voters = tuple(sorted(self.config.peers))
-        self.log = await loop.run_in_executor(None, DurableLog.open, self.config.data_dir, voters)
+        self.log = await loop.run_in_executor(
+            None, DurableLog.open, self.config.data_dir, voters, self.config.segment_size_bytes
+        )
         snapshot = self.log.snapshot
         if snapshot.data:
             self.sm.restore(snapshot.data)
@@ -188,6 +199,11 @@ class Replica:
         node = self.core
         if node.role is not Role.LEADER:
             raise self._not_leader("propose")
+        if self.disk_error is not None:
+            raise UnavailableError(
+                f"propose: replica {self.config.id} cannot write its log: {self.disk_error.message}",
+                reason=self.disk_error.fields.get("reason", self.disk_error.code),
+            )
         proposal = node.propose(data)  # may raise NotLeaderError / OverloadedError
         self.proposal_count += 1
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -269,13 +285,44 @@ class Replica:
                 early = bool(ready.messages) and may_send_before_persist(ready, self.log.memory.hard_state, node.role)
                 if early:
                     self._send(ready.messages)
-                await self.log.persist(ready)
+                try:
+                    await self.log.persist(ready)
+                except FeitianError as exc:
+                    await self._recover_persist(ready, exc)
                 if ready.messages and not early:
                     self._send(ready.messages)
                 self._apply(ready)
                 node.advance(ready)
                 self._serve_reads()
                 await self._maybe_compact()
+
+    async def _recover_persist(self, ready: Ready, error: FeitianError) -> None:
+        """Writing a Ready failed (a full disk, an I/O error). Refuse new proposals, fail those waiting, and retry
+        the same Ready on a reopened store until it is durable; the core waits (no ``advance``) meanwhile, so
+        nothing is acknowledged or sent that the disk does not hold. Peers elect another leader if need be."""
+        assert self.log is not None
+        self.disk_error = error
+        log.error("replica %d: cannot persist the log: %s (retrying until it succeeds)", self.config.id, error.message)
+        self._fail_pending(
+            UnavailableError(
+                f"replica {self.config.id}: log not writable: {error.message}",
+                outcome="unknown",
+                reason=error.fields.get("reason", error.code),
+            )
+        )
+        delay = 0.1
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)
+            try:
+                await self.log.reopen()
+                await self.log.persist(ready)
+            except FeitianError as exc:
+                self.disk_error = exc
+                continue
+            log.warning("replica %d: the log is writable again", self.config.id)
+            self.disk_error = None
+            return
 
     def _send(self, messages: tuple[Message, ...]) -> None:
         self.transport.send(messages)
@@ -350,7 +397,12 @@ class Replica:
         applied = node.applied_index
         if applied - self.log.snapshot.meta.index < self.config.snapshot_every_entries:
             return
-        await self.log.compact(applied, node.conf_state, self.sm.snapshot(), self.config.keep_entries_after_snapshot)
+        try:
+            await self.log.compact(
+                applied, node.conf_state, self.sm.snapshot(), self.config.keep_entries_after_snapshot
+            )
+        except FeitianError as exc:  # e.g. a full disk: keep the longer log, try again at the next threshold
+            log.error("replica %d: snapshot at %d failed: %s", self.config.id, applied, exc.message)
 
     def stats(self) -> ReplicaStats:
         node = self.core
@@ -366,4 +418,5 @@ class Replica:
             self.proposal_count,
             self.log.snapshot.meta.index,
             self.snapshots_installed,
+            self.disk_error.message if self.disk_error is not None else "",
         )

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 
 from feitian.consensus import ConfState, Entry, HardState, MemoryStorage, Ready, Snapshot, bootstrap
+from feitian.errors import FeitianError
 from feitian.runtime.raft_store import RaftStore
 
 
@@ -23,11 +25,14 @@ class DurableLog:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="feitian-raft-log")
         self.fsyncs = 0
         self.entries_persisted = 0
+        self.segment_size_bytes = 64 << 20
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str], voters: tuple[int, ...]) -> DurableLog:
+    def open(
+        cls, directory: str | os.PathLike[str], voters: tuple[int, ...], segment_size_bytes: int = 64 << 20
+    ) -> DurableLog:
         """Open (or bootstrap) the store in ``directory``. Blocking: call from a thread or before serving."""
-        store = RaftStore.open(directory)
+        store = RaftStore.open(directory, segment_size_bytes=segment_size_bytes)
         state = store.load()
         if state.snapshot is None and not state.entries and state.hard_state == HardState():
             snapshot, hard_state = bootstrap(voters)
@@ -39,7 +44,9 @@ class DurableLog:
             memory.apply_snapshot(state.snapshot)
         memory.append(state.entries)
         memory.set_hard_state(state.hard_state)
-        return cls(store, memory)
+        log = cls(store, memory)
+        log.segment_size_bytes = segment_size_bytes
+        return log
 
     @property
     def snapshot(self) -> Snapshot:
@@ -80,6 +87,19 @@ class DurableLog:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.store.compact, snapshot)
         self.memory.compact(max(self.memory.first_index(), index - keep_entries))
+
+    async def reopen(self) -> None:
+        """Close and reopen the store after a failed write (it continues from what is durable). The in-memory
+        view already equals what is durable: it is only updated after a write succeeds."""
+        loop = asyncio.get_running_loop()
+        directory = self.store.directory
+
+        def reopen() -> RaftStore:
+            with contextlib.suppress(FeitianError, OSError):
+                self.store.close()
+            return RaftStore.open(directory, segment_size_bytes=self.segment_size_bytes)
+
+        self.store = await loop.run_in_executor(self._executor, reopen)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()

@@ -24,6 +24,7 @@ class KvReplicas:
         election_ticks: int = 20,
         snapshot_every_entries: int = 20_000,
         keep_entries_after_snapshot: int = 5_000,
+        segment_size_bytes: int = 64 << 20,
     ) -> None:
         self.cluster = LocalCluster(str(directory))
         options = {
@@ -31,6 +32,7 @@ class KvReplicas:
             "election_ticks": election_ticks,
             "snapshot_every_entries": snapshot_every_entries,
             "keep_entries_after_snapshot": keep_entries_after_snapshot,
+            "segment_size_bytes": segment_size_bytes,
         }
         self.specs = replica_specs("kv", n, options)
         self.ids = list(range(1, n + 1))
@@ -40,6 +42,9 @@ class KvReplicas:
     def start_all(self) -> None:
         state = self.cluster.up(self.specs, secure=False)
         self._refs.extend(p.ref for p in state.processes)
+
+    def data_dir(self, i: int) -> str:
+        return os.path.join(self.cluster.dir, "data", f"kv-{i}")
 
     def ref(self, i: int) -> ProcessRef:
         return self.cluster.load().find(f"kv-{i}").ref
