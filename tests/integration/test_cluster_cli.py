@@ -27,7 +27,12 @@ def test_cluster_lifecycle(cluster_dir: str) -> None:
     up = feitian("cluster", "up", "--dir", cluster_dir, "--json", check=True)
     state = json.loads(up.stdout)
     procs = {p["name"]: p for p in state["processes"]}
-    assert set(procs) == {"authority", "echo-1", "echo-2", "rpc-proxy-1", "kv-1", "kv-2", "kv-3"}
+    assert set(procs) >= {"authority", "echo-1", "echo-2", "rpc-proxy-1", "kv-1", "kv-2", "kv-3"}
+    assert {n for n in procs if n.startswith("coord-")} == {"coord-1", "coord-2", "coord-3"}
+    assert {n for n in procs if n.startswith(("dfs-master-", "chunkserver-"))} == {
+        "dfs-master-1", "dfs-master-2", "dfs-master-3", "chunkserver-1", "chunkserver-2", "chunkserver-3",
+        "chunkserver-4",
+    }  # fmt: skip
     assert state["secure"] is True
     lc = LocalCluster(cluster_dir)
     refs = [p.ref for p in lc.load().processes]
@@ -73,20 +78,23 @@ def test_cluster_lifecycle(cluster_dir: str) -> None:
     assert status.returncode == 3 and "stopped" in status.stdout and "error: not healthy: echo-2" in status.stderr
 
     down = feitian("cluster", "down", "--cluster", cluster_dir, "--json", check=True)
-    assert sorted(json.loads(down.stdout)["stopped"]) == ["authority", "echo-1", "kv-1", "kv-2", "kv-3", "rpc-proxy-1"]
+    assert sorted(json.loads(down.stdout)["stopped"]) == sorted(n for n in procs if n != "echo-2")
     assert not any(is_running(r) for r in refs)
     assert feitian("cluster", "status", "--cluster", cluster_dir).returncode == 4
 
 
 def test_cluster_dir_from_environment(cluster_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEITIAN_CLUSTER", cluster_dir)
-    feitian("cluster", "up", "--echo", "1", "--no-proxy", "--kv", "0", check=True)
+    feitian("cluster", "up", "--echo", "1", "--no-proxy", "--kv", "0", "--coord", "0", "--dfs-masters", "0", check=True)
     assert feitian("cluster", "status", check=True).returncode == 0
     assert feitian("cluster", "down", check=True).returncode == 0
 
 
 def test_insecure_cluster_and_its_proxy(cluster_dir: str) -> None:
-    up = feitian("cluster", "up", "--dir", cluster_dir, "--echo", "1", "--kv", "0", "--insecure", check=True)
+    up = feitian(
+        "cluster", "up", "--dir", cluster_dir, "--echo", "1", "--kv", "0", "--coord", "0", "--dfs-masters", "0",
+        "--insecure", check=True,
+    )  # fmt: skip
     assert "WARNING: starting an insecure cluster" in up.stderr
     assert not Path(cluster_dir, "security").exists()
     via_proxy = feitian("rpc", "ping", "echo-1", "--cluster", cluster_dir, "--proxy", check=True)
@@ -133,6 +141,13 @@ def test_errors_and_exit_codes(args: list[str], code: int, text: str) -> None:
         ["kv", "put"],
         ["kv", "get"],
         ["kv", "status"],
+        ["coord"],
+        ["coord", "get"],
+        ["coord", "watch"],
+        ["coord", "lock"],
+        ["coord", "elect"],
+        ["coord", "txn"],
+        ["coord", "snapshot", "restore"],
         ["key", "create"],
         ["user", "add"],
         ["policy", "grant"],
@@ -154,5 +169,11 @@ def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
     assert "served by: echo-1, echo-1, echo-1, echo-1, echo-1, echo-1" in out
     assert "all 200 writes from before the kill readable (linearizable reads): True" in out
     assert "caught up: applied index" in out
+    assert "server-a resigns -> server-b leads" in out
+    assert "client a's session ends -> client b holds the lock" in out
+    assert "deleted /demo/config/db" in out
+    assert "resolved through Nuwa, served by:" in out and "(lookups sent to Nuwa: 1)" in out
+    assert "read it back at once (other replicas serve it)" in out and "identical: True" in out  # Pangu
+    assert "read back: identical True; fsck: healthy" in out
     assert "0 would not stop" in out
     assert not Path(directory, "cluster.json").exists()

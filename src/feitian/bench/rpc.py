@@ -152,8 +152,8 @@ def run_rpc_bench(seconds: float = 3.0, peers_dir: str | None = None, with_peers
         lc = LocalCluster(os.path.join(tmp, "insecure"))
         secure_lc = LocalCluster(os.path.join(tmp, "secure"))
         try:
-            state = lc.up(default_spec(echo=1, proxy=True), secure=False)
-            secure_state = secure_lc.up(default_spec(echo=1, proxy=False))
+            state = lc.up(default_spec(echo=1, proxy=True, kv=0, dfs_masters=0, chunkservers=0, coord=0), secure=False)
+            secure_state = secure_lc.up(default_spec(echo=1, proxy=False, kv=0, dfs_masters=0, chunkservers=0, coord=0))
             procs = {p.role: p for p in state.processes}
             address = procs["echo"].addresses[0]
             proxy_path = procs["rpc-proxy"].extra["socket"]

@@ -55,8 +55,10 @@ def run_security_bench(seconds: float = 2.0, rounds: int = 3) -> dict[str, Any]:
         plain_lc = LocalCluster(os.path.join(tmp, "insecure"))
         secure_lc = LocalCluster(os.path.join(tmp, "secure"))
         try:
-            plain_state = plain_lc.up(default_spec(echo=1, proxy=False), secure=False)
-            secure_state = secure_lc.up(default_spec(echo=1, proxy=False))
+            plain_state = plain_lc.up(
+                default_spec(echo=1, proxy=False, kv=0, dfs_masters=0, chunkservers=0, coord=0), secure=False
+            )
+            secure_state = secure_lc.up(default_spec(echo=1, proxy=False, kv=0, dfs_masters=0, chunkservers=0, coord=0))
             plain_addr = next(p.addresses[0] for p in plain_state.processes if p.role == "echo")
             secure_addr = next(p.addresses[0] for p in secure_state.processes if p.role == "echo")
             handshakes = {

@@ -82,3 +82,68 @@ def bench_security(seconds: float, rounds: int, as_json: bool) -> None:
         emit_json(result)
     else:
         print_report(result)
+
+
+@bench.command("coord")
+@click.option("--seconds", default=2.0, show_default=True, help="Seconds per throughput measurement.")
+@click.option("--rounds", default=3, show_default=True, help="Alternating rounds per measurement (median shown).")
+@click.option(
+    "--replicas", type=click.Choice(["1", "3"]), default="3", show_default=True, help="Replicas (and etcd members)."
+)
+@click.option(
+    "--dir",
+    "directory",
+    default=None,
+    metavar="DIR",
+    help="Where both clusters keep their data (default: the system temp dir); choose the disk to measure.",
+)
+@click.option("--no-etcd", is_flag=True, help="Measure feitian only.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_coord(
+    seconds: float, rounds: int, replicas: str, directory: str | None, no_etcd: bool, as_json: bool
+) -> None:
+    """Nuwa (coordination) against etcd, same workload, same run: 100 B values and keys.
+
+    Write latency and writes/s at 1, 16 and 64 in flight; linearizable and local reads/s at 64 in flight; watch
+    latency (write sent -> event at another client); lock cycles/s; lock failover after SIGKILL of the holder.
+    Both run side by side; each measurement alternates between them for --rounds rounds (median shown). etcd
+    (apt-get install etcd-server) is started and stopped by the benchmark; without it, a note says so.
+    """
+    from feitian.bench.coord import print_table, run_coord_bench
+    from feitian.cli.output import note
+
+    result = run_coord_bench(
+        seconds=seconds,
+        replicas=int(replicas),
+        directory=directory,
+        with_etcd=not no_etcd,
+        rounds=rounds,
+        progress=note,
+    )
+    if as_json:
+        emit_json(result)
+    else:
+        print_table(result)
+
+
+@bench.command("dfs")
+@click.option("--size", "size_mib", default=1024, show_default=True, help="File size in MiB (smaller: quicker).")
+@click.option("--creates", default=5000, show_default=True, help="Empty files created for the metadata rate.")
+@click.option(
+    "--dir",
+    "directory",
+    default=None,
+    metavar="DIR",
+    help="Where the cluster keeps its data (default: the system temp dir); choose the disk to measure.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_dfs(size_mib: int, creates: int, directory: str | None, as_json: bool) -> None:
+    """Pangu: write and read throughput with 3 replicas and 1, metadata creates/s, re-replication after a
+    SIGKILL, and the disk's own write+fdatasync and page-cache read rates in the same run."""
+    from feitian.bench.dfs import print_report, run_dfs_bench
+
+    figures = run_dfs_bench(size_mib=size_mib, creates=creates, directory=directory)
+    if as_json:
+        emit_json(figures)
+    else:
+        print_report(figures)

@@ -41,6 +41,28 @@ def cluster() -> None:
     show_default=True,
     help="Replicas of the replicated key-value store (the consensus layer's workload); 0 for none.",
 )
+@click.option(
+    "--dfs-masters",
+    type=click.IntRange(0, 7),
+    default=3,
+    show_default=True,
+    help="Pangu (file system) master replicas; 0 for no file system.",
+)
+@click.option(
+    "--chunkservers",
+    type=click.IntRange(0, 64),
+    default=4,
+    show_default=True,
+    help="Pangu chunk servers (racks r1, r2, r3 in turn); none without masters.",
+)
+@click.option(
+    "--coord",
+    "coord_replicas",
+    type=click.IntRange(0, 7),
+    default=3,
+    show_default=True,
+    help="Nuwa (coordination service) replicas, 3 or 5; 0 for none (nuwa:// then resolves from the state file).",
+)
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for every process to be ready.")
 @click.option(
     "--insecure",
@@ -53,6 +75,9 @@ def up(
     echo_nodes: int,
     proxy: bool,
     kv_replicas: int,
+    dfs_masters: int,
+    chunkservers: int,
+    coord_replicas: int,
     timeout: float,
     insecure: bool,
     as_json: bool,
@@ -63,7 +88,15 @@ def up(
     node (in DIR/security), starts the authority first, and every node serves mutual TLS only.
     """
     lc = LocalCluster(resolve_cluster_dir(directory))
-    specs = default_spec(echo=echo_nodes, proxy=proxy, kv=kv_replicas)
+    specs = default_spec(
+        echo=echo_nodes,
+        proxy=proxy,
+        kv=kv_replicas,
+        dfs_masters=dfs_masters,
+        chunkservers=chunkservers,
+        coord=coord_replicas,
+        secure=not insecure,
+    )
     state = lc.up(specs, timeout_s=timeout, progress=note, secure=not insecure)
     if as_json:
         emit_json(state)

@@ -13,6 +13,8 @@ import time
 import click
 
 from feitian.authority.messages import AddPrincipal, PolicyGrant, Revoke
+from feitian.cli.demo_nuwa import nuwa_tour, service_resolver
+from feitian.cli.demo_pangu import pangu_tour
 from feitian.cli.output import note
 from feitian.deploy.cluster import ClusterResolver, ClusterState, LocalCluster, default_spec
 from feitian.errors import FeitianError
@@ -88,9 +90,14 @@ async def tour(lc: LocalCluster, state: ClusterState) -> None:
     except FeitianError as exc:
         say(f"  refused in a secured cluster: {exc.message} [{exc.fields.get('reason')}]")
 
+    await nuwa_tour(lc, state)
+
     say("\n== nuwa:// addressing: load balancing and failover ==")
     config = ClientConfig(name="demo-nuwa", connect_timeout_s=0.5)
-    async with await lc.client(config, state=state, resolver=resolver) as client:
+    async with (
+        service_resolver(lc, state) as service_names,
+        await lc.client(config, state=state, resolver=service_names) as client,
+    ):
         served = [
             (await client.call_map("nuwa://local/echo", "echo.map", {}, timeout=5, idempotent=True))["served_by"]
             for _ in range(6)
@@ -112,6 +119,7 @@ async def tour(lc: LocalCluster, state: ClusterState) -> None:
         say(f"  6 more calls served by: {', '.join(served)}")
 
     await _consensus_tour(lc, state)
+    await pangu_tour(lc, state)
 
 
 async def _consensus_tour(lc: LocalCluster, state: ClusterState) -> None:

@@ -47,7 +47,7 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from feitian.cli import bench, cluster, demo, kv, node, rpc, security
+    from feitian.cli import bench, cluster, coord, demo, dfs, kv, node, rpc, security
 
     cli.add_command(cluster.cluster)
     cli.add_command(node.node)
@@ -55,6 +55,8 @@ def _register() -> None:
     cli.add_command(demo.demo)
     cli.add_command(bench.bench)
     cli.add_command(kv.kv)
+    cli.add_command(dfs.dfs)
+    cli.add_command(coord.coord)
     for group in (security.key, security.user, security.policy, security.cap, security.token):
         cli.add_command(group)
 

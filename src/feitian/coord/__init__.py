@@ -2,6 +2,105 @@
 transactions, persistent subscriptions, and the recipes built on them (locks, election, naming, client cache).
 
 ``feitian.coord.core`` holds the pure logic every replica runs identically (the tree, sessions, retried-write
-results, the event history) and the leader's session timing. The service, client, recipes, REST API and CLI
-are built on it. See ``docs/coord.md``.
+results, the event history) and the leader's session timing. ``service.py`` runs it as replicas (``feitian node
+run coord``); this package's root is the client. See ``docs/coord.md``.
+
+The async client (public API)::
+
+    from feitian.coord import CoordClient, CheckOp, SetOp, Selector
+
+    nuwa = CoordClient(rpc, replica_addresses, session_ttl_ms=8000)   # rpc: a feitian.rpc.Client
+    await nuwa.create(path, value=b"", ephemeral=False, sequential=False, parents=False) -> Created
+    await nuwa.get(path, stale=False)              -> GetResult(stat, value, revision)   linearizable unless stale
+    await nuwa.set(path, value, version=None)      -> Updated       ConflictError on a version mismatch
+    await nuwa.delete(path, version=None)          -> Deleted
+    await nuwa.list(dir, values=False, start_after="", limit=0)
+                                                   -> ListReply(directory, children, values, revision, more)
+    await nuwa.stat(path) -> NodeStat              await nuwa.exists(path) -> ExistsResult(stat | None, revision)
+    await nuwa.select(selector)                    -> SelectResult (the nodes a selector covers)
+    await nuwa.txn([CheckOp(...), SetOp(...), CreateOp(...), DeleteOp(...)]) -> TxnCommitted   all or nothing
+    session = await nuwa.session()                 # this client's session (lease, jeopardy, lost); see Session
+    watch = nuwa.watch(path_or_selector, recursive=False, since=None)  # async iterator of Event | Resync
+    async with nuwa.lock(path, shared=False) as lease: ...   # lease.token: fencing; cancelled if session lost
+    election = nuwa.election(name)                 # campaign(value) / leader() / observe()
+    await register(nuwa, service, server, address) # naming; NameCache(nuwa).resolve(service)
+    NuwaResolver(nuwa, cluster)                    # Kuafu resolver for nuwa://cluster/service
+    await nuwa.close()                             # closes the session: its ephemerals and locks go
+
+:class:`SyncCoordClient` (``sync.py``) wraps it for scripts. Retried writes never apply twice (``client_id`` +
+``request_seq``); every error is a ``feitian.errors`` class.
 """
+
+from feitian.coord.client import CoordClient
+from feitian.coord.client_session import Session
+from feitian.coord.core import (
+    CheckOp,
+    Compacted,
+    Created,
+    CreateOp,
+    Deleted,
+    DeleteOp,
+    Event,
+    EventKind,
+    ExistsResult,
+    GetResult,
+    LeaseState,
+    NodeStat,
+    Selector,
+    SelectResult,
+    SetOp,
+    TxnCommitted,
+    Updated,
+)
+from feitian.coord.messages import CoordStatus, ListReply
+from feitian.coord.recipes import (
+    Barrier,
+    Election,
+    Leader,
+    Lock,
+    LockLease,
+    NameCache,
+    Queue,
+    Registration,
+    register,
+)
+from feitian.coord.resolver import NuwaResolver
+from feitian.coord.sync import SyncCoordClient
+from feitian.coord.watch import Resync, Watch
+
+__all__ = [
+    "Barrier",
+    "CheckOp",
+    "Compacted",
+    "CoordClient",
+    "CoordStatus",
+    "CreateOp",
+    "Created",
+    "DeleteOp",
+    "Deleted",
+    "Election",
+    "Event",
+    "EventKind",
+    "ExistsResult",
+    "GetResult",
+    "Leader",
+    "LeaseState",
+    "ListReply",
+    "Lock",
+    "LockLease",
+    "NameCache",
+    "NodeStat",
+    "NuwaResolver",
+    "Queue",
+    "Registration",
+    "Resync",
+    "SelectResult",
+    "Selector",
+    "Session",
+    "SetOp",
+    "SyncCoordClient",
+    "TxnCommitted",
+    "Updated",
+    "Watch",
+    "register",
+]

@@ -100,13 +100,66 @@ class ProcessStatus(msgspec.Struct):
     detail: str = ""
 
 
-def default_spec(echo: int = 2, proxy: bool = True, kv: int = 3) -> list[NodeSpec]:
+def default_spec(
+    echo: int = 2,
+    proxy: bool = True,
+    kv: int = 3,
+    dfs_masters: int = 3,
+    chunkservers: int = 4,
+    coord: int = 3,
+    *,
+    secure: bool = True,
+) -> list[NodeSpec]:
     """What ``feitian cluster up`` starts today; each component adds its nodes here."""
-    specs = [NodeSpec(f"echo-{i + 1}", "echo") for i in range(echo)]
+    nuwa = coord_specs(coord, rest_scheme="https" if secure else "http") if coord else []
+    echo_options = {"coord": [s.listen[0] for s in nuwa]} if nuwa else {}  # echo nodes register in Nuwa
+    specs = [NodeSpec(f"echo-{i + 1}", "echo", echo_options) for i in range(echo)]
+    specs.extend(nuwa)
     if proxy:
         specs.append(NodeSpec("rpc-proxy-1", "rpc-proxy"))
     if kv:
         specs.extend(replica_specs("kv", kv))
+    if dfs_masters:
+        specs.extend(dfs_specs(dfs_masters, chunkservers))
+    return specs
+
+
+DFS_RACKS = ("r1", "r2", "r3")
+
+
+def dfs_specs(
+    masters: int,
+    chunkservers: int,
+    master_options: dict[str, Any] | None = None,
+    chunkserver_options: dict[str, Any] | None = None,
+    racks: Sequence[str] = DFS_RACKS,
+) -> list[NodeSpec]:
+    """Pangu: ``masters`` dfs-master replicas and ``chunkservers`` chunk servers on ``racks`` in turn
+    (4 servers: r1, r2, r3, r1)."""
+    specs = replica_specs("dfs-master", masters, master_options)
+    addresses = [spec.listen[0] for spec in specs]
+    bulk = {"lanes": {"default": {}, "bulk": {"max_concurrency": 64, "max_queue": 10_000}}}
+    for i in range(chunkservers):
+        options = {"masters": addresses, "rack": racks[i % len(racks)], **(chunkserver_options or {})}
+        specs.append(NodeSpec(f"chunkserver-{i + 1}", "chunkserver", options, bulk))
+    return specs
+
+
+def coord_specs(n: int, role_options: dict[str, Any] | None = None, *, rest_scheme: str = "") -> list[NodeSpec]:
+    """``n`` Nuwa (coord) replicas; besides consensus, long polls and heartbeats get lanes of their own. With a
+    ``rest_scheme`` ("https" in a secured cluster, "http" otherwise) each also serves the REST API on a fixed
+    port, and followers redirect writes to the leader's."""
+    lanes = {"coord.watch": {"max_concurrency": 10_000, "max_queue": 10_000}, "coord.session": {}}
+    options = dict(role_options or {})
+    if rest_scheme:
+        ports = free_ports(n)
+        options["rest_peers"] = {str(i + 1): f"{rest_scheme}://127.0.0.1:{port}" for i, port in enumerate(ports)}
+    specs = []
+    for i, spec in enumerate(replica_specs("coord", n, options)):
+        role = dict(spec.role_options)
+        if rest_scheme:
+            role["rest"] = f"tcp://127.0.0.1:{ports[i]}"
+        specs.append(msgspec.structs.replace(spec, role_options=role, rpc={"lanes": {**spec.rpc["lanes"], **lanes}}))
     return specs
 
 

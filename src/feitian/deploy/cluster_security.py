@@ -48,8 +48,19 @@ CAPABILITY_TTL_S = 3600.0
 RENEW_BEFORE_S = 60.0  # a client renews capabilities that expire sooner than this
 # What each role's services may do by default (component resources they call on each other).
 ROLE_GRANTS: dict[str, list[tuple[str, list[Right]]]] = {
-    "echo": [("echo:/text", [Right.READ])],  # echo.relay calls echo.text on another echo node
+    "echo": [
+        ("echo:/text", [Right.READ]),  # echo.relay calls echo.text on another echo node
+        ("coord:/services/", [Right.READ, Right.CREATE, Right.WRITE, Right.DELETE]),  # registers itself in Nuwa
+    ],
+    "coord": [("raft:/", [Right.WRITE])],  # Nuwa replicas send each other raft.Step
     "kv": [("raft:/", [Right.WRITE])],  # replicas send each other raft.Step
+    # Pangu masters: raft.Step to each other; chunk tokens are minted from dfs-chunk:*; chunk.Copy/Stats.
+    "dfs-master": [
+        ("raft:/", [Right.WRITE]),
+        ("dfs-chunk:*", [Right.READ, Right.WRITE]),
+        ("dfs-chunkserver:/", [Right.READ, Right.WRITE]),
+    ],
+    "chunkserver": [("dfs-cluster:/servers", [Right.WRITE])],  # heartbeats and chunk reports to the master
 }
 
 

@@ -7,16 +7,19 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from feitian.coord.role import CoordRole, ServiceRegistration
 from feitian.deploy.authority_role import AuthorityRole
 from feitian.deploy.echo_methods import MAP_RULE, TEXT_RULE, add_echo_methods
 from feitian.deploy.node import NodeContext, Role
+from feitian.dfs.roles import ChunkServerRole, DfsMasterRole
 from feitian.errors import ConfigError, InvalidArgumentError
 from feitian.rpc import CallContext
 from feitian.rpc.proxy import Proxy, ProxyConfig
 
 
 class EchoOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    pass
+    coord: list[str] = []  # Nuwa replicas: register as /services/<service>/<node name> (nuwa://cluster/service)
+    service: str = "echo"
 
 
 class EchoRole:
@@ -26,7 +29,11 @@ class EchoRole:
 
     options_type: ClassVar[type[Any]] = EchoOptions
 
+    def __init__(self) -> None:
+        self._registration: ServiceRegistration | None = None
+
     async def start(self, node: NodeContext, options: Any) -> dict[str, str]:
+        assert isinstance(options, EchoOptions)
         name = node.name
 
         async def echo_text(ctx: CallContext, text: str) -> str:
@@ -38,10 +45,14 @@ class EchoRole:
         node.server.add_text_handler("echo.text", echo_text, requires=TEXT_RULE)
         node.server.add_map_handler("echo.map", echo_map, requires=MAP_RULE)
         add_echo_methods(node)  # echo.whoami, echo.bytes, echo.relay
+        if options.coord:
+            self._registration = ServiceRegistration(node, options.coord, options.service)
+            self._registration.start()
         return {}
 
     async def stop(self) -> None:
-        pass
+        if self._registration is not None:
+            await self._registration.stop()
 
 
 class ProxyOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -81,6 +92,7 @@ class ProxyRole:
 class KvOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     id: int
     peers: dict[str, str]  # replica id (as a string: TOML keys) -> Kuafu address, this replica's included
+    peer_addresses: dict[str, str] = {}  # consensus traffic to these peers goes here instead (test proxies)
     tick_ms: int = 50
     election_ticks: int = 20
     heartbeat_ticks: int = 2
@@ -106,6 +118,7 @@ class KvRole:
         assert isinstance(options, KvOptions)
         try:
             peers = {int(k): v for k, v in options.peers.items()}
+            peer_addresses = {int(k): v for k, v in options.peer_addresses.items()}
         except ValueError:
             raise ConfigError("[role] peers: keys must be replica ids (integers)") from None
         if RAFT_LANE not in node.server.config.lanes:
@@ -113,6 +126,7 @@ class KvRole:
         config = ReplicaConfig(
             id=options.id,
             peers=peers,
+            peer_addresses=peer_addresses,
             data_dir=os.path.join(node.data_dir or ".", "raft"),
             cluster=node.config.node.cluster,
             tick_ms=options.tick_ms,
@@ -137,6 +151,9 @@ class KvRole:
 
 ROLES: dict[str, type[Any]] = {
     "authority": AuthorityRole,
+    "chunkserver": ChunkServerRole,
+    "coord": CoordRole,
+    "dfs-master": DfsMasterRole,
     "kv": KvRole,
     "echo": EchoRole,
     "rpc-proxy": ProxyRole,

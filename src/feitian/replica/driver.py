@@ -65,11 +65,20 @@ class StateMachine(Protocol):
     def restore(self, data: bytes) -> None: ...
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a shared future's exception as seen: every waiter may have given up on it already."""
+    if not future.cancelled():
+        future.exception()
+
+
 class ReplicaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     id: int
     peers: dict[int, str]  # every voter's id -> Kuafu address (this replica's too)
     data_dir: str
     cluster: str = "local"
+    # Where consensus traffic to a peer goes when it differs from ``peers`` (a fault-injecting proxy in tests,
+    # feitian.testing.faultproxy); leader hints to clients still name ``peers``.
+    peer_addresses: dict[int, str] = {}
     tick_ms: int = 50
     election_ticks: int = 20  # 1 s with tick_ms=50; randomized in [1x, 2x)
     heartbeat_ticks: int = 2
@@ -124,13 +133,15 @@ class Replica:
         self.on_leader_change = on_leader_change
         self.log: DurableLog | None = None
         self.node: RawNode | None = None
-        self.transport = Transport(config.cluster, config.peers, client, self._unreachable)
+        self.transport = Transport(config.cluster, {**config.peers, **config.peer_addresses}, client, self._unreachable)
         self._wakeup = asyncio.Event()
         self._leader_known = asyncio.Event()
         self._proposals: dict[int, tuple[int, asyncio.Future[Any]]] = {}  # index -> (term, future)
         self._reads: dict[bytes, asyncio.Future[int]] = {}  # read context -> future of its read index
         self._read_waiters: list[tuple[int, asyncio.Future[None]]] = []  # (index, future) until applied
         self._read_ids = itertools.count(1)
+        self._next_read: asyncio.Future[int] | None = None  # the ReadIndex round reads arriving now will share
+        self._read_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._leader_id = 0
         self._role = Role.FOLLOWER
@@ -166,9 +177,10 @@ class Replica:
 
     async def stop(self) -> None:
         self._stopping = True
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._read_task] if self._read_task is not None else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self.transport.close()
         self._fail_pending(UnavailableError("replica stopping", outcome="unknown"))
         if self.log is not None:
@@ -213,36 +225,57 @@ class Replica:
 
     async def read_barrier(self, timeout: float | None = None) -> None:
         """Return once this replica has applied everything committed when the call began (ReadIndex): a local
-        read after it is linearizable. Works on followers too (the leader confirms the index)."""
+        read after it is linearizable. Works on followers too (the leader confirms the index).
+
+        Concurrent reads share ReadIndex rounds: a read joins the next round to *start* (never one already in
+        flight, which may have begun before the read arrived), and one round runs at a time, so a burst of reads
+        costs one heartbeat round instead of one each (etcd's read loop does the same)."""
         node = self.core
-        loop = asyncio.get_running_loop()
-        wait = self.config.default_timeout_s if timeout is None else timeout
-        give_up = loop.time() + wait
-        context = next(self._read_ids).to_bytes(8, "little")
-        future: asyncio.Future[int] = loop.create_future()
-        self._reads[context] = future
-        while True:
-            try:
-                node.read_index(context)
-                break
-            except NotLeaderError:
-                # No leader known yet (an election, or this replica just started): wait for one, then retry.
-                if loop.time() >= give_up:
-                    self._reads.pop(context, None)
-                    raise
-                self._leader_known.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._leader_known.wait(), max(0.0, give_up - loop.time()))
-        self._wakeup.set()
-        try:
-            index = await self._bounded(future, timeout, "read")
-        finally:
-            self._reads.pop(context, None)
+        if self._next_read is None:
+            self._next_read = asyncio.get_running_loop().create_future()
+            self._next_read.add_done_callback(_retrieve)
+            if self._read_task is None or self._read_task.done():
+                self._read_task = asyncio.get_running_loop().create_task(self._run_read_rounds())
+        index: int = await self._bounded(self._next_read, timeout, "read")
         if node.applied_index >= index:
             return
         applied: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._read_waiters.append((index, applied))
         await self._bounded(applied, timeout, "read")
+
+    async def _run_read_rounds(self) -> None:
+        while (round_ := self._next_read) is not None:
+            self._next_read = None  # reads arriving from now on wait for the round after this one
+            try:
+                round_.set_result(await self._read_index())
+            except Exception as exc:  # every read of this round fails alike (their callers may retry)
+                round_.set_exception(exc)
+
+    async def _read_index(self) -> int:
+        """One ReadIndex round, started now: the commit index the leader confirmed it held as leader."""
+        node = self.core
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.config.default_timeout_s
+        context = next(self._read_ids).to_bytes(8, "little")
+        future: asyncio.Future[int] = loop.create_future()
+        self._reads[context] = future
+        try:
+            while True:
+                try:
+                    node.read_index(context)
+                    break
+                except NotLeaderError:
+                    # No leader known yet (an election, or this replica just started): wait for one, then retry.
+                    if loop.time() >= give_up:
+                        raise
+                    self._leader_known.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._leader_known.wait(), max(0.0, give_up - loop.time()))
+            self._wakeup.set()
+            index: int = await self._bounded(future, self.config.default_timeout_s, "read")
+            return index
+        finally:
+            self._reads.pop(context, None)
 
     async def _bounded(self, future: asyncio.Future[Any], timeout: float | None, what: str) -> Any:
         wait = self.config.default_timeout_s if timeout is None else timeout

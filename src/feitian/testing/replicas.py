@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import signal
 
+import msgspec
+
 from feitian.deploy.cluster import LocalCluster, replica_specs
 from feitian.runtime.procs import ProcessRef, signal_process, stop_processes
 
@@ -38,6 +40,17 @@ class KvReplicas:
         self.ids = list(range(1, n + 1))
         self.addresses = {i: spec.listen[0] for i, spec in zip(self.ids, self.specs, strict=True)}
         self._refs: list[ProcessRef] = []
+
+    def route_peers(self, routes: dict[int, dict[int, str]]) -> None:
+        """Before :meth:`start_all`: replica ``i`` sends consensus traffic for peer ``j`` to ``routes[i][j]``
+        (a fault-injecting proxy, ``feitian.testing.faultproxy``) instead of to ``j`` itself."""
+        self.specs = [
+            msgspec.structs.replace(
+                spec,
+                role_options={**spec.role_options, "peer_addresses": {str(j): a for j, a in routes.get(i, {}).items()}},
+            )
+            for i, spec in zip(self.ids, self.specs, strict=True)
+        ]
 
     def start_all(self) -> None:
         state = self.cluster.up(self.specs, secure=False)

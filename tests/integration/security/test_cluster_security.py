@@ -145,7 +145,11 @@ def test_the_cluster_runs_nothing_unauthenticated(world: World) -> None:
         raise AssertionError(f"{address} answered a client without a certificate")
 
     names = [p["name"] for p in world.state["processes"]]  # type: ignore[attr-defined]
-    assert set(names) == {"authority", "echo-1", "echo-2", "kv-1", "kv-2", "kv-3"}  # replicas included
+    assert set(names) >= {"authority", "echo-1", "echo-2", "kv-1", "kv-2", "kv-3", "coord-1", "coord-2", "coord-3"}
+    assert {n for n in names if n.startswith(("dfs-master-", "chunkserver-"))} == {
+        "dfs-master-1", "dfs-master-2", "dfs-master-3", "chunkserver-1", "chunkserver-2", "chunkserver-3",
+        "chunkserver-4",
+    }  # fmt: skip
     for name in names:
         exc = run(plain_health(world.address(name)))
         assert isinstance(exc, UnauthenticatedError) and exc.fields["reason"] == "tls_required", exc

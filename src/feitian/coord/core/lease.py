@@ -14,7 +14,7 @@ import msgspec
 
 __all__ = ["DEFAULT_SESSION_TTL_MS", "ClientLease", "LeaseState", "SessionTiming"]
 
-DEFAULT_SESSION_TTL_MS = 10_000
+DEFAULT_SESSION_TTL_MS = 8_000  # lock failover (TTL + expiry) stays under 10 s (seed: 锁failover在10s以内)
 _MS = 1_000_000
 
 

@@ -112,6 +112,8 @@ def verified_slice(
     if offset < start or offset + length > start + len(data):
         raise InvalidArgumentError(f"read {what}: [{offset}, {offset + length}) is not inside the span read")
     verify_blocks(data, start, checksums, block_size, what=what)
+    if offset == start and length == len(data) and isinstance(data, bytes):
+        return data  # the whole span was asked for: no copy
     return bytes(data[offset - start : offset - start + length])
 
 
@@ -155,7 +157,7 @@ def apply_block_write(
     checksums: Sequence[int],
     chunk_length: int,
     offset: int,
-    data: bytes,
+    data: bytes | bytearray | memoryview,
     old_blocks: Mapping[int, bytes],
     capacity: int,
     block_size: int,
@@ -177,14 +179,18 @@ def apply_block_write(
             raise InvalidArgumentError(f"write {what}: the old content of block {block} is needed (whole block)")
         verify_blocks(old, block * block_size, table, block_size, what=what)
     end_byte = offset + len(data)
+    view = memoryview(data)
     for block in range(plan.first, plan.end):
         block_start = block * block_size
         new_len = min(block_size, plan.new_length - block_start)
-        buffer = bytearray(old_blocks.get(block, b"")[:new_len])
-        buffer.extend(bytes(new_len - len(buffer)))
         lo, hi = max(offset, block_start), min(end_byte, block_start + new_len)
-        buffer[lo - block_start : hi - block_start] = data[lo - offset : hi - offset]
-        crc = crc32c(bytes(buffer))
+        if lo == block_start and hi == block_start + new_len:
+            crc = crc32c(view[lo - offset : hi - offset])  # the write covers the whole block: no copy
+        else:
+            buffer = bytearray(old_blocks.get(block, b"")[:new_len])
+            buffer.extend(bytes(new_len - len(buffer)))
+            buffer[lo - block_start : hi - block_start] = view[lo - offset : hi - offset]
+            crc = crc32c(bytes(buffer))
         if block < len(table):
             table[block] = crc
         else:

@@ -122,7 +122,7 @@ class ChunkReplica:
         version: int,
         seq: int,
         offset: int,
-        data: bytes,
+        data: bytes | bytearray | memoryview,
         old_blocks: Mapping[int, bytes],
         *,
         commit_through: int = -1,
@@ -184,8 +184,12 @@ class ChunkReplica:
         """Sealed: its length. Unsealed: what every replica acknowledged (``visible_length``)."""
         return self.record.length if self.record.sealed else self.record.visible_length
 
-    def read_span(self, version: int, offset: int, length: int) -> tuple[int, int]:
-        """Check a read at ``version`` and return the block-aligned span to read from disk."""
+    def read_span(self, version: int, offset: int, length: int, *, committed_length: int = 0) -> tuple[int, int]:
+        """Check a read at ``version`` and return the block-aligned span to read from disk.
+
+        ``committed_length`` is the chunk's length as the master committed it (the reader got it from
+        ``locate``): every replica acknowledged those bytes, so they are readable even where this replica has
+        not yet heard a ``commit_through`` covering them (a closed file's last chunk)."""
         r = self.record
         if version != r.version:
             stale = "the reader's locations are stale" if version < r.version else "this replica is stale"
@@ -194,11 +198,11 @@ class ChunkReplica:
                 version=r.version,
                 reason="stale_reader" if version < r.version else "stale_replica",
             )
-        if offset + length > self.readable_length:
+        readable = max(self.readable_length, min(committed_length, r.length))
+        if offset + length > readable:
             raise InvalidArgumentError(
-                f"read {self.what}: bytes [{offset}, {offset + length}) are past its readable length "
-                f"{self.readable_length}",
-                readable_length=self.readable_length,
+                f"read {self.what}: bytes [{offset}, {offset + length}) are past its readable length {readable}",
+                readable_length=readable,
             )
         return read_span(r.length, offset, length, r.block_size_bytes)
 

@@ -58,6 +58,9 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     copy_timeout_ns: int = 600 * SECOND_NS  # a copy not finished by then is forgotten (and may be planned again)
     repair_bytes_per_s: int = 200 * MiB  # copy throttle for repair + decommission + balance, cluster-wide
     repair_burst_bytes: int = 1024 * MiB  # must hold the largest chunk, or that chunk never gets copied
+    # A report about a chunk received less than this after the leader changed the chunk (a new length, version
+    # or replica set: note_chunk_changed) may predate the change: the replica is unconfirmed until a newer one.
+    report_grace_ns: int = 0
     placement: PlacementPolicy = PlacementPolicy()
 
     def validate(self) -> ClusterConfig:
@@ -66,6 +69,8 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             problems.append("heartbeat_timeout_ns and copy_timeout_ns must be > 0")
         if self.repair_bytes_per_s <= 0 or self.repair_burst_bytes <= 0:
             problems.append("repair_bytes_per_s and repair_burst_bytes must be > 0")
+        if self.report_grace_ns < 0:
+            problems.append("report_grace_ns must be >= 0")
         if problems:
             raise ConfigError("dfs cluster config", problems=problems)
         return self
@@ -113,6 +118,8 @@ class _Server:
     capacity_bytes: int = 0  # 0: use the registered capacity
     reported: dict[int, ReplicaReport] | None = None  # None: no full report to this leader yet
     corrupt: set[int] = field(default_factory=set)
+    full_report_ns: int = 0  # when the last full report arrived
+    report_ns: dict[int, int] = field(default_factory=dict)  # chunk -> when a later incremental report arrived
 
 
 class FsckReport(msgspec.Struct, frozen=True):
@@ -146,6 +153,7 @@ class ClusterState:
         self.servers: dict[str, _Server] = {}
         self.copies: dict[tuple[int, str], tuple[CopyTask, int]] = {}  # (chunk, target) -> (task, started)
         self.throttle = Throttle(self.config.repair_bytes_per_s, self.config.repair_burst_bytes, now_ns)
+        self.changed_ns: dict[int, int] = {}  # chunk -> when the leader last changed it (see report_grace_ns)
         self._dead: set[str] = set()
 
     # -- events from chunk servers and clients -------------------------------------------------------------------
@@ -172,19 +180,34 @@ class ClusterState:
         server = self._server("chunk report", server_id)
         server.reported = {c.chunk_id: c for c in chunks}
         server.corrupt &= set(server.reported)
+        server.full_report_ns, server.report_ns = now_ns, {}
         self.handle_heartbeat(server_id, now_ns, used_bytes=server.used_bytes, capacity_bytes=server.capacity_bytes)
 
-    def handle_chunk_added(self, server_id: str, report: ReplicaReport) -> None:
+    def handle_chunk_added(self, server_id: str, report: ReplicaReport, now_ns: int = 0) -> None:
+        """An incremental report: the server holds this chunk now (a new replica, or a new length/version)."""
         server = self._server("chunk added", server_id)
         if server.reported is not None:
             server.reported[report.chunk_id] = report
+            server.report_ns[report.chunk_id] = now_ns
         server.corrupt.discard(report.chunk_id)
 
-    def handle_chunk_removed(self, server_id: str, chunk_id: int) -> None:
+    def handle_chunk_removed(self, server_id: str, chunk_id: int, now_ns: int = 0) -> None:
         server = self._server("chunk removed", server_id)
         if server.reported is not None:
             server.reported.pop(chunk_id, None)
+            server.report_ns[chunk_id] = now_ns
         server.corrupt.discard(chunk_id)
+
+    def note_chunk_changed(self, chunk_id: int, now_ns: int) -> None:
+        """The leader changed this chunk (length, version, replicas): reports older than the change plus
+        ``report_grace_ns`` cannot judge its replicas."""
+        self.changed_ns[chunk_id] = max(now_ns, self.changed_ns.get(chunk_id, 0))
+
+    def forget_changes_before(self, now_ns: int) -> None:
+        """Drop change times that no report can predate any more (bounds memory)."""
+        horizon = now_ns - 2 * self.config.report_grace_ns - self.config.heartbeat_timeout_ns
+        for chunk_id in [c for c, t in self.changed_ns.items() if t < horizon]:
+            del self.changed_ns[chunk_id]
 
     def report_corrupt(self, server_id: str, chunk_id: int) -> None:
         """A reader (or the server's scrubber) found a checksum mismatch in this replica."""
@@ -268,6 +291,13 @@ class ClusterState:
         report = server.reported.get(chunk.chunk_id)
         if not quiescent:
             return ReplicaState.UNCONFIRMED if report is None or report.version < chunk.version else ReplicaState.GOOD
+        if report is not None and report.version >= chunk.version and report.length >= chunk.length:
+            return ReplicaState.GOOD
+        changed = self.changed_ns.get(chunk.chunk_id)
+        if changed is not None:  # a report taken before a change cannot condemn the replica
+            received = server.report_ns.get(chunk.chunk_id, server.full_report_ns)
+            if received < changed + self.config.report_grace_ns:
+                return ReplicaState.UNCONFIRMED
         if report is None:
             return ReplicaState.UNCONFIRMED if chunk.length == 0 else ReplicaState.LOST
         if report.version < chunk.version or report.length < chunk.length:

@@ -1,0 +1,114 @@
+"""Decoding Nuwa REST requests (``feitian.coord.rest``): query parameters, JSON bodies and transaction operations
+into the typed values of the Kuafu requests. Every problem is an InvalidArgumentError naming the field."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from aiohttp import web
+
+from feitian.coord.core import CheckOp, CreateOp, DeleteOp, Op, Selector, SetOp
+from feitian.errors import InvalidArgumentError
+
+__all__ = ["SELECTOR_MODES", "flag", "float_param", "int_param", "op_of", "opt_bool", "opt_int", "value_of"]
+
+
+def flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name, "").lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise InvalidArgumentError(f"query parameter {name}={value!r}: expected true or false")
+
+
+def int_param(request: web.Request, name: str, default: int | None = None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidArgumentError(f"query parameter {name}={raw!r}: expected an integer") from None
+
+
+def float_param(request: web.Request, name: str, default: float) -> float:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidArgumentError(f"query parameter {name}={raw!r}: expected a number of seconds") from None
+    if not 0 <= value <= 3600:
+        raise InvalidArgumentError(f"query parameter {name}={raw!r}: out of range")
+    return value
+
+
+def value_of(body: dict[str, Any], what: str) -> bytes:
+    """``value`` (base64) or ``value_text`` (UTF-8); neither: empty."""
+    if "value" in body and "value_text" in body:
+        raise InvalidArgumentError(f"{what}: give value (base64) or value_text, not both")
+    if "value_text" in body:
+        text = body["value_text"]
+        if not isinstance(text, str):
+            raise InvalidArgumentError(f"{what}: value_text must be a string")
+        return text.encode()
+    raw = body.get("value", "")
+    if not isinstance(raw, str):
+        raise InvalidArgumentError(f"{what}: value must be a base64 string")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidArgumentError(f"{what}: value is not valid base64") from None
+
+
+def opt_int(body: dict[str, Any], key: str, what: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidArgumentError(f"{what}: {key} must be an integer")
+    return value
+
+
+def opt_bool(body: dict[str, Any], key: str, what: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(f"{what}: {key} must be true or false")
+    return value
+
+
+def op_of(item: Any, index: int) -> Op:
+    what = f"txn op {index}"
+    if not isinstance(item, dict):
+        raise InvalidArgumentError(f"{what}: must be an object")
+    kind, path = item.get("op"), item.get("path")
+    if not isinstance(path, str):
+        raise InvalidArgumentError(f"{what}: path must be a string")
+    if kind == "create":
+        return CreateOp(
+            path=path,
+            value=value_of(item, what),
+            ephemeral=opt_bool(item, "ephemeral", what),
+            sequential=opt_bool(item, "sequential", what),
+            parents=opt_bool(item, "parents", what),
+        )
+    if kind == "set":
+        return SetOp(path=path, value=value_of(item, what), expected_version=opt_int(item, "version", what))
+    if kind == "delete":
+        return DeleteOp(path=path, expected_version=opt_int(item, "version", what))
+    if kind == "check":
+        return CheckOp(
+            path=path,
+            exists=item.get("exists", True) is not False,
+            version=opt_int(item, "version", what),
+            create_revision=opt_int(item, "create_revision", what),
+            mod_revision=opt_int(item, "mod_revision", what),
+        )
+    raise InvalidArgumentError(f"{what}: op must be create, set, delete or check, got {kind!r}")
+
+
+SELECTOR_MODES = {"node": Selector.node, "children": Selector.children, "subtree": Selector.subtree}

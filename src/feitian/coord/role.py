@@ -1,0 +1,134 @@
+"""The ``coord`` node role (``feitian node run coord``), and service registration for other roles.
+
+A coord node is one replica of Nuwa: it needs ``[rpc.lanes.raft]`` (consensus traffic) and uses the lanes
+``coord.watch`` (long polls) and ``coord.session`` (heartbeats) when configured; ``feitian cluster up`` gives it
+all three (docs/config.md lists the ``[role]`` keys).
+
+:class:`ServiceRegistration` is what a serving role uses to appear under ``/services/<name>/<node>`` so that
+``nuwa://<cluster>/<name>`` resolves to it: it waits until the node's server listens, then keeps the
+registration alive under the node's own session (and removes it when the node stops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from typing import Any, ClassVar
+
+import msgspec
+
+from feitian.coord.client import CoordClient
+from feitian.coord.recipes.naming import Registration, register
+from feitian.errors import ConfigError
+
+__all__ = ["CoordOptions", "CoordRole", "ServiceRegistration"]
+
+STOP_TIMEOUT_S = 2.0  # how long a stopping node tries to remove its registration
+
+
+class CoordOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: int
+    peers: dict[str, str]  # replica id (as a string: TOML keys) -> Kuafu address, this replica's included
+    peer_addresses: dict[str, str] = {}  # consensus traffic to these peers goes here instead (test proxies)
+    tick_ms: int = 50
+    election_ticks: int = 20
+    heartbeat_ticks: int = 2
+    snapshot_every_entries: int = 20_000
+    keep_entries_after_snapshot: int = 5_000
+    segment_size_bytes: int = 64 << 20
+    limits: dict[str, int] = {}  # CoordLimits fields to override (every replica must use the same)
+    rest: str = ""  # serve the REST API (feitian.coord.rest) here, e.g. "tcp://127.0.0.1:0"; "" = off
+    rest_peers: dict[str, str] = {}  # replica id -> REST base URL, so followers redirect writes to the leader
+
+
+class CoordRole:
+    options_type: ClassVar[type[Any]] = CoordOptions
+
+    def __init__(self) -> None:
+        self._replica: Any = None
+        self._rest: Any = None
+
+    async def start(self, node: Any, options: Any) -> dict[str, str]:
+        from feitian.coord.core import CoordLimits
+        from feitian.coord.service import CoordReplica
+        from feitian.replica.driver import ReplicaConfig
+        from feitian.replica.transport import RAFT_LANE
+
+        assert isinstance(options, CoordOptions)
+        try:
+            peers = {int(k): v for k, v in options.peers.items()}
+            peer_addresses = {int(k): v for k, v in options.peer_addresses.items()}
+        except ValueError:
+            raise ConfigError("[role] peers: keys must be replica ids (integers)") from None
+        if RAFT_LANE not in node.server.config.lanes:
+            raise ConfigError(f"role coord needs a lane for consensus traffic: add [rpc.lanes.{RAFT_LANE}]")
+        try:
+            limits = CoordLimits(**options.limits).validate()
+        except TypeError as exc:
+            raise ConfigError("[role] limits: unknown key", problems=[str(exc)]) from None
+        config = ReplicaConfig(
+            id=options.id,
+            peers=peers,
+            peer_addresses=peer_addresses,
+            data_dir=os.path.join(node.data_dir or ".", "raft"),
+            cluster=node.config.node.cluster,
+            tick_ms=options.tick_ms,
+            election_ticks=options.election_ticks,
+            heartbeat_ticks=options.heartbeat_ticks,
+            snapshot_every_entries=options.snapshot_every_entries,
+            keep_entries_after_snapshot=options.keep_entries_after_snapshot,
+            segment_size_bytes=options.segment_size_bytes,
+        )
+        # Replicas talk to each other as this node (mutual TLS in a secured cluster), like any other caller.
+        self._replica = CoordReplica(config, node.client, limits=limits)
+        self._replica.register(node.server)
+        await self._replica.start()
+        extra = {"replica_id": str(options.id)}
+        if options.rest:
+            from feitian.coord.rest import RestApi
+
+            rest_peers = {int(k): v for k, v in options.rest_peers.items()}
+            self._rest = RestApi(
+                self._replica.service, security=node.security, node_name=node.name, rest_peers=rest_peers
+            )
+            extra["rest"] = await self._rest.start(options.rest)
+        return extra
+
+    async def stop(self) -> None:
+        if self._rest is not None:
+            await self._rest.stop()
+        if self._replica is not None:
+            await self._replica.stop()
+
+
+class ServiceRegistration:
+    """Registers a node as a server of ``service`` in Nuwa (see the module docstring)."""
+
+    def __init__(self, node: Any, coord: list[str], service: str) -> None:
+        self.node = node
+        self.client = CoordClient(node.client, coord, timeout_s=10.0, attempt_timeout_s=1.0)
+        self.service = service
+        self.registration: Registration | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._start())
+
+    async def _start(self) -> None:
+        # The node starts serving after its role has started; the server offers no event to wait on.
+        while not self.node.server.addresses:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        address = self.node.server.addresses[0]
+        self.registration = await register(self.client, self.service, self.node.name, address)
+
+    async def stop(self) -> None:
+        """Deregister (bounded: the coord replicas may be stopping too; the session expires anyway)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                if self.registration is not None:
+                    await self.registration.close()
+                await self.client.close()

@@ -1,0 +1,369 @@
+"""Nuwa's replica-side service: the ``coord.*`` Kuafu methods over a replicated :class:`CoordStateMachine`.
+
+::
+
+    node = CoordReplica(replica_config, rpc_client)     # Replica + AppliedFeed + LeaderSessions + handlers
+    node.register(server)                              # raft.Step and coord.* (lanes coord.watch / coord.session
+    await node.start()                                 # when the server has them)
+
+* **Writes** are validated (``validate_command``: a bad request costs no log entry), proposed to the log with
+  the caller's principal, ``client_id``/``request_seq`` and ``session_id``, and answered with the state
+  machine's result once a majority has them on disk. Only the leader accepts them (NotLeaderError with
+  ``leader_hint`` elsewhere). Clients can never send ``ExpireSessions`` or ``StartLeaderTerm``.
+* **Reads** are linearizable: a read barrier (ReadIndex) first, on any replica. ``stale=True`` skips the
+  barrier and answers from this replica's state, which may be behind.
+* **Heartbeats** are answered by the leader after a leadership confirmation (``session_keeper.py``).
+* **Watches** are long polls: a read barrier, then the events after the caller's revision, or a wait for
+  the next change (at most ``wait_ms``); ``Compacted`` when that history is gone.
+* **Snapshots**: the driver snapshots and compacts the log every ``snapshot_every_entries``;
+  ``coord.SaveSnapshot`` returns the state (after a barrier) as a backup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from feitian.base.clock import Clock, MonotonicClock
+from feitian.coord.applier import AppliedFeed
+from feitian.coord.core import (
+    DEFAULT_LIMITS,
+    Applied,
+    CloseSession,
+    Command,
+    CoordLimits,
+    CoordStateMachine,
+    CreateNode,
+    CreateSession,
+    DeleteNode,
+    EventBatch,
+    SessionTracker,
+    SetNode,
+    Transaction,
+    encode_command,
+    validate_command,
+)
+from feitian.coord.core.results import (
+    Created,
+    Deleted,
+    ExistsResult,
+    GetResult,
+    SelectResult,
+    SessionClosed,
+    SessionCreated,
+    SessionInfo,
+    StatResult,
+    TxnCommitted,
+    Updated,
+)
+from feitian.coord.messages import (
+    CREATE_RULE,
+    DELETE_RULE,
+    READ_RULE,
+    SELECT_RULE,
+    SESSION_RULE,
+    SET_RULE,
+    SNAPSHOT_RULE,
+    STATUS_RULE,
+    TXN_RULE,
+    CloseSessionRequest,
+    CoordStatus,
+    CreateRequest,
+    CreateSessionRequest,
+    DeleteRequest,
+    ExistsRequest,
+    GetRequest,
+    GetSessionRequest,
+    HeartbeatReply,
+    HeartbeatRequest,
+    ListReply,
+    ListRequest,
+    SaveSnapshotRequest,
+    SelectRequest,
+    SetRequest,
+    SnapshotInfo,
+    StatRequest,
+    StatusRequest,
+    TxnRequest,
+    WatchReply,
+    WatchRequest,
+)
+from feitian.coord.session_keeper import LeaderSessions
+from feitian.errors import FeitianError, InternalError, NotLeaderError
+from feitian.replica.driver import Replica, ReplicaConfig
+from feitian.rpc import CallContext, Client, Server
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ANONYMOUS", "SESSION_LANE", "WATCH_LANE", "CoordReplica", "CoordService", "principal_of"]
+
+ANONYMOUS = "anonymous"  # the principal of every caller of a replica that runs without security
+WATCH_LANE = "coord.watch"  # long polls wait here, not in the default lane
+SESSION_LANE = "coord.session"  # heartbeats are not queued behind writes
+MAX_WATCH_WAIT_MS = 60_000
+WATCH_SLICE_S = 1.0  # a waiting watch re-checks that this replica still follows a leader this often
+DEFAULT_BARRIER_TIMEOUT_S = 5.0
+
+
+def principal_of(ctx: CallContext) -> str:
+    """The caller as the state machine records it: ``name:id`` of the authenticated principal."""
+    principal = ctx.peer.principal
+    if principal is None:
+        return ANONYMOUS
+    return f"{principal.name}:{principal.id}"
+
+
+def _remaining_s(ctx: CallContext, default: float, margin: float = 0.05) -> float:
+    if ctx.deadline is None:
+        return default
+    return max(0.01, min(default, ctx.deadline - asyncio.get_running_loop().time() - margin))
+
+
+class CoordService:
+    def __init__(self, replica: Replica, feed: AppliedFeed, sessions: LeaderSessions) -> None:
+        self.replica = replica
+        self.feed = feed
+        self.sm = feed.sm
+        self.sessions = sessions
+
+    def register(self, server: Server) -> None:
+        lanes = server.config.lanes
+        watch_lane = WATCH_LANE if WATCH_LANE in lanes else None
+        session_lane = SESSION_LANE if SESSION_LANE in lanes else None
+        add = server.add_handler
+        add(GetRequest, self.get, requires=READ_RULE)
+        add(StatRequest, self.stat, requires=READ_RULE)
+        add(ExistsRequest, self.exists, requires=READ_RULE)
+        add(ListRequest, self.list, requires=READ_RULE)
+        add(SelectRequest, self.select, requires=SELECT_RULE)
+        add(CreateRequest, self.create, requires=CREATE_RULE)
+        add(SetRequest, self.set, requires=SET_RULE)
+        add(DeleteRequest, self.delete, requires=DELETE_RULE)
+        add(TxnRequest, self.txn, requires=TXN_RULE)
+        add(CreateSessionRequest, self.create_session, lane=session_lane, requires=SESSION_RULE)
+        add(HeartbeatRequest, self.heartbeat, lane=session_lane, requires=SESSION_RULE)
+        add(CloseSessionRequest, self.close_session, lane=session_lane, requires=SESSION_RULE)
+        add(GetSessionRequest, self.get_session, requires=SESSION_RULE)
+        add(WatchRequest, self.watch, lane=watch_lane, requires=SELECT_RULE)
+        add(StatusRequest, self.status, requires=STATUS_RULE)
+        add(SaveSnapshotRequest, self.save_snapshot, requires=SNAPSHOT_RULE)
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    async def _barrier(self, ctx: CallContext, stale: bool) -> None:
+        if not stale:
+            await self.replica.read_barrier(timeout=_remaining_s(ctx, DEFAULT_BARRIER_TIMEOUT_S))
+
+    async def _propose(self, ctx: CallContext, command: Command) -> Any:
+        validate_command(command, self.sm.limits)  # refuse a bad request before it costs a log entry
+        if not self.replica.is_leader:
+            raise NotLeaderError(
+                f"{type(command).__name__}: replica {self.replica.config.id} is not the leader",
+                leader_hint=self.replica.leader_address or "",
+            )
+        applied = await self.replica.propose(encode_command(command), timeout=_remaining_s(ctx, 10.0))
+        if not isinstance(applied, Applied):
+            raise InternalError(f"coord: the state machine returned {type(applied).__name__}")
+        if isinstance(applied.result, FeitianError):
+            raise applied.result
+        return applied.result
+
+    # -- reads -----------------------------------------------------------------------------------------------
+
+    async def get(self, ctx: CallContext, req: GetRequest) -> GetResult:
+        await self._barrier(ctx, req.stale)
+        return self.sm.get(req.path)
+
+    async def stat(self, ctx: CallContext, req: StatRequest) -> StatResult:
+        await self._barrier(ctx, req.stale)
+        return self.sm.stat(req.path)
+
+    async def exists(self, ctx: CallContext, req: ExistsRequest) -> ExistsResult:
+        await self._barrier(ctx, req.stale)
+        return self.sm.exists(req.path)
+
+    async def list(self, ctx: CallContext, req: ListRequest) -> ListReply:
+        await self._barrier(ctx, req.stale)
+        page = self.sm.list(req.path, start_after=req.start_after, limit=req.limit or None)
+        values: tuple[bytes, ...] = ()
+        if req.values:  # read in the same step as the listing: one revision
+            nodes = self.sm.tree.nodes
+            values = tuple(nodes[c.path].value if c.path in nodes else b"" for c in page.children)
+        return ListReply(
+            directory=page.directory, children=page.children, revision=page.revision, more=page.more, values=values
+        )
+
+    async def select(self, ctx: CallContext, req: SelectRequest) -> SelectResult:
+        await self._barrier(ctx, req.stale)
+        return self.sm.select(req.selector, start_after=req.start_after, limit=req.limit or None)
+
+    # -- writes ----------------------------------------------------------------------------------------------
+
+    async def create(self, ctx: CallContext, req: CreateRequest) -> Created:
+        command = CreateNode(
+            principal=principal_of(ctx),
+            client_id=req.client_id,
+            request_seq=req.request_seq,
+            session_id=req.session_id,
+            path=req.path,
+            value=req.value,
+            ephemeral=req.ephemeral,
+            sequential=req.sequential,
+            parents=req.parents,
+        )
+        result: Created = await self._propose(ctx, command)
+        return result
+
+    async def set(self, ctx: CallContext, req: SetRequest) -> Updated:
+        command = SetNode(
+            principal=principal_of(ctx),
+            client_id=req.client_id,
+            request_seq=req.request_seq,
+            session_id=req.session_id,
+            path=req.path,
+            value=req.value,
+            expected_version=req.expected_version,
+        )
+        result: Updated = await self._propose(ctx, command)
+        return result
+
+    async def delete(self, ctx: CallContext, req: DeleteRequest) -> Deleted:
+        command = DeleteNode(
+            principal=principal_of(ctx),
+            client_id=req.client_id,
+            request_seq=req.request_seq,
+            session_id=req.session_id,
+            path=req.path,
+            expected_version=req.expected_version,
+        )
+        result: Deleted = await self._propose(ctx, command)
+        return result
+
+    async def txn(self, ctx: CallContext, req: TxnRequest) -> TxnCommitted:
+        command = Transaction(
+            principal=principal_of(ctx),
+            client_id=req.client_id,
+            request_seq=req.request_seq,
+            session_id=req.session_id,
+            ops=req.ops,
+        )
+        result: TxnCommitted = await self._propose(ctx, command)
+        return result
+
+    # -- sessions --------------------------------------------------------------------------------------------
+
+    async def create_session(self, ctx: CallContext, req: CreateSessionRequest) -> SessionCreated:
+        command = CreateSession(
+            principal=principal_of(ctx), client_id=req.client_id, request_seq=req.request_seq, ttl_ms=req.ttl_ms
+        )
+        result: SessionCreated = await self._propose(ctx, command)
+        return result
+
+    async def heartbeat(self, ctx: CallContext, req: HeartbeatRequest) -> HeartbeatReply:
+        timeout = _remaining_s(ctx, DEFAULT_BARRIER_TIMEOUT_S)
+        return await self.sessions.heartbeat(req.session_id, principal_of(ctx), timeout)
+
+    async def close_session(self, ctx: CallContext, req: CloseSessionRequest) -> SessionClosed:
+        command = CloseSession(
+            principal=principal_of(ctx),
+            client_id=req.client_id,
+            request_seq=req.request_seq,
+            session_id=req.session_id,
+        )
+        result: SessionClosed = await self._propose(ctx, command)
+        return result
+
+    async def get_session(self, ctx: CallContext, req: GetSessionRequest) -> SessionInfo:
+        await self._barrier(ctx, req.stale)
+        return self.sm.session(req.session_id)
+
+    # -- subscriptions ---------------------------------------------------------------------------------------
+
+    async def watch(self, ctx: CallContext, req: WatchRequest) -> WatchReply:
+        loop = asyncio.get_running_loop()
+        wait_s = min(max(req.wait_ms, 0), MAX_WATCH_WAIT_MS) / 1000
+        give_up = loop.time() + (wait_s if ctx.deadline is None else min(wait_s, ctx.deadline - loop.time() - 0.2))
+        await self._barrier(ctx, stale=False)
+        sm = self.sm
+        since = sm.revision if req.since < 0 else req.since
+        sm.events_since(since, req.selector, limit=1)  # validates the selector before any wait
+        while True:
+            revision = sm.revision
+            result = sm.events_since(since, req.selector)
+            if not isinstance(result, EventBatch):
+                return WatchReply(through_revision=since, compacted=result, revision=revision)
+            if result.events or result.more:
+                return WatchReply(
+                    events=result.events, through_revision=result.through_revision, more=result.more, revision=revision
+                )
+            since = max(since, result.through_revision)
+            left = give_up - loop.time()
+            if left <= 0 or self.replica.leader_address is None:  # time is up, or no leader to stay current with
+                return WatchReply(through_revision=since, revision=revision)
+            await self.feed.wait_changed(revision, min(left, WATCH_SLICE_S))
+
+    # -- operations ------------------------------------------------------------------------------------------
+
+    async def status(self, ctx: CallContext, req: StatusRequest) -> CoordStatus:
+        sm, tracker = self.sm, self.sessions.tracker
+        return CoordStatus(
+            replica=self.replica.stats(),
+            revision=sm.revision,
+            nodes=len(sm.tree.nodes),
+            sessions=len(sm.sessions),
+            leader_epoch=sm.leader_epoch,
+            tracking=tracker.active,
+            tracked_sessions=len(tracker),
+            history_events=len(sm.history),
+            compacted_through=sm.history.compacted_through,
+        )
+
+    async def save_snapshot(self, ctx: CallContext, req: SaveSnapshotRequest) -> SnapshotInfo:
+        await self._barrier(ctx, stale=False)
+        data = self.sm.snapshot()
+        ctx.reply_payload = data
+        return SnapshotInfo(revision=self.sm.revision, applied_index=self.sm.applied_index, size_bytes=len(data))
+
+
+class CoordReplica:
+    """One replica of the coordination service: consensus driver, state machine, session duties, handlers."""
+
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        client: Client,
+        *,
+        limits: CoordLimits = DEFAULT_LIMITS,
+        clock: Clock | None = None,
+    ) -> None:
+        self.clock = clock or MonotonicClock()
+        self.sm = CoordStateMachine(limits)
+        self.tracker = SessionTracker(max_expire_batch=limits.max_expire_batch)
+        self.feed = AppliedFeed(self.sm, self.tracker, self.clock)
+        self.sessions: LeaderSessions | None = None
+        self.replica = Replica(config, self.feed, client, on_leader_change=self._leader_changed)
+        self.sessions = LeaderSessions(self.replica, self.sm, self.tracker, self.clock)
+        self.service = CoordService(self.replica, self.feed, self.sessions)
+        self._task: asyncio.Task[None] | None = None
+
+    def _leader_changed(self, leader_id: int) -> None:
+        if self.sessions is not None:
+            self.sessions.leader_changed(leader_id)
+
+    def register(self, server: Server) -> None:
+        self.replica.register(server)
+        self.service.register(server)
+
+    async def start(self) -> None:
+        await self.replica.start()
+        assert self.sessions is not None
+        self._task = asyncio.get_running_loop().create_task(self.sessions.run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.sessions is not None:
+            await self.sessions.stop()
+        await self.replica.stop()

@@ -1,0 +1,157 @@
+"""The leader's side of sessions (NUWA-3): taking over, heartbeats, expiry — the driver checklist of docs/coord.md.
+
+One task (:meth:`LeaderSessions.run`) follows this replica's leadership:
+
+1. on becoming leader of term T it proposes ``StartLeaderTerm(epoch=T)``; once that entry has applied, every
+   entry of earlier leaders has too, and the :class:`SessionTracker` starts with every live session at a full
+   TTL from that moment. On losing leadership (or a new term) it calls ``step_down()``;
+2. ``AppliedFeed`` reports every applied entry to the tracker (sessions started and ended);
+3. :meth:`heartbeat` checks the session's owner, extends its deadline, confirms leadership with a ReadIndex
+   round that began after the heartbeat arrived, and only then answers — a deposed leader that does not know it
+   yet never extends a client's lease;
+4. at the tracker's next deadline it proposes ``ExpireSessions``; if that proposal fails while still leader,
+   the sessions are due again (``expiry_failed``).
+
+``ExpireSessions`` and ``StartLeaderTerm`` are proposed only here: no client request can carry them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from feitian.base.clock import Clock
+from feitian.coord.core import (
+    CoordStateMachine,
+    ExpireSessions,
+    SessionTracker,
+    StartLeaderTerm,
+    encode_command,
+)
+from feitian.coord.messages import HeartbeatReply
+from feitian.errors import FeitianError, NotLeaderError, PermissionDeniedError
+from feitian.replica.driver import Replica
+
+log = logging.getLogger(__name__)
+
+_NS = 1_000_000_000
+LEADERSHIP_POLL_S = 0.05  # how often leadership is re-checked besides the driver's leader-change callback
+
+
+class LeaderSessions:
+    def __init__(self, replica: Replica, sm: CoordStateMachine, tracker: SessionTracker, clock: Clock) -> None:
+        self.replica = replica
+        self.sm = sm
+        self.tracker = tracker
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._taking_over = False
+        self._expiring: set[asyncio.Task[None]] = set()
+        self.expired_sessions = 0  # sessions this replica expired while leader
+
+    def leader_changed(self, _leader_id: int) -> None:
+        """The driver's ``on_leader_change`` callback."""
+        self._wake.set()
+
+    # -- the loop --------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            self._step()
+            timeout = LEADERSHIP_POLL_S
+            deadline = self.tracker.next_deadline_ns() if self.tracker.active else None
+            if deadline is not None:
+                timeout = min(timeout, max(0.0, (deadline - self.clock.monotonic_ns()) / _NS))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+
+    def _step(self) -> None:
+        node = self.replica.node
+        if node is None:
+            return
+        leader, term = self.replica.is_leader, node.term
+        tracker = self.tracker
+        if tracker.active and (not leader or tracker.epoch != term):
+            log.info("coord: stepping down from session tracking (epoch %d, term now %d)", tracker.epoch, term)
+            tracker.step_down()
+        if not leader:
+            return
+        if not tracker.active:
+            if not self._taking_over:
+                self._taking_over = True
+                task = asyncio.get_running_loop().create_task(self._take_over(term))
+                self._expiring.add(task)
+                task.add_done_callback(self._expiring.discard)
+            return
+        command = tracker.due(self.clock.monotonic_ns())
+        if command is not None:
+            task = asyncio.get_running_loop().create_task(self._expire(command))
+            self._expiring.add(task)
+            task.add_done_callback(self._expiring.discard)
+
+    async def _take_over(self, term: int) -> None:
+        try:
+            await self.replica.propose(encode_command(StartLeaderTerm(epoch=term)))
+        except FeitianError as exc:
+            log.info("coord: StartLeaderTerm(%d) did not commit: %s", term, exc.message)
+            return
+        finally:
+            self._taking_over = False  # after a failure the next poll tries again
+        self._wake.set()
+        node = self.replica.node
+        if self.replica.is_leader and node is not None and node.term == term and not self.tracker.active:
+            self.tracker.become_leader(term, self.sm.session_ttls(), self.clock.monotonic_ns())
+            log.info("coord: leader of term %d tracks %d session(s)", term, len(self.tracker))
+
+    async def _expire(self, command: ExpireSessions) -> None:
+        try:
+            await self.replica.propose(encode_command(command))
+        except FeitianError as exc:
+            log.warning("coord: expiring sessions %s failed: %s", command.session_ids, exc.message)
+            if self.tracker.active and self.tracker.epoch == command.epoch:
+                self.tracker.expiry_failed(command.session_ids)
+            return
+        self.expired_sessions += len(command.session_ids)
+        log.info("coord: expired session(s) %s", ", ".join(f"{s:#x}" for s in command.session_ids))
+
+    async def stop(self) -> None:
+        for task in list(self._expiring):
+            task.cancel()
+        await asyncio.gather(*self._expiring, return_exceptions=True)
+
+    # -- heartbeats ------------------------------------------------------------------------------------------
+
+    def _not_leader(self, what: str) -> NotLeaderError:
+        hint = "" if self.replica.is_leader else (self.replica.leader_address or "")
+        return NotLeaderError(
+            f"{what}: replica {self.replica.config.id} is not the leader"
+            + (" (it is taking over)" if self.replica.is_leader else ""),
+            leader_hint=hint,
+        )
+
+    async def heartbeat(self, session_id: int, principal: str, timeout_s: float) -> HeartbeatReply:
+        arrived_ns = self.clock.monotonic_ns()
+        what = f"heartbeat {session_id:#x}"
+        if not self.replica.is_leader:
+            raise self._not_leader(what)
+        owner = self.sm.session(session_id).owner  # SessionExpiredError when it is gone
+        if owner != principal:
+            raise PermissionDeniedError(f"{what}: the session belongs to another principal", session_id=session_id)
+        if not self.tracker.active:
+            raise self._not_leader(what)
+        ttl_ms = self.tracker.heartbeat(session_id, arrived_ns)
+        epoch = self.tracker.epoch
+        # Confirm leadership with a ReadIndex round that starts now, after the heartbeat arrived.
+        await self.replica.read_barrier(timeout=timeout_s)
+        node = self.replica.node
+        if not (
+            self.replica.is_leader
+            and node is not None
+            and node.term == epoch
+            and self.tracker.active
+            and self.tracker.epoch == epoch
+        ):
+            raise self._not_leader(what)
+        return HeartbeatReply(session_id=session_id, ttl_ms=ttl_ms, epoch=epoch)

@@ -1,0 +1,144 @@
+"""A chunk server's background work: heartbeats and chunk reports to the master leader, and the scrubber.
+
+* **Heartbeats** every ``heartbeat_interval_s``: usage, the replicas that changed since the last answered
+  heartbeat (new, longer, new version), the ones deleted, and corrupt ones found. The answer says whether the
+  leader wants a full chunk report (a new leader does) and which replicas to delete (garbage).
+* **The scrubber** re-reads every replica at ``scrub_bytes_per_s`` at most, every ``scrub_interval_s``, and
+  verifies each block's crc32c; a mismatch marks the replica corrupt and tells the master, which replaces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from feitian.dfs.chunkserver import ChunkService
+from feitian.dfs.leader_calls import LeaderCaller
+from feitian.dfs.master_messages import ChunkReport, Heartbeat, HeartbeatReply
+from feitian.errors import DataCorruptionError, FeitianError, NotFoundError
+
+__all__ = ["HeartbeatLoop", "Scrubber"]
+
+log = logging.getLogger(__name__)
+
+
+class HeartbeatLoop:
+    def __init__(
+        self, service: ChunkService, masters: LeaderCaller, address: Callable[[], str], interval_s: float
+    ) -> None:
+        self.service = service
+        self.masters = masters
+        self.address = address
+        self.interval_s = interval_s
+        self.deleted: list[int] = []
+        self.beats = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.beat()
+            except asyncio.CancelledError:
+                raise
+            except FeitianError as exc:
+                log.warning("heartbeat to the dfs master failed: %s", exc)
+            except Exception:
+                log.exception("heartbeat failed")
+            await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+    async def beat(self) -> None:
+        service, store = self.service, self.service.store
+        address = self.address()
+        if not address:
+            return  # the node is not serving yet
+        capacity, used = store.usage()
+        changed = store.take_changed()
+        deleted, self.deleted = self.deleted, []
+        corrupt = sorted(service.corrupt_found)
+        request = Heartbeat(
+            service.server_id, address, service.rack, capacity, used, tuple(changed), tuple(deleted), tuple(corrupt)
+        )
+        try:
+            reply: HeartbeatReply = await self.masters.call(request, timeout_s=self.interval_s * 3)
+        except BaseException:
+            store.changed.update(r.chunk_id for r in changed)  # tell the next leader
+            self.deleted = deleted + self.deleted
+            raise
+        service.corrupt_found.difference_update(corrupt)
+        self.beats += 1
+        if reply.full_report:
+            store.changed.clear()
+            await self.masters.call(
+                ChunkReport(service.server_id, tuple(store.report())), timeout_s=self.interval_s * 3
+            )
+        if reply.delete:
+            gone = await store.delete(reply.delete)
+            log.info("deleted %d replicas the master no longer lists: %s", len(gone), list(reply.delete)[:20])
+            self.deleted.extend(reply.delete)
+
+
+class Scrubber:
+    def __init__(self, service: ChunkService, interval_s: float, bytes_per_s: int) -> None:
+        self.service = service
+        self.interval_s = interval_s
+        self.bytes_per_s = max(1, bytes_per_s)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.interval_s > 0:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.scrub_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scrub pass failed")
+
+    async def scrub_all(self) -> list[int]:
+        """One pass over every replica; returns the chunks found corrupt."""
+        service, store = self.service, self.service.store
+        found = []
+        step = 1 << 20
+        for chunk_id in sorted(store.chunks):
+            chunk = store.chunks.get(chunk_id)
+            if chunk is None or chunk.corrupt:
+                continue
+            started = time.monotonic()
+            try:
+                checked = await store.scrub(chunk_id, step)
+            except NotFoundError:
+                continue  # deleted meanwhile
+            except DataCorruptionError as exc:
+                log.error("scrubber: %s", exc)
+                service.corrupt_found.add(chunk_id)
+                found.append(chunk_id)
+                continue
+            service.scrubbed_bytes += checked
+            pause = checked / self.bytes_per_s - (time.monotonic() - started)
+            if pause > 0:
+                await asyncio.sleep(pause)
+        service.scrub_passes += 1
+        return found

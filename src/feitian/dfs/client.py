@@ -1,0 +1,310 @@
+"""The Pangu client (PANGU-7, PANGU-8): asyncio-native; synchronous file objects in :mod:`feitian.dfs.sync`.
+
+::
+
+    dfs = DfsClient(rpc_client, master_addresses)
+    await dfs.mkdir("/logs")
+    async with await dfs.create("/data/a.bin") as f:     # a write lease: one writer per file
+        await f.write(b"...")                            # buffered; sent in pieces down the replica pipeline
+        await f.flush()                                  # returns when every replica has it durably
+    data = await dfs.read("/data/a.bin", offset=0, length=100)
+
+Metadata goes to the master leader (redirects followed); bytes go straight between the client and the chunk
+servers, authorized by chunk tokens the master hands out with each chunk. Importing this module registers the
+``pangu://`` fsspec filesystem (:mod:`feitian.dfs.fsspec_adapter`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import fsspec  # type: ignore[import-untyped]
+import msgspec
+
+from feitian.dfs.core import (
+    DeleteResult,
+    DirEntry,
+    FileStatus,
+    FileType,
+    LeaseMode,
+    MkdirResult,
+    RenameResult,
+)
+from feitian.dfs.leader_calls import LeaderCaller
+from feitian.dfs.master_messages import (
+    AuthorizeCreate,
+    Balance,
+    BalanceReply,
+    CreateRequest,
+    Decommission,
+    DeleteRequest,
+    Exists,
+    Fsck,
+    FsckReply,
+    ListRequest,
+    MasterStatus,
+    MasterStatusReply,
+    MkdirRequest,
+    OpenReply,
+    OpenWrite,
+    RenameRequest,
+    Servers,
+    ServerStatus,
+    SetReplicationRequest,
+    Stat,
+)
+from feitian.dfs.presenter import TokenPresenter
+from feitian.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    ConnectionLostError,
+    FeitianError,
+    InvalidArgumentError,
+    UnavailableError,
+)
+from feitian.rpc import Client
+
+__all__ = ["DfsClient", "DfsClientConfig"]
+
+MiB = 1 << 20
+LIST_PAGE = 1000
+
+
+class DfsClientConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    piece_bytes: int = 4 * MiB  # bytes per write/read call to a chunk server (rounded to whole blocks)
+    write_window: int = 4  # pieces of one file in flight down its pipeline
+    read_window: int = 4  # pieces read in parallel
+    timeout_s: float = 30.0  # a master call, redirects and retries included
+    io_timeout_s: float = 60.0  # one call to a chunk server
+    rack: str = ""  # this client's rack: reads prefer replicas on it
+    local_server: str = ""  # a chunk server on this machine: reads prefer it
+    lease_renew_s: float = 15.0  # renew a write lease this often (the master grants lease_ttl_s, 60 s)
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.piece_bytes < 4096 or self.write_window < 1 or self.read_window < 1:
+            out.append("piece_bytes >= 4096, write_window >= 1 and read_window >= 1 are required")
+        if self.timeout_s <= 0 or self.io_timeout_s <= 0 or self.lease_renew_s <= 0:
+            out.append("timeouts and lease_renew_s must be > 0")
+        return out
+
+
+def default_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class DfsClient:
+    """See the module docstring. ``client`` is a Kuafu client (with TLS and credentials in a secured cluster)."""
+
+    def __init__(
+        self,
+        client: Client,
+        masters: list[str],
+        config: DfsClientConfig | None = None,
+        *,
+        holder: str | None = None,
+    ) -> None:
+        self.config = config or DfsClientConfig()
+        problems = self.config.problems()
+        if problems:
+            raise InvalidArgumentError("dfs client config: " + "; ".join(problems))
+        self.rpc = client
+        self.masters = LeaderCaller(client, masters, timeout_s=self.config.timeout_s)
+        self.presenter = TokenPresenter(client)
+        self.holder = holder or default_holder()
+
+    async def master(self, request: Any, *, retry_lost: bool = True, slow: bool = False) -> Any:
+        """Call the master leader. ``slow``: the call may take long on the master (pipeline recovery probes
+        replicas and may copy a chunk), so one attempt gets most of the budget."""
+        attempt = self.config.timeout_s if slow else None
+        return await self.masters.call(request, retry_lost=retry_lost, attempt_timeout_s=attempt)
+
+    # -- namespace -----------------------------------------------------------------------------------------------
+
+    async def mkdir(self, path: str, *, parents: bool = True) -> MkdirResult:
+        result: MkdirResult = await self.master(MkdirRequest(path, parents), retry_lost=parents)
+        return result
+
+    async def stat(self, path: str) -> FileStatus:
+        status: FileStatus = await self.master(Stat(path))
+        return status
+
+    async def exists(self, path: str) -> bool:
+        found: bool = await self.master(Exists(path))
+        return found
+
+    async def list(self, path: str) -> list[DirEntry]:
+        """Every entry of a directory, in name order (paged through the master)."""
+        out: list[DirEntry] = []
+        after = ""
+        while True:
+            page: tuple[DirEntry, ...] = await self.master(ListRequest(path, after, LIST_PAGE))
+            out.extend(page)
+            if len(page) < LIST_PAGE:
+                return out
+            after = page[-1].name
+
+    async def rename(self, src: str, dst: str, *, overwrite: bool = False) -> RenameResult:
+        """Atomic: the destination appears with the source's contents as the source disappears."""
+        nonce: bytes = await self.master(AuthorizeCreate(dst))
+        result: RenameResult = await self.master(RenameRequest(src, dst, overwrite, nonce), retry_lost=False)
+        return result
+
+    async def delete(self, path: str, *, recursive: bool = False) -> DeleteResult:
+        result: DeleteResult = await self.master(DeleteRequest(path, recursive), retry_lost=False)
+        return result
+
+    async def set_replication(self, path: str, replication: int) -> FileStatus:
+        status: FileStatus = await self.master(SetReplicationRequest(path, replication))
+        return status
+
+    # -- files ---------------------------------------------------------------------------------------------------
+
+    async def create(
+        self,
+        path: str,
+        *,
+        overwrite: bool = False,
+        replication: int = 0,
+        chunk_size_bytes: int = 0,
+        file_type: FileType | str = FileType.NORMAL,
+        min_write_replicas: int = 0,
+        parents: bool = True,
+        mode: LeaseMode | str = LeaseMode.APPEND,
+    ) -> Any:
+        """Create a file and open it for writing (0 settings: the cluster's defaults). A log file
+        (``file_type="log"``) is written to every replica in parallel, append only."""
+        from feitian.dfs.client_write import FileWriter
+
+        request = CreateRequest(
+            path,
+            self.holder,
+            FileType(file_type),
+            replication,
+            chunk_size_bytes,
+            min_write_replicas,
+            overwrite,
+            parents,
+            LeaseMode(mode),
+        )
+        try:
+            reply: OpenReply = await self.master(request, retry_lost=False)
+        except UnavailableError as exc:
+            if not isinstance(exc, ConnectionLostError) and exc.fields.get("outcome") != "unknown":
+                raise
+            reply = await self._created_or_retry(request)
+        return FileWriter(self, path, reply, LeaseMode(mode))
+
+    async def _created_or_retry(self, request: CreateRequest) -> OpenReply:
+        """The create's outcome is unknown (a connection broke, a leader changed): if it happened, the file is
+        ours (our lease); otherwise create again."""
+        try:
+            reply: OpenReply = await self.master(OpenWrite(request.path, self.holder, request.mode))
+            if reply.status.lease_holder == self.holder and reply.status.length == 0:
+                return reply
+        except FeitianError:
+            pass
+        try:
+            created: OpenReply = await self.master(request)
+        except AlreadyExistsError:
+            raise ConflictError(f"create {request.path}: it exists (created by someone else?)") from None
+        return created
+
+    async def open_write(self, path: str, *, mode: LeaseMode | str = LeaseMode.APPEND) -> Any:
+        """Open an existing file for writing: ``append`` (at its end) or ``random`` (``pwrite`` anywhere up to
+        its end). Refused with ConflictError(reason=open_for_writing) while another writer holds it."""
+        from feitian.dfs.client_write import FileWriter
+
+        reply: OpenReply = await self.master(OpenWrite(path, self.holder, LeaseMode(mode)))
+        return FileWriter(self, path, reply, LeaseMode(mode))
+
+    async def open_read(self, path: str) -> Any:
+        from feitian.dfs.client_read import FileReader
+
+        return FileReader(self, path)
+
+    async def read(self, path: str, offset: int = 0, length: int = -1) -> bytes:
+        """Bytes ``[offset, offset + length)`` (``length`` -1: to the end). Past the end: InvalidArgumentError."""
+        from feitian.dfs.client_read import FileReader
+
+        return await FileReader(self, path).read(offset, length)
+
+    async def write_file(self, path: str, data: bytes | bytearray | memoryview, **create: Any) -> int:
+        """Create (``overwrite`` by default) and write a whole file; returns its length once durable."""
+        create.setdefault("overwrite", True)
+        writer = await self.create(path, **create)
+        try:
+            await writer.write(data)
+        except BaseException:
+            await writer.abort()
+            raise
+        length: int = await writer.close()
+        return length
+
+    async def append(self, path: str, data: bytes | bytearray | memoryview) -> int:
+        """Append to an existing file (created if missing); returns the new length once durable."""
+        try:
+            writer = await self.open_write(path)
+        except FeitianError as exc:
+            if exc.code != "not_found":
+                raise
+            writer = await self.create(path)
+        try:
+            await writer.write(data)
+        except BaseException:
+            await writer.abort()
+            raise
+        length: int = await writer.close()
+        return length
+
+    async def tail(
+        self, path: str, offset: int = 0, *, follow: bool = True, poll_s: float = 0.1
+    ) -> AsyncIterator[bytes]:
+        """Bytes of a file from ``offset`` as they become readable (a log being written: acknowledged appends).
+        Without ``follow`` it stops at the current end."""
+        from feitian.dfs.client_read import tail
+
+        async for data in tail(self, path, offset, follow=follow, poll_s=poll_s):
+            yield data
+
+    # -- administration ------------------------------------------------------------------------------------------
+
+    async def fsck(self) -> FsckReply:
+        reply: FsckReply = await self.master(Fsck())
+        return reply
+
+    async def servers(self) -> tuple[ServerStatus, ...]:
+        reply: tuple[ServerStatus, ...] = await self.master(Servers())
+        return reply
+
+    async def balance(self) -> BalanceReply:
+        reply: BalanceReply = await self.master(Balance())
+        return reply
+
+    async def decommission(self, server_id: str, *, cancel: bool = False) -> int:
+        held: int = await self.master(Decommission(server_id, cancel))
+        return held
+
+    async def master_status(self, address: str) -> MasterStatusReply:
+        reply: MasterStatusReply = await self.rpc.call(address, MasterStatus(), timeout=5)
+        return reply
+
+    async def wait_healthy(self, timeout_s: float = 60.0, poll_s: float = 0.2) -> FsckReply:
+        """Wait until fsck reports nothing missing, corrupt or under-replicated, and no copy in flight."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            report = await self.fsck()
+            if report.healthy and not report.copies_in_flight and not report.stale:
+                return report
+            if loop.time() > deadline:
+                raise UnavailableError(f"not healthy after {timeout_s:.0f}s: {report}")
+            await asyncio.sleep(poll_s)
+
+
+fsspec.register_implementation("pangu", "feitian.dfs.fsspec_adapter.PanguFileSystem", clobber=True)

@@ -1,0 +1,89 @@
+"""Calling "the master": the leader among a list of replica addresses, found by following redirects.
+
+Until Nuwa (name resolution) exists, clients and chunk servers know the masters' addresses and follow
+``NotLeaderError.leader_hint``. A replica that does not answer, or answers UnavailableError (an election, a
+leader still starting), is skipped for the next one after a short back-off, until the call's overall timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any, TypeVar
+
+from feitian.errors import (
+    ConnectionLostError,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    NotLeaderError,
+    UnavailableError,
+)
+from feitian.rpc import Client, Request
+
+__all__ = ["LeaderCaller"]
+
+R = TypeVar("R")
+BACKOFF_S = 0.05
+
+
+class LeaderCaller:
+    def __init__(
+        self, client: Client, addresses: list[str], *, timeout_s: float = 30.0, attempt_timeout_s: float = 5.0
+    ) -> None:
+        if not addresses:
+            raise InvalidArgumentError("no master addresses given", hint="the cluster runs no dfs-master?")
+        self.client = client
+        self.addresses = list(addresses)
+        self.timeout_s = timeout_s
+        self.attempt_timeout_s = attempt_timeout_s
+        self.leader: str | None = None
+        self._rotation = itertools.cycle(self.addresses)
+
+    async def call(
+        self,
+        request: Request[R],
+        *,
+        retry_lost: bool = True,
+        timeout_s: float | None = None,
+        attempt_timeout_s: float | None = None,
+        payload: Any = None,
+    ) -> R:
+        """Call the leader. ``retry_lost``: the request may be sent again after a connection broke with it in
+        flight (it is idempotent, or the caller copes with a repeat); otherwise ConnectionLostError is raised."""
+        loop = asyncio.get_running_loop()
+        budget = self.timeout_s if timeout_s is None else timeout_s
+        deadline = loop.time() + budget
+        attempt = self.attempt_timeout_s if attempt_timeout_s is None else attempt_timeout_s
+        last: Exception | None = None
+        while True:
+            target = self.leader or next(self._rotation)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                result: R = await self.client.call(target, request, timeout=min(attempt, remaining), payload=payload)
+                self.leader = target
+                return result
+            except NotLeaderError as exc:
+                hint = exc.fields.get("leader_hint") or None
+                self.leader = hint if hint != target else None
+                last = exc
+                if self.leader is None:
+                    await asyncio.sleep(BACKOFF_S)
+            except ConnectionLostError as exc:
+                self.leader = None
+                last = exc
+                if not retry_lost:
+                    raise
+            except (UnavailableError, DeadlineExceededError) as exc:
+                if exc.fields.get("outcome") == "unknown" and not retry_lost:
+                    raise
+                if exc.fields.get("reason") == "disk_full" or exc.fields.get("reason") == "no_servers":
+                    raise
+                self.leader = None
+                last = exc
+                await asyncio.sleep(BACKOFF_S)
+        raise UnavailableError(
+            f"{type(request).__name__}: no dfs master answered within {budget:.0f}s: {last}",
+            hint="is the cluster running? `feitian cluster status`",
+        )

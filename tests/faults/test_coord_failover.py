@@ -1,0 +1,231 @@
+"""Nuwa under process faults: SIGKILL of the leader during writes (repeatedly), SIGKILL of a lock holder's
+process, SIGSTOP of every replica under a held lock.
+
+* No acknowledged write is lost; clients go on after each election without the application handling it (and
+  no retried write applies twice: a create that ran twice would fail with AlreadyExistsError).
+* A subscription sees every event of a known sequence, in order, across the failovers.
+* A session survives leader failover; its ephemeral node stays.
+* Lock failover after the holder's process dies takes at most the session TTL + 0.5 s.
+* When the session is lost the body of ``async with lock`` is cancelled and SessionExpiredError raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from feitian.coord import CoordClient, Event, EventKind
+from feitian.coord.messages import ListRequest
+from feitian.errors import FeitianError, SessionExpiredError
+from feitian.rpc import Client
+from feitian.runtime.procs import ProcessRef, signal_process, start_time_of
+from feitian.testing.cli import FEITIAN
+from feitian.testing.coord import CoordReplicas
+from feitian.testing.waiting import wait_for_condition
+
+pytestmark = pytest.mark.timeout(180)
+
+TTL_MS = 3000
+
+
+@pytest.fixture
+async def replicas(tmp_path: Path) -> AsyncIterator[CoordReplicas]:
+    rs = CoordReplicas(tmp_path / "nuwa", 3, snapshot_every_entries=200, keep_entries_after_snapshot=50)
+    await asyncio.to_thread(rs.start_all)
+    try:
+        yield rs
+    finally:
+        assert await asyncio.to_thread(rs.stop) == []
+
+
+async def test_sigkill_the_leader_during_writes_repeatedly(replicas: CoordReplicas) -> None:
+    await kill_leaders_during_writes(replicas, rounds=2)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_soak_sigkill_the_leader_ten_times(replicas: CoordReplicas) -> None:
+    await kill_leaders_during_writes(replicas, rounds=10)
+
+
+async def kill_leaders_during_writes(replicas: CoordReplicas, rounds: int) -> None:
+    rpc = await replicas.rpc()
+    writers = [replicas.client(rpc, session_ttl_ms=TTL_MS) for _ in range(4)]
+    observer = replicas.client(rpc, session_ttl_ms=TTL_MS, watch_wait_ms=1000)
+    acked: set[str] = set()
+    sequence: list[str] = []  # written one at a time, in this order
+    errors: list[BaseException] = []
+    stop = asyncio.Event()
+    try:
+        await observer.create("/w/", parents=True)
+        session = await observer.session()
+        await observer.create("/alive", b"", ephemeral=True)
+        watch = observer.watch("/seq/")
+        await watch.start()
+
+        async def write(w: int, client: CoordClient) -> None:
+            n = 0
+            while not stop.is_set():
+                path = f"/w/{w}-{n}"
+                try:
+                    await client.create(path, b"%d" % n)
+                except FeitianError as exc:
+                    errors.append(exc)
+                else:
+                    acked.add(path)
+                n += 1
+
+        async def write_sequence(client: CoordClient) -> None:
+            n = 0
+            while not stop.is_set():
+                created = await client.create(f"/seq/k-{n:05d}", parents=True)
+                sequence.append(created.stat.path)
+                n += 1
+
+        tasks = [asyncio.ensure_future(write(w, c)) for w, c in enumerate(writers[:3])]
+        tasks.append(asyncio.ensure_future(write_sequence(writers[3])))
+        for round_ in range(rounds):
+            target = len(acked) + 100
+            await wait_for_condition(lambda t=target: len(acked) >= t, 60, "writes flow")  # type: ignore[misc]
+            leader = await replicas.leader(rpc)
+            assert leader is not None
+            # Every other round, the replica the subscription is reading from (which may be the leader).
+            watched = next(i for i, a in replicas.addresses.items() if a == observer.router.current)
+            victim = leader if round_ % 2 == 0 else watched
+            await asyncio.to_thread(replicas.kill, victim)
+            target = len(acked) + 100
+            await wait_for_condition(lambda t=target: len(acked) >= t, 60, "writes go on after the election")  # type: ignore[misc]
+            await asyncio.to_thread(replicas.start, victim)
+        stop.set()
+        await asyncio.gather(*tasks)
+        assert errors == []  # every write was acknowledged: failover is the client's business, not the app's
+
+        # Every acknowledged write is there (a linearizable listing), and nothing else.
+        found: set[str] = set()
+        start_after = ""
+        while True:
+            page = await observer.list("/w/", start_after=start_after)
+            found.update(c.path for c in page.children)
+            if not page.more:
+                break
+            start_after = page.children[-1].path
+        assert found == acked
+
+        # Every replica, the restarted ones too (from their snapshot and log), converges on the same state.
+        await wait_for_condition(lambda: _converged(replicas, rpc), 30, "the replicas converge")
+        for address in replicas.address_list:
+            listing = await rpc.call(address, ListRequest("/w/", stale=True), timeout=5)
+            assert {c.path for c in listing.children} == acked
+        assert max(s.replica.snapshot_index for s in (await replicas.statuses(rpc)).values()) > 1  # compacted
+
+        # The subscription saw the whole known sequence, in order, across both failovers.
+        seen: list[str] = []
+        while len(seen) < len(sequence) + 1:  # + the creation of /seq/ itself
+            item = await watch.next(30)
+            assert isinstance(item, Event) and item.kind is EventKind.CREATED
+            seen.append(item.path)
+        assert seen == ["/seq/", *sequence]
+
+        # The session lived through both failovers: its ephemeral node is still there.
+        assert not session.lost.is_set() and session.alive, session.lost_reason
+        assert (await observer.exists("/alive")).exists
+    finally:
+        stop.set()
+        for client in (*writers, observer):
+            await client.close()
+        await rpc.close()
+
+
+async def _converged(replicas: CoordReplicas, rpc: Client) -> bool:
+    statuses = await replicas.statuses(rpc)
+    return len(statuses) == len(replicas.ids) and len({s.replica.applied_index for s in statuses.values()}) == 1
+
+
+def holder_process(cluster_dir: str, path: str, ttl_ms: int | None = TTL_MS) -> tuple[subprocess.Popen[str], int]:
+    """`feitian coord lock PATH` in its own process; returns it and the fencing token it printed."""
+    ttl = ["--ttl", str(ttl_ms)] if ttl_ms else []
+    proc = subprocess.Popen(
+        [*FEITIAN, "coord", "lock", path, *ttl, "--json", "--cluster", cluster_dir],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    text = ""
+    while not text.rstrip().endswith("}"):
+        line = proc.stdout.readline()
+        assert line, "the holder exited before printing its token"
+        text += line
+    return proc, int(json.loads(text)["token"])
+
+
+async def test_lock_failover_after_sigkill_of_the_holder_process(replicas: CoordReplicas) -> None:
+    failover_s = await lock_failover(replicas, TTL_MS)
+    assert failover_s <= TTL_MS / 1000 + 0.5
+
+
+@pytest.mark.slow
+async def test_lock_failover_with_default_settings_is_under_10_s(replicas: CoordReplicas) -> None:
+    assert await lock_failover(replicas, None) < 10.0
+
+
+async def lock_failover(replicas: CoordReplicas, ttl_ms: int | None) -> float:
+    """Seconds from SIGKILL of a lock holder's process until a waiter holds the lock."""
+    proc, token = await asyncio.to_thread(holder_process, replicas.cluster.dir, "/locks/failover", ttl_ms)
+    replicas.track(ProcessRef(proc.pid, start_time_of(proc.pid)))
+    rpc = await replicas.rpc()
+    waiter = replicas.client(rpc)
+    try:
+        waiting = asyncio.ensure_future(waiter.lock("/locks/failover").acquire())
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+        killed_at = time.monotonic()
+        proc.send_signal(signal.SIGKILL)
+        lease = await asyncio.wait_for(waiting, 60)
+        failover_s = time.monotonic() - killed_at
+        proc.wait()
+        assert lease.token > token
+        print(f"lock failover after SIGKILL of the holder: {failover_s:.2f} s (session TTL {ttl_ms or 'default'})")
+        return failover_s
+    finally:
+        await waiter.close()
+        await rpc.close()
+
+
+async def test_the_lock_body_is_cancelled_when_the_session_is_lost(replicas: CoordReplicas) -> None:
+    rpc = await replicas.rpc()
+    holder = replicas.client(rpc, session_ttl_ms=TTL_MS, attempt_timeout_s=0.5)
+    other = replicas.client(rpc, session_ttl_ms=TTL_MS)
+    body_cancelled = asyncio.Event()
+    try:
+        with pytest.raises(SessionExpiredError):
+            async with holder.lock("/locks/frozen") as lease:
+                for i in replicas.ids:  # the whole service stops answering: no heartbeat can be acknowledged
+                    replicas.freeze(i)
+                frozen_at = time.monotonic()
+                try:
+                    await asyncio.sleep(60)
+                except asyncio.CancelledError:
+                    body_cancelled.set()
+                    raise
+        lost_after = time.monotonic() - frozen_at
+        assert body_cancelled.is_set() and lease.lost
+        assert lost_after < TTL_MS / 1000  # the client gave up within its lease, before any server could expire it
+        for i in replicas.ids:
+            replicas.resume(i)
+        # The service expires the session in its turn; then the lock passes on.
+        other_lease = await other.lock("/locks/frozen").acquire(timeout_s=30)
+        assert other_lease.token > lease.token
+    finally:
+        for i in replicas.ids:
+            signal_process(replicas.ref(i), signal.SIGCONT)
+        await holder.close()
+        await other.close()
+        await rpc.close()

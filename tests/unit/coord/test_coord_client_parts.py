@@ -1,0 +1,72 @@
+"""Pieces of Nuwa's client and service that need no replicas: the resource a transaction is authorized on,
+selectors from paths, lock contender ordering, transaction operations from the CLI's JSON."""
+
+from __future__ import annotations
+
+import pytest
+
+from feitian.cli.coord import parse_ops
+from feitian.coord.core import CheckOp, CreateOp, DeleteOp, NodeStat, Selector, SetOp
+from feitian.coord.messages import TxnRequest, txn_resource
+from feitian.coord.recipes.lock import contenders
+from feitian.coord.watch import selector_for
+from feitian.errors import InvalidArgumentError
+
+
+@pytest.mark.parametrize(
+    ("paths", "resource"),
+    [
+        (["/a/b"], "coord:/a/b"),
+        (["/a/x", "/a/y"], "coord:/a"),
+        (["/apps/web/conf", "/apps/web/"], "coord:/apps/web"),
+        (["/locks/j/lock-1", "/apps/conf"], "coord:/"),
+        (["/a", "/ab"], "coord:/"),  # segments, not characters
+        (["/"], "coord:/"),
+    ],
+)
+def test_a_transaction_is_authorized_on_the_deepest_common_directory(paths: list[str], resource: str) -> None:
+    assert txn_resource(TxnRequest(ops=tuple(CheckOp(path=p) for p in paths))) == resource
+
+
+def test_selectors_from_paths() -> None:
+    assert selector_for("/a/b") == Selector.node("/a/b")
+    assert selector_for("/a/") == Selector.children("/a/")
+    assert selector_for("/a/", recursive=True) == Selector.subtree("/a/")
+    assert selector_for(Selector.node("/x")) == Selector.node("/x")
+    with pytest.raises(InvalidArgumentError):
+        selector_for("/a", recursive=True)
+
+
+def stat(path: str, revision: int) -> NodeStat:
+    return NodeStat(path=path, creator="t", create_revision=revision, mod_revision=revision, version=1)
+
+
+def test_contenders_rank_by_sequence_across_kinds_and_ignore_other_entries() -> None:
+    children = [
+        stat("/l/lock-0000000003", 9),
+        stat("/l/read-0000000001", 7),
+        stat("/l/notes", 5),
+        stat("/l/candidate-0000000002", 8),
+        stat("/l/lock-12", 4),
+    ]
+    assert [(seq, kind) for seq, kind, _ in contenders("/l/", children)] == [
+        (1, "read"),
+        (2, "candidate"),
+        (3, "lock"),
+    ]
+
+
+def test_transaction_operations_from_json() -> None:
+    ops = parse_ops(
+        '[{"op": "check", "path": "/a", "version": 2}, {"op": "set", "path": "/a", "value": "x", "version": 2},'
+        ' {"op": "create", "path": "/b", "value": "y", "parents": true}, {"op": "delete", "path": "/c"}]'
+    )
+    assert ops == [
+        CheckOp(path="/a", version=2),
+        SetOp(path="/a", value=b"x", expected_version=2),
+        CreateOp(path="/b", value=b"y", parents=True),
+        DeleteOp(path="/c"),
+    ]
+    for bad in ("{}", "[1]", '[{"op": "move", "path": "/a"}]', '[{"op": "set", "path": "/a"}]', "not json"):
+        with pytest.raises(InvalidArgumentError):
+            parse_ops(bad)
