@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from typing import Any, ClassVar
 
 import msgspec
@@ -21,25 +20,21 @@ import msgspec
 from feitian.coord.client import CoordClient
 from feitian.coord.recipes.naming import Registration, register
 from feitian.errors import ConfigError
+from feitian.replica.options import ReplicaOptions
 
 __all__ = ["CoordOptions", "CoordRole", "ServiceRegistration"]
 
 STOP_TIMEOUT_S = 2.0  # how long a stopping node tries to remove its registration
 
 
-class CoordOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    id: int
-    peers: dict[str, str]  # replica id (as a string: TOML keys) -> Kuafu address, this replica's included
-    peer_addresses: dict[str, str] = {}  # consensus traffic to these peers goes here instead (test proxies)
-    tick_ms: int = 50
-    election_ticks: int = 20
-    heartbeat_ticks: int = 2
-    snapshot_every_entries: int = 20_000
-    keep_entries_after_snapshot: int = 5_000
-    segment_size_bytes: int = 64 << 20
-    limits: dict[str, int] = {}  # CoordLimits fields to override (every replica must use the same)
+class CoordOptions(ReplicaOptions, frozen=True, forbid_unknown_fields=True):
+    limits: dict[str, int] = msgspec.field(
+        default_factory=dict
+    )  # CoordLimits fields to override (every replica must use the same)
     rest: str = ""  # serve the REST API (feitian.coord.rest) here, e.g. "tcp://127.0.0.1:0"; "" = off
-    rest_peers: dict[str, str] = {}  # replica id -> REST base URL, so followers redirect writes to the leader
+    rest_peers: dict[str, str] = msgspec.field(
+        default_factory=dict
+    )  # replica id -> REST base URL, so followers redirect writes to the leader
 
 
 class CoordRole:
@@ -52,34 +47,15 @@ class CoordRole:
     async def start(self, node: Any, options: Any) -> dict[str, str]:
         from feitian.coord.core import CoordLimits
         from feitian.coord.service import CoordReplica
-        from feitian.replica.driver import ReplicaConfig
-        from feitian.replica.transport import RAFT_LANE
 
         assert isinstance(options, CoordOptions)
-        try:
-            peers = {int(k): v for k, v in options.peers.items()}
-            peer_addresses = {int(k): v for k, v in options.peer_addresses.items()}
-        except ValueError:
-            raise ConfigError("[role] peers: keys must be replica ids (integers)") from None
-        if RAFT_LANE not in node.server.config.lanes:
-            raise ConfigError(f"role coord needs a lane for consensus traffic: add [rpc.lanes.{RAFT_LANE}]")
+        config = options.replica_config(
+            role="coord", data_dir=node.data_dir, cluster=node.config.node.cluster, lanes=node.server.config.lanes
+        )
         try:
             limits = CoordLimits(**options.limits).validate()
         except TypeError as exc:
             raise ConfigError("[role] limits: unknown key", problems=[str(exc)]) from None
-        config = ReplicaConfig(
-            id=options.id,
-            peers=peers,
-            peer_addresses=peer_addresses,
-            data_dir=os.path.join(node.data_dir or ".", "raft"),
-            cluster=node.config.node.cluster,
-            tick_ms=options.tick_ms,
-            election_ticks=options.election_ticks,
-            heartbeat_ticks=options.heartbeat_ticks,
-            snapshot_every_entries=options.snapshot_every_entries,
-            keep_entries_after_snapshot=options.keep_entries_after_snapshot,
-            segment_size_bytes=options.segment_size_bytes,
-        )
         # Replicas talk to each other as this node (mutual TLS in a secured cluster), like any other caller.
         self._replica = CoordReplica(config, node.client, limits=limits)
         self._replica.register(node.server)

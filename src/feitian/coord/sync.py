@@ -17,8 +17,6 @@ A synchronous lock body cannot be interrupted: it must call ``lease.check()`` be
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -38,11 +36,9 @@ from feitian.coord.core import (
 from feitian.coord.messages import ListReply
 from feitian.coord.recipes.lock import Lock, LockLease
 from feitian.coord.watch import Resync
-from feitian.errors import InvalidArgumentError
 from feitian.rpc import Client, ClientConfig
 from feitian.rpc.security import ClientTls, Credentials
-from feitian.rpc.sync import _refuse_inside_loop
-from feitian.runtime.eventloop import loop_factory
+from feitian.runtime.loop_thread import LoopThread
 
 __all__ = ["SyncCoordClient", "SyncLock"]
 
@@ -59,11 +55,7 @@ class SyncCoordClient:
         credentials: Credentials | None = None,
         **options: Any,
     ) -> None:
-        _refuse_inside_loop()
-        self._loop = loop_factory()()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="feitian-coord-sync", daemon=True)
-        self._thread.start()
-        self._closed = False
+        self._thread = LoopThread("SyncCoordClient")
         config = config or ClientConfig(name="nuwa-sync", connect_timeout_s=0.5)
 
         async def make() -> tuple[Client, CoordClient]:
@@ -71,25 +63,14 @@ class SyncCoordClient:
             return rpc, CoordClient(rpc, list(addresses), **options)
 
         try:
-            self._rpc, self.client = asyncio.run_coroutine_threadsafe(make(), self._loop).result()
+            self._rpc, self.client = self._thread.run(make())
         except BaseException:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-            self._loop.close()
+            self._thread.stop()
             raise
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine of the async client on this client's loop and wait for it."""
-        _refuse_inside_loop()
-        if self._closed:
-            coro.close()
-            raise InvalidArgumentError("SyncCoordClient is closed")
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            future.cancel()
-            raise
+        return self._thread.run(coro)
 
     def get(self, path: str, *, stale: bool = False) -> GetResult:
         return self.run(self.client.get(path, stale=stale))
@@ -145,14 +126,11 @@ class SyncCoordClient:
             watch.close()
 
     def close(self) -> None:
-        if self._closed:
+        if self._thread.closed:
             return
         self.run(self.client.close())
         self.run(self._rpc.close())
-        self._closed = True
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        self._thread.stop()
 
     def __enter__(self) -> SyncCoordClient:
         return self

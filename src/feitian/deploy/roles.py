@@ -12,7 +12,8 @@ from feitian.deploy.authority_role import AuthorityRole
 from feitian.deploy.echo_methods import MAP_RULE, TEXT_RULE, add_echo_methods
 from feitian.deploy.node import NodeContext, Role
 from feitian.dfs.roles import ChunkServerRole, DfsMasterRole
-from feitian.errors import ConfigError, InvalidArgumentError
+from feitian.errors import InvalidArgumentError
+from feitian.replica.options import ReplicaOptions
 from feitian.rpc import CallContext
 from feitian.rpc.proxy import Proxy, ProxyConfig
 
@@ -89,16 +90,8 @@ class ProxyRole:
             await self._proxy.stop()
 
 
-class KvOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    id: int
-    peers: dict[str, str]  # replica id (as a string: TOML keys) -> Kuafu address, this replica's included
-    peer_addresses: dict[str, str] = {}  # consensus traffic to these peers goes here instead (test proxies)
-    tick_ms: int = 50
-    election_ticks: int = 20
-    heartbeat_ticks: int = 2
-    snapshot_every_entries: int = 20_000
-    keep_entries_after_snapshot: int = 5_000
-    segment_size_bytes: int = 64 << 20
+class KvOptions(ReplicaOptions, frozen=True, forbid_unknown_fields=True):
+    pass
 
 
 class KvRole:
@@ -111,30 +104,12 @@ class KvRole:
         self._replica: Any = None
 
     async def start(self, node: NodeContext, options: Any) -> dict[str, str]:
-        from feitian.replica.driver import Replica, ReplicaConfig
+        from feitian.replica.driver import Replica
         from feitian.replica.kv import KvService, KvStateMachine
-        from feitian.replica.transport import RAFT_LANE
 
         assert isinstance(options, KvOptions)
-        try:
-            peers = {int(k): v for k, v in options.peers.items()}
-            peer_addresses = {int(k): v for k, v in options.peer_addresses.items()}
-        except ValueError:
-            raise ConfigError("[role] peers: keys must be replica ids (integers)") from None
-        if RAFT_LANE not in node.server.config.lanes:
-            raise ConfigError(f"role kv needs a lane for consensus traffic: add [rpc.lanes.{RAFT_LANE}]")
-        config = ReplicaConfig(
-            id=options.id,
-            peers=peers,
-            peer_addresses=peer_addresses,
-            data_dir=os.path.join(node.data_dir or ".", "raft"),
-            cluster=node.config.node.cluster,
-            tick_ms=options.tick_ms,
-            election_ticks=options.election_ticks,
-            heartbeat_ticks=options.heartbeat_ticks,
-            snapshot_every_entries=options.snapshot_every_entries,
-            keep_entries_after_snapshot=options.keep_entries_after_snapshot,
-            segment_size_bytes=options.segment_size_bytes,
+        config = options.replica_config(
+            role="kv", data_dir=node.data_dir, cluster=node.config.node.cluster, lanes=node.server.config.lanes
         )
         state = KvStateMachine()
         # Replicas talk to each other as this node (mutual TLS in a secured cluster), like any other caller.

@@ -83,8 +83,7 @@ class DfsMaster:
         self,
         node_name: str,
         options: MasterOptions,
-        data_dir: str,
-        cluster: str,
+        replica_config: ReplicaConfig,
         client: Client,
         security: Any | None,
         *,
@@ -101,19 +100,8 @@ class DfsMaster:
         self.config = options.namespace_config()
         self.cluster_config = options.cluster_config()
         self.sm = MasterStateMachine(self.config, self._chunks_changed)
-        peers = {int(k): v for k, v in options.peers.items()}
         self.replica = Replica(
-            ReplicaConfig(
-                id=options.id,
-                peers=peers,
-                data_dir=data_dir,
-                cluster=cluster,
-                tick_ms=options.tick_ms,
-                election_ticks=options.election_ticks,
-                heartbeat_ticks=options.heartbeat_ticks,
-                snapshot_every_entries=options.snapshot_every_entries,
-                keep_entries_after_snapshot=options.keep_entries_after_snapshot,
-            ),
+            replica_config,
             self.sm,
             client,
             rng=self.rng,

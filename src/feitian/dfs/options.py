@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from feitian.dfs.core import ClusterConfig, NamespaceConfig, PlacementPolicy
+from feitian.replica.options import ReplicaOptions
 
 __all__ = ["ChunkServerOptions", "MasterOptions"]
 
@@ -12,17 +13,10 @@ SECOND_NS = 1_000_000_000
 KiB, MiB = 1 << 10, 1 << 20
 
 
-class MasterOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The ``[role]`` section of a ``dfs-master`` node (docs/config.md). The namespace keys must be the same on
-    every master of a cluster."""
+class MasterOptions(ReplicaOptions, frozen=True, forbid_unknown_fields=True):
+    """The ``[role]`` section of a ``dfs-master`` node (docs/config.md): the replica keys every replicated role
+    has, then Pangu's. The namespace keys must be the same on every master of a cluster."""
 
-    id: int
-    peers: dict[str, str]  # replica id (a string: TOML keys) -> Kuafu address, this replica's included
-    tick_ms: int = 50
-    election_ticks: int = 20
-    heartbeat_ticks: int = 2
-    snapshot_every_entries: int = 20_000
-    keep_entries_after_snapshot: int = 5_000
     # the namespace
     block_size_bytes: int = 64 * KiB
     default_chunk_size_bytes: int = 64 * MiB

@@ -7,7 +7,6 @@ module only reads those attributes, so the services never import the deploy laye
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, ClassVar
 
 from feitian.dfs.options import ChunkServerOptions, MasterOptions
@@ -32,14 +31,10 @@ class DfsMasterRole:
         from feitian.dfs.master import DfsMaster
         from feitian.dfs.master_service import MasterService
 
-        if RAFT_LANE not in node.server.config.lanes:
-            raise ConfigError(f"role dfs-master needs a lane for consensus traffic: add [rpc.lanes.{RAFT_LANE}]")
-        try:
-            {int(k) for k in options.peers}
-        except ValueError:
-            raise ConfigError("[role] peers: keys must be replica ids (integers)") from None
-        data_dir = os.path.join(node.data_dir or ".", "raft")
-        self._master = DfsMaster(node.name, options, data_dir, node.config.node.cluster, node.client, node.security)
+        config = options.replica_config(
+            role="dfs-master", data_dir=node.data_dir, cluster=node.config.node.cluster, lanes=node.server.config.lanes
+        )
+        self._master = DfsMaster(node.name, options, config, node.client, node.security)
         self._master.replica.register(node.server)
         MasterService(self._master).register(node.server)
         await self._master.start()

@@ -13,16 +13,14 @@ be used from a thread that runs an asyncio loop (there, use ``DfsClient`` and ``
 
 from __future__ import annotations
 
-import asyncio
 import io
-import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from feitian.dfs.client import DfsClient, DfsClientConfig
 from feitian.dfs.core import DeleteResult, DirEntry, FileStatus, MkdirResult, RenameResult
 from feitian.errors import InvalidArgumentError
-from feitian.runtime.eventloop import loop_factory
+from feitian.runtime.loop_thread import LoopThread
 
 __all__ = ["SyncDfs"]
 
@@ -30,28 +28,13 @@ T = TypeVar("T")
 MiB = 1 << 20
 
 
-def _refuse_inside_loop() -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    raise InvalidArgumentError(
-        "SyncDfs used from a thread running an asyncio event loop",
-        hint="in async code use feitian.dfs.client.DfsClient and await its calls",
-    )
-
-
 class SyncDfs:
     def __init__(self, connect: Callable[[], Awaitable[DfsClient]]) -> None:
-        _refuse_inside_loop()
-        self._loop = loop_factory()()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="feitian-dfs-sync", daemon=True)
-        self._thread.start()
-        self._closed = False
+        self._thread = LoopThread("SyncDfs")
         try:
             self.dfs: DfsClient = self.run(_await(connect()))
         except BaseException:
-            self._stop_loop()
+            self._thread.stop()
             raise
 
     @classmethod
@@ -66,28 +49,13 @@ class SyncDfs:
         return cls(lambda: connect_local(cluster, identity=identity, config=config))
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        _refuse_inside_loop()
-        if self._closed:
-            coro.close()
-            raise InvalidArgumentError("SyncDfs is closed")
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            future.cancel()
-            raise
+        return self._thread.run(coro)
 
     def close(self) -> None:
-        if self._closed:
+        if self._thread.closed:
             return
         self.run(self.dfs.rpc.close())
-        self._closed = True
-        self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        self._thread.stop()
 
     def __enter__(self) -> SyncDfs:
         return self

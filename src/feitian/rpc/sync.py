@@ -14,20 +14,18 @@ Supported patterns:
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
-import threading
 from collections.abc import Coroutine
 from typing import Any, Generic, TypeVar
 
-from feitian.errors import DeadlineExceededError, InvalidArgumentError
+from feitian.errors import DeadlineExceededError
 from feitian.rpc.client import Client, Reply
 from feitian.rpc.config import ClientConfig
 from feitian.rpc.core.messages import Request
 from feitian.rpc.resolver import Resolver
 from feitian.rpc.security import ClientTls, Credentials
 from feitian.rpc.stream import Buffer
-from feitian.runtime.eventloop import loop_factory
+from feitian.runtime.loop_thread import LoopThread, refuse_inside_loop
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -58,14 +56,7 @@ class SyncCall(Generic[R]):
 
 
 def _refuse_inside_loop() -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    raise InvalidArgumentError(
-        "SyncClient used from a thread running an asyncio event loop",
-        hint="in async code use feitian.rpc.Client and await its calls",
-    )
+    refuse_inside_loop("SyncClient")
 
 
 class SyncClient:
@@ -79,18 +70,12 @@ class SyncClient:
         tls: ClientTls | None = None,
         credentials: Credentials | None = None,
     ) -> None:
-        _refuse_inside_loop()
-        self._loop = loop_factory()()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="feitian-rpc-sync", daemon=True)
-        self._thread.start()
+        self._thread = LoopThread("SyncClient")
         try:
-            self._client: Client = self._submit(self._make(config, resolver, tls, credentials)).result()
+            self._client: Client = self._thread.run(self._make(config, resolver, tls, credentials))
         except BaseException:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-            self._loop.close()
+            self._thread.stop()
             raise
-        self._closed = False
 
     @staticmethod
     async def _make(
@@ -99,19 +84,10 @@ class SyncClient:
         return Client(config, resolver=resolver, tls=tls, credentials=credentials)
 
     def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return self._thread.submit(coro)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        _refuse_inside_loop()
-        if self._closed:
-            coro.close()
-            raise InvalidArgumentError("SyncClient is closed")
-        future = self._submit(coro)
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            future.cancel()
-            raise
+        return self._thread.run(coro)
 
     def call(
         self, address: str, request: Request[R], *, timeout: float | None = None, payload: Buffer | None = None
@@ -138,13 +114,10 @@ class SyncClient:
         return self._run(self._client.call_map(address, method, mapping, timeout=timeout))
 
     def close(self) -> None:
-        if self._closed:
+        if self._thread.closed:
             return
-        self._closed = True
-        self._submit(self._client.close()).result()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        self._thread.run(self._client.close())
+        self._thread.stop()
 
     def __enter__(self) -> SyncClient:
         return self

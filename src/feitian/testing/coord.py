@@ -9,21 +9,22 @@ optional extra nodes. Replicas can be killed, frozen, resumed and restarted on t
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Sequence
 from typing import Any
 
 from feitian.coord import CoordClient
 from feitian.coord.messages import CoordStatus, StatusRequest
-from feitian.deploy.cluster import LocalCluster, NodeSpec, coord_specs
+from feitian.deploy.cluster import NodeSpec, coord_specs
 from feitian.errors import FeitianError
 from feitian.rpc import Client, ClientConfig
-from feitian.runtime.procs import ProcessRef, signal_process, stop_processes
+from feitian.testing.replicas import ReplicaProcesses
 
 __all__ = ["CoordReplicas"]
 
 
-class CoordReplicas:
+class CoordReplicas(ReplicaProcesses):
+    role = "coord"
+
     def __init__(
         self,
         directory: str | os.PathLike[str],
@@ -35,58 +36,12 @@ class CoordReplicas:
         extra: Sequence[NodeSpec] = (),
         **role_options: Any,
     ) -> None:
-        self.cluster = LocalCluster(str(directory))
-        self.secure = secure
-        self.specs = coord_specs(n, {"tick_ms": tick_ms, "election_ticks": election_ticks, **role_options})
-        self.extra = list(extra)
-        self.ids = list(range(1, n + 1))
-        self.addresses = {i: spec.listen[0] for i, spec in zip(self.ids, self.specs, strict=True)}
-        self._refs: list[ProcessRef] = []
-
-    @property
-    def address_list(self) -> list[str]:
-        return list(self.addresses.values())
-
-    def start_all(self) -> None:
-        state = self.cluster.up([*self.specs, *self.extra], secure=self.secure)
-        self._refs.extend(p.ref for p in state.processes)
-
-    def name(self, i: int) -> str:
-        return f"coord-{i}"
-
-    def ref(self, i: int) -> ProcessRef:
-        return self.cluster.load().find(self.name(i)).ref
+        specs = coord_specs(n, {"tick_ms": tick_ms, "election_ticks": election_ticks, **role_options})
+        super().__init__(directory, specs, secure=secure, extra=extra)
 
     def log(self, i: int) -> str:
-        with open(self.cluster.load().find(self.name(i)).log, errors="replace") as f:
+        with open(self.log_path(i), errors="replace") as f:
             return f.read()
-
-    def start(self, i: int) -> ProcessRef:
-        """Start replica ``i`` again (after :meth:`kill`), on the same address and data."""
-        ref = self.cluster.restart(self.name(i)).ref
-        self._refs.append(ref)
-        return ref
-
-    def kill(self, i: int) -> None:
-        ref = self.ref(i)
-        signal_process(ref, signal.SIGKILL)
-        stop_processes([ref], grace_s=5)
-
-    def freeze(self, i: int) -> None:
-        signal_process(self.ref(i), signal.SIGSTOP)
-
-    def resume(self, i: int) -> None:
-        signal_process(self.ref(i), signal.SIGCONT)
-
-    def track(self, ref: ProcessRef) -> None:
-        """Stop this process too in :meth:`stop` (e.g. a client process a test started)."""
-        self._refs.append(ref)
-
-    def stop(self) -> list[ProcessRef]:
-        """Stop every process ever started here; returns any that would not stop."""
-        for ref in self._refs:
-            signal_process(ref, signal.SIGCONT)
-        return stop_processes(self._refs, grace_s=10)
 
     async def rpc(self, name: str = "test", **config: Any) -> Client:
         """A Kuafu client for this cluster (the admin identity when secure)."""
