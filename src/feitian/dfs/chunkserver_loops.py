@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 
 from feitian.dfs.chunkserver import ChunkService
-from feitian.dfs.leader_calls import LeaderCaller
 from feitian.dfs.master_messages import ChunkReport, Heartbeat, HeartbeatReply
 from feitian.errors import DataCorruptionError, FeitianError, NotFoundError
+from feitian.replica.leader_caller import LeaderCaller
 
 __all__ = ["HeartbeatLoop", "Scrubber"]
 

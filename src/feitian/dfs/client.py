@@ -35,7 +35,6 @@ from feitian.dfs.core import (
     MkdirResult,
     RenameResult,
 )
-from feitian.dfs.leader_calls import LeaderCaller
 from feitian.dfs.master_messages import (
     AuthorizeCreate,
     Balance,
@@ -58,6 +57,7 @@ from feitian.dfs.master_messages import (
     SetReplicationRequest,
     Stat,
 )
+from feitian.dfs.options import master_caller
 from feitian.dfs.presenter import TokenPresenter
 from feitian.errors import (
     AlreadyExistsError,
@@ -114,7 +114,7 @@ class DfsClient:
         if problems:
             raise InvalidArgumentError("dfs client config: " + "; ".join(problems))
         self.rpc = client
-        self.masters = LeaderCaller(client, masters, timeout_s=self.config.timeout_s)
+        self.masters = master_caller(client, masters, timeout_s=self.config.timeout_s)
         self.presenter = TokenPresenter(client)
         self.holder = holder or default_holder()
 

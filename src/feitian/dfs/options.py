@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from feitian.dfs.core import ClusterConfig, NamespaceConfig, PlacementPolicy
+from feitian.replica.leader_caller import LeaderCaller
 from feitian.replica.options import ReplicaOptions
+from feitian.rpc import Client
 
 __all__ = ["ChunkServerOptions", "MasterOptions"]
 
@@ -76,3 +80,9 @@ class ChunkServerOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True
         if self.heartbeat_interval_s <= 0 or self.io_threads < 1 or self.capacity_bytes < 0:
             out.append("heartbeat_interval_s > 0, io_threads >= 1 and capacity_bytes >= 0 are required")
         return out
+
+
+def master_caller(client: Client, addresses: list[str], **options: Any) -> LeaderCaller:
+    """Calls the Pangu master leader among ``addresses`` (``options``: LeaderCaller's timeouts). A full disk or
+    no usable chunk server ends a call at once: another master would answer the same."""
+    return LeaderCaller(client, addresses, service="dfs master", fatal_reasons=("disk_full", "no_servers"), **options)

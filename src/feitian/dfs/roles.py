@@ -58,7 +58,7 @@ class ChunkServerRole:
         from feitian.dfs.chunk_store import ChunkStore, StoreConfig
         from feitian.dfs.chunkserver import BULK_LANE, ChunkService
         from feitian.dfs.chunkserver_loops import HeartbeatLoop, Scrubber
-        from feitian.dfs.leader_calls import LeaderCaller
+        from feitian.dfs.options import master_caller
 
         assert isinstance(options, ChunkServerOptions)
         problems = options.problems()
@@ -74,7 +74,7 @@ class ChunkServerRole:
         service = ChunkService(node.name, options.rack, store, node.client)
         service.quarantined = quarantined
         service.register(node.server)
-        masters = LeaderCaller(node.client, list(options.masters), attempt_timeout_s=2.0)
+        masters = master_caller(node.client, list(options.masters), attempt_timeout_s=2.0)
         server = node.server
         heartbeats = HeartbeatLoop(
             service, masters, lambda: server.addresses[0] if server.addresses else "", options.heartbeat_interval_s

@@ -7,22 +7,17 @@ every write is a committed log entry on a majority with fsync, reads are lineari
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 from typing import Any
 
 import msgspec
 
 from feitian.errors import (
     ConflictError,
-    ConnectionLostError,
-    DeadlineExceededError,
     FeitianError,
     InvalidArgumentError,
-    NotLeaderError,
-    UnavailableError,
 )
 from feitian.replica.driver import Replica, ReplicaStats
+from feitian.replica.leader_caller import LeaderCaller
 from feitian.rpc import CallContext, Client, Request, handler
 from feitian.security.core import MethodRule, Right, requires
 
@@ -165,57 +160,28 @@ class KvService:
 
 
 class KvClient:
-    """Sends writes to the leader (following NotLeaderError hints) and fails over between replicas."""
+    """Sends writes to the leader (following NotLeaderError hints) and fails over between replicas
+    (:class:`~feitian.replica.leader_caller.LeaderCaller`). It is a test workload's client: a write whose outcome
+    is unknown (its connection broke, its attempt timed out) is sent again only with ``retry_lost``."""
 
     def __init__(
         self, client: Client, addresses: list[str], *, timeout_s: float = 10.0, attempt_timeout_s: float = 2.0
     ) -> None:
-        if not addresses:
-            raise InvalidArgumentError("KvClient needs at least one replica address")
-        self.client = client
-        self.addresses = list(addresses)
-        self.timeout_s = timeout_s
-        # One replica may be frozen or partitioned: give each attempt this long, then try another.
-        self.attempt_timeout_s = attempt_timeout_s
-        self.leader: str | None = None
-        self._rotation = itertools.cycle(self.addresses)
+        self.caller = LeaderCaller(
+            client, addresses, timeout_s=timeout_s, attempt_timeout_s=attempt_timeout_s, service="kv replica"
+        )
+        self.addresses = self.caller.addresses
 
-    async def _call(self, request: Request[Any], *, retry_lost: bool) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
-        last: Exception | None = None
-        while loop.time() < deadline:
-            target = self.leader or next(self._rotation)
-            try:
-                attempt = max(0.01, min(self.attempt_timeout_s, deadline - loop.time()))
-                result = await self.client.call(target, request, timeout=attempt)
-                self.leader = target
-                return result
-            except NotLeaderError as exc:
-                hint = exc.fields.get("leader_hint") or None
-                self.leader = hint if hint != target else None
-                last = exc
-                if self.leader is None:
-                    await asyncio.sleep(0.05)  # an election is under way
-            except ConnectionLostError as exc:
-                self.leader = None
-                last = exc
-                if not retry_lost:
-                    raise
-            except (UnavailableError, DeadlineExceededError) as exc:
-                self.leader = None
-                last = exc
-                await asyncio.sleep(0.05)
-        raise UnavailableError(f"{type(request).__name__}: no replica answered within {self.timeout_s}s: {last}")
+    @property
+    def leader(self) -> str | None:
+        return self.caller.leader
 
     async def put(self, key: str, value: bytes, expect_version: int = -1, *, retry_lost: bool = False) -> int:
-        reply: PutReply = await self._call(Put(key, value, expect_version), retry_lost=retry_lost)
+        reply = await self.caller.call(Put(key, value, expect_version), retry_lost=retry_lost)
         return reply.version
 
     async def get(self, key: str, *, stale: bool = False) -> GetReply:
-        reply: GetReply = await self._call(Get(key, stale), retry_lost=True)
-        return reply
+        return await self.caller.call(Get(key, stale), retry_lost=True)
 
     async def delete(self, key: str) -> bool:
-        existed: bool = await self._call(Delete(key), retry_lost=False)
-        return existed
+        return await self.caller.call(Delete(key), retry_lost=False)

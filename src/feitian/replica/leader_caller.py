@@ -1,8 +1,10 @@
-"""Calling "the master": the leader among a list of replica addresses, found by following redirects.
+"""Calling the leader of a replicated service, given its replicas' addresses, by following redirects.
 
-Until Nuwa (name resolution) exists, clients and chunk servers know the masters' addresses and follow
-``NotLeaderError.leader_hint``. A replica that does not answer, or answers UnavailableError (an election, a
-leader still starting), is skipped for the next one after a short back-off, until the call's overall timeout.
+Replicas answer writes only as leader and otherwise raise ``NotLeaderError(leader_hint=...)``; the caller follows
+the hint and remembers the leader. A replica that does not answer within ``attempt_timeout_s`` (frozen,
+partitioned), or answers UnavailableError (an election, a leader still starting), is skipped for the next one
+after a short back-off, until the call's overall timeout. Used by the kv client and by Pangu's clients and chunk
+servers to reach the masters.
 """
 
 from __future__ import annotations
@@ -28,11 +30,20 @@ BACKOFF_S = 0.05
 
 class LeaderCaller:
     def __init__(
-        self, client: Client, addresses: list[str], *, timeout_s: float = 30.0, attempt_timeout_s: float = 5.0
+        self,
+        client: Client,
+        addresses: list[str],
+        *,
+        timeout_s: float = 30.0,
+        attempt_timeout_s: float = 5.0,
+        service: str = "replica",
+        fatal_reasons: tuple[str, ...] = ("disk_full",),
     ) -> None:
         if not addresses:
-            raise InvalidArgumentError("no master addresses given", hint="the cluster runs no dfs-master?")
+            raise InvalidArgumentError(f"no {service} addresses given", hint=f"does the cluster run any {service}?")
         self.client = client
+        self.service = service
+        self.fatal_reasons = fatal_reasons
         self.addresses = list(addresses)
         self.timeout_s = timeout_s
         self.attempt_timeout_s = attempt_timeout_s
@@ -78,12 +89,12 @@ class LeaderCaller:
             except (UnavailableError, DeadlineExceededError) as exc:
                 if exc.fields.get("outcome") == "unknown" and not retry_lost:
                     raise
-                if exc.fields.get("reason") == "disk_full" or exc.fields.get("reason") == "no_servers":
-                    raise
+                if exc.fields.get("reason") in self.fatal_reasons:
+                    raise  # retrying elsewhere will not help
                 self.leader = None
                 last = exc
                 await asyncio.sleep(BACKOFF_S)
         raise UnavailableError(
-            f"{type(request).__name__}: no dfs master answered within {budget:.0f}s: {last}",
+            f"{type(request).__name__}: no {self.service} answered within {budget:.0f}s: {last}",
             hint="is the cluster running? `feitian cluster status`",
         )
