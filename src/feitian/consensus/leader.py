@@ -108,6 +108,15 @@ def propose(r: Raft, data: bytes) -> Proposal:
     return proposal
 
 
+def propose_batch(r: Raft, datas: list[bytes]) -> list[Proposal]:
+    """Append several proposals at once: one broadcast to the followers for all of them."""
+    _check_leader(r, "propose")
+    last = append_entries(r, [(EntryKind.NORMAL, data) for data in datas]).index
+    bcast_append(r)
+    first = last - len(datas) + 1
+    return [Proposal(index=first + i, term=r.term) for i in range(len(datas))]
+
+
 def propose_conf_change(r: Raft, cc: ConfChange) -> Proposal:
     """Membership changes: one at a time, only after the leader committed an entry of its term (thesis §4.1
     and the single-server-change fix), and only if valid against the current configuration."""

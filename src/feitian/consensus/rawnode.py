@@ -176,6 +176,13 @@ class RawNode:
         ``Proposal.term``."""
         return _leader.propose(self._raft, data)
 
+    def propose_batch(self, datas: list[bytes]) -> list[Proposal]:
+        """Append several proposals in one go (as :meth:`propose`, each its own entry), sending the followers one
+        AppendEntries for all of them instead of one per proposal. All or none: an error refuses the batch."""
+        if not datas:
+            return []
+        return _leader.propose_batch(self._raft, datas)
+
     def propose_conf_change(self, change: ConfChange) -> Proposal:
         """Propose a membership change (leader only). Raises NotLeaderError, UnavailableError while a previous
         change is unapplied or the leader has not committed an entry of its term yet, InvalidArgumentError if

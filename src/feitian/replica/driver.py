@@ -137,6 +137,7 @@ class Replica:
         self._wakeup = asyncio.Event()
         self._leader_known = asyncio.Event()
         self._proposals: dict[int, tuple[int, asyncio.Future[Any]]] = {}  # index -> (term, future)
+        self._batch: list[tuple[bytes, asyncio.Future[Any]]] = []  # proposals waiting for this loop step to end
         self._reads: dict[bytes, asyncio.Future[int]] = {}  # read context -> future of its read index
         self._read_waiters: list[tuple[int, asyncio.Future[None]]] = []  # (index, future) until applied
         self._read_ids = itertools.count(1)
@@ -216,12 +217,29 @@ class Replica:
                 f"propose: replica {self.config.id} cannot write its log: {self.disk_error.message}",
                 reason=self.disk_error.fields.get("reason", self.disk_error.code),
             )
-        proposal = node.propose(data)  # may raise NotLeaderError / OverloadedError
-        self.proposal_count += 1
+        # Proposals made in the same event-loop step go to the core together: one AppendEntries per follower
+        # for all of them, not one each.
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._proposals[proposal.index] = (proposal.term, future)
-        self._wakeup.set()
+        self._batch.append((data, future))
+        if len(self._batch) == 1:
+            asyncio.get_running_loop().call_soon(self._propose_batch)
         return await self._bounded(future, timeout, "propose")
+
+    def _propose_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        live = [(data, future) for data, future in batch if not future.done()]
+        if not live:
+            return
+        try:
+            proposals = self.core.propose_batch([data for data, _ in live])  # NotLeaderError / OverloadedError
+        except FeitianError as exc:
+            for _, future in live:
+                future.set_exception(exc)
+            return
+        for proposal, (_, future) in zip(proposals, live, strict=True):
+            self._proposals[proposal.index] = (proposal.term, future)
+        self.proposal_count += len(live)
+        self._wakeup.set()
 
     async def read_barrier(self, timeout: float | None = None) -> None:
         """Return once this replica has applied everything committed when the call began (ReadIndex): a local
@@ -278,13 +296,27 @@ class Replica:
             self._reads.pop(context, None)
 
     async def _bounded(self, future: asyncio.Future[Any], timeout: float | None, what: str) -> Any:
+        """Wait for ``future`` (possibly shared by several waiters: it is never cancelled here) for ``timeout``."""
         wait = self.config.default_timeout_s if timeout is None else timeout
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), wait)
-        except TimeoutError:
-            if self._leader_id == 0:
-                raise UnavailableError(f"{what}: no leader elected (replica {self.config.id})") from None
-            raise DeadlineExceededError(f"{what}: not committed within {wait}s") from None
+        if not future.done():
+            waiter = asyncio.get_running_loop().create_future()
+
+            def release(_: object = None) -> None:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+            future.add_done_callback(release)
+            expiry = asyncio.get_running_loop().call_later(wait, release)
+            try:
+                await waiter
+            finally:
+                expiry.cancel()
+                future.remove_done_callback(release)
+            if not future.done():
+                if self._leader_id == 0:
+                    raise UnavailableError(f"{what}: no leader elected (replica {self.config.id})")
+                raise DeadlineExceededError(f"{what}: not committed within {wait}s")
+        return future.result()
 
     async def _on_step(self, ctx: CallContext, req: Step) -> None:
         if req.cluster != self.config.cluster:

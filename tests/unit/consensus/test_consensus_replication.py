@@ -275,3 +275,23 @@ def test_entries_are_durable_before_acknowledgement() -> None:
     assert rd.entries == (Entry(term=2, index=2),)
     assert any(isinstance(m, AppendEntriesReply) and m.index == 2 for m in rd.messages)
     assert storage.last_index() == 1  # nothing persisted by the core itself
+
+
+def test_propose_batch_appends_consecutive_entries_with_one_broadcast() -> None:
+    """§5.3 with batching: a batch of proposals becomes consecutive entries of the leader's term, sent to each
+    follower in one AppendEntries, and all of them commit and apply in order everywhere."""
+    cluster = Cluster()
+    leader = cluster.elect(1)
+    before = len(cluster.delivered)
+    proposals = leader.propose_batch([b"a", b"b", b"c"])
+    assert [p.index for p in proposals] == list(range(proposals[0].index, proposals[0].index + 3))
+    assert {p.term for p in proposals} == {leader.term}
+    cluster.settle()
+    sent = [m for m in cluster.delivered[before:] if isinstance(m, AppendEntries) and m.entries]
+    assert len(sent) == 2  # one per follower, carrying all three entries
+    assert all([e.data for e in m.entries] == [b"a", b"b", b"c"] for m in sent)
+    for node_id in cluster.ids:
+        assert [e.data for e in cluster.applied[node_id] if e.data][-3:] == [b"a", b"b", b"c"]
+    assert leader.propose_batch([]) == []
+    with pytest.raises(NotLeaderError):
+        cluster.nodes[2].propose_batch([b"x"])

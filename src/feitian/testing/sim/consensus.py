@@ -363,12 +363,15 @@ class ConsensusSimulation:
         if not up:
             return
         node = self.rng.choice(up)
-        self.writes += 1
-        data = f"w{self.writes}".encode() + b"." * self.rng.randint(0, 40)
+        count = 1 if self.rng.random() >= 0.3 else self.rng.randint(2, 4)  # sometimes a batch (propose_batch)
+        datas = []
+        for _ in range(count):
+            self.writes += 1
+            datas.append(f"w{self.writes}".encode() + b"." * self.rng.randint(0, 40))
         for _ in range(2):  # one redirect on NotLeaderError
             assert node.raw is not None
             try:
-                proposal = node.raw.propose(data)
+                proposals = node.raw.propose_batch(datas) if count > 1 else [node.raw.propose(datas[0])]
             except NotLeaderError as exc:
                 hint = exc.fields.get("leader_hint")
                 if hint is None or hint not in self.nodes or not self.nodes[hint].up:
@@ -377,7 +380,8 @@ class ConsensusSimulation:
                 continue
             except UnavailableError:
                 return
-            self.checker.on_proposed(node.node_id, proposal, data)
+            for proposal, data in zip(proposals, datas, strict=True):
+                self.checker.on_proposed(node.node_id, proposal, data)
             self._drain(node)
             return
 
