@@ -213,6 +213,13 @@ class RaftLog:
             raise InternalError(f"log: committed entries from {lo} are compacted")
         return entries
 
+    def committed_entries_after(self, index: int) -> list[Entry]:
+        """Committed entries after ``index`` (at most the per-Ready size), for applying ahead of ``applied``."""
+        lo = max(index + 1, self.first_index())
+        if self.has_pending_snapshot() or self.committed + 1 <= lo:
+            return []
+        return self.slice(lo, self.committed + 1, self._max_committed_size) or []
+
     # -- snapshots ------------------------------------------------------------------------------------------
 
     def has_pending_snapshot(self) -> bool:

@@ -435,7 +435,8 @@ class Raft:
                 self.apply_conf_change(ConfChange.decode(entry.data))
         new_applied = committed[-1].index if committed else (snapshot.meta.index if snapshot else 0)
         if new_applied:
-            self.log.applied_to(new_applied)
+            if new_applied > self.log.applied:  # entries taken ahead (RawNode.take_committed) are already applied
+                self.log.applied_to(new_applied)
             size = sum(len(entry.data) for entry in committed)
             self.uncommitted_size = max(0, self.uncommitted_size - size)
             _leader.maybe_auto_leave(self)

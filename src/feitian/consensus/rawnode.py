@@ -13,7 +13,7 @@ from feitian.consensus.raft import Raft
 from feitian.consensus.read_only import ReadState
 from feitian.consensus.role import Role, SoftState
 from feitian.consensus.storage import Storage
-from feitian.consensus.types import ConfChange, ConfState, Entry, HardState, Snapshot
+from feitian.consensus.types import ConfChange, ConfState, Entry, EntryKind, HardState, Snapshot
 from feitian.errors import InternalError, InvalidArgumentError, NotLeaderError
 
 
@@ -257,6 +257,34 @@ class RawNode:
         r.read_states = []
         self._outstanding = rd
         return rd
+
+    def take_committed(self) -> tuple[Entry, ...]:
+        """Committed entries beyond the outstanding Ready's, to apply *now* instead of after its ``advance``.
+
+        For a driver that has already applied the outstanding Ready's ``committed_entries`` and is still
+        persisting its ``entries``: a leader whose followers acknowledged an entry before its own fsync returned
+        can answer without waiting for it (committed means durable on a quorum, whatever this disk holds).
+        The entries returned count as applied at once; no later Ready hands them out again. Stops before any
+        entry that is not a plain command (configuration changes take effect in ``advance``, in order), and
+        returns nothing without an outstanding Ready, while a snapshot is pending, or when the outstanding Ready
+        carries a snapshot or a configuration change."""
+        rd = self._outstanding
+        if rd is None or rd.snapshot is not None:
+            return ()
+        if any(e.kind is not EntryKind.NORMAL for e in rd.committed_entries):
+            return ()
+        log = self._raft.log
+        after = max(log.applied, rd.committed_entries[-1].index if rd.committed_entries else 0)
+        taken = []
+        for entry in log.committed_entries_after(after):
+            if entry.kind is not EntryKind.NORMAL:
+                break
+            taken.append(entry)
+        if taken:
+            log.applied_to(taken[-1].index)
+            r = self._raft
+            r.uncommitted_size = max(0, r.uncommitted_size - sum(len(e.data) for e in taken))
+        return tuple(taken)
 
     def advance(self, ready: Ready) -> None:
         """The driver persisted, sent and applied ``ready``. Conf changes among its committed entries take

@@ -1,8 +1,7 @@
 """The ``coord`` node role (``feitian node run coord``), and service registration for other roles.
 
-A coord node is one replica of Nuwa: it needs ``[rpc.lanes.raft]`` (consensus traffic) and uses the lanes
-``coord.watch`` (long polls) and ``coord.session`` (heartbeats) when configured; ``feitian cluster up`` gives it
-all three (docs/config.md lists the ``[role]`` keys).
+A coord node is one replica of Nuwa: it uses the lanes ``coord.watch`` (long polls) and ``coord.session``
+(heartbeats) when configured; ``feitian cluster up`` gives it both (docs/config.md lists the ``[role]`` keys).
 
 :class:`ServiceRegistration` is what a serving role uses to appear under ``/services/<name>/<node>`` so that
 ``nuwa://<cluster>/<name>`` resolves to it: it waits until the node's server listens, then keeps the
@@ -49,9 +48,7 @@ class CoordRole:
         from feitian.coord.service import CoordReplica
 
         assert isinstance(options, CoordOptions)
-        config = options.replica_config(
-            role="coord", data_dir=node.data_dir, cluster=node.config.node.cluster, lanes=node.server.config.lanes
-        )
+        config = options.replica_config(role="coord", data_dir=node.data_dir, cluster=node.config.node.cluster)
         try:
             limits = CoordLimits(**options.limits).validate()
         except TypeError as exc:

@@ -96,7 +96,7 @@ class KvOptions(ReplicaOptions, frozen=True, forbid_unknown_fields=True):
 
 class KvRole:
     """A replica of the small replicated key-value store (feitian.replica.kv): the consensus layer's test and
-    benchmark workload. Needs ``[rpc.lanes.raft]`` in the node config (consensus traffic has its own lane)."""
+    benchmark workload."""
 
     options_type: ClassVar[type[Any]] = KvOptions
 
@@ -108,9 +108,7 @@ class KvRole:
         from feitian.replica.kv import KvService, KvStateMachine
 
         assert isinstance(options, KvOptions)
-        config = options.replica_config(
-            role="kv", data_dir=node.data_dir, cluster=node.config.node.cluster, lanes=node.server.config.lanes
-        )
+        config = options.replica_config(role="kv", data_dir=node.data_dir, cluster=node.config.node.cluster)
         state = KvStateMachine()
         # Replicas talk to each other as this node (mutual TLS in a secured cluster), like any other caller.
         self._replica = Replica(config, state, node.client)

@@ -15,12 +15,10 @@ from feitian.errors import ConfigError
 __all__ = ["ChunkServerRole", "DfsMasterRole"]
 
 log = logging.getLogger(__name__)
-RAFT_LANE = "raft"
 
 
 class DfsMasterRole:
-    """A Pangu master replica (feitian.dfs.master). Needs ``[rpc.lanes.raft]`` (consensus traffic has its own
-    lane); ``[role]`` keys: docs/config.md."""
+    """A Pangu master replica (feitian.dfs.master); ``[role]`` keys: docs/config.md."""
 
     options_type: ClassVar[type[Any]] = MasterOptions
 
@@ -31,9 +29,7 @@ class DfsMasterRole:
         from feitian.dfs.master import DfsMaster
         from feitian.dfs.master_service import MasterService
 
-        config = options.replica_config(
-            role="dfs-master", data_dir=node.data_dir, cluster=node.config.node.cluster, lanes=node.server.config.lanes
-        )
+        config = options.replica_config(role="dfs-master", data_dir=node.data_dir, cluster=node.config.node.cluster)
         self._master = DfsMaster(node.name, options, config, node.client, node.security)
         self._master.replica.register(node.server)
         MasterService(self._master).register(node.server)

@@ -33,6 +33,7 @@ import msgspec
 
 from feitian.consensus import (
     Config,
+    Entry,
     EntryKind,
     Message,
     RawNode,
@@ -48,7 +49,7 @@ from feitian.errors import (
     UnavailableError,
 )
 from feitian.replica.log import DurableLog
-from feitian.replica.transport import RAFT_LANE, RAFT_RESOURCE, Step, Transport
+from feitian.replica.transport import RAFT_RESOURCE, Step, Transport
 from feitian.rpc import CallContext, Client, Server
 from feitian.security.core import Right, requires
 
@@ -86,6 +87,10 @@ class ReplicaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     keep_entries_after_snapshot: int = 5_000
     max_uncommitted_bytes: int = 64 << 20
     segment_size_bytes: int = 64 << 20  # write-ahead log segment files (preallocated)
+    # A follower writes and fsyncs its log on the event-loop thread: it has nothing to answer before the write
+    # is durable, and the handoff to a worker thread costs more than it frees. The leader always uses the
+    # thread, so it keeps taking acknowledgements and requests while it writes.
+    follower_sync_inline: bool = True
     default_timeout_s: float = 10.0
 
     def problems(self) -> list[str]:
@@ -135,6 +140,7 @@ class Replica:
         self.node: RawNode | None = None
         self.transport = Transport(config.cluster, {**config.peers, **config.peer_addresses}, client, self._unreachable)
         self._wakeup = asyncio.Event()
+        self._applying_ahead = False  # the leader applied its outstanding Ready first and is persisting it
         self._leader_known = asyncio.Event()
         self._proposals: dict[int, tuple[int, asyncio.Future[Any]]] = {}  # index -> (term, future)
         self._batch: list[tuple[bytes, asyncio.Future[Any]]] = []  # proposals waiting for this loop step to end
@@ -154,9 +160,9 @@ class Replica:
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     def register(self, server: Server) -> None:
-        """Serve ``raft.Step`` in the server's raft lane; in a secured cluster only peers holding WRITE on
-        ``raft:/`` may send it."""
-        server.add_handler(Step, self._on_step, lane=RAFT_LANE, requires=requires(Right.WRITE, RAFT_RESOURCE))
+        """Serve ``raft.Step`` (one-way, stepped into the core as each frame arrives); in a secured cluster only
+        peers holding WRITE on ``raft:/`` may send it."""
+        server.add_sync_handler(Step, self._on_step, requires=requires(Right.WRITE, RAFT_RESOURCE))
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -318,12 +324,17 @@ class Replica:
                 raise DeadlineExceededError(f"{what}: not committed within {wait}s")
         return future.result()
 
-    async def _on_step(self, ctx: CallContext, req: Step) -> None:
+    def _on_step(self, ctx: CallContext, req: Step) -> None:
         if req.cluster != self.config.cluster:
             raise InvalidArgumentError(f"raft.Step for cluster {req.cluster!r} reached {self.config.cluster!r}")
         node = self.core
         for message in req.messages:
             node.step(message)
+        if self._applying_ahead:
+            taken = node.take_committed()
+            if taken:
+                self._apply_entries(taken)
+                self._serve_reads()
         self._wakeup.set()
 
     def _unreachable(self, peer_id: int) -> None:
@@ -350,13 +361,24 @@ class Replica:
                 early = bool(ready.messages) and may_send_before_persist(ready, self.log.memory.hard_state, node.role)
                 if early:
                     self._send(ready.messages)
+                # A leader also applies what is committed before writing: committed entries are durable on a
+                # quorum whatever its own disk holds. While it writes, acknowledgements that commit more are
+                # applied as they arrive (_on_step), so an answer never waits for the leader's own fsync.
+                ahead = node.role is Role.LEADER and ready.snapshot is None
+                if ahead:
+                    self._apply(ready)
+                    self._applying_ahead = True
+                inline = self.config.follower_sync_inline and node.role is not Role.LEADER
                 try:
-                    await self.log.persist(ready)
+                    await self.log.persist(ready, inline=inline)
                 except FeitianError as exc:
                     await self._recover_persist(ready, exc)
+                finally:
+                    self._applying_ahead = False
                 if ready.messages and not early:
                     self._send(ready.messages)
-                self._apply(ready)
+                if not ahead:
+                    self._apply(ready)
                 node.advance(ready)
                 self._serve_reads()
                 await self._maybe_compact()
@@ -396,25 +418,7 @@ class Replica:
         if ready.snapshot is not None and ready.snapshot.data:
             self.sm.restore(ready.snapshot.data)
             self.snapshots_installed += 1
-        for entry in ready.committed_entries:
-            result: Any = None
-            if entry.kind == EntryKind.NORMAL and entry.data:
-                try:
-                    result = self.sm.apply(entry.index, entry.data)
-                except Exception as exc:  # a state machine must be deterministic: report, keep going
-                    log.exception("state machine failed applying entry %d", entry.index)
-                    result = exc
-            pending = self._proposals.pop(entry.index, None)
-            if pending is not None:
-                term, future = pending
-                if future.done():
-                    continue
-                if term != entry.term:
-                    future.set_exception(UnavailableError("proposal lost: a new leader overwrote it", outcome="lost"))
-                elif isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+        self._apply_entries(ready.committed_entries)
         for read_state in ready.read_states:
             future_read = self._reads.get(read_state.context)
             if future_read is not None and not future_read.done():
@@ -436,6 +440,27 @@ class Replica:
                 self._leader_known.set()
             if changed and self.on_leader_change is not None:
                 self.on_leader_change(self._leader_id)
+
+    def _apply_entries(self, entries: tuple[Entry, ...]) -> None:
+        for entry in entries:
+            result: Any = None
+            if entry.kind == EntryKind.NORMAL and entry.data:
+                try:
+                    result = self.sm.apply(entry.index, entry.data)
+                except Exception as exc:  # a state machine must be deterministic: report, keep going
+                    log.exception("state machine failed applying entry %d", entry.index)
+                    result = exc
+            pending = self._proposals.pop(entry.index, None)
+            if pending is not None:
+                term, future = pending
+                if future.done():
+                    continue
+                if term != entry.term:
+                    future.set_exception(UnavailableError("proposal lost: a new leader overwrote it", outcome="lost"))
+                elif isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
 
     def _serve_reads(self) -> None:
         if not self._read_waiters:

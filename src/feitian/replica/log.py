@@ -1,7 +1,8 @@
 """The durable log of one replica: the on-disk :class:`RaftStore` plus the in-memory view the core reads.
 
 The core reads a :class:`~feitian.consensus.MemoryStorage`; this class keeps it equal to what is durable: a
-Ready is written to the store and fsynced (on a worker thread, so the event loop keeps serving), and only then
+Ready is written to the store and fsynced (on a worker thread, so the event loop keeps serving, or inline when
+the caller has nothing else to do meanwhile), and only then
 applied to the in-memory view. On open, the view is rebuilt from the store; a store with nothing in it is
 bootstrapped with the founding membership.
 """
@@ -52,8 +53,9 @@ class DurableLog:
     def snapshot(self) -> Snapshot:
         return self.memory.snapshot()
 
-    async def persist(self, ready: Ready) -> None:
-        """Make what ``ready`` asks durable, then show it to the core."""
+    async def persist(self, ready: Ready, *, inline: bool = False) -> None:
+        """Make what ``ready`` asks durable, then show it to the core. ``inline``: write and fsync on this
+        thread (blocking the event loop meanwhile) instead of the worker thread."""
         hard_state = ready.hard_state
         if ready.snapshot is None and not ready.entries:
             if hard_state is None:
@@ -66,7 +68,10 @@ class DurableLog:
                 self.memory.set_hard_state(hard_state)
                 return
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._write, hard_state, ready.entries, ready.snapshot)
+        if inline:
+            self._write(hard_state, ready.entries, ready.snapshot)
+        else:
+            await loop.run_in_executor(self._executor, self._write, hard_state, ready.entries, ready.snapshot)
         if ready.snapshot is not None:
             self.memory.apply_snapshot(ready.snapshot)
         if ready.entries:

@@ -9,7 +9,6 @@ import msgspec
 
 from feitian.errors import ConfigError
 from feitian.replica.driver import ReplicaConfig
-from feitian.replica.transport import RAFT_LANE
 
 
 class ReplicaOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -22,16 +21,15 @@ class ReplicaOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     snapshot_every_entries: int = 20_000
     keep_entries_after_snapshot: int = 5_000
     segment_size_bytes: int = 64 << 20
+    follower_sync_inline: bool = True
 
-    def replica_config(self, *, role: str, data_dir: str, cluster: str, lanes: object) -> ReplicaConfig:
-        """The driver's config, after checking what a node config can get wrong (peer ids, the raft lane)."""
+    def replica_config(self, *, role: str, data_dir: str, cluster: str) -> ReplicaConfig:
+        """The driver's config, after checking what a node config can get wrong (peer ids)."""
         try:
             peers = {int(k): v for k, v in self.peers.items()}
             peer_addresses = {int(k): v for k, v in self.peer_addresses.items()}
         except ValueError:
             raise ConfigError(f"role {role}: [role] peers: keys must be replica ids (integers)") from None
-        if not isinstance(lanes, dict) or RAFT_LANE not in lanes:
-            raise ConfigError(f"role {role} needs a lane for consensus traffic: add [rpc.lanes.{RAFT_LANE}]")
         return ReplicaConfig(
             id=self.id,
             peers=peers,
@@ -44,4 +42,5 @@ class ReplicaOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             snapshot_every_entries=self.snapshot_every_entries,
             keep_entries_after_snapshot=self.keep_entries_after_snapshot,
             segment_size_bytes=self.segment_size_bytes,
+            follower_sync_inline=self.follower_sync_inline,
         )

@@ -1,10 +1,13 @@
 """Raft messages between replicas, over Kuafu.
 
-Each Ready's messages are grouped by destination and sent as one ``raft.Step`` call per peer. A peer has its own
-sender with a bounded queue and a few calls in flight; when the queue is full the oldest batch is dropped (Raft
-tolerates lost messages) and the core is told the peer is unreachable, so a slow or dead peer never blocks the
-others or grows memory. Replicas serve ``raft.Step`` in a lane of their own, so client floods do not delay
-consensus traffic (KUAFU-7).
+Each Ready's messages are grouped by destination and sent as one one-way ``raft.Step`` message per peer
+(``Client.post``: no reply frame; Raft's own responses travel as messages the other way). While the connection to
+a peer is open and writable a batch is written at once; otherwise it waits in that peer's bounded queue for a task
+that connects and waits for room. When the queue is full the oldest batch is dropped (Raft tolerates lost
+messages) and the core is told the peer is unreachable; so is it when a connection cannot be made, and then the
+queued batches are dropped too. A slow or dead peer never blocks the others or grows memory. Replicas serve
+``raft.Step`` with a synchronous handler run as each frame arrives — no queue or task, in arrival order — so client
+floods in the lanes do not delay consensus traffic (KUAFU-7).
 """
 
 from __future__ import annotations
@@ -32,41 +35,46 @@ class Step(Request[None], frozen=True, tag="raft.Step"):
 
 
 class _PeerSender:
+    """Messages for one peer, in order: posted at once while its connection is open and writable, else queued
+    (bounded) for a task that connects and waits for room."""
+
     def __init__(self, transport: Transport, peer_id: int, address: str) -> None:
         self.transport = transport
         self.peer_id = peer_id
         self.address = address
         self.queue: collections.deque[list[Message]] = collections.deque()
-        self.wakeup = asyncio.Event()
-        self.tasks = [asyncio.get_running_loop().create_task(self._run()) for _ in range(transport.max_in_flight)]
+        self.task: asyncio.Task[None] | None = None
         self.dropped = 0
 
     def push(self, batch: list[Message]) -> None:
-        if len(self.queue) >= self.transport.max_queued_batches:
+        transport = self.transport
+        if not self.queue and transport.client.try_post(self.address, Step(transport.cluster, batch)):
+            return
+        if len(self.queue) >= transport.max_queued_batches:
             self.queue.popleft()
             self.dropped += 1
-            self.transport.unreachable(self.peer_id)
+            transport.unreachable(self.peer_id)
         self.queue.append(batch)
-        self.wakeup.set()
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._drain())
 
-    async def _run(self) -> None:
-        while True:
-            if not self.queue:
-                self.wakeup.clear()
-                await self.wakeup.wait()
-                continue
+    async def _drain(self) -> None:
+        transport = self.transport
+        while self.queue:
             batch = self.queue.popleft()
             try:
-                await self.transport.client.call(
-                    self.address, Step(self.transport.cluster, batch), timeout=self.transport.send_timeout_s
+                await transport.client.post(
+                    self.address, Step(transport.cluster, batch), timeout=transport.send_timeout_s
                 )
             except FeitianError as exc:
                 log.debug("raft.Step to %d at %s failed: %s", self.peer_id, self.address, exc)
-                self.transport.unreachable(self.peer_id)
+                self.dropped += len(self.queue) + 1  # all stale by now: the core resends what is still needed
+                self.queue.clear()
+                transport.unreachable(self.peer_id)
 
     def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
+        if self.task is not None:
+            self.task.cancel()
 
 
 class Transport:
@@ -79,7 +87,6 @@ class Transport:
         client: Client,
         unreachable: Callable[[int], None],
         *,
-        max_in_flight: int = 2,
         max_queued_batches: int = 256,
         send_timeout_s: float = 2.0,
     ) -> None:
@@ -87,7 +94,6 @@ class Transport:
         self.peers = dict(peers)
         self.client = client
         self.unreachable = unreachable
-        self.max_in_flight = max_in_flight
         self.max_queued_batches = max_queued_batches
         self.send_timeout_s = send_timeout_s
         self._senders: dict[int, _PeerSender] = {}

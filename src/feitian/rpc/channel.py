@@ -31,7 +31,7 @@ from feitian.errors import (
 )
 from feitian.rpc.config import ClientConfig
 from feitian.rpc.core.address import TcpAddress, UnixAddress, parse_endpoint
-from feitian.rpc.core.frame import PROTOCOL_VERSION, BadFrame, Frame, Kind, encode_frame
+from feitian.rpc.core.frame import FLAG_NO_REPLY, PROTOCOL_VERSION, BadFrame, Frame, Kind, encode_frame
 from feitian.rpc.core.messages import ErrorInfo, Hello, HelloAck, PresentCapability, method_name
 from feitian.rpc.security import ClientTls
 from feitian.rpc.stream import Buffer, FrameStream
@@ -201,6 +201,12 @@ class ClientConnection(FrameStream):
             payload,
         )
         return rid, future
+
+    def post_request(self, name: bytes, body: bytes, timeout_ms: int) -> None:
+        """Send a one-way request (``FLAG_NO_REPLY``): nothing is kept for it here and nothing comes back."""
+        rid = self._next_id
+        self._next_id = rid + 1
+        self.send(encode_frame(Kind.REQUEST, rid, body, name=name, aux=timeout_ms, flags=FLAG_NO_REPLY))
 
     def cancel_request(self, rid: int) -> None:
         """Forget a call and tell the server to stop working on it."""

@@ -225,6 +225,45 @@ class Client:
         coro = self.call_full(address, request, timeout=timeout, payload=payload, idempotent=idempotent)
         return Call(asyncio.get_running_loop().create_task(coro))
 
+    async def post(self, address: str, request: Request[Any], *, timeout: float | None = None) -> None:
+        """Send ``request`` one way: the server runs its handler and answers nothing, not even an error.
+
+        Returns once the message is queued on the connection (after connecting and waiting for flow control, for
+        at most ``timeout``; the handler itself runs without a deadline); whether it arrives or runs is not
+        reported: a connection that breaks loses what it
+        had not yet delivered. For messages whose loss the protocol above tolerates (consensus traffic).
+        ``address`` is a ``tcp://`` or ``unix://`` server (not ``nuwa://``).
+        """
+        if self._closed:
+            raise InvalidArgumentError("client is closed")
+        if address.startswith("nuwa://"):
+            raise InvalidArgumentError(f"post {address}: one-way messages go to a server address, not nuwa://")
+        info = self._methods.get(type(request)) or self._method_info(type(request))
+        body = _encoder.encode(request)
+        self._check_size(info, body, None)
+        loop = asyncio.get_running_loop()
+        wait = self.config.default_timeout_s if timeout is None else timeout
+        deadline = None if wait is None else loop.time() + wait
+        conn = await self._channel(address).connection(deadline)
+        if conn.write_paused:
+            await self._bounded(conn.wait_writable(), deadline, info)
+        if conn.closed:
+            raise ConnectionLostError(f"{info.text}: connection to {conn.peer_label()} lost")
+        conn.post_request(info.name, body, 0)
+
+    def try_post(self, address: str, request: Request[Any]) -> bool:
+        """Like :meth:`post` without waiting: sent (True) only if a connection to ``address`` is open and
+        accepting writes now; otherwise nothing is sent (False) and the caller may ``await post(...)``."""
+        channel = self._channels.get(address)
+        conn = None if channel is None else channel.conn
+        if conn is None or not conn.usable or conn.write_paused or self._closed:
+            return False
+        info = self._methods.get(type(request)) or self._method_info(type(request))
+        body = _encoder.encode(request)
+        self._check_size(info, body, None)
+        conn.post_request(info.name, body, 0)
+        return True
+
     async def call_text(
         self, address: str, method: str, text: str, *, timeout: float | None = None, idempotent: bool = False
     ) -> str:

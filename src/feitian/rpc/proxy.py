@@ -40,7 +40,15 @@ from feitian.errors import FeitianError, InvalidArgumentError, PermissionDeniedE
 from feitian.rpc.client import Channel, Client, ClientConnection
 from feitian.rpc.config import ClientConfig
 from feitian.rpc.core.address import TcpAddress
-from feitian.rpc.core.frame import PROTOCOL_VERSION, Frame, FrameLimits, Kind, OversizedFrame, encode_frame
+from feitian.rpc.core.frame import (
+    FLAG_NO_REPLY,
+    PROTOCOL_VERSION,
+    Frame,
+    FrameLimits,
+    Kind,
+    OversizedFrame,
+    encode_frame,
+)
 from feitian.rpc.core.messages import ErrorInfo, Hello, HelloAck
 from feitian.rpc.stream import FrameStream
 
@@ -87,7 +95,8 @@ class _UpstreamConnection(ClientConnection):
     def forward(self, local: LocalConnection, frame: Frame) -> int:
         up_rid = self._next_id
         self._next_id += 1
-        self.routes[up_rid] = (local, frame.request_id)
+        if not frame.flags & FLAG_NO_REPLY:  # a one-way message gets no answer to route back
+            self.routes[up_rid] = (local, frame.request_id)
         payload = frame.payload
         self.send(
             encode_frame(
@@ -147,7 +156,12 @@ class LocalConnection(FrameStream):
                 self.abort(f"request id {frame.request_id} reused while in flight")
                 return
             size = len(frame.body) + len(frame.payload)
-            self.in_flight[frame.request_id] = (up.forward(self, frame), size)
+            up_rid = up.forward(self, frame)
+            if frame.flags & FLAG_NO_REPLY:
+                if up.write_paused:
+                    self.pause_reading()
+                return
+            self.in_flight[frame.request_id] = (up_rid, size)
             self.inflight_bytes += size
             if self.inflight_bytes > self.proxy.config.max_inflight_bytes_per_client or up.write_paused:
                 self.pause_reading()

@@ -47,6 +47,7 @@ from feitian.rpc.config import LaneConfig, ServerConfig
 from feitian.rpc.context import CallContext
 from feitian.rpc.core.address import TcpAddress, UnixAddress, parse_endpoint
 from feitian.rpc.core.frame import (
+    FLAG_NO_REPLY,
     Frame,
     Kind,
     PayloadPool,
@@ -140,6 +141,19 @@ class Server:
         """Serve ``request_type`` with ``fn``; ``requires`` is its security rule (None: authentication only)."""
         self._add_method(method_name(request_type), request_type, fn, lane, requires)
 
+    def add_sync_handler(
+        self,
+        request_type: type[Request[R]],
+        fn: Callable[[CallContext, Any], R],
+        *,
+        requires: Any = None,
+    ) -> None:
+        """Serve ``request_type`` with a plain (not async) function, run as soon as its frame is decoded: no task,
+        no lane, no queue, in the order requests arrive on each connection. For cheap handlers that never wait
+        (stepping a message into a state machine); ``ctx.deadline`` is not enforced. Security rules apply as for
+        any handler."""
+        self._add_method(method_name(request_type), request_type, _never, None, requires, sync=fn)
+
     def add_text_handler(
         self,
         name: str,
@@ -187,6 +201,7 @@ class Server:
         lane: str | None,
         rule: Any = None,
         inline: Inline | None = None,
+        sync: Callable[[CallContext, Any], Any] | None = None,
     ) -> None:
         key = name.encode()
         if key in self._methods:
@@ -198,7 +213,8 @@ class Server:
             raise InvalidArgumentError(
                 f"method {name!r}: unknown lane {lane_name!r}", hint=f"configured lanes: {sorted(self._lanes)}"
             )
-        self._methods[key] = Method(name, msgspec.msgpack.Decoder(rtype), fn, self._lanes[lane_name], rule, inline)
+        decoder = msgspec.msgpack.Decoder(rtype)
+        self._methods[key] = Method(name, decoder, fn, self._lanes[lane_name], rule, inline, sync)
 
     # -- serving -----------------------------------------------------------------------------------------------
 
@@ -275,13 +291,16 @@ class Server:
 
     def dispatch(self, conn: ServerConnection, frame: Frame) -> None:
         rid = frame.request_id
+        reply = not frame.flags & FLAG_NO_REPLY
         method = self._methods.get(frame.name)
         if method is None:
             name = frame.name.decode("utf-8", "replace")
-            conn.send_error(
-                rid,
-                NotFoundError(f"unknown method {name!r} on {self.config.name}", reason="unknown_method", method=name),
+            error = NotFoundError(
+                f"unknown method {name!r} on {self.config.name}", reason="unknown_method", method=name
             )
+            if not reply:
+                log.warning("one-way message to unknown method %r from %s dropped", name, conn.peer_label())
+            conn.answer_error(rid, error, reply, name)
             return
         if rid in conn.jobs:
             conn.abort(f"request id {rid} reused while still in flight")
@@ -289,7 +308,9 @@ class Server:
         try:
             request = method.decoder.decode(frame.body)
         except msgspec.MsgspecError as exc:
-            conn.send_error(rid, InvalidArgumentError(f"{method.name}: malformed request: {exc}"))
+            if not reply:
+                log.warning("malformed one-way %s from %s dropped: %s", method.name, conn.peer_label(), exc)
+            conn.answer_error(rid, InvalidArgumentError(f"{method.name}: malformed request: {exc}"), reply, method.name)
             return
         security = self.security
         if security is not None:
@@ -299,10 +320,14 @@ class Server:
                     conn.send_reply(rid, _encoder.encode(method.inline(conn, request)), None)
                     return
             except FeitianError as exc:
-                conn.send_error(rid, exc)
+                conn.answer_error(rid, exc, reply, method.name)
                 return
         deadline = conn.loop.time() + frame.aux / 1000 if frame.aux else None
-        job = CallJob(conn, rid, method, request, frame.payload, deadline, len(frame.body) + len(frame.payload))
+        if method.sync is not None:
+            self._run_sync(conn, method, method.sync, rid, request, frame, deadline, reply)
+            return
+        size = len(frame.body) + len(frame.payload)
+        job = CallJob(conn, rid, method, request, frame.payload, deadline, size, reply)
         lane = method.lane
         if self._caller_lanes:
             routed = self._caller_lanes.get(conn.peer.name)
@@ -311,9 +336,32 @@ class Server:
         try:
             lane.submit(job)
         except OverloadedError as exc:
-            conn.send_error(rid, exc)
+            conn.answer_error(rid, exc, reply, method.name)
             return
         conn.job_started(job)
+
+    @staticmethod
+    def _run_sync(
+        conn: ServerConnection,
+        method: Method,
+        fn: Callable[[CallContext, Any], Any],
+        rid: int,
+        request: Any,
+        frame: Frame,
+        deadline: float | None,
+        reply: bool,
+    ) -> None:
+        ctx = CallContext(method.name, rid, conn.peer, deadline, frame.payload)
+        try:
+            result = fn(ctx, request)
+            if reply:
+                conn.send_reply(rid, _encoder.encode(result), ctx.reply_payload)
+        except FeitianError as exc:
+            conn.answer_error(rid, exc, reply, method.name)
+        except Exception as exc:
+            log.exception("handler of %s failed", method.name)
+            error = InternalError(f"{method.name} failed: {type(exc).__name__}: {exc}")
+            conn.answer_error(rid, error, reply, method.name)
 
     def lane_stats(self) -> dict[str, dict[str, int]]:
         return {

@@ -50,7 +50,7 @@ Inline = Callable[["ServerConnection", Any], Any]
 
 
 class Method:
-    __slots__ = ("decoder", "fn", "inline", "lane", "name", "rule")
+    __slots__ = ("decoder", "fn", "inline", "lane", "name", "rule", "sync")
 
     def __init__(
         self,
@@ -60,6 +60,7 @@ class Method:
         lane: Lane,
         rule: Any = None,
         inline: Inline | None = None,
+        sync: Callable[[CallContext, Any], Any] | None = None,
     ):
         self.name = name
         self.decoder = decoder
@@ -67,10 +68,11 @@ class Method:
         self.lane = lane
         self.rule = rule
         self.inline = inline  # answered at once, in order with the frames around it (credential presentations)
+        self.sync = sync  # a plain function run as the frame arrives, in order, with no task (add_sync_handler)
 
 
 class CallJob(Job):
-    __slots__ = ("conn", "deadline", "method", "payload", "released", "request", "request_id", "size")
+    __slots__ = ("conn", "deadline", "method", "payload", "released", "reply", "request", "request_id", "size")
 
     def __init__(
         self,
@@ -81,8 +83,10 @@ class CallJob(Job):
         payload: bytes | bytearray,
         deadline: float | None,
         size: int,
+        reply: bool = True,
     ) -> None:
         super().__init__()
+        self.reply = reply  # False for a one-way message (FLAG_NO_REPLY): nothing is sent back
         self.conn = conn
         self.request_id = request_id
         self.method = method
@@ -102,22 +106,27 @@ class CallJob(Job):
             else:
                 async with asyncio.timeout_at(self.deadline):
                     result = await method.fn(ctx, self.request)
-            body = _encoder.encode(result)
+            body = _encoder.encode(result) if self.reply else b""
         except FeitianError as exc:
-            conn.send_error(rid, exc)
+            conn.answer_error(rid, exc, self.reply, method.name)
         except TimeoutError:
             if self.deadline is not None and conn.loop.time() >= self.deadline:
-                conn.send_error(rid, DeadlineExceededError(f"{method.name}: deadline exceeded in the server"))
+                expired = DeadlineExceededError(f"{method.name}: deadline exceeded in the server")
+                conn.answer_error(rid, expired, self.reply, method.name)
             else:
                 log.exception("handler of %s raised TimeoutError", method.name)
-                conn.send_error(rid, InternalError(f"{method.name}: handler raised TimeoutError"))
+                failed = InternalError(f"{method.name}: handler raised TimeoutError")
+                conn.answer_error(rid, failed, self.reply, method.name)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("handler of %s failed", method.name)
-            conn.send_error(rid, InternalError(f"{method.name} failed: {type(exc).__name__}: {exc}"))
+            conn.answer_error(
+                rid, InternalError(f"{method.name} failed: {type(exc).__name__}: {exc}"), self.reply, method.name
+            )
         else:
-            conn.send_reply(rid, body, ctx.reply_payload)
+            if self.reply:
+                conn.send_reply(rid, body, ctx.reply_payload)
         finally:
             current_deadline.reset(token)
             conn.job_finished(self)
@@ -283,6 +292,13 @@ class ServerConnection(FrameStream):
 
     def send_reply(self, rid: int, body: bytes, payload: Any) -> None:
         self.send(encode_frame(Kind.REPLY, rid, body, payload_len=len(payload) if payload else 0), payload)
+
+    def answer_error(self, rid: int, exc: FeitianError, reply: bool, method: str) -> None:
+        """Send ``exc`` as the answer to request ``rid``; for a one-way message (``reply`` False) log it instead."""
+        if reply:
+            self.send_error(rid, exc)
+        else:
+            log.debug("one-way %s from %s failed: %s", method, self.peer_label(), exc)
 
     def send_error(self, rid: int, exc: FeitianError) -> None:
         try:

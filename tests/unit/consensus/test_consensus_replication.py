@@ -18,6 +18,7 @@ from feitian.consensus import (
     Role,
     entry_size_bytes,
 )
+from feitian.consensus.types import ConfChange, ConfChangeSingle, ConfChangeType
 from feitian.errors import NotLeaderError, OverloadedError
 
 
@@ -295,3 +296,56 @@ def test_propose_batch_appends_consecutive_entries_with_one_broadcast() -> None:
     assert leader.propose_batch([]) == []
     with pytest.raises(NotLeaderError):
         cluster.nodes[2].propose_batch([b"x"])
+
+
+def test_a_leader_may_apply_entries_its_followers_committed_while_its_own_write_is_outstanding() -> None:
+    """take_committed: the leader holds a Ready (its own fsync in progress); the followers' acknowledgements
+    commit the entries, which are handed out at once and never again."""
+    c = Cluster()
+    leader = c.elect(1)
+    leader.propose(b"a")
+    leader.propose(b"b")
+    rd = leader.ready()
+    assert rd is not None and [e.data for e in rd.entries] == [b"a", b"b"]
+    assert leader.take_committed() == ()  # nothing committed yet
+    for message in rd.messages:  # replicate while the leader "writes"
+        c.nodes[message.to_id].step(message)
+        c.handle(message.to_id)
+    replies, c.queue = c.queue, []
+    for reply in replies:
+        leader.step(reply)
+    taken = leader.take_committed()
+    assert [e.data for e in taken] == [b"a", b"b"]  # both followers have them on disk: committed
+    assert leader.take_committed() == ()
+    c.storages[1].append(rd.entries)  # the leader's own write completes
+    leader.advance(rd)
+    later = handle(leader, c.storages[1])
+    assert all(e.data not in (b"a", b"b") for e in later.committed)  # not handed out twice
+    assert leader.applied_index == taken[-1].index
+
+
+def test_take_committed_needs_an_outstanding_ready_and_stops_at_a_configuration_change() -> None:
+    c = Cluster()
+    leader = c.elect(1)
+    assert leader.take_committed() == ()  # no Ready outstanding
+    leader.propose(b"x")
+    leader.propose_conf_change(ConfChange(changes=(ConfChangeSingle(ConfChangeType.ADD_LEARNER, 4),)))
+    leader.propose(b"y")
+    rd = leader.ready()
+    assert rd is not None and [e.kind for e in rd.entries] == [
+        EntryKind.NORMAL,
+        EntryKind.CONF_CHANGE,
+        EntryKind.NORMAL,
+    ]
+    for message in rd.messages:
+        c.nodes[message.to_id].step(message)
+        c.handle(message.to_id)
+    replies, c.queue = c.queue, []
+    for reply in replies:
+        leader.step(reply)
+    assert [e.data for e in leader.take_committed()] == [b"x"]  # the change and what follows wait for advance
+    assert leader.take_committed() == ()
+    c.storages[1].append(rd.entries)
+    leader.advance(rd)
+    later = handle(leader, c.storages[1])
+    assert [e.kind for e in later.committed] == [EntryKind.CONF_CHANGE, EntryKind.NORMAL]

@@ -9,6 +9,8 @@ Every frame is a fixed 26-byte header followed by three sections::
     payload (payload_len bytes) raw bulk bytes, never re-encoded
 
 ``aux`` is the request's remaining deadline in milliseconds (0 = none) for REQUEST frames, unused otherwise.
+``flags`` of a REQUEST: ``FLAG_NO_REPLY`` marks a one-way message (``Client.post``): the server runs the handler
+and sends nothing back, not even an error. Other bits are reserved (sent as 0, ignored).
 
 The decoder follows :class:`asyncio.BufferedProtocol`: the driver asks :meth:`FrameDecoder.get_buffer` for a
 place to receive into and reports how many bytes arrived with :meth:`FrameDecoder.buffer_updated`, which returns
@@ -50,6 +52,8 @@ class Kind(enum.IntEnum):
 
 
 _KIND_MAX: Final = max(Kind)
+
+FLAG_NO_REPLY: Final = 0x01  # REQUEST: a one-way message, answered by nothing
 
 
 class FrameLimits(msgspec.Struct, frozen=True):
