@@ -176,3 +176,40 @@ async def test_duplicate_registration_and_unknown_lane_are_refused() -> None:
         server.add_service(Service())
     with pytest.raises(InvalidArgumentError, match="unknown lane"):
         Server().add_handler(Put, Service().put, lane="nope")
+
+
+class Note(Request[None], frozen=True, tag="test.Note"):
+    text: str
+
+
+class Unserved(Request[None], frozen=True, tag="test.Unserved"):
+    pass
+
+
+async def test_one_way_messages_run_their_handler_in_order_and_are_never_answered() -> None:
+    seen: list[str] = []
+    arrived = asyncio.Event()
+
+    def note(ctx: CallContext, req: Note) -> None:  # a synchronous handler: run as the frame is decoded
+        if req.text == "boom":
+            raise ConflictError("a one-way handler failed")  # logged by the server, never sent back
+        seen.append(req.text)
+        if req.text == "last":
+            arrived.set()
+
+    server = Server(ServerConfig(name="oneway"))
+    server.add_sync_handler(Note, note)
+    server.add_service(Service())
+    async with serving(server) as (_, addr), Client() as client:
+        assert not client.try_post(addr, Note("before any connection"))  # nothing open yet: not sent
+        await client.post(addr, Note("first"), timeout=5)  # waits for the connection, then queues the frame
+        for i in range(50):
+            assert client.try_post(addr, Note(f"n{i}"))
+        await client.post(addr, Note("boom"), timeout=5)
+        await client.post(addr, Unserved(), timeout=5)  # an unknown method: dropped, the connection stays
+        await client.post(addr, Note("last"), timeout=5)
+        await asyncio.wait_for(arrived.wait(), 10)
+        assert seen == ["first", *(f"n{i}" for i in range(50)), "last"]
+        assert await client.call(addr, Put("k", b"v")) == 1  # the connection is still good for calls
+        assert await client.call(addr, Note("called")) is None  # a sync handler answers ordinary calls too
+        assert seen[-1] == "called"
