@@ -10,7 +10,6 @@ and wakes the long polls of subscribers when the revision moved. The proposer re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from feitian.base.clock import Clock
 from feitian.coord.core import Applied, CoordStateMachine, SessionTracker
@@ -23,7 +22,7 @@ class AppliedFeed:
         self.sm = sm
         self.tracker = tracker
         self.clock = clock
-        self._changed: asyncio.Event | None = None
+        self._waiters: set[asyncio.Future[None]] = set()
 
     # -- the StateMachine protocol ---------------------------------------------------------------------------
 
@@ -48,19 +47,31 @@ class AppliedFeed:
     # -- waiting for changes ---------------------------------------------------------------------------------
 
     def _notify(self) -> None:
-        changed, self._changed = self._changed, None
-        if changed is not None:
-            changed.set()
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def wait_changed(self, revision: int, timeout_s: float) -> bool:
-        """Wait until the revision differs from ``revision`` (True) or ``timeout_s`` passes (False)."""
+        """Wait until the revision differs from ``revision`` (True) or ``timeout_s`` passes (False). A waiter
+        wakes in the event-loop step after the change is applied (one future per waiter, no extra task); the
+        number of waiters is bounded by the watch lane's concurrency."""
         if self.sm.revision != revision:
             return True
         if timeout_s <= 0:
             return False
-        if self._changed is None:
-            self._changed = asyncio.Event()
-        changed = self._changed
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), timeout_s)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.add(waiter)
+        timer = loop.call_later(timeout_s, _release, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiters.discard(waiter)
         return self.sm.revision != revision
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from feitian.base.clock import Clock, MonotonicClock
+from feitian.coord.batching import WriteBatcher, batchable_size
 from feitian.coord.client_session import Session
 from feitian.coord.connection import ReplicaRouter
 from feitian.coord.core import (
@@ -104,6 +105,7 @@ class CoordClient:
         self._session_lock = asyncio.Lock()
         self._closed = False
         self._background: set[asyncio.Task[Any]] = set()
+        self.batcher = WriteBatcher(self._send_write, self.spawn)
 
     async def __aenter__(self) -> CoordClient:
         return self
@@ -134,11 +136,18 @@ class CoordClient:
         return await self.router.call(request, leader=False)
 
     async def _write(self, make: Any) -> Any:
-        """``make(client_id, request_seq)`` builds the request; it is sent (and retried) with that number."""
+        """``make(client_id, request_seq)`` builds the request; it is sent (and retried) with that number, alone
+        or with the other writes made in the same loop step (``batching.py``)."""
         async with self._window:
             self._seq += 1
             request = make(self.client_id, self._seq)
-            return await self.router.call(request, leader=True)
+            size = batchable_size(request)
+            if size is None:
+                return await self.router.call(request, leader=True)
+            return await self.batcher.submit(request, size)
+
+    async def _send_write(self, request: Any) -> Any:
+        return await self.router.call(request, leader=True)
 
     async def _session_id(self, session: Session | None, needed: bool) -> int:
         if session is None and not needed:

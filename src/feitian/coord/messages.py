@@ -35,9 +35,10 @@ from feitian.coord.core import (
     TxnCommitted,
     Updated,
 )
+from feitian.coord.core.results import StoredResult
 from feitian.replica.driver import ReplicaStats
 from feitian.rpc import Request
-from feitian.security.core import MethodRule, Right, requires, requires_authentication
+from feitian.security.core import MethodRule, Right, requires, requires_authentication, requires_each
 
 __all__ = [
     "CloseSessionRequest",
@@ -61,6 +62,9 @@ __all__ = [
     "TxnRequest",
     "WatchReply",
     "WatchRequest",
+    "WriteBatchReply",
+    "WriteBatchRequest",
+    "WriteRequest",
     "txn_resource",
 ]
 
@@ -155,6 +159,24 @@ class TxnRequest(Request[TxnCommitted], frozen=True, tag="coord.Txn", kw_only=Tr
     client_id: str = ""
     request_seq: int = 0
     session_id: int = 0
+
+
+WriteRequest = CreateRequest | SetRequest | DeleteRequest | TxnRequest
+
+
+class WriteBatchReply(msgspec.Struct, frozen=True, kw_only=True):
+    """``results[i]`` answers ``writes[i]``: its result, or an :class:`ErrorValue` when that write failed."""
+
+    results: tuple[StoredResult, ...]
+
+
+class WriteBatchRequest(Request[WriteBatchReply], frozen=True, tag="coord.WriteBatch", kw_only=True):
+    """Independent writes sent together (a client's concurrent writes): one request, one log entry, one reply.
+    Each applies as if sent alone, with its own ``client_id``/``request_seq`` deduplication and its own result;
+    none depends on another (use a transaction for all-or-nothing). The batch is authorized exactly when every
+    write in it would be alone; at most ``max_batch_writes`` writes of at most ``max_batch_bytes`` in all."""
+
+    writes: tuple[WriteRequest, ...]
 
 
 # -- sessions ---------------------------------------------------------------------------------------------------
@@ -277,5 +299,18 @@ SET_RULE: MethodRule[Any] = requires(Right.WRITE, lambda r: _resource(r.path))
 DELETE_RULE: MethodRule[Any] = requires(Right.DELETE, lambda r: _resource(r.path))
 TXN_RULE: MethodRule[Any] = requires(Right.WRITE, txn_resource)
 SESSION_RULE: MethodRule[Any] = requires_authentication()
+
+
+def _write_rules(request: WriteBatchRequest) -> list[tuple[MethodRule[Any], Any]]:
+    return [(_WRITE_RULES[type(write)], write) for write in request.writes]
+
+
+_WRITE_RULES: dict[type, MethodRule[Any]] = {
+    CreateRequest: CREATE_RULE,
+    SetRequest: SET_RULE,
+    DeleteRequest: DELETE_RULE,
+    TxnRequest: TXN_RULE,
+}
+BATCH_RULE: MethodRule[Any] = requires_each(_write_rules)
 STATUS_RULE: MethodRule[Any] = requires(Right.READ, "coord:/")
 SNAPSHOT_RULE: MethodRule[Any] = requires(Right.ADMIN, "coord:/")

@@ -13,8 +13,9 @@
 * **Reads** are linearizable: a read barrier (ReadIndex) first, on any replica. ``stale=True`` skips the
   barrier and answers from this replica's state, which may be behind.
 * **Heartbeats** are answered by the leader after a leadership confirmation (``session_keeper.py``).
-* **Watches** are long polls: a read barrier, then the events after the caller's revision, or a wait for
-  the next change (at most ``wait_ms``); ``Compacted`` when that history is gone.
+* **Watches** are long polls: the events after the caller's revision, or a wait for the next change (at most
+  ``wait_ms``); ``Compacted`` when that history is gone. A read barrier first only when the watch starts from
+  now (``since`` -1) or the replica knows no leader.
 * **Snapshots**: the driver snapshots and compacts the log every ``snapshot_every_entries``;
   ``coord.SaveSnapshot`` returns the state (after a barrier) as a backup.
 """
@@ -30,6 +31,7 @@ from feitian.coord.applier import AppliedFeed
 from feitian.coord.core import (
     DEFAULT_LIMITS,
     Applied,
+    Batch,
     CloseSession,
     Command,
     CoordLimits,
@@ -44,9 +46,11 @@ from feitian.coord.core import (
     encode_command,
     validate_command,
 )
+from feitian.coord.core.commands import WriteCommand, validate_batch_bounds
 from feitian.coord.core.results import (
     Created,
     Deleted,
+    ErrorValue,
     ExistsResult,
     GetResult,
     SelectResult,
@@ -54,10 +58,12 @@ from feitian.coord.core.results import (
     SessionCreated,
     SessionInfo,
     StatResult,
+    StoredResult,
     TxnCommitted,
     Updated,
 )
 from feitian.coord.messages import (
+    BATCH_RULE,
     CREATE_RULE,
     DELETE_RULE,
     READ_RULE,
@@ -88,6 +94,9 @@ from feitian.coord.messages import (
     TxnRequest,
     WatchReply,
     WatchRequest,
+    WriteBatchReply,
+    WriteBatchRequest,
+    WriteRequest,
 )
 from feitian.coord.session_keeper import LeaderSessions
 from feitian.errors import FeitianError, InternalError, NotLeaderError
@@ -112,6 +121,52 @@ def principal_of(ctx: CallContext) -> str:
     if principal is None:
         return ANONYMOUS
     return f"{principal.name}:{principal.id}"
+
+
+def write_command(principal: str, req: WriteRequest) -> WriteCommand:
+    """The log command of a client's write request, made by ``principal``."""
+    if isinstance(req, SetRequest):
+        return SetNode(
+            principal=principal,
+            client_id=req.client_id,
+            request_seq=req.request_seq,
+            session_id=req.session_id,
+            path=req.path,
+            value=req.value,
+            expected_version=req.expected_version,
+        )
+    if isinstance(req, CreateRequest):
+        return CreateNode(
+            principal=principal,
+            client_id=req.client_id,
+            request_seq=req.request_seq,
+            session_id=req.session_id,
+            path=req.path,
+            value=req.value,
+            ephemeral=req.ephemeral,
+            sequential=req.sequential,
+            parents=req.parents,
+        )
+    if isinstance(req, DeleteRequest):
+        return DeleteNode(
+            principal=principal,
+            client_id=req.client_id,
+            request_seq=req.request_seq,
+            session_id=req.session_id,
+            path=req.path,
+            expected_version=req.expected_version,
+        )
+    return Transaction(
+        principal=principal,
+        client_id=req.client_id,
+        request_seq=req.request_seq,
+        session_id=req.session_id,
+        ops=req.ops,
+    )
+
+
+def _stored(result: Any) -> StoredResult:
+    return ErrorValue.from_error(result) if isinstance(result, FeitianError) else result
 
 
 def _remaining_s(ctx: CallContext, default: float, margin: float = 0.05) -> float:
@@ -141,6 +196,7 @@ class CoordService:
         add(SetRequest, self.set, requires=SET_RULE)
         add(DeleteRequest, self.delete, requires=DELETE_RULE)
         add(TxnRequest, self.txn, requires=TXN_RULE)
+        add(WriteBatchRequest, self.write_batch, requires=BATCH_RULE)
         add(CreateSessionRequest, self.create_session, lane=session_lane, requires=SESSION_RULE)
         add(HeartbeatRequest, self.heartbeat, lane=session_lane, requires=SESSION_RULE)
         add(CloseSessionRequest, self.close_session, lane=session_lane, requires=SESSION_RULE)
@@ -156,6 +212,12 @@ class CoordService:
             await self.replica.read_barrier(timeout=_remaining_s(ctx, DEFAULT_BARRIER_TIMEOUT_S))
 
     async def _propose(self, ctx: CallContext, command: Command) -> Any:
+        applied = await self._propose_applied(ctx, command)
+        if isinstance(applied.result, FeitianError):
+            raise applied.result
+        return applied.result
+
+    async def _propose_applied(self, ctx: CallContext, command: Command) -> Applied:
         validate_command(command, self.sm.limits)  # refuse a bad request before it costs a log entry
         if not self.replica.is_leader:
             raise NotLeaderError(
@@ -165,9 +227,7 @@ class CoordService:
         applied = await self.replica.propose(encode_command(command), timeout=_remaining_s(ctx, 10.0))
         if not isinstance(applied, Applied):
             raise InternalError(f"coord: the state machine returned {type(applied).__name__}")
-        if isinstance(applied.result, FeitianError):
-            raise applied.result
-        return applied.result
+        return applied
 
     # -- reads -----------------------------------------------------------------------------------------------
 
@@ -201,55 +261,45 @@ class CoordService:
     # -- writes ----------------------------------------------------------------------------------------------
 
     async def create(self, ctx: CallContext, req: CreateRequest) -> Created:
-        command = CreateNode(
-            principal=principal_of(ctx),
-            client_id=req.client_id,
-            request_seq=req.request_seq,
-            session_id=req.session_id,
-            path=req.path,
-            value=req.value,
-            ephemeral=req.ephemeral,
-            sequential=req.sequential,
-            parents=req.parents,
-        )
-        result: Created = await self._propose(ctx, command)
+        result: Created = await self._propose(ctx, write_command(principal_of(ctx), req))
         return result
 
     async def set(self, ctx: CallContext, req: SetRequest) -> Updated:
-        command = SetNode(
-            principal=principal_of(ctx),
-            client_id=req.client_id,
-            request_seq=req.request_seq,
-            session_id=req.session_id,
-            path=req.path,
-            value=req.value,
-            expected_version=req.expected_version,
-        )
-        result: Updated = await self._propose(ctx, command)
+        result: Updated = await self._propose(ctx, write_command(principal_of(ctx), req))
         return result
 
     async def delete(self, ctx: CallContext, req: DeleteRequest) -> Deleted:
-        command = DeleteNode(
-            principal=principal_of(ctx),
-            client_id=req.client_id,
-            request_seq=req.request_seq,
-            session_id=req.session_id,
-            path=req.path,
-            expected_version=req.expected_version,
-        )
-        result: Deleted = await self._propose(ctx, command)
+        result: Deleted = await self._propose(ctx, write_command(principal_of(ctx), req))
         return result
 
     async def txn(self, ctx: CallContext, req: TxnRequest) -> TxnCommitted:
-        command = Transaction(
-            principal=principal_of(ctx),
-            client_id=req.client_id,
-            request_seq=req.request_seq,
-            session_id=req.session_id,
-            ops=req.ops,
-        )
-        result: TxnCommitted = await self._propose(ctx, command)
+        result: TxnCommitted = await self._propose(ctx, write_command(principal_of(ctx), req))
         return result
+
+    async def write_batch(self, ctx: CallContext, req: WriteBatchRequest) -> WriteBatchReply:
+        """Each write is validated alone (a bad one is answered at once and costs nothing); the rest go to the
+        log as one :class:`Batch` entry and each gets its own result."""
+        limits = self.sm.limits
+        validate_batch_bounds(len(req.writes), 0, limits)
+        principal = principal_of(ctx)
+        results: list[StoredResult | None] = []
+        commands: list[WriteCommand] = []
+        for write in req.writes:
+            command = write_command(principal, write)
+            try:
+                validate_command(command, limits)
+            except FeitianError as error:
+                results.append(ErrorValue.from_error(error))
+            else:
+                results.append(None)
+                commands.append(command)
+        if commands:
+            applied = await self._propose_applied(ctx, Batch(commands=tuple(commands)))
+            if isinstance(applied.result, FeitianError):  # the batch's own bounds (checked again on apply)
+                raise applied.result
+            parts = iter(applied.parts)
+            results = [r if r is not None else _stored(next(parts).result) for r in results]
+        return WriteBatchReply(results=tuple(r for r in results if r is not None))
 
     # -- sessions --------------------------------------------------------------------------------------------
 
@@ -284,7 +334,12 @@ class CoordService:
         loop = asyncio.get_running_loop()
         wait_s = min(max(req.wait_ms, 0), MAX_WATCH_WAIT_MS) / 1000
         give_up = loop.time() + (wait_s if ctx.deadline is None else min(wait_s, ctx.deadline - loop.time() - 0.2))
-        await self._barrier(ctx, stale=False)
+        if req.since < 0 or self.replica.leader_address is None:
+            # Starting from "now" needs a now at least as recent as any write acknowledged before the call. A
+            # resumed watch (since >= 0) does not: it is answered with events after ``since`` in order, as
+            # this replica applies them, so it needs no read barrier (a replica without a leader still takes
+            # one, which fails or waits for a leader, so a client does not poll an isolated replica).
+            await self._barrier(ctx, stale=False)
         sm = self.sm
         since = sm.revision if req.since < 0 else req.since
         sm.events_since(since, req.selector, limit=1)  # validates the selector before any wait

@@ -155,7 +155,7 @@ class Guard:
         try:
             now_ns = clock.wall_ns()
             revocations = self.revocations.current(clock.monotonic_ns())
-            if rule is None or rule.right is None:  # authentication only; a revoked peer is still refused
+            if rule is None or (rule.right is None and rule.each is None):  # authentication only (not revoked)
                 if revocations.is_holder_revoked(conn.principal.id, now_ns):
                     raise refusal(Reason.REVOKED_HOLDER, f"{method} by {conn.principal.describe()}: revoked")
                 return

@@ -190,3 +190,26 @@ def test_the_synchronous_client(nuwa: CoordReplicas, base: str) -> None:
         events = nc.watch(f"{base}conf", since=since, count=1, timeout_s=10)
         assert [e.path for e in events] == [f"{base}conf"]  # type: ignore[union-attr]
         assert nc.list(base).names == ["conf", "lock/"]
+
+
+async def test_concurrent_writes_of_one_client_travel_in_batches_and_each_gets_its_own_answer(
+    client: CoordClient, base: str
+) -> None:
+    import asyncio
+
+    await client.create(f"{base}batch/", parents=True)
+    await client.create(f"{base}batch/guarded", b"v1")
+    writes = [client.create(f"{base}batch/n{i}", str(i).encode()) for i in range(24)]
+    writes.append(client.set(f"{base}batch/guarded", b"v2", version=5))  # a conflict fails alone
+    writes.append(client.create(f"{base}nope/child"))  # no parent: fails alone
+    writes.append(client.set(f"{base}batch/guarded", b"v3", version=1))
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    assert all(not isinstance(r, BaseException) for r in results[:24]), results[:24]
+    assert isinstance(results[24], ConflictError) and isinstance(results[25], NotFoundError)
+    assert not isinstance(results[26], BaseException)
+    assert client.batcher.batches >= 1 and client.batcher.batched_writes >= 2
+    listing = await client.list(f"{base}batch/", values=True)
+    values = dict(zip(listing.names, listing.values, strict=True))
+    assert values == {"guarded": b"v3", **{f"n{i}": str(i).encode() for i in range(24)}}
+    revisions = sorted(r.revision for r in results[:24] if not isinstance(r, BaseException))
+    assert len(set(revisions)) == 24  # each write has a revision of its own

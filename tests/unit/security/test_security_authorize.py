@@ -17,6 +17,7 @@ from feitian.security import (
     Right,
     requires,
     requires_authentication,
+    requires_each,
     revocation_deadline,
     verify_chain,
 )
@@ -66,6 +67,29 @@ def test_denial_names_principal_right_and_resource() -> None:
         authorizer.check_call(SET, GetRequest("/apps/web/x"), now_ns=NOW_NS, revocations=NO_REVOCATIONS)
     with pytest.raises(P):
         authorizer.check_call(GET, GetRequest("/apps/webx"), now_ns=NOW_NS, revocations=NO_REVOCATIONS)
+
+
+@dataclass
+class Many:
+    reads: tuple[GetRequest, ...]
+    writes: tuple[GetRequest, ...]
+
+
+EACH = requires_each(lambda req: [(GET, r) for r in req.reads] + [(SET, w) for w in req.writes])
+
+
+def test_a_rule_over_several_requests_needs_what_each_of_them_needs() -> None:
+    authorizer = authorizer_with(grant_for(rights=("read", "write"), resources=("coord:/apps/web",)))
+    inside = Many(reads=(GetRequest("/apps/web/a"),), writes=(GetRequest("/apps/web/b"), GetRequest("/apps/web/c")))
+    authorizer.check_call(EACH, inside, now_ns=NOW_NS, revocations=NO_REVOCATIONS)
+    one_outside = Many(reads=(GetRequest("/apps/web/a"),), writes=(GetRequest("/apps/web/b"), GetRequest("/etc/x")))
+    with pytest.raises(P) as info:
+        authorizer.check_call(EACH, one_outside, now_ns=NOW_NS, revocations=NO_REVOCATIONS)
+    assert info.value.fields["resource"] == "coord:/etc/x"
+    read_only = authorizer_with(grant_for(rights=("read",), resources=("coord:/apps/web",)))
+    with pytest.raises(P):  # the right of each inner rule counts, not only its resource
+        read_only.check_call(EACH, inside, now_ns=NOW_NS, revocations=NO_REVOCATIONS)
+    read_only.check_call(EACH, Many(reads=inside.reads, writes=()), now_ns=NOW_NS, revocations=NO_REVOCATIONS)
 
 
 def test_no_capability_at_all_is_missing() -> None:

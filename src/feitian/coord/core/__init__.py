@@ -52,6 +52,7 @@ heartbeat: jeopardy after ttl/3, lost after 2/3 ttl, so it always gives up befor
 """
 
 from feitian.coord.core.commands import (
+    Batch,
     CheckOp,
     CloseSession,
     Command,
@@ -75,6 +76,7 @@ from feitian.coord.core.lease import DEFAULT_SESSION_TTL_MS, ClientLease, LeaseS
 from feitian.coord.core.limits import DEFAULT_LIMITS, CoordLimits
 from feitian.coord.core.paths import MAX_SEQUENCE, ROOT, SEQUENCE_DIGITS, parent_of, validate_path
 from feitian.coord.core.results import (
+    BatchApplied,
     Checked,
     Created,
     Deleted,
@@ -106,6 +108,8 @@ __all__ = [
     "ROOT",
     "SEQUENCE_DIGITS",
     "Applied",
+    "Batch",
+    "BatchApplied",
     "CheckOp",
     "Checked",
     "ClientLease",

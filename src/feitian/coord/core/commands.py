@@ -23,6 +23,7 @@ from feitian.coord.core.paths import is_directory, validate_path
 from feitian.errors import FeitianError, InvalidArgumentError, MessageTooLargeError
 
 __all__ = [
+    "Batch",
     "CheckOp",
     "CloseSession",
     "Command",
@@ -161,10 +162,30 @@ class StartLeaderTerm(msgspec.Struct, frozen=True, kw_only=True, tag="start_lead
     epoch: int
 
 
-Command = (
-    CreateNode | SetNode | DeleteNode | Transaction | CreateSession | CloseSession | ExpireSessions | StartLeaderTerm
-)
 WriteCommand = CreateNode | SetNode | DeleteNode | Transaction
+
+
+class Batch(msgspec.Struct, frozen=True, kw_only=True, tag="batch", tag_field="cmd"):
+    """Independent writes that travel in one log entry (a client's concurrent writes, sent as one request).
+
+    Each applies on its own, in order, exactly as if it were an entry of its own: its own validation, its own
+    deduplication, its own revision when it changes the tree, its own result or error. One failing never
+    affects another; this is not a transaction."""
+
+    commands: tuple[WriteCommand, ...]
+
+
+Command = (
+    CreateNode
+    | SetNode
+    | DeleteNode
+    | Transaction
+    | CreateSession
+    | CloseSession
+    | ExpireSessions
+    | StartLeaderTerm
+    | Batch
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Command)
@@ -187,7 +208,12 @@ def decode_command(data: bytes) -> Command:
 
 
 def validate_command(command: Command, limits: CoordLimits) -> None:
-    """Raise an InvalidArgumentError (or MessageTooLargeError) naming the operation and the problem."""
+    """Raise an InvalidArgumentError (or MessageTooLargeError) naming the operation and the problem. For a
+    :class:`Batch` only the batch's own bounds are checked here: each write is validated when it applies
+    (``validate_command`` on it), so that a bad write fails alone."""
+    if isinstance(command, Batch):
+        validate_batch_bounds(len(command.commands), sum(write_bytes(c) for c in command.commands), limits)
+        return
     if isinstance(command, ExpireSessions | StartLeaderTerm):
         if isinstance(command, ExpireSessions) and len(command.session_ids) > limits.max_expire_batch:
             raise InvalidArgumentError(
@@ -211,6 +237,28 @@ def validate_command(command: Command, limits: CoordLimits) -> None:
         _validate_transaction(command, limits)
     else:
         validate_op(command.op(), command.session_id, limits)
+
+
+def write_bytes(command: WriteCommand) -> int:
+    """The size of the paths (characters) and values (bytes) a write carries: what bounds a batch."""
+    if isinstance(command, Transaction):
+        return sum(len(op.path) + len(getattr(op, "value", b"")) for op in command.ops)
+    return len(command.path) + len(getattr(command, "value", b""))
+
+
+def validate_batch_bounds(count: int, size: int, limits: CoordLimits) -> None:
+    if count < 1:
+        raise InvalidArgumentError("write batch: no writes")
+    if count > limits.max_batch_writes:
+        raise InvalidArgumentError(
+            f"write batch: {count} writes exceed {limits.max_batch_writes}", limit=limits.max_batch_writes
+        )
+    if size > limits.max_batch_bytes:
+        raise MessageTooLargeError(
+            f"write batch: {size} bytes of paths and values exceed {limits.max_batch_bytes}",
+            limit=limits.max_batch_bytes,
+            size=size,
+        )
 
 
 def _validate_header(command: Any, limits: CoordLimits) -> None:

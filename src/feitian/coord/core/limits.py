@@ -24,6 +24,9 @@ class CoordLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     # -- transactions
     max_txn_ops: int = 128
     max_txn_bytes: int = 4 << 20  # sum of the paths and values of one transaction's operations
+    # -- write batches (a client's concurrent writes in one request and one log entry)
+    max_batch_writes: int = 128
+    max_batch_bytes: int = 4 << 20  # sum of the paths and values of a batch's writes
     # -- sessions
     max_sessions: int = 100_000
     max_ephemerals_per_session: int = 10_000

@@ -13,6 +13,7 @@ import msgspec
 from feitian.errors import FeitianError, error_class_for_code
 
 __all__ = [
+    "BatchApplied",
     "Checked",
     "Created",
     "Deleted",
@@ -119,6 +120,13 @@ class LeaderTermStarted(msgspec.Struct, frozen=True, kw_only=True, tag="leader_t
     epoch: int  # the leader epoch now in force (the command's, unless an older one was proposed late)
 
 
+class BatchApplied(msgspec.Struct, frozen=True, kw_only=True, tag="batch", tag_field="result"):
+    """A write batch applied; each write's own result is in ``Applied.parts`` (never stored for dedupe)."""
+
+    revision: int
+    count: int
+
+
 class ErrorValue(msgspec.Struct, frozen=True, kw_only=True, tag="error", tag_field="result"):
     """A feitian error as plain data: how the dedupe table stores an error result."""
 
@@ -145,6 +153,7 @@ WriteResult = (
     | SessionClosed
     | SessionsExpired
     | LeaderTermStarted
+    | BatchApplied
 )
 StoredResult = WriteResult | ErrorValue
 

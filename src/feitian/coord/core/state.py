@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from feitian.coord.core.commands import (
+    Batch,
     CheckOp,
     CloseSession,
     Command,
@@ -33,6 +34,7 @@ from feitian.coord.core.events import Compacted, Event, EventBatch, EventHistory
 from feitian.coord.core.limits import DEFAULT_LIMITS, CoordLimits
 from feitian.coord.core.paths import is_directory, validate_path
 from feitian.coord.core.results import (
+    BatchApplied,
     ErrorValue,
     ExistsResult,
     GetResult,
@@ -70,6 +72,7 @@ class Applied:
     sessions_started: tuple[tuple[int, int], ...] = ()  # (session id, ttl_ms)
     sessions_ended: tuple[int, ...] = ()
     duplicate: bool = False
+    parts: tuple[Applied, ...] = ()  # a Batch: what each of its writes did, in order (``result`` is BatchApplied)
 
 
 class CoordStateMachine:
@@ -132,10 +135,25 @@ class CoordStateMachine:
                 applied = Applied(index, LeaderTermStarted(epoch=self.leader_epoch))
             elif isinstance(command, ExpireSessions):
                 applied = self._expire(index, command)
+            elif isinstance(command, Batch):
+                applied = self._batch(index, command)
             else:
                 applied = self._apply_client_command(index, command)
         self.last_applied = applied
         return applied
+
+    def _batch(self, index: int, batch: Batch) -> Applied:
+        """Each write of the batch applies as if alone: validated, deduplicated, its own revision and result."""
+        parts = []
+        for command in batch.commands:
+            try:
+                validate_command(command, self.limits)
+            except FeitianError as error:
+                parts.append(Applied(index, error))
+            else:
+                parts.append(self._apply_client_command(index, command))
+        events = tuple(event for part in parts for event in part.events)
+        return Applied(index, BatchApplied(revision=self.revision, count=len(parts)), events, parts=tuple(parts))
 
     def _apply_client_command(
         self, index: int, command: CreateNode | SetNode | DeleteNode | Transaction | CreateSession | CloseSession

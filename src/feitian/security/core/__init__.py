@@ -3,7 +3,13 @@
 Nothing here reads a clock, draws randomness, or touches files, sockets or event loops.
 """
 
-from feitian.security.core.authorize import Authorizer, MethodRule, requires, requires_authentication
+from feitian.security.core.authorize import (
+    Authorizer,
+    MethodRule,
+    requires,
+    requires_authentication,
+    requires_each,
+)
 from feitian.security.core.capability import (
     DEFAULT_CAPABILITY_TTL_NS,
     DEFAULT_CLOCK_SKEW_NS,
@@ -76,6 +82,7 @@ __all__ = [
     "refusal",
     "requires",
     "requires_authentication",
+    "requires_each",
     "resources_cover",
     "revocation_deadline",
     "rights_cover",

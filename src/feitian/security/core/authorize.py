@@ -16,7 +16,7 @@ Services are checked exactly like users: a service principal needs capabilities 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -35,6 +35,7 @@ __all__ = [
     "MethodRule",
     "requires",
     "requires_authentication",
+    "requires_each",
 ]
 
 DEFAULT_MAX_DECISIONS = 1024
@@ -50,10 +51,13 @@ class MethodRule(Generic[RequestT]):
     """What a method needs: ``right`` on the resource ``resource_of(request)`` names.
 
     ``right`` None means "any authenticated principal" (for example: ask the authority for a capability).
+    ``each`` (from :func:`requires_each`): a request that carries several requests needs what each of their
+    rules requires; ``each(request)`` yields (rule, inner request) pairs and every one must pass.
     """
 
     right: Right | None
     resource_of: Callable[[RequestT], str] | None
+    each: Callable[[RequestT], Iterable[tuple[MethodRule[Any], Any]]] | None = None
 
     def resource_for(self, request: RequestT) -> str | None:
         return None if self.resource_of is None else self.resource_of(request)
@@ -70,6 +74,12 @@ def requires(right: Right | str, resource: str | Callable[[RequestT], str]) -> M
         fixed = resource
         return MethodRule(right=right_value, resource_of=lambda _request: fixed)
     return MethodRule(right=right_value, resource_of=resource)
+
+
+def requires_each(parts: Callable[[RequestT], Iterable[tuple[MethodRule[Any], Any]]]) -> MethodRule[RequestT]:
+    """Declare that a method carrying several requests needs, for each (rule, inner request) ``parts(request)``
+    yields, what that rule requires: a batch is allowed exactly when each of its requests would be alone."""
+    return MethodRule(right=None, resource_of=None, each=parts)
 
 
 def requires_authentication() -> MethodRule[Any]:
@@ -176,6 +186,9 @@ class Authorizer:
         """
         right, resource_of = rule.right, rule.resource_of
         if right is None:
+            if rule.each is not None:
+                for inner_rule, inner in rule.each(request):
+                    self.check_call(inner_rule, inner, now_ns=now_ns, revocations=revocations)
             return
         if resource_of is None:
             raise InvalidArgumentError("method rule: a right without a resource")
