@@ -76,3 +76,13 @@ def test_limits_are_checked() -> None:
     with pytest.raises(ConfigError) as info:
         CoordLimits(max_value_bytes=0, min_session_ttl_ms=10, max_session_ttl_ms=5).validate()
     assert len(info.value.fields["problems"]) == 2
+
+
+def test_a_path_found_well_formed_is_checked_again_under_other_limits() -> None:
+    path = "/cache/" + "n" * 40
+    validate_path("set", path, CoordLimits())  # well formed under the defaults (and remembered)
+    validate_path("set", path, CoordLimits())
+    with pytest.raises(InvalidArgumentError):
+        validate_path("set", path, CoordLimits(max_name_bytes=10))
+    with pytest.raises(InvalidArgumentError):
+        validate_path("set", path, CoordLimits(max_depth=1, max_name_bytes=10))

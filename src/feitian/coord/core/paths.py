@@ -39,8 +39,25 @@ MAX_SEQUENCE = 10**SEQUENCE_DIGITS - 1
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f*]")
 
 
+# Paths found well formed under (max_path_bytes, max_name_bytes, max_depth): the same keys are written again and
+# again, and a hit skips the checks. Bounded: cleared when full. Only speed depends on it, never a result.
+_WELL_FORMED: dict[str, tuple[int, int, int]] = {}
+_WELL_FORMED_MAX = 16_384
+
+
 def validate_path(op: str, path: str, limits: CoordLimits, *, allow_root: bool = True) -> None:
     """Raise :class:`InvalidArgumentError` naming ``op`` and ``path`` unless ``path`` is well formed."""
+    bounds = (limits.max_path_bytes, limits.max_name_bytes, limits.max_depth)
+    if type(path) is str and _WELL_FORMED.get(path) == bounds:
+        return
+    _check_path(op, path, limits, allow_root)
+    if path != ROOT:
+        if len(_WELL_FORMED) >= _WELL_FORMED_MAX:
+            _WELL_FORMED.clear()
+        _WELL_FORMED[path] = bounds
+
+
+def _check_path(op: str, path: str, limits: CoordLimits, allow_root: bool) -> None:
     if not isinstance(path, str) or not path.startswith("/"):
         raise InvalidArgumentError(f"{op} {path!r}: a path must be absolute (start with '/')", path=str(path))
     try:
