@@ -223,9 +223,18 @@ class FrameStream(asyncio.BufferedProtocol):
     # -- sending -----------------------------------------------------------------------------------------------
 
     def send(self, data: bytes, payload: Buffer | None = None) -> None:
-        """Queue a frame (``data`` = header, name and body; ``payload`` written after it)."""
+        """Send a frame (``data`` = header, name and body; ``payload`` written after it). A plaintext frame
+        without payload is handed to the transport at once when nothing waits before it (the transport buffers
+        what the socket does not take); others are queued and joined into one write in the loop's next step.
+        Writing at once measured better than joining a step's frames, for latency and for throughput
+        (``feitian bench rpc``, ``feitian bench coord``)."""
         if self.closed:
             return
+        if not self._out and not self._flush_scheduled and self.tls is None and not payload:
+            transport = self.transport
+            if transport is not None and not self.closing:
+                transport.write(data)
+                return
         self._out.append(data)
         self._out_bytes += len(data)
         if payload:
