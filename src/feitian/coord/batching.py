@@ -23,6 +23,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from feitian.coord.core.commands import write_bytes
 from feitian.coord.core.results import ErrorValue
 from feitian.coord.messages import (
     CreateRequest,
@@ -41,21 +42,22 @@ MAX_BATCH_WRITES = 64  # the service accepts up to max_batch_writes (128)
 MAX_BATCH_BYTES = 1 << 20  # of paths and values; the service accepts up to max_batch_bytes (4 MiB)
 MAX_ITEM_BYTES = 64 << 10  # a larger write goes alone: it would gain nothing and delay the others
 
-# Refusals of a whole batch that the same writes sent one by one may not meet (each then gets its own answer).
-_SEND_ALONE = (PermissionDeniedError, InvalidArgumentError)
-
 Send = Callable[[Any], Awaitable[Any]]
 
 
 def batchable_size(request: Any) -> int | None:
     """The size a write adds to a batch (paths and values), or None if it cannot join one."""
-    if isinstance(request, SetRequest | CreateRequest):
-        return len(request.path) + len(request.value)
-    if isinstance(request, DeleteRequest):
-        return len(request.path)
-    if isinstance(request, TxnRequest):
-        return sum(len(op.path) + len(getattr(op, "value", b"")) for op in request.ops)
-    return None
+    return write_bytes(request) if isinstance(request, _WRITES) else None
+
+
+_WRITES = (CreateRequest, SetRequest, DeleteRequest, TxnRequest)
+
+
+def _send_alone(exc: Exception) -> bool:
+    """Whether a refusal of a whole batch may not meet its writes sent one by one."""
+    if isinstance(exc, NotFoundError):  # a server without coord.WriteBatch
+        return exc.fields.get("reason") == "unknown_method"
+    return isinstance(exc, PermissionDeniedError | InvalidArgumentError)
 
 
 class WriteBatcher:
@@ -142,20 +144,14 @@ class WriteBatcher:
         self.batched_writes += len(chunk)
         try:
             reply: WriteBatchReply = await self._send(WriteBatchRequest(writes=tuple(r for r, _ in chunk)))
-        except _SEND_ALONE:
-            await asyncio.gather(*(self._run_one(r, f) for r, f in chunk), return_exceptions=True)
-            return
-        except NotFoundError as exc:
-            if exc.fields.get("reason") != "unknown_method":
-                _fail_all(chunk, exc)
-                return
-            await asyncio.gather(*(self._run_one(r, f) for r, f in chunk), return_exceptions=True)
-            return
         except asyncio.CancelledError:
             _fail_all(chunk, _closed())
             raise
-        except Exception as exc:  # every caller gets it
-            _fail_all(chunk, exc)
+        except Exception as exc:
+            if _send_alone(exc):  # each write then gets the answer it would have had alone
+                await asyncio.gather(*(self._run_one(r, f) for r, f in chunk))
+            else:  # every caller gets it
+                _fail_all(chunk, exc)
             return
         if len(reply.results) != len(chunk):
             error = InvalidArgumentError(f"write batch: {len(reply.results)} results for {len(chunk)} writes")

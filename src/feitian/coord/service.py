@@ -26,6 +26,8 @@ import asyncio
 import logging
 from typing import Any
 
+import msgspec
+
 from feitian.base.clock import Clock, MonotonicClock
 from feitian.coord.applier import AppliedFeed
 from feitian.coord.core import (
@@ -61,6 +63,7 @@ from feitian.coord.core.results import (
     StoredResult,
     TxnCommitted,
     Updated,
+    stored_result,
 )
 from feitian.coord.messages import (
     BATCH_RULE,
@@ -124,49 +127,18 @@ def principal_of(ctx: CallContext) -> str:
 
 
 def write_command(principal: str, req: WriteRequest) -> WriteCommand:
-    """The log command of a client's write request, made by ``principal``."""
-    if isinstance(req, SetRequest):
-        return SetNode(
-            principal=principal,
-            client_id=req.client_id,
-            request_seq=req.request_seq,
-            session_id=req.session_id,
-            path=req.path,
-            value=req.value,
-            expected_version=req.expected_version,
-        )
-    if isinstance(req, CreateRequest):
-        return CreateNode(
-            principal=principal,
-            client_id=req.client_id,
-            request_seq=req.request_seq,
-            session_id=req.session_id,
-            path=req.path,
-            value=req.value,
-            ephemeral=req.ephemeral,
-            sequential=req.sequential,
-            parents=req.parents,
-        )
-    if isinstance(req, DeleteRequest):
-        return DeleteNode(
-            principal=principal,
-            client_id=req.client_id,
-            request_seq=req.request_seq,
-            session_id=req.session_id,
-            path=req.path,
-            expected_version=req.expected_version,
-        )
-    return Transaction(
-        principal=principal,
-        client_id=req.client_id,
-        request_seq=req.request_seq,
-        session_id=req.session_id,
-        ops=req.ops,
-    )
+    """The log command of a client's write request, made by ``principal`` (a command carries every field of its
+    request, under the same names)."""
+    command: WriteCommand = _COMMAND_OF[type(req)](principal=principal, **msgspec.structs.asdict(req))
+    return command
 
 
-def _stored(result: Any) -> StoredResult:
-    return ErrorValue.from_error(result) if isinstance(result, FeitianError) else result
+_COMMAND_OF: dict[type, type] = {
+    CreateRequest: CreateNode,
+    SetRequest: SetNode,
+    DeleteRequest: DeleteNode,
+    TxnRequest: Transaction,
+}
 
 
 def _remaining_s(ctx: CallContext, default: float, margin: float = 0.05) -> float:
@@ -298,7 +270,7 @@ class CoordService:
             if isinstance(applied.result, FeitianError):  # the batch's own bounds (checked again on apply)
                 raise applied.result
             parts = iter(applied.parts)
-            results = [r if r is not None else _stored(next(parts).result) for r in results]
+            results = [r if r is not None else stored_result(next(parts).result) for r in results]
         return WriteBatchReply(results=tuple(r for r in results if r is not None))
 
     # -- sessions --------------------------------------------------------------------------------------------

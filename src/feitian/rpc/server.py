@@ -317,14 +317,16 @@ class Server:
             try:
                 security.check(conn.auth, method.rule, request, method.name)  # refused calls never queue
                 if method.inline is not None:
-                    conn.send_reply(rid, _encoder.encode(method.inline(conn, request)), None)
+                    answer = _encoder.encode(method.inline(conn, request))
+                    if reply:
+                        conn.send_reply(rid, answer, None)
                     return
             except FeitianError as exc:
                 conn.answer_error(rid, exc, reply, method.name)
                 return
         deadline = conn.loop.time() + frame.aux / 1000 if frame.aux else None
         if method.sync is not None:
-            self._run_sync(conn, method, method.sync, rid, request, frame, deadline, reply)
+            self._run_sync(conn, method, rid, request, frame, deadline, reply)
             return
         size = len(frame.body) + len(frame.payload)
         job = CallJob(conn, rid, method, request, frame.payload, deadline, size, reply)
@@ -344,7 +346,6 @@ class Server:
     def _run_sync(
         conn: ServerConnection,
         method: Method,
-        fn: Callable[[CallContext, Any], Any],
         rid: int,
         request: Any,
         frame: Frame,
@@ -353,7 +354,8 @@ class Server:
     ) -> None:
         ctx = CallContext(method.name, rid, conn.peer, deadline, frame.payload)
         try:
-            result = fn(ctx, request)
+            assert method.sync is not None
+            result = method.sync(ctx, request)
             if reply:
                 conn.send_reply(rid, _encoder.encode(result), ctx.reply_payload)
         except FeitianError as exc:

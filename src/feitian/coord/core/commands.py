@@ -239,11 +239,13 @@ def validate_command(command: Command, limits: CoordLimits) -> None:
         validate_op(command.op(), command.session_id, limits)
 
 
-def write_bytes(command: WriteCommand) -> int:
-    """The size of the paths (characters) and values (bytes) a write carries: what bounds a batch."""
-    if isinstance(command, Transaction):
-        return sum(len(op.path) + len(getattr(op, "value", b"")) for op in command.ops)
-    return len(command.path) + len(getattr(command, "value", b""))
+def write_bytes(write: Any) -> int:
+    """The size of the paths (characters) and values (bytes) a write carries: what bounds a batch. ``write`` is
+    a write command or a client's write request (they name their fields alike)."""
+    ops = getattr(write, "ops", None)
+    if ops is not None:
+        return sum(len(op.path) + len(getattr(op, "value", b"")) for op in ops)
+    return len(write.path) + len(getattr(write, "value", b""))
 
 
 def validate_batch_bounds(count: int, size: int, limits: CoordLimits) -> None:

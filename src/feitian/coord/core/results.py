@@ -34,6 +34,7 @@ __all__ = [
     "TxnCommitted",
     "Updated",
     "WriteResult",
+    "stored_result",
 ]
 
 
@@ -156,6 +157,12 @@ WriteResult = (
     | BatchApplied
 )
 StoredResult = WriteResult | ErrorValue
+
+
+def stored_result(outcome: WriteResult | FeitianError) -> StoredResult:
+    """A write's outcome as data (an error becomes an :class:`ErrorValue`): what the dedupe table keeps and a
+    write batch's reply carries."""
+    return ErrorValue.from_error(outcome) if isinstance(outcome, FeitianError) else outcome
 
 
 # -- results of reads (each carries the revision the read saw) --------------------------------------------------

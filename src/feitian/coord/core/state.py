@@ -50,6 +50,7 @@ from feitian.coord.core.results import (
     StoredResult,
     TxnCommitted,
     WriteResult,
+    stored_result,
 )
 from feitian.coord.core.sessions import SessionTable
 from feitian.coord.core.snapshot import decode_snapshot, encode_snapshot
@@ -178,7 +179,7 @@ class CoordStateMachine:
             under = command.session_id
             if isinstance(applied.result, SessionCreated):
                 under = applied.result.session_id
-            self.dedupe.remember(client_id, seq, under if under in self.sessions else 0, _stored(applied.result))
+            self.dedupe.remember(client_id, seq, under if under in self.sessions else 0, stored_result(applied.result))
         return applied
 
     def _write(self, index: int, command: CreateNode | SetNode | DeleteNode | Transaction) -> Applied:
@@ -342,10 +343,6 @@ class CoordStateMachine:
             f"CoordStateMachine(revision={self.revision}, nodes={len(self.tree.nodes)}, "
             f"sessions={len(self.sessions)}, applied_index={self.applied_index})"
         )
-
-
-def _stored(result: Outcome) -> StoredResult:
-    return ErrorValue.from_error(result) if isinstance(result, FeitianError) else result
 
 
 def _outcome(stored: StoredResult) -> Outcome:
