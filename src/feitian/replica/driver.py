@@ -72,6 +72,11 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+# The reason of a refusal by a replica whose own log cannot be written (``cause``: why, e.g. ``disk_full``). It
+# is this replica's trouble, not the service's: another replica takes over as leader, so callers retry elsewhere.
+LOG_NOT_WRITABLE = "log_not_writable"
+
+
 class ReplicaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     id: int
     peers: dict[int, str]  # every voter's id -> Kuafu address (this replica's too)
@@ -221,7 +226,8 @@ class Replica:
         if self.disk_error is not None:
             raise UnavailableError(
                 f"propose: replica {self.config.id} cannot write its log: {self.disk_error.message}",
-                reason=self.disk_error.fields.get("reason", self.disk_error.code),
+                reason=LOG_NOT_WRITABLE,
+                cause=self.disk_error.fields.get("reason", self.disk_error.code),
             )
         # Proposals made in the same event-loop step go to the core together: one AppendEntries per follower
         # for all of them, not one each.
@@ -394,7 +400,8 @@ class Replica:
             UnavailableError(
                 f"replica {self.config.id}: log not writable: {error.message}",
                 outcome="unknown",
-                reason=error.fields.get("reason", error.code),
+                reason=LOG_NOT_WRITABLE,
+                cause=error.fields.get("reason", error.code),
             )
         )
         delay = 0.1

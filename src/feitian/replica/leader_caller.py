@@ -3,8 +3,10 @@
 Replicas answer writes only as leader and otherwise raise ``NotLeaderError(leader_hint=...)``; the caller follows
 the hint and remembers the leader. A replica that does not answer within ``attempt_timeout_s`` (frozen,
 partitioned), or answers UnavailableError (an election, a leader still starting), is skipped for the next one
-after a short back-off, until the call's overall timeout. Used by the kv client and by Pangu's clients and chunk
-servers to reach the masters.
+after a short back-off, until the call's overall timeout — including a leader whose own log cannot be written
+(``reason="log_not_writable"``: it stops heartbeating and another replica is elected). Errors whose reason is
+among ``fatal_reasons`` (the service's own ``disk_full``: no replica would do better) are raised at once. Used by
+the kv client and by Pangu's clients and chunk servers to reach the masters.
 """
 
 from __future__ import annotations
