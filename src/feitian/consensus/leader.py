@@ -99,6 +99,7 @@ def persisted_own_entries(r: Raft, last_index: int, last_term: int) -> None:
     own = r.tracker.progress.get(r.id)
     if own is not None and own.maybe_update(last_index) and maybe_commit(r):
         release_pending_reads(r)
+        bcast_commit(r)
 
 
 def propose(r: Raft, data: bytes) -> Proposal:
@@ -228,8 +229,9 @@ def maybe_commit(r: Raft) -> bool:
     return r.log.maybe_commit(r.tracker.committed(), r.term)
 
 
-def maybe_send_append(r: Raft, to: int, *, send_if_empty: bool) -> bool:
-    """Send the follower its next entries (or a snapshot if they are compacted); False if nothing was sent."""
+def maybe_send_append(r: Raft, to: int, *, send_if_empty: bool, quiet: bool = False) -> bool:
+    """Send the follower its next entries (or a snapshot if they are compacted); False if nothing was sent.
+    ``quiet``: an empty AppendEntries is marked quiet (see :class:`AppendEntries`)."""
     pr = r.tracker.progress[to]
     if pr.is_paused():
         return False
@@ -249,6 +251,7 @@ def maybe_send_append(r: Raft, to: int, *, send_if_empty: bool) -> bool:
             prev_log_term=prev_term,
             entries=tuple(entries),
             commit=r.log.committed,
+            quiet=quiet and not entries,
         )
     )
     pr.on_entries_sent(len(entries), entries[-1].index if entries else prev_index)
@@ -276,6 +279,19 @@ def bcast_append(r: Raft) -> None:
             send_append(r, node_id)
 
 
+def bcast_commit(r: Raft) -> None:
+    """The commit index moved: tell every follower. One with entries still to send gets them (they carry the
+    commit index); one that has been sent everything gets a quiet AppendEntries (no entries, answered only if
+    its log does not match) instead of an empty one it would answer to no purpose — half the messages of a
+    write when writes come one at a time."""
+    last = r.log.last_index()
+    for node_id, pr in r.tracker.visit():
+        if node_id != r.id:
+            maybe_send_append(
+                r, node_id, send_if_empty=True, quiet=pr.state == ProgressState.REPLICATE and pr.next > last
+            )
+
+
 def bcast_heartbeat(r: Raft, context: bytes | None = None) -> None:
     if context is None:
         context = r.read_only.last_pending_context()
@@ -291,7 +307,7 @@ def on_config_switched(r: Raft) -> None:
     """After a membership change on the leader: commit what the new quorum allows, probe new replicas."""
     if maybe_commit(r):
         release_pending_reads(r)
-        bcast_append(r)
+        bcast_commit(r)
     else:
         for node_id in r.tracker.ids():
             if node_id != r.id:
@@ -339,7 +355,7 @@ def _handle_append_reply(r: Raft, pr: Progress, m: AppendEntriesReply) -> None:
         pr.inflights.free_le(m.index)
     if maybe_commit(r):
         release_pending_reads(r)
-        bcast_append(r)
+        bcast_commit(r)
     elif was_paused:
         send_append(r, m.from_id)
     while maybe_send_append(r, m.from_id, send_if_empty=False):

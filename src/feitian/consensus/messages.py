@@ -39,7 +39,12 @@ class RequestVoteReply(msgspec.Struct, frozen=True, tag=True):
 
 
 class AppendEntries(msgspec.Struct, frozen=True, tag=True):
-    """Replicate ``entries`` after ``(prev_log_index, prev_log_term)``; ``commit`` is the leader's commit (§5.3)."""
+    """Replicate ``entries`` after ``(prev_log_index, prev_log_term)``; ``commit`` is the leader's commit (§5.3).
+
+    ``quiet``: a commit notice — no entries, sent when the commit index moved to a follower that has been sent
+    everything. It is answered only by a rejection (the follower's log does not match at ``prev_log_index``);
+    an acceptance would tell the leader nothing new. A lost notice costs time only: the next AppendEntries or
+    heartbeat carries the commit index again."""
 
     from_id: int
     to_id: int
@@ -48,6 +53,7 @@ class AppendEntries(msgspec.Struct, frozen=True, tag=True):
     prev_log_term: int
     entries: tuple[Entry, ...] = ()
     commit: int = 0
+    quiet: bool = False
 
 
 class AppendEntriesReply(msgspec.Struct, frozen=True, tag=True):

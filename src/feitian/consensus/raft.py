@@ -358,7 +358,8 @@ class Raft:
             return
         last_new = self.log.maybe_append(m.prev_log_index, m.prev_log_term, m.commit, m.entries)
         if last_new is not None:
-            self.send(AppendEntriesReply(from_id=self.id, to_id=m.from_id, term=self.term, index=last_new))
+            if not (m.quiet and not m.entries):
+                self.send(AppendEntriesReply(from_id=self.id, to_id=m.from_id, term=self.term, index=last_new))
             return
         # Our log does not match at prev_log_index. Hint the largest (index, term) that might match: the last
         # entry at or below it with a term no larger than prev_log_term. This skips our divergent tail.

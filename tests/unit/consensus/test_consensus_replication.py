@@ -349,3 +349,52 @@ def test_take_committed_needs_an_outstanding_ready_and_stops_at_a_configuration_
     leader.advance(rd)
     later = handle(leader, c.storages[1])
     assert [e.kind for e in later.committed] == [EntryKind.CONF_CHANGE, EntryKind.NORMAL]
+
+
+def test_commit_notices_to_followers_holding_everything_are_quiet_and_not_answered() -> None:
+    """When the commit index moves, a follower that has been sent every entry learns it from a quiet
+    AppendEntries (no entries), which it does not answer; followers still commit exactly what the leader did."""
+    c = Cluster()
+    leader = c.elect(1)
+    proposal = leader.propose(b"x")
+    c.settle()
+    acks_before = len(of_type(c.delivered, AppendEntriesReply))
+    notices = [m for m in of_type(c.delivered, AppendEntries) if m.quiet]  # type: ignore[attr-defined]
+    assert sorted(m.to_id for m in notices if m.commit == proposal.index) == [2, 3]
+    assert all(not m.entries for m in notices)  # type: ignore[attr-defined]
+    for node_id in (2, 3):
+        assert c.nodes[node_id].commit_index == proposal.index
+        assert c.data_applied(node_id) == [b"x"]
+    # The notices were delivered and nobody answered them: one acknowledgement per follower for the entry.
+    leader.propose(b"y")
+    c.settle()
+    new_acks = of_type(c.delivered, AppendEntriesReply)[acks_before:]
+    assert sorted(m.from_id for m in new_acks) == [2, 3]
+
+
+def test_a_quiet_append_entries_that_does_not_match_is_rejected() -> None:
+    """A lost message shows: a follower whose log does not match a commit notice rejects it (so the leader
+    probes), and commits nothing it cannot vouch for."""
+    node, storage = make_node(2, pre_vote=False)
+    committed = node.commit_index
+    node.step(AppendEntries(from_id=1, to_id=2, term=2, prev_log_index=4, prev_log_term=2, commit=4, quiet=True))
+    replies = of_type(handle(node, storage).messages, AppendEntriesReply)
+    assert len(replies) == 1 and replies[0].reject  # type: ignore[attr-defined]
+    assert node.commit_index == committed
+
+
+def test_a_commit_notice_never_commits_past_what_the_follower_acknowledged() -> None:
+    """The follower that has not acknowledged the newest entry is sent a notice naming it as previous
+    entry; it commits only up to an entry both logs hold."""
+    c = Cluster()
+    leader = c.elect(1)
+    c.drop = lambda m: isinstance(m, AppendEntries) and m.to_id == 3 and bool(m.entries)
+    proposal = leader.propose(b"x")
+    c.settle()
+    assert leader.commit_index == proposal.index
+    assert c.nodes[3].commit_index < proposal.index  # it never received the entry
+    rejected = [m for m in of_type(c.delivered, AppendEntriesReply) if m.from_id == 3 and m.reject]  # type: ignore[attr-defined]
+    assert rejected  # the notice did not match, and said so
+    c.heal()
+    c.tick([1], times=2)  # the probe after the rejection was lost too; a heartbeat round repairs it
+    assert c.data_applied(3) == [b"x"]
