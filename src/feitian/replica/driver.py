@@ -93,9 +93,12 @@ class ReplicaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_uncommitted_bytes: int = 64 << 20
     segment_size_bytes: int = 64 << 20  # write-ahead log segment files (preallocated)
     # A follower writes and fsyncs its log on the event-loop thread: it has nothing to answer before the write
-    # is durable, and the handoff to a worker thread costs more than it frees. The leader always uses the
-    # thread, so it keeps taking acknowledgements and requests while it writes.
+    # is durable, and the handoff to a worker thread costs more than it frees.
     follower_sync_inline: bool = True
+    # The leader too, by default: its followers' acknowledgements rarely come back before its own (small) fsync
+    # is done, and the handoff costs two thread switches per write. Off: the leader writes on a worker thread
+    # and keeps taking acknowledgements and requests meanwhile (for disks whose fsync takes many milliseconds).
+    leader_sync_inline: bool = True
     default_timeout_s: float = 10.0
 
     def problems(self) -> list[str]:
@@ -235,7 +238,18 @@ class Replica:
         self._batch.append((data, future))
         if len(self._batch) == 1:
             asyncio.get_running_loop().call_soon(self._propose_batch)
-        return await self._bounded(future, timeout, "propose")
+        # The future is this caller's alone: awaited directly (a timeout cancels it, and a cancelled proposal is
+        # skipped), so the caller resumes in the loop step after the entry is applied, not one later.
+        wait = self.config.default_timeout_s if timeout is None else timeout
+        try:
+            async with asyncio.timeout(wait):
+                return await future
+        except TimeoutError:
+            if not future.cancelled():
+                raise
+            if self._leader_id == 0:
+                raise UnavailableError(f"propose: no leader elected (replica {self.config.id})") from None
+            raise DeadlineExceededError(f"propose: not committed within {wait}s") from None
 
     def _propose_batch(self) -> None:
         batch, self._batch = self._batch, []
@@ -368,13 +382,15 @@ class Replica:
                 if early:
                     self._send(ready.messages)
                 # A leader also applies what is committed before writing: committed entries are durable on a
-                # quorum whatever its own disk holds. While it writes, acknowledgements that commit more are
-                # applied as they arrive (_on_step), so an answer never waits for the leader's own fsync.
+                # quorum whatever its own disk holds. While it writes on a worker thread, acknowledgements that
+                # commit more are applied as they arrive (_on_step), so an answer never waits for its fsync.
                 ahead = node.role is Role.LEADER and ready.snapshot is None
                 if ahead:
                     self._apply(ready)
                     self._applying_ahead = True
-                inline = self.config.follower_sync_inline and node.role is not Role.LEADER
+                inline = (
+                    self.config.leader_sync_inline if node.role is Role.LEADER else self.config.follower_sync_inline
+                )
                 try:
                     await self.log.persist(ready, inline=inline)
                 except FeitianError as exc:

@@ -22,6 +22,7 @@ class ReplicaOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     keep_entries_after_snapshot: int = 5_000
     segment_size_bytes: int = 64 << 20
     follower_sync_inline: bool = True
+    leader_sync_inline: bool = True
 
     def replica_config(self, *, role: str, data_dir: str, cluster: str) -> ReplicaConfig:
         """The driver's config, after checking what a node config can get wrong (peer ids)."""
@@ -43,4 +44,5 @@ class ReplicaOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             keep_entries_after_snapshot=self.keep_entries_after_snapshot,
             segment_size_bytes=self.segment_size_bytes,
             follower_sync_inline=self.follower_sync_inline,
+            leader_sync_inline=self.leader_sync_inline,
         )
