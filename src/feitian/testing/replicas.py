@@ -111,8 +111,11 @@ class KvReplicas(ReplicaProcesses):
         snapshot_every_entries: int = 20_000,
         keep_entries_after_snapshot: int = 5_000,
         segment_size_bytes: int = 64 << 20,
+        sync_inline: bool = True,
     ) -> None:
         options = {
+            "leader_sync_inline": sync_inline,
+            "follower_sync_inline": sync_inline,
             "tick_ms": tick_ms,
             "election_ticks": election_ticks,
             "snapshot_every_entries": snapshot_every_entries,

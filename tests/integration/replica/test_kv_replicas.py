@@ -17,10 +17,19 @@ from feitian.testing.replicas import KvReplicas
 from feitian.testing.waiting import wait_for_condition
 
 
-@pytest.fixture
-async def replicas(tmp_path: Path) -> AsyncIterator[KvReplicas]:
+@pytest.fixture(params=["inline", "worker"])
+async def replicas(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[KvReplicas]:
+    """Each test runs twice: replicas fsync their logs on the event-loop thread (the default), and on a worker
+    thread (``leader_sync_inline`` / ``follower_sync_inline`` off), where a leader commits and answers while
+    its own write is still under way."""
     rs = KvReplicas(
-        tmp_path, 3, tick_ms=50, election_ticks=10, snapshot_every_entries=300, keep_entries_after_snapshot=50
+        tmp_path,
+        3,
+        tick_ms=50,
+        election_ticks=10,
+        snapshot_every_entries=300,
+        keep_entries_after_snapshot=50,
+        sync_inline=request.param == "inline",
     )
     await asyncio.to_thread(rs.start_all)
     try:
