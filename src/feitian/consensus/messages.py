@@ -31,11 +31,18 @@ class RequestVote(msgspec.Struct, frozen=True, tag=True):
 
 
 class RequestVoteReply(msgspec.Struct, frozen=True, tag=True):
+    """A vote (or pre-vote) granted or refused. A refusal carries the voter's commit index and that entry's term:
+    a candidate whose log holds the same entry learns that everything up to it is committed (Log Matching,
+    §5.3). Without it a candidate that lost its unsynced commit index can stay in a configuration that needs
+    the vote of a replica which already applied the next one and, a learner there, never campaigns itself."""
+
     from_id: int
     to_id: int
     term: int
     granted: bool
     pre_vote: bool = False
+    commit: int = 0
+    commit_term: int = 0
 
 
 class AppendEntries(msgspec.Struct, frozen=True, tag=True):

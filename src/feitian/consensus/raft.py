@@ -243,6 +243,16 @@ class Raft:
     def step(self, m: Message) -> None:
         if m.to_id != self.id:
             raise InvalidArgumentError(f"replica {self.id}: message for replica {m.to_id}: {type(m).__name__}")
+        if (
+            isinstance(m, RequestVoteReply)
+            and m.commit_term
+            and self.role != Role.LEADER
+            and self.log.maybe_commit(m.commit, m.commit_term)
+            and self.role != Role.FOLLOWER
+        ):
+            # A voter's commit index is a fact of any term: if our log holds its entry, ours is committed too.
+            # What it commits may change the configuration this campaign counts votes in: apply it first.
+            self.become_follower(self.term, 0)
         if m.term > self.term:
             if not self._accept_higher_term(m):
                 return
@@ -288,9 +298,20 @@ class Raft:
             # A candidate of an older term: refuse with our term so it catches up (Figure 2). Otherwise a
             # candidate racing a disruptive replica (one removed but unaware of it) whose campaigns keep the
             # voters' term ahead of it might never reach their term and win.
-            self.send(
-                RequestVoteReply(from_id=self.id, to_id=m.from_id, term=self.term, granted=False, pre_vote=m.pre_vote)
+            self._refuse_vote(m)
+
+    def _refuse_vote(self, m: RequestVote) -> None:
+        self.send(
+            RequestVoteReply(
+                from_id=self.id,
+                to_id=m.from_id,
+                term=self.term,
+                granted=False,
+                pre_vote=m.pre_vote,
+                commit=self.log.committed,
+                commit_term=self.log.term(self.log.committed) or 0,
             )
+        )
 
     def _handle_request_vote(self, m: RequestVote) -> None:
         can_vote = (
@@ -304,9 +325,7 @@ class Raft:
                 self.election_elapsed = 0
                 self.vote = m.from_id
         else:
-            self.send(
-                RequestVoteReply(from_id=self.id, to_id=m.from_id, term=self.term, granted=False, pre_vote=m.pre_vote)
-            )
+            self._refuse_vote(m)
 
     def _step_follower(self, m: Message) -> None:
         if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):

@@ -12,8 +12,14 @@ from feitian.consensus import (
     ConfChangeTransition,
     ConfChangeType,
     ConfState,
+    Entry,
+    EntryKind,
+    HardState,
+    MemoryStorage,
     RequestVoteReply,
     Role,
+    Snapshot,
+    SnapshotMeta,
 )
 from feitian.consensus.confchange import Changer, restore
 from feitian.consensus.tracker import TrackerConfig
@@ -234,3 +240,66 @@ def test_conf_change_encoding_roundtrip() -> None:
     """CONF_CHANGE entries carry an encoded ConfChange."""
     change = cc((ADD_VOTER, 4), (REMOVE, 2), transition=ConfChangeTransition.JOINT_EXPLICIT)
     assert ConfChange.decode(change.encode()) == change
+
+
+def _storage_at(
+    conf: ConfState, snapshot_index: int, snapshot_term: int, entries: list[Entry], hard_state: HardState
+) -> MemoryStorage:
+    storage = MemoryStorage()
+    storage.apply_snapshot(Snapshot(meta=SnapshotMeta(index=snapshot_index, term=snapshot_term, conf=conf)))
+    storage.append(entries)
+    storage.set_hard_state(hard_state)
+    return storage
+
+
+def test_candidate_with_lost_commit_learns_it_from_a_demoted_voter() -> None:
+    """Seed 42 of the simulator: voters {1, 3} demote 1 to a learner through a joint configuration. Replica 1
+    applied the leave-joint entry 7 (it is a learner now and never campaigns) and holds entry 8 of a leader of
+    term 6 that crashed before writing it. Replica 3 lost its unsynced commit index: it is still in the joint
+    configuration, where it needs 1's vote, which 1 refuses (1's log is longer). 1's refusal carries its commit
+    index, so 3 learns that entry 7 — which it holds — is committed, applies it and, the only voter left, wins."""
+    leave = Entry(term=4, index=7, kind=EntryKind.CONF_CHANGE, data=ConfChange().encode())
+    joint = ConfState(voters=(3,), voters_outgoing=(1, 3), learners_next=(1,), auto_leave=True)
+    s3 = _storage_at(joint, 6, 4, [leave], HardState(term=6, vote=3, commit=6))
+    s1 = _storage_at(
+        ConfState(voters=(3,), learners=(1,)), 7, 4, [Entry(term=6, index=8)], HardState(term=6, vote=3, commit=7)
+    )
+    c = Cluster(ids=(), pre_vote=True, check_quorum=True)
+    c.add(1, s1)
+    c.add(3, s3)
+    for _ in range(100):
+        c.tick()
+        if c.leader() is not None:
+            break
+    leader = c.leader()
+    assert leader is not None and leader.id == 3
+    assert leader.status().conf_state == ConfState(voters=(3,), learners=(1,))
+
+
+def test_refused_vote_teaches_commit_only_to_a_matching_log() -> None:
+    """The commit index in a refusal is adopted only if the candidate holds the same entry (index and term):
+    Log Matching (§5.3) then makes the whole prefix the committed one. A candidate whose entry at that index is
+    of another term learns nothing."""
+    for entry_term, expected_commit in ((4, 7), (5, 6)):
+        s = _storage_at(
+            ConfState(voters=(1, 2, 3)), 6, 4, [Entry(term=entry_term, index=7)], HardState(term=6, commit=6)
+        )
+        node, _ = make_node(3, storage=s)
+        node.step(RequestVoteReply(from_id=1, to_id=3, term=6, granted=False, pre_vote=True, commit=7, commit_term=4))
+        assert node.status().commit == expected_commit
+
+
+def test_candidate_that_learns_a_commit_stops_campaigning() -> None:
+    """What a refusal's commit index commits may change the configuration the campaign counts votes in (here
+    it removes the candidate): the candidate steps down, applies it, and a late vote elects nobody."""
+    removal = Entry(term=4, index=7, kind=EntryKind.CONF_CHANGE, data=cc((REMOVE, 3)).encode())
+    s = _storage_at(ConfState(voters=(1, 2, 3)), 6, 4, [removal], HardState(term=6, commit=6))
+    node, _ = make_node(3, storage=s, pre_vote=False)
+    node.campaign()
+    handle(node, s)
+    node.step(RequestVoteReply(from_id=1, to_id=3, term=7, granted=False, commit=7, commit_term=4))
+    assert node.role == Role.FOLLOWER
+    handle(node, s)
+    assert node.status().conf_state == ConfState(voters=(1, 2))
+    node.step(RequestVoteReply(from_id=2, to_id=3, term=7, granted=True))
+    assert node.role == Role.FOLLOWER
