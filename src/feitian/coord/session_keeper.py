@@ -134,13 +134,14 @@ class LeaderSessions:
     async def heartbeat(self, session_id: int, principal: str, timeout_s: float) -> HeartbeatReply:
         arrived_ns = self.clock.monotonic_ns()
         what = f"heartbeat {session_id:#x}"
-        if not self.replica.is_leader:
+        # Until the tracker is active (this leader has applied its StartLeaderTerm entry, so every session
+        # committed before it) a session missing from the state machine may only be one it has not applied yet:
+        # the answer is "not the leader yet", never "expired".
+        if not self.replica.is_leader or not self.tracker.active:
             raise self._not_leader(what)
         owner = self.sm.session(session_id).owner  # SessionExpiredError when it is gone
         if owner != principal:
             raise PermissionDeniedError(f"{what}: the session belongs to another principal", session_id=session_id)
-        if not self.tracker.active:
-            raise self._not_leader(what)
         ttl_ms = self.tracker.heartbeat(session_id, arrived_ns)
         epoch = self.tracker.epoch
         # Confirm leadership with a ReadIndex round that starts now, after the heartbeat arrived.
