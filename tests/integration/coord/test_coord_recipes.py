@@ -19,8 +19,9 @@ from feitian.coord import (
     SetOp,
     register,
 )
-from feitian.errors import ConflictError, DeadlineExceededError, UnavailableError
+from feitian.errors import ConflictError, DeadlineExceededError, SessionExpiredError, UnavailableError
 from feitian.rpc import CallContext, Client, ClientConfig, Server, ServerConfig
+from feitian.testing.clock import ShiftedClock
 from feitian.testing.coord import CoordReplicas
 from feitian.testing.rpc import serving
 from feitian.testing.waiting import wait_for_condition
@@ -115,6 +116,71 @@ async def test_async_with_holds_and_releases(nuwa: CoordReplicas, rpc: Client, b
         assert not (await client.list(f"{base}cm/")).children
     finally:
         await client.close()
+
+
+async def test_a_body_that_finds_the_loss_itself_is_not_cancelled_afterwards(
+    nuwa: CoordReplicas, rpc: Client, base: str
+) -> None:
+    """The body checks its lease and finds the session lost (the clock moved past the client lease before the
+    keeper noticed): it gets SessionExpiredError from the check, and no cancellation is left pending for the
+    caller's next await — a "catch, back off, retry" loop goes on."""
+    clock = ShiftedClock()
+    client = nuwa.client(rpc, session_ttl_ms=8000, watch_wait_ms=2000, clock=clock)
+    try:
+        with pytest.raises(SessionExpiredError):
+            async with client.lock(f"{base}checked") as lease:
+                clock.advance(6)  # past the client lease (2/3 of the TTL), with no await in between
+                lease.check()
+        await asyncio.sleep(0)  # a stray cancellation would be raised here
+        assert lease.lost and not asyncio.current_task().cancelling()  # type: ignore[union-attr]
+    finally:
+        await client.close()
+
+
+async def test_one_lock_object_in_two_tasks_releases_each_task_own_node(
+    nuwa: CoordReplicas, rpc: Client, base: str
+) -> None:
+    client = nuwa_client(nuwa, rpc)
+    lock = client.lock(f"{base}shared", shared=True)
+    a_in, a_out, b_in = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    paths: dict[str, str] = {}
+
+    async def holder(name: str, entered: asyncio.Event, leave: asyncio.Event) -> None:
+        async with lock as lease:
+            paths[name] = lease.path
+            entered.set()
+            await leave.wait()
+
+    try:
+        a = asyncio.ensure_future(holder("a", a_in, a_out))
+        await a_in.wait()
+        b_out = asyncio.Event()
+        b = asyncio.ensure_future(holder("b", b_in, b_out))
+        await b_in.wait()
+        a_out.set()
+        await a
+        nodes = [c.path for c in (await client.list(f"{base}shared/")).children]
+        assert nodes == [paths["b"]]  # a's exit deleted a's node, not b's
+        b_out.set()
+        await b
+        assert not (await client.list(f"{base}shared/")).children
+    finally:
+        await client.close()
+
+
+async def test_a_timed_out_lock_wait_leaves_no_long_poll_behind(nuwa: CoordReplicas, rpc: Client, base: str) -> None:
+    holder, waiter = nuwa_client(nuwa, rpc), nuwa.client(rpc, session_ttl_ms=8000, watch_wait_ms=10_000)
+    try:
+        lease = await holder.lock(f"{base}held").acquire()
+        for _ in range(3):
+            with pytest.raises(DeadlineExceededError):
+                await waiter.lock(f"{base}held").acquire(timeout_s=0.3)
+        polls = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "Watch.__anext__"]  # type: ignore[union-attr]
+        assert polls == []
+        await lease.release()
+    finally:
+        await holder.close()
+        await waiter.close()
 
 
 async def test_election_campaign_observe_and_resign(nuwa: CoordReplicas, rpc: Client, base: str) -> None:

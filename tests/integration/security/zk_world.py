@@ -22,6 +22,7 @@ from feitian.security import (
     requires,
 )
 from feitian.security.kuafu import CapabilitySet, ClientIdentity, ServerGuard
+from feitian.testing.clock import ShiftedClock
 
 SECOND_NS = 1_000_000_000
 
@@ -31,19 +32,6 @@ class Get(Request[str], frozen=True, tag="test.Get"):
 
 
 GET_RULE = requires(Right.READ, lambda req: f"coord:{req.path}")
-
-
-class ShiftedClock:
-    """The real clock, with the monotonic side movable forward (to age a revocation view)."""
-
-    def __init__(self) -> None:
-        self.mono_offset_ns = 0
-
-    def wall_ns(self) -> int:
-        return time.time_ns()
-
-    def monotonic_ns(self) -> int:
-        return time.monotonic_ns() + self.mono_offset_ns
 
 
 @dataclass

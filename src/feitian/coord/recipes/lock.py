@@ -29,12 +29,18 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from feitian.coord.client_session import Session
-from feitian.coord.core import Created, EventKind, LeaseState, NodeStat, Selector
+from feitian.coord.core import Created, Event, EventKind, LeaseState, NodeStat, Selector
 from feitian.coord.watch import Resync
-from feitian.errors import DeadlineExceededError, FeitianError, NotFoundError, SessionExpiredError
+from feitian.errors import (
+    DeadlineExceededError,
+    FeitianError,
+    InvalidArgumentError,
+    NotFoundError,
+    SessionExpiredError,
+)
 
 if TYPE_CHECKING:
     from feitian.coord.client import CoordClient
@@ -117,9 +123,7 @@ class Lock:
         self.shared = shared
         self.value = value
         self.prefix = prefix or (SHARED if shared else EXCLUSIVE)
-        self._held: LockLease | None = None
-        self._unsubscribe: Callable[[], None] | None = None
-        self._task: asyncio.Task[object] | None = None
+        self._holds: dict[asyncio.Task[Any], _Hold] = {}  # one per task inside ``async with`` this lock
 
     def __repr__(self) -> str:
         return f"Lock({self.dir!r}, shared={self.shared})"
@@ -158,6 +162,7 @@ class Lock:
                     raise SessionExpiredError(f"lock {self.dir}: this contender's node {me} is gone")
                 blockers = [c for c in ranked if c[0] < mine[0] and (self.prefix != SHARED or c[1] != "read")]
                 if not blockers:
+                    session.check()  # the listing may have been answered after the session was lost
                     return LockLease(self, me, created.stat.create_revision, session)
                 await self._wait_gone(blockers[-1][2].path, revision, session)
         except BaseException:
@@ -167,20 +172,24 @@ class Lock:
     async def _wait_gone(self, path: str, revision: int, session: Session) -> None:
         watch = self.client.watch(Selector.node(path), since=revision)
         lost = asyncio.ensure_future(session.wait_lost())
+        following: asyncio.Future[Event | Resync] | None = None
         try:
             while True:
                 following = asyncio.ensure_future(watch.__anext__())
                 done, _ = await asyncio.wait({following, lost}, return_when=asyncio.FIRST_COMPLETED)
                 if following not in done:
-                    following.cancel()
-                    await asyncio.gather(following, return_exceptions=True)
                     session.check()
                     return
                 item = following.result()
                 if isinstance(item, Resync) or item.kind is EventKind.DELETED:
                     return
         finally:
+            # However the wait ends (the session lost, a timeout or a cancellation of acquire), its long poll
+            # must not outlive it: it would hold a slot of the replica's watch lane for up to wait_ms.
             lost.cancel()
+            if following is not None and not following.done():
+                following.cancel()
+                await asyncio.gather(following, return_exceptions=True)
             watch.close()
 
     async def _forget_pending(self, creating: asyncio.Future[Created], session: Session) -> None:
@@ -195,30 +204,30 @@ class Lock:
     # -- async with ------------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> LockLease:
-        lease = await self.acquire()
         task = asyncio.current_task()
         assert task is not None
-
-        def on_state(_session: Session, state: LeaseState) -> None:
-            if state is LeaseState.EXPIRED and not lease.released and not lease.lost_while_held:
-                lease.lost_while_held = True
-                task.cancel(f"nuwa session {_session.session_id:#x} lost: lock {self.dir} is no longer held")
-
-        self._held, self._task = lease, task
-        self._unsubscribe = lease.session.on_state_change(on_state)
+        if task in self._holds:
+            raise InvalidArgumentError(
+                f"lock {self.dir}: this task already holds it through this Lock object",
+                hint="a Lock is not re-entrant; use a second Lock object to queue a second contender",
+            )
+        lease = await self.acquire()
+        hold = _Hold(lease, task)
+        self._holds[task] = hold
+        hold.unsubscribe = lease.session.on_state_change(hold.on_state)
+        if lease.lost_while_held:  # lost before the body even started
+            await self.__aexit__(None, None, None)
         return lease
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        lease, task = self._held, self._task
-        self._held = self._task = None
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        if lease is None:
+        hold = self._holds.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+        if hold is None:
             return
+        hold.unsubscribe()
+        lease = hold.lease
         if lease.lost_while_held:
-            if task is not None and task.cancelling():
-                task.uncancel()
+            if hold.cancelled and hold.task.cancelling():
+                hold.task.uncancel()
             lease.released = True
             raise SessionExpiredError(
                 f"lock {self.dir}: the session was lost while the lock was held (token {lease.token}); "
@@ -228,3 +237,26 @@ class Lock:
                 hint="the lock may already belong to another holder; fence writes with the token",
             )
         await asyncio.shield(self.client.spawn(lease.release()))
+
+
+class _Hold:
+    """One task's stay inside ``async with lock``: the lease, and the body's task to cancel if it is lost."""
+
+    def __init__(self, lease: LockLease, task: asyncio.Task[Any]) -> None:
+        self.lease = lease
+        self.task = task
+        self.cancelled = False  # this hold cancelled the task (and so undoes that cancellation on exit)
+        self.unsubscribe: Callable[[], None] = lambda: None
+
+    def on_state(self, session: Session, state: LeaseState) -> None:
+        lease = self.lease
+        if state is not LeaseState.EXPIRED or lease.released or lease.lost_while_held:
+            return
+        lease.lost_while_held = True
+        if asyncio.current_task() is self.task:
+            # The body itself found the loss (``lease.check()``, or an operation that checks the session) and is
+            # about to get SessionExpiredError from it: cancelling its own task would leave a cancellation
+            # pending for its next await, after it has handled that error.
+            return
+        self.cancelled = True
+        self.task.cancel(f"nuwa session {session.session_id:#x} lost: lock {lease.lock.dir} is no longer held")
