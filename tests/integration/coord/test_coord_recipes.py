@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,13 @@ from feitian.coord import (
     SetOp,
     register,
 )
-from feitian.errors import ConflictError, DeadlineExceededError, SessionExpiredError, UnavailableError
+from feitian.errors import (
+    ConflictError,
+    DeadlineExceededError,
+    NotFoundError,
+    SessionExpiredError,
+    UnavailableError,
+)
 from feitian.rpc import CallContext, Client, ClientConfig, Server, ServerConfig
 from feitian.testing.clock import ShiftedClock
 from feitian.testing.coord import CoordReplicas
@@ -76,7 +83,10 @@ async def test_an_exclusive_lock_passes_to_the_next_holder_with_a_larger_token(
 
 
 async def _count(client: CoordClient, directory: str, n: int) -> bool:
-    return len((await client.list(directory)).children) == n
+    try:
+        return len((await client.list(directory)).children) == n
+    except NotFoundError:
+        return n == 0
 
 
 async def _empty(client: CoordClient, directory: str) -> bool:
@@ -193,7 +203,7 @@ async def test_election_campaign_observe_and_resign(nuwa: CoordReplicas, rpc: Cl
         lead_a = await a.election(name).campaign(b"alpha").acquire(timeout_s=5)
         assert (await asyncio.wait_for(anext(observed), 10)).value == b"alpha"  # type: ignore[union-attr]
         candidate_b = asyncio.ensure_future(b.election(name).campaign(b"beta").acquire())
-        await asyncio.sleep(0.2)
+        await wait_for_condition(lambda: _count(a, f"/elections/{name}/", 2), 10, "b stands as a candidate")
         assert not candidate_b.done()
         leader = await b.election(name).leader()
         assert leader is not None and leader.value == b"alpha" and leader.token == lead_a.token
@@ -239,6 +249,38 @@ async def test_naming_cache_asks_once_and_follows_changes(nuwa: CoordReplicas, r
     finally:
         for client in clients:
             await client.close()
+
+
+async def test_a_change_seen_while_a_lookup_is_answered_makes_its_answer_old(
+    nuwa: CoordReplicas, rpc: Client, base: str
+) -> None:
+    """The subscription can deliver a change before the reply of a lookup that was read before the change (they
+    travel separately): the lookup's answer is then installed Old and asked again, never kept as New."""
+    cache_client, server_client = nuwa_client(nuwa, rpc), nuwa_client(nuwa, rpc)
+    cache = NameCache(cache_client, root=base)
+    real_list = cache_client.list
+    registered: list[object] = []
+
+    async def list_then_register(path: str, **options: Any) -> Any:
+        try:
+            return await real_list(path, **options)  # NotFoundError: the directory does not exist yet
+        finally:
+            if path == f"{base}late/" and not registered:
+                registered.append(await _register(server_client, base, "late", "s1", "tcp://127.0.0.1:1009"))
+                await wait_for_condition(
+                    lambda: cache._changed_during.get("late", -1) > 0, 10, "the subscription saw the registration"
+                )
+
+    try:
+        assert await cache.resolve("first") == []  # starts the subscription
+        cache_client.list = list_then_register  # type: ignore[method-assign]
+        assert await cache.resolve("late") == []  # the answer read before the registration...
+        assert not cache.items["late"].fresh  # ...is Old
+        assert await cache.resolve("late") == ["tcp://127.0.0.1:1009"]
+        await cache.close()
+    finally:
+        await cache_client.close()
+        await server_client.close()
 
 
 async def _register(client: CoordClient, root: str, name: str, server: str, address: str) -> object:
@@ -297,7 +339,7 @@ async def test_barrier_and_queue(nuwa: CoordReplicas, rpc: Client, base: str) ->
     clients = [nuwa_client(nuwa, rpc) for _ in range(3)]
     try:
         entered = [asyncio.ensure_future(Barrier(c, f"{base}b", 3).wait(f"m{i}")) for i, c in enumerate(clients[:2])]
-        await asyncio.sleep(0.2)
+        await wait_for_condition(lambda: _count(clients[0], f"{base}b/", 2), 10, "two members entered")
         assert not any(e.done() for e in entered)
         entered.append(asyncio.ensure_future(Barrier(clients[2], f"{base}b", 3).wait("m2")))
         assert await asyncio.wait_for(asyncio.gather(*entered), 10) == [3, 3, 3]
@@ -308,6 +350,33 @@ async def test_barrier_and_queue(nuwa: CoordReplicas, rpc: Client, base: str) ->
             await queue[2].put(b"item-%d" % i)
         got = await asyncio.wait_for(asyncio.gather(*consumers, queue[2].get(), queue[0].get()), 10)
         assert sorted(got) == [b"item-0", b"item-1", b"item-2", b"item-3"]  # each taken exactly once
+        with pytest.raises(DeadlineExceededError):
+            await queue[0].get(timeout_s=0.3)
     finally:
         for client in clients:
             await client.close()
+
+
+async def test_a_barrier_stays_open_when_a_member_that_passed_leaves(
+    nuwa: CoordReplicas, rpc: Client, base: str
+) -> None:
+    """Member a passes (two of two entered) and leaves at once, its session and node with it, before b has
+    looked: b still passes — the barrier was opened for good, not counted again."""
+    a, b = nuwa_client(nuwa, rpc), nuwa_client(nuwa, rpc)
+    a_left = asyncio.Event()
+    real_list = b.list
+
+    async def list_after_a_left(path: str, **options: Any) -> Any:
+        await a_left.wait()
+        return await real_list(path, **options)
+
+    b.list = list_after_a_left  # type: ignore[method-assign]
+    try:
+        waiting = asyncio.ensure_future(Barrier(b, f"{base}b2", 2).wait("b"))
+        assert await asyncio.wait_for(Barrier(a, f"{base}b2", 2).wait("a"), 10) == 2
+        await a.close()
+        a_left.set()
+        assert await asyncio.wait_for(waiting, 10) == 1  # only b is left, and it passed
+    finally:
+        await a.close()
+        await b.close()

@@ -288,6 +288,16 @@ def test_list_pages_in_name_order() -> None:
     assert [c.path for c in page.children] == ["/d/a0"] and page.more
 
 
+def test_a_read_of_a_missing_node_says_at_which_revision_it_was_missing(h: Harness) -> None:
+    """A reader that finds nothing watches for the node's creation from the revision of that answer; one read
+    later (a separate request) could be past the creation and miss it."""
+    h.create("/other", b"x")
+    for read in (lambda: h.sm.list("/d/"), lambda: h.sm.get("/d/f"), lambda: h.sm.stat("/d/f")):
+        with pytest.raises(NotFoundError) as caught:
+            read()
+        assert caught.value.fields["revision"] == h.sm.revision == 1
+
+
 def test_select_node_children_and_subtree_in_path_order(h: Harness) -> None:
     for path in ["/s/", "/s/a", "/s/a-x/", "/s/a-x/k", "/s/b/", "/s/b/c/", "/s/b/c/d", "/s/b0", "/t"]:
         h.create(path)

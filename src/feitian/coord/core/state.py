@@ -54,8 +54,8 @@ from feitian.coord.core.results import (
 )
 from feitian.coord.core.sessions import SessionTable
 from feitian.coord.core.snapshot import decode_snapshot, encode_snapshot
-from feitian.coord.core.tree import Tree
-from feitian.errors import FeitianError, InvalidArgumentError, SessionExpiredError
+from feitian.coord.core.tree import Node, Tree
+from feitian.errors import FeitianError, InvalidArgumentError, NotFoundError, SessionExpiredError
 
 __all__ = ["Applied", "CoordStateMachine"]
 
@@ -274,12 +274,12 @@ class CoordStateMachine:
 
     def get(self, path: str) -> GetResult:
         validate_path("get", path, self.limits)
-        node = self.tree.require("get", path)
+        node = self._require("get", path)
         return GetResult(stat=node.stat(), value=node.value, revision=self.revision)
 
     def stat(self, path: str) -> StatResult:
         validate_path("stat", path, self.limits)
-        return StatResult(stat=self.tree.require("stat", path).stat(), revision=self.revision)
+        return StatResult(stat=self._require("stat", path).stat(), revision=self.revision)
 
     def exists(self, path: str) -> ExistsResult:
         validate_path("exists", path, self.limits)
@@ -291,9 +291,18 @@ class CoordStateMachine:
         validate_path("list", path, self.limits)
         if not is_directory(path):
             raise InvalidArgumentError(f"list {path}: not a directory path (it ends with '/')", hint=f"use {path}/")
-        node = self.tree.require("list", path)
+        node = self._require("list", path)
         children, more = self.tree.children_page(node, start_after, self._page(limit))
         return ListResult(directory=node.stat(), children=tuple(children), revision=self.revision, more=more)
+
+    def _require(self, op: str, path: str) -> Node:
+        """The node a read names; its NotFoundError carries ``revision``, the revision it was missing at, so a
+        reader can watch for its creation from there without missing it."""
+        try:
+            return self.tree.require(op, path)
+        except NotFoundError as exc:
+            exc.fields["revision"] = self.revision
+            raise
 
     def select(self, selector: Selector, *, start_after: str = "", limit: int | None = None) -> SelectResult:
         """The nodes ``selector`` covers now, in path order: what a watcher reloads after ``Compacted``."""

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from feitian.coord.recipes.lock import Lock, contenders, list_all
-from feitian.errors import NotFoundError
 
 if TYPE_CHECKING:
     from feitian.coord.client import CoordClient
@@ -54,10 +53,7 @@ class Election:
         return (await self._lookup())[0]
 
     async def _lookup(self) -> tuple[Leader | None, int]:
-        try:
-            children, values, revision = await list_all(self.client, self.dir, values=True)
-        except NotFoundError:
-            return None, (await self.client.exists(self.dir)).revision
+        children, values, revision = await list_all(self.client, self.dir, values=True, missing_ok=True)
         value_of = {c.path: v for c, v in zip(children, values, strict=True)}
         ranked = [c for c in contenders(self.dir, children) if c[1] == "candidate"]
         if not ranked:

@@ -63,14 +63,24 @@ def contenders(directory: str, children: list[NodeStat]) -> list[tuple[int, str,
 
 
 async def list_all(
-    client: CoordClient, directory: str, *, values: bool = False
+    client: CoordClient, directory: str, *, values: bool = False, missing_ok: bool = False
 ) -> tuple[list[NodeStat], list[bytes], int]:
-    """Every entry of ``directory`` (all pages), their values if asked, and the first page's revision."""
+    """Every entry of ``directory`` (all pages), their values if asked, and the first page's revision: watch
+    from it to miss no change. ``missing_ok``: a directory that does not exist lists as empty, at the revision
+    the service found it missing at (not a later one, which could hide its creation)."""
     children: list[NodeStat] = []
     found: list[bytes] = []
     start_after, revision = "", -1
     while True:
-        page = await client.list(directory, values=values, start_after=start_after)
+        try:
+            page = await client.list(directory, values=values, start_after=start_after)
+        except NotFoundError as exc:
+            if revision >= 0:  # removed after the first page: the events after its revision say so
+                return children, found, revision
+            missing_at = exc.fields.get("revision")
+            if not missing_ok or not isinstance(missing_at, int):
+                raise
+            return [], [], missing_at
         revision = page.revision if revision < 0 else revision
         children.extend(page.children)
         found.extend(page.values)

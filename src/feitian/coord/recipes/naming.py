@@ -38,6 +38,8 @@ __all__ = ["SERVICES_ROOT", "NameCache", "Registration", "register", "service_di
 
 SERVICES_ROOT = "/services/"
 RETRY_S = 0.5  # pause before registering again after a failure
+MAX_NAMES = 10_000  # names a NameCache keeps; beyond it the one cached longest is dropped (and asked again)
+UNKNOWN_CHANGE = 2**63 - 1  # "changed at some revision we cannot know": newer than any lookup
 
 
 def service_dir(name: str, root: str = SERVICES_ROOT) -> str:
@@ -117,14 +119,19 @@ class _Item:
 class NameCache:
     """Resolves service names to the addresses of their live servers (see the module docstring)."""
 
-    def __init__(self, client: CoordClient, root: str = SERVICES_ROOT) -> None:
+    def __init__(self, client: CoordClient, root: str = SERVICES_ROOT, *, max_names: int = MAX_NAMES) -> None:
         self.client = client
         self.root = root
+        self.max_names = max_names
         self.lookups = 0  # requests sent to the replicas for names
-        self.items: dict[str, _Item] = {}
+        self.items: dict[str, _Item] = {}  # at most max_names: the item cached longest goes first
         self._listeners: dict[str, list[Callable[[], None]]] = {}
         self._watching: asyncio.Task[None] | None = None
-        self._lookup_lock: dict[str, asyncio.Lock] = {}
+        self._lookup_lock: dict[str, asyncio.Lock] = {}  # names being looked up now
+        # For each name being looked up: the newest revision of a change seen for it meanwhile. The lookup's
+        # answer may be older than that change (its reply can arrive after the change's event): it is then
+        # installed Old, not New.
+        self._changed_during: dict[str, int] = {}
 
     async def resolve(self, name: str) -> list[str]:
         """The addresses registered for ``name`` (sorted by server name); [] if none."""
@@ -132,20 +139,34 @@ class NameCache:
         if item is not None and item.fresh:
             return list(item.addresses)
         lock = self._lookup_lock.setdefault(name, asyncio.Lock())
-        async with lock:  # one lookup at a time per name; the others take its answer
-            item = self.items.get(name)
-            if item is not None and item.fresh:
-                return list(item.addresses)
-            self.lookups += 1
-            try:
-                children, values, revision = await list_all(self.client, service_dir(name, self.root), values=True)
-            except NotFoundError:
-                children, values = [], []
-                revision = (await self.client.exists(self.root)).revision
-            addresses = [v.decode() for c, v in zip(children, values, strict=True) if not c.is_directory and v]
-            self.items[name] = _Item(addresses, revision)
-            self._start_watching(revision)
-            return list(addresses)
+        try:
+            async with lock:  # one lookup at a time per name; the others take its answer
+                item = self.items.get(name)
+                if item is not None and item.fresh:
+                    return list(item.addresses)
+                return await self._lookup(name)
+        finally:
+            if not lock.locked() and self._lookup_lock.get(name) is lock:
+                del self._lookup_lock[name]
+
+    async def _lookup(self, name: str) -> list[str]:
+        self.lookups += 1
+        self._changed_during[name] = -1
+        try:
+            children, values, revision = await list_all(
+                self.client, service_dir(name, self.root), values=True, missing_ok=True
+            )
+        finally:
+            changed = self._changed_during.pop(name)
+        addresses = [v.decode() for c, v in zip(children, values, strict=True) if not c.is_directory and v]
+        item = _Item(addresses, revision)
+        item.fresh = changed <= revision
+        self.items.pop(name, None)
+        self.items[name] = item
+        while len(self.items) > self.max_names:
+            del self.items[next(iter(self.items))]
+        self._start_watching(revision)
+        return list(addresses)
 
     def on_change(self, name: str, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` whenever ``name``'s item turns Old; returns an unsubscribe function."""
@@ -167,20 +188,26 @@ class NameCache:
             try:
                 async for item in watch:
                     if isinstance(item, Resync):
-                        for name in list(self.items):
-                            self._mark_old(name)
+                        self._mark_all_old()
                         continue
                     rest = item.path[len(self.root) :]
                     name = rest.split("/", 1)[0]
                     if name:
+                        if name in self._changed_during:
+                            self._changed_during[name] = max(self._changed_during[name], item.revision)
                         self._mark_old(name, item.revision)
             except asyncio.CancelledError:
                 raise
             except FeitianError as exc:  # no replica answered for a while: keep trying from the same revision
                 log.warning("nuwa name cache: subscription interrupted: %s", exc.message)
-                for name in list(self.items):
-                    self._mark_old(name)
+                self._mark_all_old()
                 await asyncio.sleep(RETRY_S)
+
+    def _mark_all_old(self) -> None:
+        for name in self._changed_during:  # lookups under way may miss what the gap held
+            self._changed_during[name] = UNKNOWN_CHANGE
+        for name in list(self.items):
+            self._mark_old(name)
 
     def _mark_old(self, name: str, revision: int | None = None) -> None:
         item = self.items.get(name)

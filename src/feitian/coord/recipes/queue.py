@@ -1,15 +1,16 @@
 """A queue (NUWA-6): ``put(value)`` appends a persistent sequential node; ``get()`` takes the oldest one — the
-delete (at the item's version) decides which consumer wins, so every item is taken exactly once — or waits for
+delete (at the item's version) decides which consumer wins, so every item is taken by one consumer — or waits for
 one. Items survive restarts and failovers (they are persistent nodes)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from feitian.coord.core import EventKind
 from feitian.coord.recipes.lock import list_all
 from feitian.coord.watch import Resync
-from feitian.errors import ConflictError, NotFoundError
+from feitian.errors import ConflictError, DeadlineExceededError, NotFoundError
 
 if TYPE_CHECKING:
     from feitian.coord.client import CoordClient
@@ -26,20 +27,28 @@ class Queue:
         created = await self.client.create(self.dir + "item-", value, sequential=True, parents=True)
         return created.stat.path
 
-    async def get(self) -> bytes:
-        """Take the oldest item, waiting for one if the queue is empty."""
+    async def get(self, *, timeout_s: float | None = None) -> bytes:
+        """Take the oldest item, waiting for one if the queue is empty; DeadlineExceededError if none came within
+        ``timeout_s``. The timeout only ever interrupts the wait: a take under way (its delete sent) finishes
+        and returns the item. Cancelling ``get()`` instead may lose an item whose delete was already sent —
+        it is taken, but nobody receives it."""
+        loop = asyncio.get_running_loop()
+        give_up = None if timeout_s is None else loop.time() + timeout_s
         while True:
-            try:
-                children, values, revision = await list_all(self.client, self.dir, values=True)
-            except NotFoundError:
-                children, values, revision = [], [], (await self.client.exists(self.dir)).revision
+            children, values, revision = await list_all(self.client, self.dir, values=True, missing_ok=True)
             for stat, value in zip(children, values, strict=True):
                 try:
                     await self.client.delete(stat.path, version=stat.version)
                 except (NotFoundError, ConflictError):
                     continue  # another consumer took it
                 return value
-            async with self.client.watch(self.dir, since=revision) as watch:
-                async for event in watch:
-                    if isinstance(event, Resync) or event.kind is EventKind.CREATED:
-                        break
+            left = None if give_up is None else give_up - loop.time()
+            if left is not None and left <= 0:
+                raise DeadlineExceededError(f"queue {self.dir}: no item within {timeout_s}s")
+            try:
+                async with asyncio.timeout(left), self.client.watch(self.dir, since=revision) as watch:
+                    async for event in watch:
+                        if isinstance(event, Resync) or event.kind is EventKind.CREATED:
+                            break
+            except TimeoutError:
+                raise DeadlineExceededError(f"queue {self.dir}: no item within {timeout_s}s") from None
