@@ -104,11 +104,10 @@ class ReplicaRouter:
                 hint = str(exc.fields.get("leader_hint") or "")
                 if leader:
                     # Follow the hint at once, unless it names a replica that just failed (an old leader that a
-                    # follower has not yet heard is gone).
+                    # follower has not yet heard is gone). A hop still counts as a failure: replicas with stale
+                    # hints naming each other pause the caller every round, not spin until the deadline.
                     usable = hint and hint != target and not self._avoided(hint)
                     self.leader = hint if usable else None
-                    if self.leader is not None:
-                        continue
                 else:
                     self.move_on(target)
             except (ConnectionLostError, UnavailableError, DeadlineExceededError) as exc:

@@ -36,6 +36,7 @@ from feitian.coord.core import (
 from feitian.coord.messages import ListReply
 from feitian.coord.recipes.lock import Lock, LockLease
 from feitian.coord.watch import Resync
+from feitian.errors import SessionExpiredError
 from feitian.rpc import Client, ClientConfig
 from feitian.rpc.security import ClientTls, Credentials
 from feitian.runtime.loop_thread import LoopThread
@@ -159,5 +160,17 @@ class SyncLock:
     def __enter__(self) -> LockLease:
         return self.acquire()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        """Release; if the session was lost while the body ran (a synchronous body cannot be interrupted),
+        raise SessionExpiredError so the caller does not take the body's work as done under the lock."""
+        lease = self.lease
+        lost = lease is not None and lease.lost
         self.release()
+        if lost and exc_type is None:
+            assert lease is not None
+            raise SessionExpiredError(
+                f"lock {self.lock.dir}: the session was lost while the lock was held (token {lease.token})",
+                session_id=lease.session.session_id,
+                token=lease.token,
+                hint="the lock may already belong to another holder; fence writes with the token",
+            )

@@ -38,8 +38,9 @@ DEFAULT_WAIT_MS = 10_000
 
 
 class Resync(msgspec.Struct, frozen=True, kw_only=True):
-    """Events after ``compacted.since`` are gone; ``nodes`` is the current state the selector covers, read at
-    ``revision``; events continue after ``revision``."""
+    """Events after ``compacted.since`` are gone; ``nodes`` is the current state the selector covers, read from
+    ``revision`` on (a large state is read in pages, the later ones at later revisions); events continue after
+    ``revision``, so a change made while the pages were read may appear both in ``nodes`` and as an event."""
 
     compacted: Compacted
     nodes: tuple[NodeStat, ...]

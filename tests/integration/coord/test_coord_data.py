@@ -19,6 +19,7 @@ from feitian.errors import (
     SessionExpiredError,
 )
 from feitian.rpc import Client
+from feitian.testing.clock import ShiftedClock
 from feitian.testing.coord import CoordReplicas
 from feitian.testing.waiting import wait_for_condition
 
@@ -190,6 +191,17 @@ def test_the_synchronous_client(nuwa: CoordReplicas, base: str) -> None:
         events = nc.watch(f"{base}conf", since=since, count=1, timeout_s=10)
         assert [e.path for e in events] == [f"{base}conf"]  # type: ignore[union-attr]
         assert nc.list(base).names == ["conf", "lock/"]
+
+
+def test_a_synchronous_lock_body_that_outlived_its_session_is_told_on_exit(nuwa: CoordReplicas, base: str) -> None:
+    """A synchronous body cannot be cancelled: leaving ``with nuwa.lock(...)`` after the session was lost raises
+    SessionExpiredError, so the caller does not take the body's work as done under the lock."""
+    clock = ShiftedClock()
+    with SyncCoordClient(nuwa.address_list, session_ttl_ms=8000, clock=clock) as nc:
+        with pytest.raises(SessionExpiredError, match="lost while the lock was held"), nc.lock(f"{base}slow"):
+            clock.advance(6)  # the body "ran" past the client lease
+        with nc.lock(f"{base}slow") as lease:  # a new session takes it again (once the old one is gone)
+            lease.check()
 
 
 async def test_concurrent_writes_of_one_client_travel_in_batches_and_each_gets_its_own_answer(

@@ -3,14 +3,17 @@ selectors from paths, lock contender ordering, transaction operations from the C
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from feitian.cli.coord import parse_ops
+from feitian.coord.connection import ReplicaRouter
 from feitian.coord.core import CheckOp, CreateOp, DeleteOp, NodeStat, Selector, SetOp
-from feitian.coord.messages import TxnRequest, txn_resource
+from feitian.coord.messages import StatusRequest, TxnRequest, txn_resource
 from feitian.coord.recipes.lock import contenders
 from feitian.coord.watch import selector_for
-from feitian.errors import InvalidArgumentError
+from feitian.errors import InvalidArgumentError, NotLeaderError, UnavailableError
 
 
 @pytest.mark.parametrize(
@@ -70,3 +73,22 @@ def test_transaction_operations_from_json() -> None:
     for bad in ("{}", "[1]", '[{"op": "move", "path": "/a"}]', '[{"op": "set", "path": "/a"}]', "not json"):
         with pytest.raises(InvalidArgumentError):
             parse_ops(bad)
+
+
+async def test_stale_leader_hints_naming_each_other_pause_the_caller_instead_of_spinning() -> None:
+    """Two followers that each name the other as leader (both stale, during an election): following a hint
+    counts as a failed attempt, so the router pauses every round instead of bouncing until its deadline."""
+
+    class Stale:
+        calls = 0
+
+        async def call(self, target: str, request: object, timeout: float) -> object:
+            self.calls += 1
+            await asyncio.sleep(0)
+            raise NotLeaderError("not the leader", leader_hint="tcp://b" if target == "tcp://a" else "tcp://a")
+
+    rpc = Stale()
+    router = ReplicaRouter(rpc, ["tcp://a", "tcp://b"], timeout_s=0.3)  # type: ignore[arg-type]
+    with pytest.raises(UnavailableError):
+        await router.call(StatusRequest(), leader=True)
+    assert 2 <= rpc.calls <= 30

@@ -49,6 +49,7 @@ __all__ = ["CONTENDER_NAME", "Lock", "LockLease", "contenders"]
 
 CONTENDER_NAME = re.compile(r"^(lock|read|candidate)-(\d{10})$")
 EXCLUSIVE, SHARED = "lock-", "read-"
+POLL_MS = 2_000  # the longest poll of a waiter watching its predecessor
 
 
 def contenders(directory: str, children: list[NodeStat]) -> list[tuple[int, str, NodeStat]]:
@@ -180,7 +181,9 @@ class Lock:
             raise
 
     async def _wait_gone(self, path: str, revision: int, session: Session) -> None:
-        watch = self.client.watch(Selector.node(path), since=revision)
+        # Short polls: a waiter whose replica froze (SIGSTOP, a partition) moves to another within a poll and an
+        # attempt timeout, not after a long poll's 10 s — the lock still passes on within the session TTL.
+        watch = self.client.watch(Selector.node(path), since=revision, wait_ms=min(self.client.watch_wait_ms, POLL_MS))
         lost = asyncio.ensure_future(session.wait_lost())
         following: asyncio.Future[Event | Resync] | None = None
         try:
