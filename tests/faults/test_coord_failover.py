@@ -24,6 +24,7 @@ import pytest
 from feitian.coord import CoordClient, Event, EventKind
 from feitian.coord.messages import ListRequest
 from feitian.errors import FeitianError, SessionExpiredError
+from feitian.replica.options import ReplicaOptions
 from feitian.rpc import Client
 from feitian.runtime.procs import ProcessRef, signal_process, start_time_of
 from feitian.testing.cli import FEITIAN
@@ -46,7 +47,7 @@ async def replicas(tmp_path: Path) -> AsyncIterator[CoordReplicas]:
 
 
 async def test_sigkill_the_leader_during_writes_repeatedly(replicas: CoordReplicas) -> None:
-    await kill_leaders_during_writes(replicas, rounds=2)
+    await kill_leaders_during_writes(replicas, rounds=3)
 
 
 @pytest.mark.slow
@@ -56,19 +57,30 @@ async def test_soak_sigkill_the_leader_ten_times(replicas: CoordReplicas) -> Non
 
 
 async def kill_leaders_during_writes(replicas: CoordReplicas, rounds: int) -> None:
+    """Writers create nodes while, each round, a replica is SIGKILLed and restarted: the leader in even rounds,
+    in odd ones the replica the subscription is reading from (the leader too, sometimes). A subscriber follows
+    a known sequence live throughout, and must keep receiving it after every kill."""
     rpc = await replicas.rpc()
-    writers = [replicas.client(rpc, session_ttl_ms=TTL_MS) for _ in range(4)]
-    observer = replicas.client(rpc, session_ttl_ms=TTL_MS, watch_wait_ms=1000)
+    writers = [replicas.client(rpc) for _ in range(4)]
+    observer = replicas.client(rpc, watch_wait_ms=1000)  # the default session TTL
     acked: set[str] = set()
     sequence: list[str] = []  # written one at a time, in this order
+    seen: list[str] = []  # what the subscription delivered, as it arrived
     errors: list[BaseException] = []
     stop = asyncio.Event()
+    follower: asyncio.Future[None] | None = None
     try:
         await observer.create("/w/", parents=True)
         session = await observer.session()
         await observer.create("/alive", b"", ephemeral=True)
         watch = observer.watch("/seq/")
         await watch.start()
+
+        async def follow() -> None:
+            while True:
+                item = await watch.next()
+                assert isinstance(item, Event) and item.kind is EventKind.CREATED, item
+                seen.append(item.path)
 
         async def write(w: int, client: CoordClient) -> None:
             n = 0
@@ -89,6 +101,13 @@ async def kill_leaders_during_writes(replicas: CoordReplicas, rounds: int) -> No
                 sequence.append(created.stat.path)
                 n += 1
 
+        def following(count: int) -> bool:
+            assert follower is not None
+            if follower.done():
+                follower.result()  # a wrong event: raise it here
+            return len(seen) >= count
+
+        follower = asyncio.ensure_future(follow())
         tasks = [asyncio.ensure_future(write(w, c)) for w, c in enumerate(writers[:3])]
         tasks.append(asyncio.ensure_future(write_sequence(writers[3])))
         for round_ in range(rounds):
@@ -96,12 +115,13 @@ async def kill_leaders_during_writes(replicas: CoordReplicas, rounds: int) -> No
             await wait_for_condition(lambda t=target: len(acked) >= t, 60, "writes flow")  # type: ignore[misc]
             leader = await replicas.leader(rpc)
             assert leader is not None
-            # Every other round, the replica the subscription is reading from (which may be the leader).
             watched = next(i for i, a in replicas.addresses.items() if a == observer.router.current)
             victim = leader if round_ % 2 == 0 else watched
             await asyncio.to_thread(replicas.kill, victim)
             target = len(acked) + 100
             await wait_for_condition(lambda t=target: len(acked) >= t, 60, "writes go on after the election")  # type: ignore[misc]
+            count = len(sequence) + 1  # + the creation of /seq/ itself
+            await wait_for_condition(lambda c=count: following(c), 30, "the subscription goes on after the kill")  # type: ignore[misc]
             await asyncio.to_thread(replicas.start, victim)
         stop.set()
         await asyncio.gather(*tasks)
@@ -125,19 +145,18 @@ async def kill_leaders_during_writes(replicas: CoordReplicas, rounds: int) -> No
             assert {c.path for c in listing.children} == acked
         assert max(s.replica.snapshot_index for s in (await replicas.statuses(rpc)).values()) > 1  # compacted
 
-        # The subscription saw the whole known sequence, in order, across both failovers.
-        seen: list[str] = []
-        while len(seen) < len(sequence) + 1:  # + the creation of /seq/ itself
-            item = await watch.next(30)
-            assert isinstance(item, Event) and item.kind is EventKind.CREATED
-            seen.append(item.path)
+        # The subscription saw the whole known sequence, in order, live across every kill.
+        await wait_for_condition(lambda: following(len(sequence) + 1), 30, "the subscription delivers the rest")
         assert seen == ["/seq/", *sequence]
 
-        # The session lived through both failovers: its ephemeral node is still there.
+        # The session lived through every failover: its ephemeral node is still there.
         assert not session.lost.is_set() and session.alive, session.lost_reason
         assert (await observer.exists("/alive")).exists
     finally:
         stop.set()
+        if follower is not None:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
         for client in (*writers, observer):
             await client.close()
         await rpc.close()
@@ -146,6 +165,10 @@ async def kill_leaders_during_writes(replicas: CoordReplicas, rounds: int) -> No
 async def _converged(replicas: CoordReplicas, rpc: Client) -> bool:
     statuses = await replicas.statuses(rpc)
     return len(statuses) == len(replicas.ids) and len({s.replica.applied_index for s in statuses.values()}) == 1
+
+
+async def _contenders(client: CoordClient, n: int) -> bool:
+    return len((await client.list("/locks/failover/")).children) == n
 
 
 def holder_process(cluster_dir: str, path: str, ttl_ms: int | None = TTL_MS) -> tuple[subprocess.Popen[str], int]:
@@ -171,9 +194,14 @@ async def test_lock_failover_after_sigkill_of_the_holder_process(replicas: Coord
     assert failover_s <= TTL_MS / 1000 + 0.5
 
 
-@pytest.mark.slow
-async def test_lock_failover_with_default_settings_is_under_10_s(replicas: CoordReplicas) -> None:
-    assert await lock_failover(replicas, None) < 10.0
+async def test_lock_failover_with_default_settings_is_under_10_s(tmp_path: Path) -> None:
+    """The default session TTL (8 s) and the default Raft timing (election_ticks 20)."""
+    rs = CoordReplicas(tmp_path / "nuwa", 3, election_ticks=ReplicaOptions(id=1, peers={}).election_ticks)
+    await asyncio.to_thread(rs.start_all)
+    try:
+        assert await lock_failover(rs, None) < 10.0
+    finally:
+        assert await asyncio.to_thread(rs.stop) == []
 
 
 async def lock_failover(replicas: CoordReplicas, ttl_ms: int | None) -> float:
@@ -184,7 +212,7 @@ async def lock_failover(replicas: CoordReplicas, ttl_ms: int | None) -> float:
     waiter = replicas.client(rpc)
     try:
         waiting = asyncio.ensure_future(waiter.lock("/locks/failover").acquire())
-        await asyncio.sleep(0.5)
+        await wait_for_condition(lambda: _contenders(waiter, 2), 10, "the waiter queues behind the holder")
         assert not waiting.done()
         killed_at = time.monotonic()
         proc.send_signal(signal.SIGKILL)
