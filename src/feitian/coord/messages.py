@@ -2,8 +2,8 @@
 
 Every request names the path it touches; the service checks the caller's capabilities on ``coord:<path>``
 before the request is queued (``requires(...)`` below): reads need ``read``, creates ``create``, sets
-``write``, deletes ``delete``. A transaction needs ``write`` on the deepest directory that holds every path
-it touches (:func:`txn_resource`). Sessions need an authenticated caller only (a session grants nothing by
+``write``, deletes ``delete``. A transaction needs, for each of its operations, the right that operation
+would need alone (``read`` for a check). Sessions need an authenticated caller only (a session grants nothing by
 itself; the state machine lets only its owner use it). Snapshots need ``admin`` on ``coord:/``.
 
 Writes carry ``client_id`` + ``request_seq`` so that a retry after a lost reply or a leader failover returns
@@ -18,9 +18,12 @@ from typing import Any, ClassVar
 import msgspec
 
 from feitian.coord.core import (
+    CheckOp,
     Compacted,
     Created,
+    CreateOp,
     Deleted,
+    DeleteOp,
     Event,
     ExistsResult,
     GetResult,
@@ -31,6 +34,7 @@ from feitian.coord.core import (
     SessionClosed,
     SessionCreated,
     SessionInfo,
+    SetOp,
     StatResult,
     TxnCommitted,
     Updated,
@@ -65,7 +69,6 @@ __all__ = [
     "WriteBatchReply",
     "WriteBatchRequest",
     "WriteRequest",
-    "txn_resource",
 ]
 
 
@@ -276,28 +279,25 @@ def _resource(path: str) -> str:
     return f"coord:{path}"
 
 
-def txn_resource(request: TxnRequest) -> str:
-    """``coord:<dir>`` for the deepest directory holding every path of the transaction (``coord:/`` at worst;
-    a single path: the path itself)."""
-    common: list[str] | None = None
-    for op in request.ops:
-        segments = [s for s in op.path.split("/") if s]
-        if common is None:
-            common = segments
-            continue
-        n = 0
-        while n < min(len(common), len(segments)) and common[n] == segments[n]:
-            n += 1
-        common = common[:n]
-    return _resource("/" + "/".join(common or []))
-
-
 READ_RULE: MethodRule[Any] = requires(Right.READ, lambda r: _resource(r.path))
 SELECT_RULE: MethodRule[Any] = requires(Right.READ, lambda r: _resource(r.selector.path))
 CREATE_RULE: MethodRule[Any] = requires(Right.CREATE, lambda r: _resource(r.path))
 SET_RULE: MethodRule[Any] = requires(Right.WRITE, lambda r: _resource(r.path))
 DELETE_RULE: MethodRule[Any] = requires(Right.DELETE, lambda r: _resource(r.path))
-TXN_RULE: MethodRule[Any] = requires(Right.WRITE, txn_resource)
+
+
+def _txn_rules(request: TxnRequest) -> list[tuple[MethodRule[Any], Any]]:
+    return [(_OP_RULES[type(op)], op) for op in request.ops]
+
+
+# A transaction needs, for each operation, the right it would need alone (read for a check).
+_OP_RULES: dict[type, MethodRule[Any]] = {
+    CreateOp: CREATE_RULE,
+    SetOp: SET_RULE,
+    DeleteOp: DELETE_RULE,
+    CheckOp: READ_RULE,
+}
+TXN_RULE: MethodRule[Any] = requires_each(_txn_rules)
 SESSION_RULE: MethodRule[Any] = requires_authentication()
 
 

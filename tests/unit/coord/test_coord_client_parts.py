@@ -10,25 +10,30 @@ import pytest
 from feitian.cli.coord import parse_ops
 from feitian.coord.connection import ReplicaRouter
 from feitian.coord.core import CheckOp, CreateOp, DeleteOp, NodeStat, Selector, SetOp
-from feitian.coord.messages import StatusRequest, TxnRequest, txn_resource
+from feitian.coord.messages import TXN_RULE, StatusRequest, TxnRequest
 from feitian.coord.recipes.lock import contenders
 from feitian.coord.watch import selector_for
 from feitian.errors import InvalidArgumentError, NotLeaderError, UnavailableError
+from feitian.security.core import Right
 
 
-@pytest.mark.parametrize(
-    ("paths", "resource"),
-    [
-        (["/a/b"], "coord:/a/b"),
-        (["/a/x", "/a/y"], "coord:/a"),
-        (["/apps/web/conf", "/apps/web/"], "coord:/apps/web"),
-        (["/locks/j/lock-1", "/apps/conf"], "coord:/"),
-        (["/a", "/ab"], "coord:/"),  # segments, not characters
-        (["/"], "coord:/"),
-    ],
-)
-def test_a_transaction_is_authorized_on_the_deepest_common_directory(paths: list[str], resource: str) -> None:
-    assert txn_resource(TxnRequest(ops=tuple(CheckOp(path=p) for p in paths))) == resource
+def test_a_transaction_needs_for_each_operation_the_right_it_would_need_alone() -> None:
+    request = TxnRequest(
+        ops=(
+            CheckOp(path="/a/c"),
+            CreateOp(path="/a/n"),
+            SetOp(path="/b/s", value=b""),
+            DeleteOp(path="/a/d"),
+        )
+    )
+    assert TXN_RULE.each is not None
+    needed = [(rule.right, rule.resource_for(op)) for rule, op in TXN_RULE.each(request)]
+    assert needed == [
+        (Right.READ, "coord:/a/c"),
+        (Right.CREATE, "coord:/a/n"),
+        (Right.WRITE, "coord:/b/s"),
+        (Right.DELETE, "coord:/a/d"),
+    ]
 
 
 def test_selectors_from_paths() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coord_fixtures import ALICE, Harness
+from coord_fixtures import ALICE, BOB, Harness
 
 from feitian.coord.core import (
     CloseSession,
@@ -17,11 +17,12 @@ from feitian.coord.core import (
     SessionsExpired,
     encode_command,
 )
+from feitian.coord.core.dedupe import client_key
 from feitian.errors import AlreadyExistsError, ConflictError, InvalidArgumentError, SessionExpiredError
 
 
-def seq_create(seq: int, client: str = "client-1", **kw: object) -> CreateNode:
-    return CreateNode(principal=ALICE, path="/q/job-", sequential=True, client_id=client, request_seq=seq, **kw)  # type: ignore[arg-type]
+def seq_create(seq: int, client: str = "client-1", principal: str = ALICE, **kw: object) -> CreateNode:
+    return CreateNode(principal=principal, path="/q/job-", sequential=True, client_id=client, request_seq=seq, **kw)  # type: ignore[arg-type]
 
 
 def test_a_retried_sequential_create_returns_the_original_node() -> None:
@@ -86,9 +87,9 @@ def test_clients_are_forgotten_with_their_session() -> None:
     assert h.apply(CreateSession(principal=ALICE, ttl_ms=5_000, client_id="c", request_seq=1)) == session
     created = h.ok(seq_create(2, client="c", session_id=session.session_id, ephemeral=True), Created)
     assert h.apply(seq_create(2, client="c", session_id=session.session_id, ephemeral=True)) == created
-    assert "c" in h.sm.dedupe.clients
+    assert client_key(ALICE, "c") in h.sm.dedupe.clients
     h.ok(ExpireSessions(session_ids=(session.session_id,), epoch=0), SessionsExpired)
-    assert "c" not in h.sm.dedupe.clients and not h.sm.dedupe.by_session
+    assert client_key(ALICE, "c") not in h.sm.dedupe.clients and not h.sm.dedupe.by_session
     # The retry now meets the dead session, not a second create.
     assert isinstance(h.apply(seq_create(2, client="c", session_id=session.session_id)), SessionExpiredError)
 
@@ -108,7 +109,7 @@ def test_the_number_of_clients_remembered_is_bounded_least_recently_used_first()
     h.ok(seq_create(1, client="b"), Created)
     assert h.apply(seq_create(1, client="a")) == a  # touches a: b is now the least recently used
     h.ok(seq_create(1, client="c"), Created)
-    assert list(h.sm.dedupe.clients) == ["a", "c"]
+    assert [r.client_id for r in h.sm.dedupe.clients.values()] == ["a", "c"]
     again = h.ok(seq_create(1, client="b"), Created)  # b was forgotten: its retry executes again
     assert again.stat.path == "/q/job-0000000003"
 
@@ -128,7 +129,31 @@ def test_a_write_made_without_the_session_is_still_remembered_after_the_session_
     h.ok(seq_create(1, client="c", session_id=session), Created)
     sessionless = h.ok(seq_create(2, client="c"), Created)
     h.ok(ExpireSessions(session_ids=(session,), epoch=0), SessionsExpired)
-    assert list(h.sm.dedupe.clients["c"].results) == [2] and not h.sm.dedupe.by_session
+    assert list(h.sm.dedupe.clients[client_key(ALICE, "c")].results) == [2] and not h.sm.dedupe.by_session
     assert h.apply(seq_create(2, client="c")) == sessionless
     assert isinstance(h.apply(seq_create(1, client="c", session_id=session)), SessionExpiredError)
     assert h.sm.list("/q/").directory.children == 2
+
+
+def test_another_principal_with_the_same_client_id_is_another_client() -> None:
+    """A client id names a client within its principal: another principal reusing it (by mistake or on purpose)
+    neither gets the first one's stored results nor disturbs them."""
+    h = Harness()
+    h.create("/q/")
+    alices = h.ok(seq_create(1, client="shared"), Created)
+    bobs = h.ok(seq_create(1, client="shared", principal=BOB), Created)
+    assert bobs.stat.path != alices.stat.path and bobs.stat.creator == BOB
+    assert h.apply(seq_create(1, client="shared")) == alices
+    assert h.apply(seq_create(1, client="shared", principal=BOB)) == bobs
+
+
+def test_a_sequence_number_reused_for_another_request_is_refused() -> None:
+    """A retry repeats its request exactly; the same (client, request_seq) with another request is a client bug,
+    refused instead of answered with the first request's result."""
+    h = Harness()
+    h.create("/q/")
+    h.ok(seq_create(1, client="c"), Created)
+    other = CreateNode(principal=ALICE, path="/q/other", client_id="c", request_seq=1)
+    error = h.apply(other)
+    assert isinstance(error, InvalidArgumentError) and "already used for a different request" in error.message
+    assert h.sm.exists("/q/other").stat is None

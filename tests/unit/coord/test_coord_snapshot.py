@@ -12,6 +12,7 @@ from feitian.coord.core import (
     CreateSession,
     ExpireSessions,
     Selector,
+    SetNode,
     StartLeaderTerm,
     encode_command,
 )
@@ -63,7 +64,9 @@ def test_the_remembered_error_survives_as_the_same_error() -> None:
     h = busy()
     other = CoordStateMachine()
     other.restore(h.sm.snapshot())
-    retry = other.apply(100, encode_command(CreateNode(principal=ALICE, path="/x", client_id="a", request_seq=2)))
+    retry = other.apply(
+        100, encode_command(SetNode(principal=ALICE, path="/cfg/missing", value=b"", client_id="a", request_seq=2))
+    )
     assert isinstance(retry, NotFoundError)
     assert retry.message == "set /cfg/missing: node does not exist" and retry.fields == {"path": "/cfg/missing"}
 

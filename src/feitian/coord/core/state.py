@@ -7,6 +7,7 @@ saw with the revision they saw it at.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from feitian.coord.core.commands import (
@@ -26,6 +27,7 @@ from feitian.coord.core.commands import (
     StartLeaderTerm,
     Transaction,
     decode_command,
+    encode_command,
     in_transaction,
     validate_command,
 )
@@ -160,9 +162,11 @@ class CoordStateMachine:
         self, index: int, command: CreateNode | SetNode | DeleteNode | Transaction | CreateSession | CloseSession
     ) -> Applied:
         client_id, seq = command.client_id, command.request_seq
+        fingerprint = 0
         if client_id:
+            fingerprint = zlib.crc32(encode_command(command))
             try:
-                stored = self.dedupe.lookup(_NAMES[type(command)], client_id, seq)
+                stored = self.dedupe.lookup(_NAMES[type(command)], command.principal, client_id, seq, fingerprint)
             except InvalidArgumentError as error:
                 return Applied(index, error)
             if stored is not None:
@@ -179,7 +183,14 @@ class CoordStateMachine:
             under = command.session_id
             if isinstance(applied.result, SessionCreated):
                 under = applied.result.session_id
-            self.dedupe.remember(client_id, seq, under if under in self.sessions else 0, stored_result(applied.result))
+            self.dedupe.remember(
+                command.principal,
+                client_id,
+                seq,
+                under if under in self.sessions else 0,
+                stored_result(applied.result),
+                fingerprint,
+            )
         return applied
 
     def _write(self, index: int, command: CreateNode | SetNode | DeleteNode | Transaction) -> Applied:
