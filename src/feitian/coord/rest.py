@@ -49,6 +49,7 @@ import msgspec
 from aiohttp import web
 
 from feitian.coord.core import Selector
+from feitian.coord.core.paths import validate_path
 from feitian.coord.messages import (
     CREATE_RULE,
     DELETE_RULE,
@@ -74,19 +75,25 @@ from feitian.coord.messages import (
 from feitian.coord.rest_openapi import openapi_document
 from feitian.coord.rest_parse import (
     SELECTOR_MODES,
+    VALUE_KEYS,
     flag,
     float_param,
+    in_range,
     int_param,
+    only,
     op_of,
     opt_bool,
     opt_int,
+    text,
     value_of,
 )
 from feitian.coord.service import MAX_WATCH_WAIT_MS, CoordService
 from feitian.errors import (
+    DeadlineExceededError,
     FeitianError,
     InternalError,
     InvalidArgumentError,
+    MessageTooLargeError,
     NotLeaderError,
     OverloadedError,
     UnauthenticatedError,
@@ -101,10 +108,11 @@ __all__ = ["HTTP_STATUS", "RestApi", "RestLimits", "http_status_for"]
 SHUTDOWN_S = 2.0
 
 
-class RestLimits(msgspec.Struct, frozen=True):
+class RestLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_requests: int = 10_000
     max_watches: int = 5_000
     max_body_bytes: int = 8 << 20  # a 4 MiB transaction in base64, with room for JSON
+    body_timeout_s: float = 10.0  # to receive a whole request body (a client that trickles it is cut off)
     default_timeout_s: float = 10.0
     stream_keepalive_s: float = 15.0
 
@@ -161,6 +169,13 @@ def _watch_json(reply: WatchReply) -> dict[str, Any]:
         "compacted": _builtins(reply.compacted) if reply.compacted is not None else None,
         "revision": reply.revision,
     }
+
+
+# The JSON fields each body may carry (anything else is refused, naming it).
+_CREATE_KEYS = frozenset({"ephemeral", "sequential", "parents", "session_id"}) | VALUE_KEYS
+_SET_KEYS = frozenset({"version", "session_id"}) | VALUE_KEYS
+_TXN_KEYS = frozenset({"ops", "session_id"})
+_SESSION_KEYS = frozenset({"ttl_ms"})
 
 
 # -- callers ------------------------------------------------------------------------------------------------------
@@ -232,7 +247,10 @@ class RestApi:
 
             ssl_context = server_context(self.security.identity)
         # On stop, open long polls and streams get SHUTDOWN_S to end before their connections are closed.
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_S)
+        # A client that goes away cancels its request's handler: a long poll frees its watch slot at once.
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_S, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, address.host, address.port, ssl_context=ssl_context, backlog=1024)
         await site.start()
@@ -253,19 +271,29 @@ class RestApi:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if self._requests >= self.limits.max_requests:
-            return _json(_error_body(OverloadedError("rest: too many requests in flight")), 503)
+            overloaded = OverloadedError(f"rest: {self._requests} requests in flight (max_requests)")
+            return _json(_error_body(overloaded), 503, headers={"Retry-After": "1"})
         self._requests += 1
         try:
             return await handler(request)
         except FeitianError as exc:
             return self._error(request, exc)
+        except web.HTTPRequestEntityTooLarge:
+            too_large = MessageTooLargeError(
+                f"{request.method} {request.path}: the body is larger than {self.limits.max_body_bytes} bytes "
+                "(max_body_bytes)",
+                limit=self.limits.max_body_bytes,
+            )
+            return self._error(request, too_large)
         except web.HTTPException as exc:  # no such route or method: the same JSON error shape
             code = "not_found" if exc.status == 404 else "invalid_argument"
             message = f"{request.method} {request.path}: {exc.reason}"
-            return _json({"error": {"code": code, "message": message, "hint": None, "fields": {}}}, exc.status)
-        except json.JSONDecodeError as exc:
-            bad = InvalidArgumentError(f"{request.method} {request.path}: body is not JSON: {exc}")
-            return self._error(request, bad)
+            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            body: dict[str, Any] = {"error": {"code": code, "message": message, "hint": None, "fields": {}}}
+            return _json(body, exc.status, headers=headers)
+        except ConnectionError:  # the client went away mid-request: nobody to answer
+            log.debug("rest: %s %s: the client went away", request.method, request.path)
+            return web.Response(status=499)
         except Exception as exc:  # a bug: report it as such, once
             log.exception("rest: %s %s failed", request.method, request.path)
             error = InternalError(f"{request.method} {request.path}: {type(exc).__name__}: {exc}")
@@ -331,12 +359,12 @@ class RestApi:
             if scheme.lower() != "bearer" or not value.strip():
                 raise UnauthenticatedError("rest: Authorization must be 'Bearer <base64 token>'", reason="malformed")
             credentials.append(("token", value.strip()))
-        for kind, text in credentials:
-            digest = hashlib.sha256(text.encode()).digest()
+        for kind, encoded in credentials:
+            digest = hashlib.sha256(encoded.encode()).digest()
             if digest in caller.presented:
                 continue
             try:
-                raw = base64.b64decode(text, validate=True)
+                raw = base64.b64decode(encoded, validate=True)
             except (binascii.Error, ValueError):
                 raise UnauthenticatedError(f"rest: the {kind} is not valid base64", reason="malformed") from None
             if kind == "capability":
@@ -355,15 +383,34 @@ class RestApi:
         deadline = loop.time() + (timeout_s if timeout_s is not None else self.limits.default_timeout_s)
         return CallContext(method, 0, caller.peer, deadline, b"")
 
-    async def _body(self, request: web.Request) -> dict[str, Any]:
-        if request.content_type == "application/octet-stream":
-            return {"value": base64.b64encode(await request.read()).decode()}
+    async def _body(self, request: web.Request, allowed: frozenset[str]) -> dict[str, Any]:
+        """The request's JSON object (an octet-stream body is the value), with only ``allowed`` keys, received
+        within ``body_timeout_s``."""
+        what = f"{request.method} {request.path}"
         if not request.can_read_body:
             return {}
-        body = json.loads(await request.read() or b"{}")
+        try:
+            async with asyncio.timeout(self.limits.body_timeout_s):
+                raw = await request.read()
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"{what}: the body did not arrive within {self.limits.body_timeout_s}s (body_timeout_s)"
+            ) from None
+        if request.content_type == "application/octet-stream":
+            return {"value": base64.b64encode(raw).decode()}
+        try:
+            body = json.loads(raw or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidArgumentError(f"{what}: the body is not JSON (UTF-8): {exc}") from None
         if not isinstance(body, dict):
-            raise InvalidArgumentError(f"{request.method} {request.path}: the body must be a JSON object")
+            raise InvalidArgumentError(f"{what}: the body must be a JSON object")
+        only(body, allowed, what)
         return body
+
+    def _path(self, op: str, path: str) -> str:
+        """A node path, checked before anything else sees it (authorization would name the resource instead)."""
+        validate_path(op, text(path, f"{op} path"), self.service.sm.limits)
+        return path
 
     @staticmethod
     def _dedupe(request: web.Request) -> dict[str, Any]:
@@ -373,9 +420,13 @@ class RestApi:
         if not client_id and not seq:
             return {}
         try:
-            return {"client_id": client_id, "request_seq": int(seq)}
+            number = int(seq)
         except ValueError:
             raise InvalidArgumentError(f"X-Feitian-Request-Seq {seq!r}: expected an integer") from None
+        return {
+            "client_id": text(client_id, "X-Feitian-Client-Id"),
+            "request_seq": in_range(number, "X-Feitian-Request-Seq"),
+        }
 
     # -- handlers --------------------------------------------------------------------------------------------
 
@@ -388,12 +439,15 @@ class RestApi:
         return _json(_builtins(await self.service.status(ctx, req)))
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
-        path = request.match_info["path"]
+        path = self._path("get", request.match_info["path"])
         stale = flag(request, "stale")
         if path.endswith("/"):
+            start_after = text(request.query.get("start_after", ""), "start_after")
+            if start_after and not start_after.startswith("/"):
+                start_after = path + start_after  # a name in the directory
             list_req = ListRequest(
                 path,
-                start_after=request.query.get("start_after", ""),
+                start_after=start_after,
                 limit=int_param(request, "limit", 0) or 0,
                 values=flag(request, "values"),
                 stale=stale,
@@ -417,7 +471,10 @@ class RestApi:
         return _json(_builtins(result))
 
     async def _create(self, request: web.Request) -> web.Response:
-        path, body = request.match_info["path"], await self._body(request)
+        path = self._path("create", request.match_info["path"])
+        # Authorized on the path before the body is read: a caller without the right sends nothing big.
+        ctx = self._context(request, CREATE_RULE, CreateRequest(path=path), "coord.Create")
+        body = await self._body(request, _CREATE_KEYS)
         what = f"create {path}"
         req = CreateRequest(
             path=path,
@@ -428,14 +485,21 @@ class RestApi:
             session_id=opt_int(body, "session_id", what) or 0,
             **self._dedupe(request),
         )
-        ctx = self._context(request, CREATE_RULE, req, "coord.Create")
         return _json(_builtins(await self.service.create(ctx, req)), 201)
 
     async def _set(self, request: web.Request) -> web.Response:
-        path, body = request.match_info["path"], await self._body(request)
+        path = self._path("set", request.match_info["path"])
+        ctx = self._context(request, SET_RULE, SetRequest(path=path, value=b""), "coord.Set")
+        body = await self._body(request, _SET_KEYS)
         what = f"set {path}"
+        if not VALUE_KEYS & set(body):
+            raise InvalidArgumentError(
+                f"{what}: the body must give the new value", hint='value (base64) or value_text; "" for empty'
+            )
         version = opt_int(body, "version", what)
-        if version is None:
+        if "version" in request.query:
+            if version is not None:
+                raise InvalidArgumentError(f"{what}: give version in the body or the query, not both")
             version = int_param(request, "version")
         req = SetRequest(
             path=path,
@@ -444,21 +508,22 @@ class RestApi:
             session_id=opt_int(body, "session_id", what) or 0,
             **self._dedupe(request),
         )
-        ctx = self._context(request, SET_RULE, req, "coord.Set")
         return _json(_builtins(await self.service.set(ctx, req)))
 
     async def _delete(self, request: web.Request) -> web.Response:
-        path = request.match_info["path"]
+        path = self._path("delete", request.match_info["path"])
         req = DeleteRequest(path=path, expected_version=int_param(request, "version"), **self._dedupe(request))
         ctx = self._context(request, DELETE_RULE, req, "coord.Delete")
         return _json(_builtins(await self.service.delete(ctx, req)))
 
     async def _txn(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
+        body = await self._body(request, _TXN_KEYS)
         items = body.get("ops")
         if not isinstance(items, list) or not items:
             raise InvalidArgumentError("txn: ops must be a non-empty list")
         ops = tuple(op_of(item, i) for i, item in enumerate(items))
+        for i, op in enumerate(ops):
+            self._path(f"txn op {i}", op.path)
         req = TxnRequest(ops=ops, session_id=opt_int(body, "session_id", "txn") or 0, **self._dedupe(request))
         ctx = self._context(request, TXN_RULE, req, "coord.Txn")
         return _json(_builtins(await self.service.txn(ctx, req)))
@@ -466,7 +531,7 @@ class RestApi:
     # -- sessions --------------------------------------------------------------------------------------------
 
     async def _create_session(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
+        body = await self._body(request, _SESSION_KEYS)
         ttl_ms = opt_int(body, "ttl_ms", "create session")
         if ttl_ms is None:
             raise InvalidArgumentError("create session: ttl_ms is required")
@@ -477,7 +542,7 @@ class RestApi:
     def _session_id(self, request: web.Request) -> int:
         raw = request.match_info["id"]
         try:
-            return int(raw, 0)
+            return in_range(int(raw, 0), "session id")
         except ValueError:
             raise InvalidArgumentError(f"session id {raw!r}: expected an integer") from None
 
@@ -495,11 +560,14 @@ class RestApi:
 
     async def _watch(self, request: web.Request) -> web.StreamResponse:
         path = request.query.get("path", "")
+        if not path:
+            raise InvalidArgumentError("watch: the query parameter path is required", hint="path=/apps/ for example")
+        path = self._path("watch", path)
         mode = request.query.get("mode") or ("subtree" if path.endswith("/") else "node")
         if mode not in SELECTOR_MODES:
             raise InvalidArgumentError(f"watch: mode must be node, children or subtree, got {mode!r}")
         selector = SELECTOR_MODES[mode](path)
-        since = int_param(request, "since", -1)
+        since = int_param(request, "since", -1, minimum=-1)
         assert since is not None
         wait_s = min(float_param(request, "timeout", 30.0), MAX_WATCH_WAIT_MS / 1000)
         stream = flag(request, "stream")
@@ -530,7 +598,11 @@ class RestApi:
                 if reply.compacted is not None or self._closing.is_set():
                     break  # the subscriber must reload, then watch again from the reload's revision
                 req = WatchRequest(selector, reply.through_revision, int(keepalive_s * 1000))
-                ctx = self._context(request, SELECT_RULE, req, "coord.Watch", timeout_s=keepalive_s + 5)
+                try:  # the caller's rights are checked again for every poll (a revocation ends the stream)
+                    ctx = self._context(request, SELECT_RULE, req, "coord.Watch", timeout_s=keepalive_s + 5)
+                except FeitianError as exc:
+                    await response.write(msgspec.json.encode(_error_body(exc)) + b"\n")
+                    break
                 polling = asyncio.ensure_future(self.service.watch(ctx, req))
                 closing = asyncio.ensure_future(self._closing.wait())
                 await asyncio.wait({polling, closing}, return_when=asyncio.FIRST_COMPLETED)

@@ -203,11 +203,12 @@ def _responses(ok_status: str, ok_schema: str, description: str, *errors: str) -
         "404": "not found",
         "409": "already exists, or a version/condition mismatch (conflict)",
         "410": "the session expired",
-        "413": "a value or transaction over its limit",
-        "503": "unavailable: no leader, not the leader (leader_hint), or overloaded; retry",
+        "405": "the path does not take this method (Allow names those it takes)",
+        "413": "a value, transaction or request body over its limit (message_too_large)",
+        "503": "unavailable: no leader, not the leader (leader_hint), or overloaded (Retry-After); retry",
         "504": "deadline exceeded",
     }
-    for code in ("400", "401", "403", "503", "504", *errors):
+    for code in ("400", "401", "403", "405", "503", "504", *errors):
         out[code] = {"description": notes[code], **_json_content(_ref("Error"))}
     return out
 
@@ -277,7 +278,7 @@ _PATHS: dict[str, Any] = {
         },
         "put": {
             "operationId": "set",
-            "summary": "Replace a file's value, optionally only at a version",
+            "summary": "Replace a file's value (the body must give it), optionally only at a version",
             "parameters": [_VERSION, *_DEDUPE],
             "requestBody": {
                 "required": True,
@@ -286,7 +287,7 @@ _PATHS: dict[str, Any] = {
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                 },
             },
-            "responses": _responses("200", "Updated", "updated", "307", "404", "409", "413"),
+            "responses": _responses("200", "Updated", "updated", "307", "404", "409", "410", "413"),
         },
         "delete": {
             "operationId": "delete",
@@ -301,7 +302,7 @@ _PATHS: dict[str, Any] = {
             "summary": "Apply check/create/set/delete operations all or nothing, at one revision",
             "parameters": _DEDUPE,
             "requestBody": {"required": True, **_json_content(_ref("TxnBody"))},
-            "responses": _responses("200", "TxnCommitted", "committed", "307", "404", "409", "413"),
+            "responses": _responses("200", "TxnCommitted", "committed", "307", "404", "409", "410", "413"),
         }
     },
     "/v1/watch": {
@@ -316,7 +317,11 @@ _PATHS: dict[str, Any] = {
                     "node: exactly the path; children: a directory and its entries; subtree: everything below "
                     "(default: subtree for a directory, node for a file)",
                 ),
-                _query("since", _INT, "events after this revision (default -1: from now)"),
+                _query(
+                    "since",
+                    {"type": "integer", "minimum": -1},
+                    "events after this revision (default -1: from now); beyond the current revision: 400",
+                ),
                 _query("timeout", {"type": "number"}, "long poll: seconds to wait for an event (max 60)"),
                 _query("stream", _BOOL, "stream batches as application/x-ndjson lines of WatchReply"),
             ],

@@ -34,6 +34,7 @@ class CoordOptions(ReplicaOptions, frozen=True, forbid_unknown_fields=True):
     rest_peers: dict[str, str] = msgspec.field(
         default_factory=dict
     )  # replica id -> REST base URL, so followers redirect writes to the leader
+    rest_limits: dict[str, float] = msgspec.field(default_factory=dict)  # RestLimits fields to override
 
 
 class CoordRole:
@@ -63,7 +64,11 @@ class CoordRole:
 
             rest_peers = {int(k): v for k, v in options.rest_peers.items()}
             self._rest = RestApi(
-                self._replica.service, security=node.security, node_name=node.name, rest_peers=rest_peers
+                self._replica.service,
+                security=node.security,
+                node_name=node.name,
+                rest_peers=rest_peers,
+                limits=rest_limits(options.rest_limits),
             )
             extra["rest"] = await self._rest.start(options.rest)
         return extra
@@ -105,3 +110,13 @@ class ServiceRegistration:
                 if self.registration is not None:
                     await self.registration.close()
                 await self.client.close()
+
+
+def rest_limits(overrides: dict[str, float]) -> Any:
+    """RestLimits with the node config's ``rest_limits`` overrides (ConfigError naming an unknown key)."""
+    from feitian.coord.rest import RestLimits
+
+    try:
+        return msgspec.convert(overrides, RestLimits, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"[role] rest_limits: {exc}") from None

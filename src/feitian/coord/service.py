@@ -102,7 +102,7 @@ from feitian.coord.messages import (
     WriteRequest,
 )
 from feitian.coord.session_keeper import LeaderSessions
-from feitian.errors import FeitianError, InternalError, NotLeaderError
+from feitian.errors import FeitianError, InternalError, InvalidArgumentError, NotLeaderError
 from feitian.replica.driver import Replica, ReplicaConfig
 from feitian.rpc import CallContext, Client, Server
 
@@ -306,13 +306,23 @@ class CoordService:
         loop = asyncio.get_running_loop()
         wait_s = min(max(req.wait_ms, 0), MAX_WATCH_WAIT_MS) / 1000
         give_up = loop.time() + (wait_s if ctx.deadline is None else min(wait_s, ctx.deadline - loop.time() - 0.2))
-        if req.since < 0 or self.replica.leader_address is None:
+        if req.since < -1:
+            raise InvalidArgumentError(f"watch: since must be a revision (>= 0) or -1 (from now), not {req.since}")
+        sm = self.sm
+        if req.since < 0 or req.since > sm.revision or self.replica.leader_address is None:
             # Starting from "now" needs a now at least as recent as any write acknowledged before the call. A
             # resumed watch (since >= 0) does not: it is answered with events after ``since`` in order, as
             # this replica applies them, so it needs no read barrier (a replica without a leader still takes
-            # one, which fails or waits for a leader, so a client does not poll an isolated replica).
+            # one, which fails or waits for a leader, so a client does not poll an isolated replica). A since
+            # beyond this replica's revision may come from a replica ahead of it: after a barrier this one is
+            # as recent as any, and a since still beyond it names a revision that does not exist.
             await self._barrier(ctx, stale=False)
-        sm = self.sm
+            if req.since > sm.revision:
+                raise InvalidArgumentError(
+                    f"watch: since {req.since} is beyond the current revision {sm.revision}",
+                    hint="resume from the last revision you received, or -1 for from now",
+                    revision=sm.revision,
+                )
         since = sm.revision if req.since < 0 else req.since
         sm.events_since(since, req.selector, limit=1)  # validates the selector before any wait
         while True:

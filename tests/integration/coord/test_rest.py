@@ -288,3 +288,97 @@ async def test_status(rest: Rest, cluster: Any) -> None:
         assert status == 200
         roles.append(body["replica"]["role"])
     assert sorted(roles) == ["follower", "follower", "leader"]
+
+
+async def test_bad_input_is_refused_naming_it_and_changes_nothing(rest: Rest, base: str) -> None:
+    conf = f"{base}conf"
+    assert (await rest.call("POST", f"/v1/nodes{conf}", NODES, json={"value_text": "v1", "parents": True}))[0] == 201
+    refusals: list[tuple[str, dict[str, Any] | bytes | None, str]] = [
+        ("PUT", {"value_text": "typo", "versoin": 1}, "'versoin'"),  # a misspelt condition is not dropped
+        ("PUT", {"valu": "eA=="}, "'valu'"),
+        ("PUT", None, "the new value"),  # no body: no silent empty value
+        ("PUT", {"value_text": "x", "version": 2**64}, "out of range"),
+        ("PUT", b'{"value_text": "\xff\xfe"}', "not JSON"),
+        ("PUT", {"value_text": "\ud800"}, "lone surrogate"),
+    ]
+    for method, body, message in refusals:
+        kw: dict[str, Any] = {}
+        if isinstance(body, dict):
+            kw["data"] = json.dumps(body)  # json= would refuse the lone surrogate on this side
+            kw["headers"] = {"Content-Type": "application/json"}
+        elif isinstance(body, bytes):
+            kw["data"] = body
+            kw["headers"] = {"Content-Type": "application/json"}
+        status, error = await rest.call(method, f"/v1/nodes{conf}", NODES, **kw)
+        assert status == 400 and message in error["error"]["message"], (body, status, error)
+    status, got = await rest.call("GET", f"/v1/nodes{conf}", NODES)
+    assert status == 200 and base64.b64decode(got["value"]) == b"v1" and got["stat"]["version"] == 1
+    both = await rest.call("PUT", f"/v1/nodes{conf}?version=1", NODES, json={"value_text": "x", "version": 1})
+    assert both[0] == 400 and "not both" in both[1]["error"]["message"]
+    status, error = await rest.call("DELETE", f"/v1/nodes{conf}?version={2**64}", NODES)
+    assert status == 400 and "out of range" in error["error"]["message"]
+    for op in ({"op": "check", "path": conf, "exists": 0}, {"op": "set", "path": conf, "expected_version": 1}):
+        status, error = await rest.call("POST", "/v1/txn", "/v1/txn", json={"ops": [op]})
+        assert status == 400, (op, error)
+    status, error = await rest.call("POST", "/v1/txn", "/v1/txn", json={"ops": [], "extra": 1})
+    assert status == 400 and "'extra'" in error["error"]["message"]
+    huge = {"value": b64(b"x" * (9 << 20))}
+    status, error = await rest.call("PUT", f"/v1/nodes{conf}", NODES, json=huge)
+    assert (
+        status == 413
+        and error["error"]["code"] == "message_too_large"
+        and "max_body_bytes" in error["error"]["message"]
+    )
+    status, error = await rest.call("GET", "/v1/nodes/a//b", NODES)
+    assert status == 400 and "resource" not in error["error"]["message"]  # the path is named, not a capability
+    assert (await rest.call("GET", f"/v1/nodes{conf}", NODES))[1]["stat"]["version"] == 1
+
+
+async def test_a_watch_from_a_revision_that_does_not_exist_is_refused(rest: Rest, base: str) -> None:
+    status, created = await rest.call("POST", f"/v1/nodes{base}w", NODES, json={"parents": True})
+    revision = created["revision"]
+    for since in (revision + 1000, -5):
+        status, error = await rest.call("GET", f"/v1/watch?path={base}w&since={since}&timeout=1", "/v1/watch")
+        assert status == 400, (since, error)
+    status, reply = await rest.call("GET", f"/v1/watch?path={base}w&since={revision}&timeout=0", "/v1/watch")
+    assert status == 200 and reply["events"] == []
+
+
+async def test_405_names_the_allowed_methods_and_start_after_takes_a_name(rest: Rest, base: str) -> None:
+    async with rest.http.request("PATCH", rest.base + "/v1/txn") as response:
+        assert response.status == 405 and "POST" in response.headers["Allow"]
+    for name in ("a", "b", "c"):
+        await rest.call("POST", f"/v1/nodes{base}{name}", NODES, json={"parents": True})
+    status, page = await rest.call("GET", f"/v1/nodes{base}?start_after=a", NODES)
+    assert status == 200 and [c["path"] for c in page["children"]] == [f"{base}b", f"{base}c"]
+
+
+async def test_a_long_poll_whose_client_left_frees_its_watch_slot(tmp_path: Any) -> None:
+    """One replica allowing two watches: two clients start long polls and go away; the slots come back at once,
+    not when their 60 s polls would have ended."""
+    replicas = CoordReplicas(tmp_path / "nuwa", 1)
+    urls = with_rest(replicas)
+    replicas.specs = [
+        msgspec.structs.replace(spec, role_options={**spec.role_options, "rest_limits": {"max_watches": 2}})
+        for spec in replicas.specs
+    ]
+    await asyncio.to_thread(replicas.start_all)
+    try:
+        url = urls[1] + "/v1/watch?path=/&mode=subtree&since=0&timeout=60"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(urls[1] + "/v1/watch?path=/&since=-1&timeout=0") as response:
+                assert response.status == 200  # a leader: later polls wait instead of failing
+            head = await (await http.get(urls[1] + "/v1/status")).json()
+            url = urls[1] + f"/v1/watch?path=/&mode=subtree&since={head['revision']}&timeout=60"
+            for _ in range(2):
+                async with aiohttp.ClientSession() as leaving:
+                    with pytest.raises(TimeoutError):
+                        await asyncio.wait_for(leaving.get(url), 0.5)  # a long poll in flight, then gone
+
+            async def slot_free() -> bool:
+                async with http.get(url.replace("timeout=60", "timeout=0")) as response:
+                    return response.status == 200
+
+            await wait_for_condition(slot_free, 10, "the slots of the polls whose clients left are free")
+    finally:
+        assert await asyncio.to_thread(replicas.stop) == []

@@ -69,7 +69,7 @@ def test_canonical_form(text: str, canonical: str) -> None:
         "coord:/a\nb",
         ":/x",
         "co ord:/x",
-        "coord:/" + "x" * 1100,
+        "coord:/" + "x" * 4400,
     ],
 )
 def test_malformed_resources_are_refused(text: str) -> None:

@@ -4,8 +4,9 @@ A client tags each write with its ``client_id`` and an increasing ``request_seq`
 results (errors included) of the last ``dedupe_window`` sequence numbers per client; a retry of one of them gets
 the stored result. A client is a (principal, client_id) pair: another principal using the same client id is
 another client and never sees these results. Each result keeps a fingerprint of its request: a sequence number
-reused for a different request is refused, not answered with the other request's result. A retry older than the window cannot be answered and is refused (its outcome is unknown), so
-a client keeps at most ``dedupe_window`` writes in flight.
+reused for a different request is refused, not answered with the other request's result. A retry older than
+the window cannot be answered and is refused (its outcome is unknown), so a client keeps at most
+``dedupe_window`` writes in flight.
 
 Each remembered result carries the session its write was made under. When a session ends, the results written
 under it are forgotten (a retry of such a write meets the dead session and fails with SessionExpiredError, so it

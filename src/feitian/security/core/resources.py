@@ -32,7 +32,7 @@ from feitian.errors import InvalidArgumentError
 
 __all__ = ["MAX_RESOURCE_CHARS", "Resource", "canonical_resources", "parse_resource", "resources_cover"]
 
-MAX_RESOURCE_CHARS = 1024
+MAX_RESOURCE_CHARS = 4352  # a Nuwa path may be 4096 bytes: room for it and a component
 _COMPONENT_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _BAD_SEGMENT_CHARS = re.compile(r"[\x00-\x1f\x7f*]")
 
