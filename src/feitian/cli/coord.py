@@ -1,14 +1,17 @@
 """``feitian coord get|set|create|rm|ls|stat|watch|lock|elect|txn|status|snapshot``: Nuwa from the shell.
 
 Every command talks to the coord replicas of a local cluster (``--cluster``) as ``--identity``; in a secured
-cluster each operation is authorized on ``coord:<path>`` and a refusal exits 6. Values are given and printed as
-UTF-8 text; ``--json`` prints machine-readable output (values as text, stats as objects).
+cluster each operation is authorized on ``coord:<path>`` and a refusal exits 6. Values are given as text or read
+from a file or stdin (``--from-file``), and printed as UTF-8 text (``get --raw``: the exact bytes); ``--json``
+prints machine-readable output (values as text, stats as objects).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,9 +24,10 @@ from feitian.cli.cluster import cluster_option
 from feitian.cli.identity import identity_option
 from feitian.cli.output import emit_json, note, table
 from feitian.coord import CoordClient, Resync
-from feitian.coord.core import CheckOp, CreateOp, DeleteOp, NodeStat, Op, SetOp
+from feitian.coord.core import NodeStat, Op
+from feitian.coord.ops_json import op_of
 from feitian.deploy.cluster import LocalCluster, resolve_cluster_dir
-from feitian.errors import FeitianError, InvalidArgumentError, NotFoundError
+from feitian.errors import EXIT_UNAVAILABLE, FeitianError, InvalidArgumentError, NotFoundError
 from feitian.rpc import ClientConfig
 from feitian.runtime.eventloop import run
 from feitian.runtime.files import atomic_write
@@ -77,13 +81,58 @@ def _text(value: bytes) -> str:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-ttl_option = click.option(
-    "--ttl",
-    "ttl_ms",
-    type=int,
+
+
+def ttl_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--ttl",
+        "ttl_ms",
+        type=int,
+        default=None,
+        help=f"Session TTL in ms (default 8000; 1000 to 300000): {what} goes this long after this process dies.",
+    )
+
+
+def _session_options(ttl_ms: int | None) -> dict[str, Any]:
+    return {} if ttl_ms is None else {"session_ttl_ms": ttl_ms}
+
+
+hold_option = click.option(
+    "--hold",
+    "hold_s",
+    type=click.FloatRange(min=0),
     default=None,
-    help="Session TTL in ms (default 8000): the lock goes this long after the holder dies.",
+    help="Let go after S seconds (default: until Ctrl-C, which ends the command normally).",
 )
+from_file_option = click.option(
+    "--from-file",
+    "from_file",
+    type=click.File("rb"),
+    default=None,
+    help="Read the value from FILE ('-': stdin), as bytes, instead of VALUE.",
+)
+
+
+def _value(value: str | None, from_file: Any, what: str) -> bytes:
+    if from_file is not None:
+        if value is not None:
+            raise InvalidArgumentError(f"{what}: give VALUE or --from-file, not both")
+        data: bytes = from_file.read()
+        return data
+    if value is None:
+        raise InvalidArgumentError(f"{what}: give VALUE or --from-file", hint="--from-file - reads stdin")
+    return value.encode()
+
+
+def _held_until_interrupted(command: Callable[[], None], holding: list[bool], what: str) -> None:
+    """Run ``command``; Ctrl-C is the normal end once something is held (``holding[0]``): the client closed its
+    session on the way out (releasing it), so say so and exit 0. Before that it is an interruption."""
+    try:
+        command()
+    except KeyboardInterrupt:
+        if not holding[0]:
+            raise
+        note(f"released {what}")
 
 
 @click.group()
@@ -94,30 +143,49 @@ def coord() -> None:
 @coord.command()
 @click.argument("path")
 @click.option("--stale", is_flag=True, help="Answer from one replica without a read barrier (may be behind).")
+@click.option("--raw", is_flag=True, help="Write the exact bytes of the value (no newline, no decoding).")
 @cluster_option
 @identity_option
 @json_option
-def get(path: str, stale: bool, cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
+def get(path: str, stale: bool, raw: bool, cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
     """Print a file's value (linearizable unless --stale). Exits 4 if it does not exist."""
+    if path.endswith("/"):
+        raise InvalidArgumentError(f"get {path}: a directory holds no value", hint=f"list it: feitian coord ls {path}")
     got = _run(cluster_dir, identity, lambda n: n.get(path, stale=stale))
     if as_json:
         emit_json({"path": path, "value": _text(got.value), "revision": got.revision, "stat": stat_json(got.stat)})
+    elif raw:
+        sys.stdout.buffer.write(got.value)
+        sys.stdout.flush()
     else:
         click.echo(_text(got.value))
 
 
 @coord.command(name="set")
 @click.argument("path")
-@click.argument("value")
-@click.option("--version", type=int, default=None, help="Only if the file is at this version (exit 5 otherwise).")
+@click.argument("value", required=False)
+@from_file_option
+@click.option(
+    "--version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Only if the file is at this version (exit 5 otherwise).",
+)
 @cluster_option
 @identity_option
 @json_option
 def set_(
-    path: str, value: str, version: int | None, cluster_dir: str | None, identity: str | None, as_json: bool
+    path: str,
+    value: str | None,
+    from_file: Any,
+    version: int | None,
+    cluster_dir: str | None,
+    identity: str | None,
+    as_json: bool,
 ) -> None:
-    """Replace a file's value."""
-    done = _run(cluster_dir, identity, lambda n: n.set(path, value.encode(), version=version))
+    """Replace a file's value (VALUE, or --from-file; at most 1 MiB)."""
+    data = _value(value, from_file, f"set {path}")
+    done = _run(cluster_dir, identity, lambda n: n.set(path, data, version=version))
     if as_json:
         emit_json({"path": path, "revision": done.revision, "stat": stat_json(done.stat)})
     else:
@@ -126,37 +194,78 @@ def set_(
 
 @coord.command()
 @click.argument("path")
-@click.argument("value", default="")
+@click.argument("value", required=False)
+@from_file_option
 @click.option("--sequential", is_flag=True, help="Append a 10-digit sequence number to the name.")
 @click.option("-p", "--parents", is_flag=True, help="Create missing parent directories.")
+@click.option(
+    "--ephemeral",
+    is_flag=True,
+    help="Owned by this command's session: it lives until Ctrl-C (or --hold), or until this process dies.",
+)
+@hold_option
+@ttl_option("an ephemeral node")
 @cluster_option
 @identity_option
 @json_option
 def create(
     path: str,
-    value: str,
+    value: str | None,
+    from_file: Any,
     sequential: bool,
     parents: bool,
+    ephemeral: bool,
+    hold_s: float | None,
+    ttl_ms: int | None,
     cluster_dir: str | None,
     identity: str | None,
     as_json: bool,
 ) -> None:
-    """Create a file (or a directory: PATH ending with '/'); prints the path created. Exits 5 if it exists."""
-    done = _run(cluster_dir, identity, lambda n: n.create(path, value.encode(), sequential=sequential, parents=parents))
-    if as_json:
-        emit_json({"path": done.stat.path, "revision": done.revision, "parents": list(done.parents)})
-    else:
-        click.echo(done.stat.path)
+    """Create a file (or a directory: PATH ending with '/'), empty or holding VALUE (or --from-file); prints the
+    path created. Exits 5 if it exists, 4 if its directory does not (see -p)."""
+    data = b"" if value is None and from_file is None else _value(value, from_file, f"create {path}")
+    if not ephemeral and (hold_s is not None or ttl_ms is not None):
+        raise InvalidArgumentError(f"create {path}: --hold and --ttl are for --ephemeral nodes")
+    holding = [False]
+
+    async def go(n: CoordClient) -> None:
+        done = await n.create(path, data, sequential=sequential, parents=parents, ephemeral=ephemeral)
+        if as_json:
+            emit_json({"path": done.stat.path, "revision": done.revision, "parents": list(done.parents)})
+        else:
+            click.echo(done.stat.path)
+        if ephemeral:
+            sys.stdout.flush()
+            holding[0] = True
+            session = n.current_session
+            assert session is not None
+            await _hold(hold_s, session.wait_lost())
+            session.check()
+            note(f"removed {done.stat.path} (its session ended)")
+
+    _held_until_interrupted(
+        lambda: _run(cluster_dir, identity, go, **_session_options(ttl_ms)), holding, f"{path} (its session ended)"
+    )
 
 
 @coord.command()
 @click.argument("path")
-@click.option("--version", type=int, default=None, help="Only if the node is at this version.")
+@click.option(
+    "--version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Only if the node is at this version (exit 5 otherwise).",
+)
 @cluster_option
 @identity_option
-def rm(path: str, version: int | None, cluster_dir: str | None, identity: str | None) -> None:
-    """Delete a file or an empty directory. Exits 4 if it does not exist."""
-    _run(cluster_dir, identity, lambda n: n.delete(path, version=version))
+@json_option
+def rm(path: str, version: int | None, cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
+    """Delete a file or an empty directory. Exits 4 if it does not exist, 5 if a directory is not empty."""
+    done = _run(cluster_dir, identity, lambda n: n.delete(path, version=version))
+    if as_json:
+        emit_json({"path": path, "revision": done.revision, "stat": stat_json(done.stat)})
+    else:
+        click.echo(f"deleted {path} (revision {done.revision})")
 
 
 @coord.command()
@@ -169,19 +278,20 @@ def ls(path: str, stale: bool, cluster_dir: str | None, identity: str | None, as
     """List a directory's entries (directories end with '/')."""
     directory = path if path.endswith("/") else path + "/"
 
-    async def collect(n: CoordClient) -> list[NodeStat]:
+    async def collect(n: CoordClient) -> tuple[list[NodeStat], int]:
         out: list[NodeStat] = []
-        start_after = ""
+        start_after, revision = "", -1
         while True:
             page = await n.list(directory, start_after=start_after, stale=stale)
+            revision = page.revision if revision < 0 else revision
             out.extend(page.children)
             if not page.more or not page.children:
-                return out
+                return out, revision
             start_after = page.children[-1].path
 
-    children = _run(cluster_dir, identity, collect)
-    if as_json:
-        emit_json([stat_json(c) for c in children])
+    children, revision = _run(cluster_dir, identity, collect)
+    if as_json:  # the revision of the first page: `watch --since` it to miss no later change
+        emit_json({"path": directory, "revision": revision, "children": [stat_json(c) for c in children]})
         return
     for c in children:
         click.echo(c.path[len(directory) :])
@@ -189,12 +299,13 @@ def ls(path: str, stale: bool, cluster_dir: str | None, identity: str | None, as
 
 @coord.command()
 @click.argument("path")
+@click.option("--stale", is_flag=True, help="Answer from one replica without a read barrier (may be behind).")
 @cluster_option
 @identity_option
 @json_option
-def stat(path: str, cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
-    """Show a node's metadata: creator, revisions, version, owner session."""
-    found = _run(cluster_dir, identity, lambda n: n.stat(path))
+def stat(path: str, stale: bool, cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
+    """Show a node's metadata: creator, revisions, version, owner session. Exits 4 if it does not exist."""
+    found = _run(cluster_dir, identity, lambda n: n.stat(path, stale=stale))
     if as_json:
         emit_json(stat_json(found))
         return
@@ -204,8 +315,12 @@ def stat(path: str, cluster_dir: str | None, identity: str | None, as_json: bool
 @coord.command()
 @click.argument("path")
 @click.option("-r", "--recursive", is_flag=True, help="A directory's whole subtree (default: its entries).")
-@click.option("--since", type=int, default=None, help="Resume after this revision (default: from now).")
-@click.option("--count", type=int, default=None, help="Stop after this many events (default: until Ctrl-C).")
+@click.option(
+    "--since", type=click.IntRange(min=0), default=None, help="Resume after this revision (default: from now)."
+)
+@click.option(
+    "--count", type=click.IntRange(min=1), default=None, help="Stop after this many events (default: until Ctrl-C)."
+)
 @cluster_option
 @identity_option
 @json_option
@@ -241,7 +356,8 @@ def watch(
                 if count is not None and seen >= count:
                     return
 
-    _run(cluster_dir, identity, follow)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a watch ends
+        _run(cluster_dir, identity, follow)
 
 
 async def _hold(seconds: float | None, lost: Awaitable[Any]) -> None:
@@ -257,9 +373,15 @@ async def _hold(seconds: float | None, lost: Awaitable[Any]) -> None:
 @coord.command()
 @click.argument("path")
 @click.option("--shared", is_flag=True, help="A shared lock (exclusive of exclusive holders only).")
-@click.option("--hold", "hold_s", type=float, default=None, help="Release after S seconds (default: until Ctrl-C).")
-@click.option("--timeout", "timeout_s", type=float, default=None, help="Give up waiting after S seconds (exit 7).")
-@ttl_option
+@hold_option
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Give up waiting after S seconds (exit 7); 0: take it only if it is free now.",
+)
+@ttl_option("the lock")
 @cluster_option
 @identity_option
 @json_option
@@ -273,11 +395,16 @@ def lock(
     identity: str | None,
     as_json: bool,
 ) -> None:
-    """Acquire the lock PATH, print its fencing token, hold it until Ctrl-C (or --hold), then release it.
-    Exits 1 with an error if the session is lost while holding it."""
+    """Acquire the lock PATH (a directory of its own: its contenders' nodes go there), print its fencing token,
+    hold it until Ctrl-C (or --hold), then release it. Exits 7 if not acquired within --timeout, 1 with an error
+    if the session is lost while holding it."""
+    if path.strip("/") == "":
+        raise InvalidArgumentError("lock /: a lock needs a directory of its own", hint="e.g. /locks/job-17")
+    holding = [False]
 
     async def go(n: CoordClient) -> None:
         lease = await n.lock(path, shared=shared).acquire(timeout_s=timeout_s)
+        holding[0] = True
         info = {"lock": path, "node": lease.path, "token": lease.token, "session": lease.session.session_id}
         if as_json:
             emit_json(info)
@@ -289,14 +416,21 @@ def lock(
         await lease.release()
         note(f"released {path}")
 
-    _run(cluster_dir, identity, go, **({"session_ttl_ms": ttl_ms} if ttl_ms else {}))
+    _held_until_interrupted(lambda: _run(cluster_dir, identity, go, **_session_options(ttl_ms)), holding, path)
 
 
 @coord.command()
 @click.argument("name")
 @click.argument("value", required=False)
-@click.option("--hold", "hold_s", type=float, default=None, help="Resign after S seconds (default: until Ctrl-C).")
-@ttl_option
+@hold_option
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Give up campaigning after S seconds (exit 7); 0: only if nobody leads now.",
+)
+@ttl_option("the leadership")
 @cluster_option
 @identity_option
 @json_option
@@ -304,6 +438,7 @@ def elect(
     name: str,
     value: str | None,
     hold_s: float | None,
+    timeout_s: float | None,
     ttl_ms: int | None,
     cluster_dir: str | None,
     identity: str | None,
@@ -311,6 +446,9 @@ def elect(
 ) -> None:
     """Campaign in election NAME with VALUE; once elected, print it and lead until Ctrl-C (or --hold).
     Without VALUE: print the current leader (exit 4 if there is none)."""
+    if not name or "/" in name:
+        raise InvalidArgumentError(f"elect {name!r}: an election name is one path name (no '/')")
+    holding = [False]
 
     async def go(n: CoordClient) -> None:
         election = n.election(name)
@@ -323,7 +461,9 @@ def elect(
             else:
                 click.echo(f"{name}: {_text(leader.value)} leads (token {leader.token})")
             return
-        lease = await election.campaign(value.encode()).acquire()
+        note(f"campaigning in {name} as {value!r}")
+        lease = await election.campaign(value.encode()).acquire(timeout_s=timeout_s)
+        holding[0] = True
         if as_json:
             emit_json({"election": name, "leader": value, "token": lease.token, "session": lease.session.session_id})
         else:
@@ -334,31 +474,33 @@ def elect(
         await lease.resign()
         note(f"resigned from {name}")
 
-    _run(cluster_dir, identity, go, **({"session_ttl_ms": ttl_ms} if ttl_ms else {}))
+    _held_until_interrupted(
+        lambda: _run(cluster_dir, identity, go, **_session_options(ttl_ms)), holding, f"leadership of {name}"
+    )
 
 
-def parse_ops(text: str) -> list[Op]:
-    """Transaction operations from JSON: ``[{"op": "create|set|delete|check", "path": ..., ...}]``."""
+def parse_ops(source: str) -> list[Op]:
+    """Transaction operations from JSON: ``[{"op": "create|set|delete|check", "path": ..., ...}]``, the fields of
+    the REST API's operations (``coord/ops_json.py``) except that ``value`` is text here. Ephemeral creates are
+    refused: the node would go with this command's session, as the command ends."""
     try:
-        raw = msgspec.json.decode(text.encode())
+        raw = msgspec.json.decode(source.encode())
     except msgspec.DecodeError as exc:
         raise InvalidArgumentError(f"txn: not JSON: {exc}") from None
     if not isinstance(raw, list) or not all(isinstance(o, dict) for o in raw):
         raise InvalidArgumentError("txn: expected a JSON list of objects")
     ops: list[Op] = []
     for index, item in enumerate(raw):
-        kind, fields = item.pop("op", None), dict(item)
-        if "value" in fields:
-            fields["value"] = str(fields["value"]).encode()
-        if "version" in fields and kind in ("set", "delete"):
-            fields["expected_version"] = fields.pop("version")
-        klass = {"create": CreateOp, "set": SetOp, "delete": DeleteOp, "check": CheckOp}.get(str(kind))
-        if klass is None:
-            raise InvalidArgumentError(f"txn op {index}: op must be create, set, delete or check, got {kind!r}")
-        try:
-            ops.append(klass(**fields))
-        except TypeError as exc:
-            raise InvalidArgumentError(f"txn op {index}: {exc}") from None
+        if "value" in item:
+            if not isinstance(item["value"], str):
+                raise InvalidArgumentError(f"txn op {index}: value must be a string (the text to store)")
+            item["value_text"] = item.pop("value")
+        if item.get("ephemeral") is True:
+            raise InvalidArgumentError(
+                f"txn op {index}: an ephemeral node would be deleted as soon as this command ends",
+                hint="use `feitian coord create --ephemeral PATH` (it holds until Ctrl-C)",
+            )
+        ops.append(op_of(item, index))
     return ops
 
 
@@ -370,15 +512,17 @@ def parse_ops(text: str) -> list[Op]:
 def txn(ops: str, cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
     """Apply operations all or nothing. OPS is JSON (or @FILE, or - for stdin), e.g.
     '[{"op":"check","path":"/a","version":1},{"op":"set","path":"/a","value":"x"},{"op":"delete","path":"/b"}]'.
-    A failed check or operation aborts all of them (exit 5 for a conflict, 4 for a missing node)."""
+    Fields: create: path, value, sequential, parents; set: path, value, version; delete: path, version; check:
+    path, exists (default true), version, create_revision, mod_revision. A failed check aborts all of them
+    (exit 5, a missing node included); so does an operation that fails (5 for a conflict, 4 when the node or its
+    directory is missing)."""
     if ops == "-":
-        text = sys.stdin.read()
+        source = sys.stdin.read()
     elif ops.startswith("@"):
-        with open(ops[1:], encoding="utf-8") as f:
-            text = f.read()
+        source = _read_file(ops[1:], "txn").decode("utf-8", "replace")
     else:
-        text = ops
-    parsed = parse_ops(text)
+        source = ops
+    parsed = parse_ops(source)
     done = _run(cluster_dir, identity, lambda n: n.txn(parsed))
     if as_json:
         emit_json({"revision": done.revision, "results": msgspec.to_builtins(done.results)})
@@ -403,11 +547,19 @@ def status(cluster_dir: str | None, identity: str | None, as_json: bool) -> None
         return rows
 
     rows = _run(cluster_dir, identity, collect)
+    unreachable = sum(isinstance(s, Exception) for _, s in rows)
     if as_json:
         emit_json(
             [{"address": a, **({"error": str(s)} if isinstance(s, Exception) else {"status": s})} for a, s in rows]
         )
-        return
+    else:
+        _status_table(rows)
+    if unreachable:
+        note(f"{unreachable} of {len(rows)} replica(s) unreachable")
+        sys.exit(EXIT_UNAVAILABLE)
+
+
+def _status_table(rows: list[tuple[str, Any]]) -> None:
     table(
         ["ADDRESS", "ROLE", "TERM", "REVISION", "APPLIED", "NODES", "SESSIONS", "SNAPSHOT"],
         [
@@ -441,7 +593,10 @@ def snapshot() -> None:
 def save(file: str, cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
     """Save the current state (read from an up-to-date replica) to FILE."""
     info, data = _run(cluster_dir, identity, lambda n: n.save_snapshot())
-    atomic_write(file, data)
+    try:
+        atomic_write(file, data)
+    except FeitianError as exc:
+        raise type(exc)(f"snapshot save: cannot write {file}: {exc.message}", hint=exc.hint) from None
     if as_json:
         emit_json({"file": file, "revision": info.revision, "size_bytes": info.size_bytes})
     else:
@@ -458,27 +613,53 @@ def restore(file: str, cluster_dir: str | None, as_json: bool) -> None:
     from feitian.coord.backup import check_snapshot, restore_replica
     from feitian.runtime.procs import is_running, stop_processes
 
-    with open(file, "rb") as f:
-        data = f.read()
+    data = _read_file(file, "snapshot restore")
     state_machine = check_snapshot(data)  # refuse a damaged file before touching anything
     lc = LocalCluster(resolve_cluster_dir(cluster_dir))
-    procs = [p for p in lc.load().processes if p.role == COORD_ROLE]
-    if not procs:
-        raise NotFoundError(f"the cluster at {lc.dir} runs no coord replicas")
+    try:
+        procs = [p for p in lc.load().processes if p.role == COORD_ROLE]
+    except NotFoundError:  # a stopped cluster (`cluster down` removes its state file): its replicas' data
+        procs = []
+        names = _stopped_replicas(lc.dir)
+    else:
+        names = [p.name for p in procs]
+    if not names:
+        raise NotFoundError(f"restore: no coord replicas at {lc.dir} (neither running nor stopped)")
     running = [p for p in procs if is_running(p.ref)]
     stuck = stop_processes([p.ref for p in running], grace_s=10)
     if stuck:
         raise FeitianError(f"restore: coord replicas would not stop: {stuck}")
-    voters = tuple(int(p.name.rsplit("-", 1)[1]) for p in procs)
-    for p in procs:
-        restore_replica(data, f"{lc.dir}/data/{p.name}", voters)
+    voters = tuple(int(name.rsplit("-", 1)[1]) for name in names)
+    for name in names:
+        restore_replica(data, f"{lc.dir}/data/{name}", voters)
     started = time.monotonic()
     for p in running:
         lc.restart(p.name)
     if as_json:
-        emit_json({"file": file, "revision": state_machine.revision, "replicas": [p.name for p in procs]})
+        emit_json({"file": file, "revision": state_machine.revision, "replicas": names})
     else:
         click.echo(
-            f"restored revision {state_machine.revision} into {len(procs)} replica(s); "
+            f"restored revision {state_machine.revision} into {len(names)} replica(s); "
             f"{len(running)} restarted in {time.monotonic() - started:.1f}s"
         )
+
+
+def _stopped_replicas(cluster_dir: str) -> list[str]:
+    """The coord replicas whose data a stopped cluster keeps (``data/coord-N/raft``), by id."""
+    data = os.path.join(cluster_dir, "data")
+    try:
+        entries = os.listdir(data)
+    except FileNotFoundError:
+        return []
+    found = [e for e in entries if re.fullmatch(r"coord-\d+", e) and os.path.isdir(os.path.join(data, e, "raft"))]
+    return sorted(found, key=lambda name: int(name.rsplit("-", 1)[1]))
+
+
+def _read_file(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise NotFoundError(f"{what}: no file {path}") from None
+    except OSError as exc:
+        raise FeitianError(f"{what}: cannot read {path}: {exc.strerror}") from None

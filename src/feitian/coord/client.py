@@ -33,6 +33,7 @@ from feitian.coord.client_session import Session
 from feitian.coord.connection import ReplicaRouter
 from feitian.coord.core import (
     DEFAULT_SESSION_TTL_MS,
+    CoordLimits,
     Created,
     Deleted,
     ExistsResult,
@@ -45,6 +46,7 @@ from feitian.coord.core import (
     TxnCommitted,
     Updated,
 )
+from feitian.coord.core.paths import validate_path
 from feitian.coord.messages import (
     CoordStatus,
     CreateRequest,
@@ -133,6 +135,7 @@ class CoordClient:
     # -- plumbing --------------------------------------------------------------------------------------------
 
     async def _read(self, request: Request[R]) -> R:
+        _check_paths(request)
         return await self.router.call(request, leader=False)
 
     async def _write(self, make: Any) -> Any:
@@ -141,6 +144,7 @@ class CoordClient:
         async with self._window:
             self._seq += 1
             request = make(self.client_id, self._seq)
+            _check_paths(request)
             size = batchable_size(request)
             if size is None:
                 return await self.router.call(request, leader=True)
@@ -296,3 +300,18 @@ class CoordClient:
                 self.router.move_on(address)
         assert last is not None
         raise last
+
+
+# The shape of a path (absolute, no empty, "." or ".." names, no "*" or control characters), checked before a
+# request leaves: a malformed one is named as a path here instead of as a capability resource by the service.
+# Sizes are the service's business (its limits may differ from the defaults).
+_SHAPE_ONLY = CoordLimits(max_path_bytes=1 << 30, max_name_bytes=1 << 30, max_depth=1 << 30)
+
+
+def _check_paths(request: Any) -> None:
+    op = type(request).__name__.removesuffix("Request").lower()
+    path = getattr(request, "path", None)
+    if isinstance(path, str):
+        validate_path(op, path, _SHAPE_ONLY)
+    for item in getattr(request, "ops", ()):
+        validate_path(op, item.path, _SHAPE_ONLY)

@@ -72,21 +72,9 @@ from feitian.coord.messages import (
     WatchReply,
     WatchRequest,
 )
+from feitian.coord.ops_json import VALUE_KEYS, in_range, only, op_of, opt_bool, opt_int, text, value_of
 from feitian.coord.rest_openapi import openapi_document
-from feitian.coord.rest_parse import (
-    SELECTOR_MODES,
-    VALUE_KEYS,
-    flag,
-    float_param,
-    in_range,
-    int_param,
-    only,
-    op_of,
-    opt_bool,
-    opt_int,
-    text,
-    value_of,
-)
+from feitian.coord.rest_parse import SELECTOR_MODES, flag, float_param, int_param
 from feitian.coord.service import MAX_WATCH_WAIT_MS, CoordService
 from feitian.errors import (
     DeadlineExceededError,

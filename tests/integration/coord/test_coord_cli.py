@@ -4,6 +4,7 @@ a refusal by capability (exit 6), echo nodes registered in Nuwa, and a snapshot 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from feitian.deploy.cluster import LocalCluster
+from feitian.runtime.procs import signal_process
 from feitian.testing.cli import FEITIAN, feitian
 from feitian.testing.waiting import wait_until
 
@@ -116,3 +118,111 @@ def test_snapshot_save_and_restore(cluster: str, tmp_path: Path) -> None:
     assert nuwa(cluster, "set", "/backup/keep", "writable again").returncode == 0
     Path(backup).write_bytes(b"not a snapshot")
     assert nuwa(cluster, "snapshot", "restore", backup).returncode != 0
+
+
+def test_values_from_files_exact_bytes_and_bad_input(cluster: str, tmp_path: Path) -> None:
+    blob = bytes(range(256)) * 1024  # 256 KiB of binary: too big for an argument, not for a value
+    source = tmp_path / "blob.bin"
+    source.write_bytes(blob)
+    assert nuwa(cluster, "create", "/files/blob", "--from-file", str(source), "-p").returncode == 0
+    raw = subprocess.run([*FEITIAN, "coord", "get", "/files/blob", "--raw", "--cluster", cluster], capture_output=True)
+    assert raw.returncode == 0 and raw.stdout == blob
+    piped = subprocess.run(
+        [*FEITIAN, "coord", "set", "/files/blob", "--from-file", "-", "--cluster", cluster],
+        input=b"from stdin",
+        capture_output=True,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert nuwa(cluster, "get", "/files/blob").stdout == "from stdin\n"
+    (tmp_path / "big.bin").write_bytes(b"x" * ((1 << 20) + 1))
+    too_big = nuwa(cluster, "set", "/files/blob", "--from-file", str(tmp_path / "big.bin"))
+    assert too_big.returncode == 2 and "exceeds" in too_big.stderr
+    removed = json.loads(nuwa(cluster, "rm", "/files/blob", "--json").stdout)
+    assert removed["path"] == "/files/blob" and removed["stat"]["version"] == 2
+    # Refused before anything is sent: exit 2, with the problem named.
+    for args, message in (
+        (("get", "/files/"), "a directory holds no value"),
+        (("set", "/files/x"), "give VALUE or --from-file"),
+        (("set", "/files/x", "v", "--version", "0"), "--version"),
+        (("watch", "/files/", "--count", "0"), "--count"),
+        (("lock", "/locks/x", "--ttl", "0"), "ttl_ms 0"),
+        (("create", "//x"), "empty name"),
+        (("txn", '[{"op": "create", "path": "/n", "value": null}]'), "value must be a string"),
+        (("txn", "@/nonexistent/ops.json"), "no file"),
+    ):
+        result = nuwa(cluster, *args)
+        assert result.returncode in (2, 4) and message in result.stderr, (args, result.returncode, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_try_lock_ephemeral_nodes_and_ctrl_c(cluster: str) -> None:
+    holder = subprocess.Popen(
+        [*FEITIAN, "coord", "lock", "/locks/try", "--json", "--cluster", cluster],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        text = ""
+        while not text.rstrip().endswith("}"):
+            line = holder.stdout.readline()
+            assert line, "the holder exited before printing its token"
+            text += line
+        token = json.loads(text)["token"]
+        busy = nuwa(cluster, "lock", "/locks/try", "--timeout", "0")
+        assert busy.returncode == 7 and "not waiting" in busy.stderr
+        holder.send_signal(signal.SIGINT)  # Ctrl-C: the normal end of a held lock
+        _, err = holder.communicate(timeout=30)
+        assert holder.returncode == 0 and "released /locks/try" in err
+    finally:
+        holder.kill()
+    free = json.loads(nuwa(cluster, "lock", "/locks/try", "--timeout", "0", "--hold", "0", "--json").stdout)
+    assert free["token"] > token
+
+    ephemeral = subprocess.Popen(
+        [*FEITIAN, "coord", "create", "/live/me", "up", "-p", "--ephemeral", "--cluster", cluster],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert ephemeral.stdout is not None and ephemeral.stdout.readline().strip() == "/live/me"
+        assert json.loads(nuwa(cluster, "stat", "/live/me", "--json").stdout)["ephemeral_owner"] > 0
+        ephemeral.send_signal(signal.SIGINT)
+        assert ephemeral.wait(timeout=30) == 0
+    finally:
+        ephemeral.kill()
+    assert nuwa(cluster, "stat", "/live/me").returncode == 4  # gone with its session
+
+
+def test_coord_status_exits_3_while_a_replica_is_unreachable(cluster: str) -> None:
+    replica = LocalCluster(cluster).load().find("coord-3")
+    signal_process(replica.ref, signal.SIGSTOP)
+    try:
+        status = nuwa(cluster, "status")
+        assert status.returncode == 3 and "unreachable" in status.stdout
+    finally:
+        signal_process(replica.ref, signal.SIGCONT)
+    wait_until(lambda: nuwa(cluster, "status").returncode == 0, 30, "coord-3 answers again")
+
+
+def test_a_stopped_cluster_is_restored_in_place(tmp_path: Path) -> None:
+    """`cluster down` removes the state file; restore finds the replicas' data, and `cluster up` serves it."""
+    directory = str(tmp_path / "stopped")
+    up = ("cluster", "up", "--dir", directory, "--insecure", "--echo", "0", "--no-proxy", "--kv", "0")
+    up_args = (*up, "--dfs-masters", "0")
+    try:
+        assert feitian(*up_args).returncode == 0
+        assert nuwa(directory, "create", "/keep", "before").returncode == 0
+        backup = str(tmp_path / "nuwa.snap")
+        assert nuwa(directory, "snapshot", "save", backup).returncode == 0
+        assert nuwa(directory, "set", "/keep", "after").returncode == 0
+        assert feitian("cluster", "down", "--cluster", directory).returncode == 0
+        restored = nuwa(directory, "snapshot", "restore", backup, "--json")
+        assert restored.returncode == 0, restored.stderr
+        assert json.loads(restored.stdout)["replicas"] == ["coord-1", "coord-2", "coord-3"]
+        assert feitian(*up_args).returncode == 0
+        assert nuwa(directory, "get", "/keep").stdout == "before\n"
+    finally:
+        feitian("cluster", "down", "--cluster", directory)

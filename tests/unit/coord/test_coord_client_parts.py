@@ -75,7 +75,19 @@ def test_transaction_operations_from_json() -> None:
         CreateOp(path="/b", value=b"y", parents=True),
         DeleteOp(path="/c"),
     ]
-    for bad in ("{}", "[1]", '[{"op": "move", "path": "/a"}]', '[{"op": "set", "path": "/a"}]', "not json"):
+    for bad in (
+        "{}",
+        "[1]",
+        '[{"op": "move", "path": "/a"}]',
+        '[{"op": "set", "path": "/a"}]',  # a set without its value
+        '[{"op": "create", "path": "/n", "value": null}]',  # not stored as "None"
+        '[{"op": "create", "path": "/n", "value": {"a": 1}}]',
+        '[{"op": "set", "path": "/a", "value": "x", "version": "1"}]',
+        '[{"op": "set", "path": "/a", "value": "x", "versoin": 1}]',  # a misspelt condition
+        '[{"op": "check", "path": "/a", "exists": 0}]',
+        '[{"op": "create", "path": "/e", "ephemeral": true}]',  # it would die as the command ends
+        "not json",
+    ):
         with pytest.raises(InvalidArgumentError):
             parse_ops(bad)
 

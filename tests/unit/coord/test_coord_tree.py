@@ -238,7 +238,7 @@ def test_delete_refuses_a_non_empty_directory(h: Harness) -> None:
     h.create("/d/f")
     error = h.delete("/d/")
     assert isinstance(error, ConflictError)
-    assert error.message == "delete /d/: directory not empty (1 entries)"
+    assert error.message == "delete /d/: directory not empty (1 entry)"
     assert h.sm.exists("/d/").exists
 
 

@@ -34,7 +34,7 @@ from feitian.coord.core.commands import (
 from feitian.coord.core.dedupe import DedupeTable
 from feitian.coord.core.events import Compacted, Event, EventBatch, EventHistory, Selector, SelectorKind
 from feitian.coord.core.limits import DEFAULT_LIMITS, CoordLimits
-from feitian.coord.core.paths import is_directory, validate_path
+from feitian.coord.core.paths import is_directory, other_kind, validate_path
 from feitian.coord.core.results import (
     BatchApplied,
     ErrorValue,
@@ -302,6 +302,13 @@ class CoordStateMachine:
         validate_path("list", path, self.limits)
         if not is_directory(path):
             raise InvalidArgumentError(f"list {path}: not a directory path (it ends with '/')", hint=f"use {path}/")
+        if path not in self.tree.nodes and other_kind(path) in self.tree.nodes:
+            raise NotFoundError(
+                f"list {path}: {other_kind(path)} is a file, not a directory",
+                path=path,
+                revision=self.revision,
+                hint=f"read it with get {other_kind(path)}",
+            )
         node = self._require("list", path)
         children, more = self.tree.children_page(node, start_after, self._page(limit))
         return ListResult(directory=node.stat(), children=tuple(children), revision=self.revision, more=more)

@@ -259,10 +259,12 @@ class Tree:
                 found=node.version,
             )
         if node.children:
+            n = len(node.children)
             raise ConflictError(
-                f"delete {op.path}: directory not empty ({len(node.children)} entries)",
+                f"delete {op.path}: directory not empty ({n} {'entry' if n == 1 else 'entries'})",
                 path=op.path,
-                children=len(node.children),
+                children=n,
+                hint="delete its entries first",
             )
         stat = node.stat()
         self._remove(node)

@@ -140,15 +140,18 @@ class Lock:
         return f"Lock({self.dir!r}, shared={self.shared})"
 
     async def acquire(self, *, timeout_s: float | None = None) -> LockLease:
-        """Wait until the lock is held; DeadlineExceededError after ``timeout_s``, SessionExpiredError if the
-        session is lost while waiting. Either way this contender's node is removed."""
+        """Wait until the lock is held; DeadlineExceededError after ``timeout_s`` (0: at once unless the lock is
+        free now), SessionExpiredError if the session is lost while waiting. Either way this contender's node is
+        removed."""
+        if timeout_s is not None and timeout_s <= 0:
+            return await self._acquire(wait=False)
         try:
             async with asyncio.timeout(timeout_s):
                 return await self._acquire()
         except TimeoutError:
             raise DeadlineExceededError(f"lock {self.dir}: not acquired within {timeout_s}s") from None
 
-    async def _acquire(self) -> LockLease:
+    async def _acquire(self, *, wait: bool = True) -> LockLease:
         client = self.client
         session = await client.session()
         creating = asyncio.ensure_future(
@@ -175,6 +178,8 @@ class Lock:
                 if not blockers:
                     session.check()  # the listing may have been answered after the session was lost
                     return LockLease(self, me, created.stat.create_revision, session)
+                if not wait:
+                    raise DeadlineExceededError(f"lock {self.dir}: held by {blockers[0][2].path} (not waiting)")
                 await self._wait_gone(blockers[-1][2].path, revision, session)
         except BaseException:
             client.spawn(self._forget(me, session))
