@@ -16,6 +16,7 @@ from feitian.coord import CoordClient
 from feitian.coord.messages import GetRequest, SetRequest
 from feitian.errors import FeitianError
 from feitian.rpc import Client
+from feitian.runtime.raft_store import RaftStore
 from feitian.testing.coord import CoordReplicas
 from feitian.testing.disks import DiskUnavailable, fill, small_disk
 from feitian.testing.waiting import wait_for_condition
@@ -96,6 +97,23 @@ async def test_a_full_disk_on_the_leader(replicas: CoordReplicas) -> None:
             got = await rpc.call(full_address, GetRequest(path, stale=True), timeout=5)
             assert got.value == value, path
         assert (await rpc.call(full_address, GetRequest("/full/more-9"), timeout=5)).value == acked["/full/more-9"]
+
+        # What the full disk left on it is sound: the replica restarts from its own log and snapshot (a torn or
+        # corrupt record would stop it, or lose entries) and serves everything from its own state.
+        applied = (await replicas.statuses(rpc))[leader].replica.applied_index
+        await asyncio.to_thread(replicas.kill, leader)
+        raft_dir = Path(replicas.cluster.dir) / "data" / replicas.name(leader) / "raft"
+        store = await asyncio.to_thread(RaftStore.open, raft_dir)  # DataCorruptionError on a damaged record
+        state = await asyncio.to_thread(store.load)
+        store.close()
+        held = state.entries[-1].index if state.entries else (state.snapshot.meta.index if state.snapshot else 0)
+        assert held >= applied  # everything it had applied is in its own log (or snapshot)
+        await asyncio.to_thread(replicas.start, leader)
+        await wait_for_condition(recovered, 40, "the restarted replica caught up")
+        for path, value in acked.items():
+            got = await rpc.call(full_address, GetRequest(path, stale=True), timeout=5)
+            assert got.value == value, path
+        assert "corrupt" not in replicas.log(leader).lower()
     finally:
         await client.close()
         await rpc.close()

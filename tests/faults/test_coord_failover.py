@@ -15,6 +15,7 @@ import asyncio
 import json
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -256,4 +257,56 @@ async def test_the_lock_body_is_cancelled_when_the_session_is_lost(replicas: Coo
             signal_process(replicas.ref(i), signal.SIGCONT)
         await holder.close()
         await other.close()
+        await rpc.close()
+
+
+_SESSION_HOLDER = """
+import asyncio, sys
+from feitian.coord import CoordClient
+from feitian.rpc import Client, ClientConfig
+
+async def main(addresses):
+    rpc = Client(ClientConfig(name="session-holder", connect_timeout_s=2))
+    client = CoordClient(rpc, addresses, session_ttl_ms=int(sys.argv[1]))
+    await client.create("/expiry/a", b"", ephemeral=True, parents=True)
+    await client.create("/expiry/b", b"", ephemeral=True)
+    lease = await client.lock("/expiry/lock").acquire()
+    print(lease.token, lease.path, flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main(sys.argv[2:]))
+"""
+
+
+async def test_session_expiry_removes_its_ephemerals_and_locks_at_one_revision(replicas: CoordReplicas) -> None:
+    """The process owning a session dies: the service expires the session and removes its ephemeral nodes and
+    its lock node in one step — every deletion carries the same revision — and the lock passes on."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _SESSION_HOLDER, str(TTL_MS), *replicas.address_list, stdout=asyncio.subprocess.PIPE
+    )
+    replicas.track(ProcessRef(proc.pid, start_time_of(proc.pid)))
+    rpc = await replicas.rpc()
+    observer = replicas.client(rpc)
+    try:
+        assert proc.stdout is not None
+        token_text, lock_node = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().split()
+        token = int(token_text)
+        watch = observer.watch("/expiry/", recursive=True)
+        await watch.start()
+        waiter = asyncio.ensure_future(observer.lock("/expiry/lock").acquire())
+        proc.send_signal(signal.SIGKILL)
+        lease = await asyncio.wait_for(waiter, 30)
+        assert lease.token > token
+        deleted: dict[str, int] = {}
+        while len(deleted) < 3:
+            item = await watch.next(30)
+            if isinstance(item, Event) and item.kind is EventKind.DELETED:
+                deleted[item.path] = item.revision
+        assert set(deleted) == {"/expiry/a", "/expiry/b", lock_node}
+        assert len(set(deleted.values())) == 1, deleted  # one revision: all or nothing
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+        await observer.close()
         await rpc.close()
