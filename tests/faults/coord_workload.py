@@ -232,6 +232,12 @@ class ProxiedKv:
     def resume(self, i: int) -> None:
         self.replicas.resume(i)
 
+    def kill(self, i: int) -> None:
+        self.replicas.kill(i)
+
+    def restart(self, i: int) -> None:
+        self.replicas.start(i)
+
     async def leader(self, among: set[int] | None = None, timeout_s: float = 20) -> int:
         found: list[int] = []
 
@@ -320,6 +326,12 @@ class ProxiedNuwa:
     def resume(self, i: int) -> None:
         self.replicas.resume(i)
 
+    def kill(self, i: int) -> None:
+        self.replicas.kill(i)
+
+    def restart(self, i: int) -> None:
+        self.replicas.start(i)
+
     def client(self, **options: Any) -> CoordClient:
         return CoordClient(self.rpc, list(self.addresses.values()), **options)
 
@@ -391,6 +403,10 @@ class FaultyCluster(Protocol):
 
     def resume(self, i: int) -> None: ...
 
+    def kill(self, i: int) -> None: ...
+
+    def restart(self, i: int) -> None: ...
+
 
 async def progress(workload: RegisterWorkload, ops: int, what: str) -> None:
     """Wait until the clients have completed ``ops`` more operations successfully."""
@@ -398,9 +414,10 @@ async def progress(workload: RegisterWorkload, ops: int, what: str) -> None:
     await wait_for_condition(lambda: workload.stats.ok >= target, 30, f"{ops} operations {what}")
 
 
-async def partitions_and_sigstop(cluster: FaultyCluster, workload: RegisterWorkload, log: list[str], ops: int) -> None:
-    """Isolate the leader, heal; SIGSTOP the next leader, resume; isolate a follower, heal — each phase lasting
-    until the clients completed ``ops`` operations (the majority must keep serving throughout)."""
+async def faults_in_turn(cluster: FaultyCluster, workload: RegisterWorkload, log: list[str], ops: int) -> None:
+    """Isolate the leader, heal; SIGSTOP the next leader, resume; isolate a follower, heal; SIGKILL the leader,
+    restart it — each phase lasting until the clients completed ``ops`` operations (the majority must keep
+    serving throughout)."""
 
     def others(i: int) -> set[int]:
         return {j for j in cluster.addresses if j != i}
@@ -433,4 +450,13 @@ async def partitions_and_sigstop(cluster: FaultyCluster, workload: RegisterWorkl
     await progress(workload, ops, "with a follower isolated")
     cluster.proxy.heal()
     log.append("heal")
+    await progress(workload, ops // 2, "after healing")
+
+    killed = await cluster.leader()
+    await asyncio.to_thread(cluster.kill, killed)
+    log.append(f"SIGKILL leader {killed}")
+    await cluster.leader(others(killed))
+    await progress(workload, ops, "with the leader killed")
+    await asyncio.to_thread(cluster.restart, killed)
+    log.append(f"restart {killed}")
     await progress(workload, ops, "at the end")

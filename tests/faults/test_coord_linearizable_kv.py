@@ -1,6 +1,6 @@
 """Concurrent clients read, write and compare-and-set a few keys of the replicated KV store (the consensus layer
-Nuwa runs on) while the leader is partitioned away, the next leader is frozen (SIGSTOP) and a follower is
-isolated; the recorded history must be linearizable (feitian.testing.linearizability). Real processes;
+Nuwa runs on) while the leader is partitioned away, the next leader is frozen (SIGSTOP), a follower is
+isolated and the leader is killed (SIGKILL) and restarted; the recorded history must be linearizable (feitian.testing.linearizability). Real processes;
 partitions through the fault proxy."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from coord_workload import KvRegisterStore, ProxiedKv, RegisterWorkload, partitions_and_sigstop, proxied_kv
+from coord_workload import KvRegisterStore, ProxiedKv, RegisterWorkload, faults_in_turn, proxied_kv
 
 from feitian.testing.linearizability import OpKind, Outcome, check
 
@@ -23,11 +23,11 @@ async def kv(tmp_path: Path) -> AsyncIterator[ProxiedKv]:
         yield cluster
 
 
-async def test_history_under_partitions_and_sigstop_is_linearizable(kv: ProxiedKv, tmp_path: Path) -> None:
+async def test_history_under_faults_in_turn_is_linearizable(kv: ProxiedKv, tmp_path: Path) -> None:
     stores = [KvRegisterStore(kv.client, list(kv.addresses.values()), attempt_timeout_s=1.0) for _ in range(CLIENTS)]
     workload = RegisterWorkload(stores, KEYS, seed=11, think_s=0.02)
     faults: list[str] = []
-    await workload.run(partitions_and_sigstop(kv, workload, faults, ops=100))
+    await workload.run(faults_in_turn(kv, workload, faults, ops=100))
 
     ops = workload.history.operations()
     path = tmp_path / "history.jsonl"

@@ -1,6 +1,7 @@
 """Concurrent Nuwa clients (``CoordClient``: leader following, retried writes deduplicated by the state machine)
 read, write and compare-and-set (``set`` with ``version``) a few files while the leader is partitioned away, the
-next leader is frozen (SIGSTOP) and a follower is isolated; the recorded history must be linearizable.
+next leader is frozen (SIGSTOP), a follower is isolated and the leader is killed (SIGKILL) and restarted; the
+recorded history must be linearizable.
 Real processes; partitions through the fault proxy. A longer soak runs with ``-m slow``."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from coord_workload import (
     NuwaRegisterStore,
     ProxiedNuwa,
     RegisterWorkload,
-    partitions_and_sigstop,
+    faults_in_turn,
     proxied_nuwa,
 )
 
@@ -44,7 +45,7 @@ async def run_history(nuwa: ProxiedNuwa, tmp_path: Path, *, clients: int, ops: i
 
         async def nemesis() -> None:
             for _ in range(rounds):
-                await partitions_and_sigstop(nuwa, workload, faults, ops=ops)
+                await faults_in_turn(nuwa, workload, faults, ops=ops)
 
         await workload.run(nemesis())
     finally:
@@ -62,7 +63,7 @@ async def run_history(nuwa: ProxiedNuwa, tmp_path: Path, *, clients: int, ops: i
     assert {o.result for o in done if o.kind is OpKind.CAS} == {True, False}, summary
 
 
-async def test_history_under_partitions_and_sigstop_is_linearizable(nuwa: ProxiedNuwa, tmp_path: Path) -> None:
+async def test_history_under_faults_in_turn_is_linearizable(nuwa: ProxiedNuwa, tmp_path: Path) -> None:
     await run_history(nuwa, tmp_path, clients=6, ops=100, rounds=1, seed=21)
 
 
