@@ -1,7 +1,7 @@
 """Concurrent clients read, write and compare-and-set a few keys of the replicated KV store (the consensus layer
 Nuwa runs on) while the leader is partitioned away, the next leader is frozen (SIGSTOP), a follower is
-isolated and the leader is killed (SIGKILL) and restarted; the recorded history must be linearizable (feitian.testing.linearizability). Real processes;
-partitions through the fault proxy."""
+isolated and the leader is killed (SIGKILL) and restarted; the recorded history must be linearizable
+(feitian.testing.linearizability). Real processes; partitions through the fault proxy."""
 
 from __future__ import annotations
 
