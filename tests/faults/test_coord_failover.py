@@ -12,7 +12,6 @@ process, SIGSTOP of every replica under a held lock.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from feitian.errors import FeitianError, SessionExpiredError
 from feitian.replica.options import ReplicaOptions
 from feitian.rpc import Client
 from feitian.runtime.procs import ProcessRef, signal_process, start_time_of
-from feitian.testing.cli import FEITIAN
+from feitian.testing.cli import lock_holder
 from feitian.testing.coord import CoordReplicas
 from feitian.testing.waiting import wait_for_condition
 
@@ -174,20 +173,8 @@ async def _contenders(client: CoordClient, n: int) -> bool:
 
 def holder_process(cluster_dir: str, path: str, ttl_ms: int | None = TTL_MS) -> tuple[subprocess.Popen[str], int]:
     """`feitian coord lock PATH` in its own process; returns it and the fencing token it printed."""
-    ttl = ["--ttl", str(ttl_ms)] if ttl_ms else []
-    proc = subprocess.Popen(
-        [*FEITIAN, "coord", "lock", path, *ttl, "--json", "--cluster", cluster_dir],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    text = ""
-    while not text.rstrip().endswith("}"):
-        line = proc.stdout.readline()
-        assert line, "the holder exited before printing its token"
-        text += line
-    return proc, int(json.loads(text)["token"])
+    proc, info = lock_holder(cluster_dir, path, *(["--ttl", str(ttl_ms)] if ttl_ms else []))
+    return proc, int(info["token"])
 
 
 async def test_lock_failover_after_sigkill_of_the_holder_process(replicas: CoordReplicas) -> None:

@@ -97,6 +97,10 @@ def _session_options(ttl_ms: int | None) -> dict[str, Any]:
     return {} if ttl_ms is None else {"session_ttl_ms": ttl_ms}
 
 
+def timeout_option(text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=None, help=text)
+
+
 hold_option = click.option(
     "--hold",
     "hold_s",
@@ -374,13 +378,7 @@ async def _hold(seconds: float | None, lost: Awaitable[Any]) -> None:
 @click.argument("path")
 @click.option("--shared", is_flag=True, help="A shared lock (exclusive of exclusive holders only).")
 @hold_option
-@click.option(
-    "--timeout",
-    "timeout_s",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Give up waiting after S seconds (exit 7); 0: take it only if it is free now.",
-)
+@timeout_option("Give up waiting after S seconds (exit 7); 0: take it only if it is free now.")
 @ttl_option("the lock")
 @cluster_option
 @identity_option
@@ -423,13 +421,7 @@ def lock(
 @click.argument("name")
 @click.argument("value", required=False)
 @hold_option
-@click.option(
-    "--timeout",
-    "timeout_s",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Give up campaigning after S seconds (exit 7); 0: only if nobody leads now.",
-)
+@timeout_option("Give up campaigning after S seconds (exit 7); 0: only if nobody leads now.")
 @ttl_option("the leadership")
 @cluster_option
 @identity_option

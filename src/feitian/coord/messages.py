@@ -13,6 +13,7 @@ Replies reuse the core's result types (``feitian.coord.core.results``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import msgspec
@@ -286,8 +287,9 @@ SET_RULE: MethodRule[Any] = requires(Right.WRITE, lambda r: _resource(r.path))
 DELETE_RULE: MethodRule[Any] = requires(Right.DELETE, lambda r: _resource(r.path))
 
 
-def _txn_rules(request: TxnRequest) -> list[tuple[MethodRule[Any], Any]]:
-    return [(_OP_RULES[type(op)], op) for op in request.ops]
+def _by_type(rules: dict[type, MethodRule[Any]], items: Iterable[Any]) -> list[tuple[MethodRule[Any], Any]]:
+    """Each item with the rule of its type: what a request carrying several needs (``requires_each``)."""
+    return [(rules[type(item)], item) for item in items]
 
 
 # A transaction needs, for each operation, the right it would need alone (read for a check).
@@ -297,12 +299,8 @@ _OP_RULES: dict[type, MethodRule[Any]] = {
     DeleteOp: DELETE_RULE,
     CheckOp: READ_RULE,
 }
-TXN_RULE: MethodRule[Any] = requires_each(_txn_rules)
+TXN_RULE: MethodRule[Any] = requires_each(lambda r: _by_type(_OP_RULES, r.ops))
 SESSION_RULE: MethodRule[Any] = requires_authentication()
-
-
-def _write_rules(request: WriteBatchRequest) -> list[tuple[MethodRule[Any], Any]]:
-    return [(_WRITE_RULES[type(write)], write) for write in request.writes]
 
 
 _WRITE_RULES: dict[type, MethodRule[Any]] = {
@@ -311,6 +309,6 @@ _WRITE_RULES: dict[type, MethodRule[Any]] = {
     DeleteRequest: DELETE_RULE,
     TxnRequest: TXN_RULE,
 }
-BATCH_RULE: MethodRule[Any] = requires_each(_write_rules)
+BATCH_RULE: MethodRule[Any] = requires_each(lambda r: _by_type(_WRITE_RULES, r.writes))
 STATUS_RULE: MethodRule[Any] = requires(Right.READ, "coord:/")
 SNAPSHOT_RULE: MethodRule[Any] = requires(Right.ADMIN, "coord:/")

@@ -13,7 +13,7 @@ import pytest
 
 from feitian.deploy.cluster import LocalCluster
 from feitian.runtime.procs import signal_process
-from feitian.testing.cli import FEITIAN, feitian
+from feitian.testing.cli import FEITIAN, feitian, lock_holder
 from feitian.testing.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
@@ -156,20 +156,9 @@ def test_values_from_files_exact_bytes_and_bad_input(cluster: str, tmp_path: Pat
 
 
 def test_try_lock_ephemeral_nodes_and_ctrl_c(cluster: str) -> None:
-    holder = subprocess.Popen(
-        [*FEITIAN, "coord", "lock", "/locks/try", "--json", "--cluster", cluster],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    holder, held = lock_holder(cluster, "/locks/try")
+    token = held["token"]
     try:
-        assert holder.stdout is not None
-        text = ""
-        while not text.rstrip().endswith("}"):
-            line = holder.stdout.readline()
-            assert line, "the holder exited before printing its token"
-            text += line
-        token = json.loads(text)["token"]
         busy = nuwa(cluster, "lock", "/locks/try", "--timeout", "0")
         assert busy.returncode == 7 and "not waiting" in busy.stderr
         holder.send_signal(signal.SIGINT)  # Ctrl-C: the normal end of a held lock
