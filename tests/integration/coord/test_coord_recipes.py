@@ -100,12 +100,13 @@ async def test_shared_holders_coexist_and_exclude_an_exclusive_one(nuwa: CoordRe
         r2 = await b.lock(f"{base}rw", shared=True).acquire(timeout_s=5)  # shared with r1
         writer = asyncio.ensure_future(c.lock(f"{base}rw").acquire())
         await wait_for_condition(lambda: _count(a, f"{base}rw/", 3), 10, "the writer queues")
+        with pytest.raises(DeadlineExceededError):  # a reader behind a queued writer does not pass it
+            await b.lock(f"{base}rw", shared=True).acquire(timeout_s=0)
         late_reader = asyncio.ensure_future(a.lock(f"{base}rw", shared=True).acquire())
-        await asyncio.sleep(0.3)
-        assert not writer.done() and not late_reader.done()  # a reader queued behind the writer waits too
+        await wait_for_condition(lambda: _count(a, f"{base}rw/", 4), 10, "the late reader queues")
         await r1.release()
-        await asyncio.sleep(0.2)
-        assert not writer.done()
+        await wait_for_condition(lambda: _count(a, f"{base}rw/", 3), 10, "r1's node is gone")
+        assert not writer.done() and not late_reader.done()  # r2 still holds: the writer (and the reader) wait
         await r2.release()
         w = await asyncio.wait_for(writer, 10)
         assert w.token > r2.token
