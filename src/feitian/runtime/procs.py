@@ -23,9 +23,9 @@ class ProcessRef(msgspec.Struct, frozen=True):
     start_time: int  # clock ticks since boot, from /proc/<pid>/stat; 0 if unknown
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def _stat_fields(pid: int, task: str = "") -> list[str] | None:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
+        with open(f"/proc/{pid}/task/{task}/stat" if task else f"/proc/{pid}/stat", "rb") as f:
             raw = f.read().decode("ascii", "replace")
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
@@ -82,13 +82,33 @@ def signal_process(ref: ProcessRef, sig: int) -> bool:
     return True
 
 
+def _still_exiting(ref: ProcessRef) -> bool:
+    """The main thread has exited but another thread of the process has not yet: until the last one has, the
+    process still holds its files (and the locks on them), so a replacement could not open them."""
+    fields = _stat_fields(ref.pid)
+    if fields is None or (ref.start_time and int(fields[19]) != ref.start_time):
+        return False
+    try:
+        tasks = os.listdir(f"/proc/{ref.pid}/task")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return any(
+        (task_fields := _stat_fields(ref.pid, t)) is not None and task_fields[0] not in ("Z", "X") for t in tasks
+    )
+
+
+def _gone(ref: ProcessRef) -> bool:
+    return not is_running(ref) and not _still_exiting(ref)
+
+
 def wait_gone(refs: Sequence[ProcessRef], timeout_s: float) -> list[ProcessRef]:
-    """Poll until every process has exited or the timeout passes; returns those still running."""
+    """Poll until every process has exited — every thread of it, so its files and locks are released — or the
+    timeout passes; returns those still running."""
     deadline = time.monotonic() + timeout_s
-    remaining = [r for r in refs if is_running(r)]
+    remaining = [r for r in refs if not _gone(r)]
     while remaining and time.monotonic() < deadline:
         time.sleep(0.02)
-        remaining = [r for r in remaining if is_running(r)]
+        remaining = [r for r in remaining if not _gone(r)]
     return remaining
 
 
