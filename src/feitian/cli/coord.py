@@ -245,7 +245,7 @@ def create(
             assert session is not None
             await _hold(hold_s, session.wait_lost())
             session.check()
-            note(f"removed {done.stat.path} (its session ended)")
+            note(f"removing {done.stat.path} (closing its session)")
 
     _held_until_interrupted(
         lambda: _run(cluster_dir, identity, go, **_session_options(ttl_ms)), holding, f"{path} (its session ended)"
@@ -511,7 +511,10 @@ def txn(ops: str, cluster_dir: str | None, identity: str | None, as_json: bool) 
     if ops == "-":
         source = sys.stdin.read()
     elif ops.startswith("@"):
-        source = _read_file(ops[1:], "txn").decode("utf-8", "replace")
+        try:
+            source = _read_file(ops[1:], "txn").decode()
+        except UnicodeDecodeError as exc:
+            raise InvalidArgumentError(f"txn: {ops[1:]} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     else:
         source = ops
     parsed = parse_ops(source)

@@ -196,10 +196,14 @@ class Raft:
             self._campaign(_Campaign.ELECTION)
 
     def _has_unapplied_conf_changes(self) -> bool:
-        if self.log.applied >= self.log.committed:
+        return self._conf_change_between(self.log.applied, self.log.committed)
+
+    def _conf_change_between(self, after: int, through: int) -> bool:
+        """Whether an entry in (after, through] is a configuration change."""
+        if after >= through:
             return False
-        lo = max(self.log.applied + 1, self.log.first_index())
-        entries = self.log.slice(lo, self.log.committed + 1, 2**63 - 1) or []
+        lo = max(after + 1, self.log.first_index())
+        entries = self.log.slice(lo, through + 1, 2**63 - 1) or []
         return any(e.kind == EntryKind.CONF_CHANGE for e in entries)
 
     def _campaign(self, kind: _Campaign) -> None:
@@ -243,16 +247,14 @@ class Raft:
     def step(self, m: Message) -> None:
         if m.to_id != self.id:
             raise InvalidArgumentError(f"replica {self.id}: message for replica {m.to_id}: {type(m).__name__}")
-        if (
-            isinstance(m, RequestVoteReply)
-            and m.commit_term
-            and self.role != Role.LEADER
-            and self.log.maybe_commit(m.commit, m.commit_term)
-            and self.role != Role.FOLLOWER
-        ):
+        if isinstance(m, RequestVoteReply) and m.commit_term and self.role != Role.LEADER:
             # A voter's commit index is a fact of any term: if our log holds its entry, ours is committed too.
-            # What it commits may change the configuration this campaign counts votes in: apply it first.
-            self.become_follower(self.term, 0)
+            # If that commits a configuration change, this campaign counts votes in a configuration about to
+            # change: stop it and apply the change first (hup refuses while it is unapplied).
+            before = self.log.committed
+            learned = self.log.maybe_commit(m.commit, m.commit_term)
+            if learned and self.role != Role.FOLLOWER and self._conf_change_between(before, self.log.committed):
+                self.become_follower(self.term, 0)
         if m.term > self.term:
             if not self._accept_higher_term(m):
                 return

@@ -361,12 +361,16 @@ class RestApi:
                 self.guard.present_token(caller.conn, raw)
             caller.presented.add(digest)
 
-    def _context(
-        self, request: web.Request, rule: MethodRule[Any] | None, req: Any, method: str, timeout_s: float | None = None
-    ) -> CallContext:
+    def _authorize(self, request: web.Request, rule: MethodRule[Any] | None, req: Any, method: str) -> _Caller:
         caller = self._caller(request)
         if self.guard is not None:
             self.guard.check(caller.conn, rule, req, method=method)
+        return caller
+
+    def _context(
+        self, request: web.Request, rule: MethodRule[Any] | None, req: Any, method: str, timeout_s: float | None = None
+    ) -> CallContext:
+        caller = self._authorize(request, rule, req, method)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout_s if timeout_s is not None else self.limits.default_timeout_s)
         return CallContext(method, 0, caller.peer, deadline, b"")
@@ -375,7 +379,9 @@ class RestApi:
         """The request's JSON object (an octet-stream body is the value), with only ``allowed`` keys, received
         within ``body_timeout_s``."""
         what = f"{request.method} {request.path}"
-        if not request.can_read_body:
+        # A raw body is the value (maybe empty); only when the client says so (aiohttp assumes octets otherwise).
+        octets = "Content-Type" in request.headers and request.content_type == "application/octet-stream"
+        if not request.can_read_body and not octets:
             return {}
         try:
             async with asyncio.timeout(self.limits.body_timeout_s):
@@ -384,7 +390,7 @@ class RestApi:
             raise DeadlineExceededError(
                 f"{what}: the body did not arrive within {self.limits.body_timeout_s}s (body_timeout_s)"
             ) from None
-        if request.content_type == "application/octet-stream":
+        if octets:
             return {"value": base64.b64encode(raw).decode()}
         try:
             body = json.loads(raw or b"{}")
@@ -460,8 +466,9 @@ class RestApi:
 
     async def _create(self, request: web.Request) -> web.Response:
         path = self._path("create", request.match_info["path"])
-        # Authorized on the path before the body is read: a caller without the right sends nothing big.
-        ctx = self._context(request, CREATE_RULE, CreateRequest(path=path), "coord.Create")
+        # Authorized on the path before the body is read (the rule depends on the path only): a caller without the
+        # right sends nothing big. The deadline starts once the body is in.
+        self._authorize(request, CREATE_RULE, CreateRequest(path=path), "coord.Create")
         body = await self._body(request, _CREATE_KEYS)
         what = f"create {path}"
         req = CreateRequest(
@@ -473,11 +480,12 @@ class RestApi:
             session_id=opt_int(body, "session_id", what) or 0,
             **self._dedupe(request),
         )
+        ctx = self._context(request, CREATE_RULE, req, "coord.Create")
         return _json(_builtins(await self.service.create(ctx, req)), 201)
 
     async def _set(self, request: web.Request) -> web.Response:
         path = self._path("set", request.match_info["path"])
-        ctx = self._context(request, SET_RULE, SetRequest(path=path, value=b""), "coord.Set")
+        self._authorize(request, SET_RULE, SetRequest(path=path, value=b""), "coord.Set")
         body = await self._body(request, _SET_KEYS)
         what = f"set {path}"
         if not VALUE_KEYS & set(body):
@@ -496,6 +504,7 @@ class RestApi:
             session_id=opt_int(body, "session_id", what) or 0,
             **self._dedupe(request),
         )
+        ctx = self._context(request, SET_RULE, req, "coord.Set")
         return _json(_builtins(await self.service.set(ctx, req)))
 
     async def _delete(self, request: web.Request) -> web.Response:
@@ -593,11 +602,13 @@ class RestApi:
                     break
                 polling = asyncio.ensure_future(self.service.watch(ctx, req))
                 closing = asyncio.ensure_future(self._closing.wait())
-                await asyncio.wait({polling, closing}, return_when=asyncio.FIRST_COMPLETED)
-                closing.cancel()
-                if not polling.done():  # the server is stopping: end the stream cleanly
-                    polling.cancel()
-                    await asyncio.gather(polling, return_exceptions=True)
+                try:
+                    await asyncio.wait({polling, closing}, return_when=asyncio.FIRST_COMPLETED)
+                finally:  # also when the subscriber left and this handler is cancelled: nothing outlives it
+                    for pending in (polling, closing):
+                        pending.cancel()
+                    await asyncio.gather(polling, closing, return_exceptions=True)
+                if polling.cancelled():  # the server is stopping: end the stream cleanly
                     break
                 try:
                     reply = polling.result()

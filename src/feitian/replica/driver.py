@@ -245,6 +245,8 @@ class Replica:
             async with asyncio.timeout(wait):
                 return await future
         except TimeoutError:
+            if future.done() and not future.cancelled():  # answered in the very step the timeout fired
+                return future.result()
             if not future.cancelled():
                 raise
             if self._leader_id == 0:

@@ -22,7 +22,9 @@ from feitian.errors import DataCorruptionError, FeitianError
 
 __all__ = ["SNAPSHOT_FORMAT", "decode_snapshot", "encode_snapshot"]
 
-SNAPSHOT_FORMAT = 1
+# 2: the retried-write table keys clients by principal and fingerprints requests. A format-1 snapshot's table
+# would answer retries differently from replicas that replayed the same entries, so it is refused, not read.
+SNAPSHOT_FORMAT = 2
 
 
 class NodeRecord(msgspec.Struct, array_like=True):
@@ -103,7 +105,11 @@ def decode_snapshot(data: bytes, limits: CoordLimits) -> Restored:
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise DataCorruptionError(f"coord snapshot: cannot decode {len(data)} bytes: {exc}") from None
     if snapshot.format != SNAPSHOT_FORMAT:
-        raise DataCorruptionError(f"coord snapshot: format {snapshot.format}, this version reads {SNAPSHOT_FORMAT}")
+        raise DataCorruptionError(
+            f"coord snapshot: format {snapshot.format}, this version reads {SNAPSHOT_FORMAT}",
+            hint="it was written by another feitian version: start from a backup saved by this version, or a new "
+            "data directory",
+        )
     sessions = SessionTable(limits)
     for record in snapshot.sessions:
         _expect(record.session_id not in sessions, f"session {record.session_id:#x} appears twice")

@@ -127,7 +127,7 @@ class NameCache:
         self.items: dict[str, _Item] = {}  # at most max_names: the item cached longest goes first
         self._listeners: dict[str, list[Callable[[], None]]] = {}
         self._watching: asyncio.Task[None] | None = None
-        self._lookup_lock: dict[str, asyncio.Lock] = {}  # names being looked up now
+        self._lookups: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # name -> (lock, [callers using it])
         # For each name being looked up: the newest revision of a change seen for it meanwhile. The lookup's
         # answer may be older than that change (its reply can arrive after the change's event): it is then
         # installed Old, not New.
@@ -138,7 +138,8 @@ class NameCache:
         item = self.items.get(name)
         if item is not None and item.fresh:
             return list(item.addresses)
-        lock = self._lookup_lock.setdefault(name, asyncio.Lock())
+        lock, users = self._lookups.setdefault(name, (asyncio.Lock(), [0]))
+        users[0] += 1
         try:
             async with lock:  # one lookup at a time per name; the others take its answer
                 item = self.items.get(name)
@@ -146,8 +147,9 @@ class NameCache:
                     return list(item.addresses)
                 return await self._lookup(name)
         finally:
-            if not lock.locked() and self._lookup_lock.get(name) is lock:
-                del self._lookup_lock[name]
+            users[0] -= 1
+            if users[0] == 0:  # nobody holds or waits for it (counting waiters: a lock released is not yet free)
+                del self._lookups[name]
 
     async def _lookup(self, name: str) -> list[str]:
         self.lookups += 1
@@ -163,8 +165,9 @@ class NameCache:
         item.fresh = changed <= revision
         self.items.pop(name, None)
         self.items[name] = item
-        while len(self.items) > self.max_names:
-            del self.items[next(iter(self.items))]
+        if len(self.items) > self.max_names:  # drop the longest cached, but never a name someone follows
+            for old in [n for n in self.items if not self._listeners.get(n)][: len(self.items) - self.max_names]:
+                del self.items[old]
         self._start_watching(revision)
         return list(addresses)
 
