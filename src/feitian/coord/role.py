@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
@@ -20,6 +20,9 @@ from feitian.coord.client import CoordClient
 from feitian.coord.recipes.naming import Registration, register
 from feitian.errors import ConfigError
 from feitian.replica.options import ReplicaOptions
+
+if TYPE_CHECKING:
+    from feitian.coord.rest import RestLimits  # imported when used: aiohttp only for replicas serving REST
 
 __all__ = ["CoordOptions", "CoordRole", "ServiceRegistration"]
 
@@ -112,7 +115,7 @@ class ServiceRegistration:
                 await self.client.close()
 
 
-def rest_limits(overrides: dict[str, float]) -> Any:
+def rest_limits(overrides: dict[str, float]) -> RestLimits:
     """RestLimits with the node config's ``rest_limits`` overrides (ConfigError naming an unknown key)."""
     from feitian.coord.rest import RestLimits
 

@@ -82,23 +82,19 @@ def signal_process(ref: ProcessRef, sig: int) -> bool:
     return True
 
 
-def _still_exiting(ref: ProcessRef) -> bool:
-    """The main thread has exited but another thread of the process has not yet: until the last one has, the
-    process still holds its files (and the locks on them), so a replacement could not open them."""
+def _gone(ref: ProcessRef) -> bool:
+    """Exited, every thread of it: after SIGKILL the main thread can already be a zombie while other threads still
+    exit, holding the process's files (and the locks on them) so that a replacement could not open them."""
+    _reap(ref.pid)
     fields = _stat_fields(ref.pid)
     if fields is None or (ref.start_time and int(fields[19]) != ref.start_time):
-        return False
+        return True  # no such process, or the pid was reused
     try:
         tasks = os.listdir(f"/proc/{ref.pid}/task")
     except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return False
-    return any(
-        (task_fields := _stat_fields(ref.pid, t)) is not None and task_fields[0] not in ("Z", "X") for t in tasks
-    )
-
-
-def _gone(ref: ProcessRef) -> bool:
-    return not is_running(ref) and not _still_exiting(ref)
+        return True
+    states = [f[0] for f in (_stat_fields(ref.pid, task) for task in tasks) if f is not None]
+    return all(state in ("Z", "X") for state in states)
 
 
 def wait_gone(refs: Sequence[ProcessRef], timeout_s: float) -> list[ProcessRef]:

@@ -32,8 +32,7 @@ class Queue:
         ``timeout_s``. The timeout only ever interrupts the wait: a take under way (its delete sent) finishes
         and returns the item. Cancelling ``get()`` instead may lose an item whose delete was already sent —
         it is taken, but nobody receives it."""
-        loop = asyncio.get_running_loop()
-        give_up = None if timeout_s is None else loop.time() + timeout_s
+        give_up = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
         while True:
             children, values, revision = await list_all(self.client, self.dir, values=True, missing_ok=True)
             for stat, value in zip(children, values, strict=True):
@@ -42,11 +41,8 @@ class Queue:
                 except (NotFoundError, ConflictError):
                     continue  # another consumer took it
                 return value
-            left = None if give_up is None else give_up - loop.time()
-            if left is not None and left <= 0:
-                raise DeadlineExceededError(f"queue {self.dir}: no item within {timeout_s}s")
-            try:
-                async with asyncio.timeout(left), self.client.watch(self.dir, since=revision) as watch:
+            try:  # the deadline covers the waits only
+                async with asyncio.timeout_at(give_up), self.client.watch(self.dir, since=revision) as watch:
                     async for event in watch:
                         if isinstance(event, Resync) or event.kind is EventKind.CREATED:
                             break
