@@ -23,7 +23,7 @@ import msgspec
 from feitian.cli.cluster import cluster_option
 from feitian.cli.identity import identity_option
 from feitian.cli.output import emit_json, note, table
-from feitian.coord import CoordClient, Resync
+from feitian.coord import CoordClient, LockLease, Resync
 from feitian.coord.core import NodeStat, Op
 from feitian.coord.ops_json import op_of
 from feitian.deploy.cluster import LocalCluster, resolve_cluster_dir
@@ -364,6 +364,16 @@ def watch(
         _run(cluster_dir, identity, follow)
 
 
+async def _hold_lease(lease: LockLease, seconds: float | None, done: str) -> None:
+    """Keep a lock (or a leadership) until ``seconds`` pass or its session is lost (SessionExpiredError), then
+    give it up and say ``done``."""
+    sys.stdout.flush()
+    await _hold(seconds, lease.session.wait_lost())
+    lease.check()
+    await lease.release()
+    note(done)
+
+
 async def _hold(seconds: float | None, lost: Awaitable[Any]) -> None:
     waiting = asyncio.ensure_future(lost)
     try:
@@ -408,11 +418,7 @@ def lock(
             emit_json(info)
         else:
             click.echo(f"holding {path}: fencing token {lease.token} (node {lease.path})")
-        sys.stdout.flush()
-        await _hold(hold_s, lease.session.wait_lost())
-        lease.check()
-        await lease.release()
-        note(f"released {path}")
+        await _hold_lease(lease, hold_s, f"released {path}")
 
     _held_until_interrupted(lambda: _run(cluster_dir, identity, go, **_session_options(ttl_ms)), holding, path)
 
@@ -460,11 +466,7 @@ def elect(
             emit_json({"election": name, "leader": value, "token": lease.token, "session": lease.session.session_id})
         else:
             click.echo(f"elected in {name} as {value!r}: token {lease.token}")
-        sys.stdout.flush()
-        await _hold(hold_s, lease.session.wait_lost())
-        lease.check()
-        await lease.resign()
-        note(f"resigned from {name}")
+        await _hold_lease(lease, hold_s, f"resigned from {name}")
 
     _held_until_interrupted(
         lambda: _run(cluster_dir, identity, go, **_session_options(ttl_ms)), holding, f"leadership of {name}"
