@@ -7,6 +7,7 @@ import sys
 import time
 
 from feitian.runtime.procs import ProcessRef, is_running, start_time_of, wait_gone
+from feitian.testing.waiting import wait_until
 
 # The main thread leaves with the exit system call (not exit_group), so the process lives on in its other thread,
 # which holds the process's files (and the locks on them) for another 1.5 s.
@@ -23,10 +24,7 @@ def test_a_process_whose_main_thread_exited_is_not_gone_until_its_last_thread_is
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         ref = ProcessRef(proc.pid, start_time_of(proc.pid))
-        deadline = time.monotonic() + 5
-        while is_running(ref):  # until the main thread has exited (a zombie leader)
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: not is_running(ref), 5, "the main thread exits (a zombie leader)")
         started = time.monotonic()
         assert wait_gone([ref], 0.2) == [ref]  # its other thread still runs
         assert wait_gone([ref], 10) == []
