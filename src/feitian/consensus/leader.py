@@ -23,8 +23,7 @@ from feitian.consensus.messages import (
     TimeoutNow,
 )
 from feitian.consensus.progress import Progress, ProgressState
-from feitian.consensus.quorum import VoteResult
-from feitian.consensus.read_only import ReadState
+from feitian.consensus.read_only import MAX_PENDING_READS, ReadState
 from feitian.consensus.role import Role
 from feitian.consensus.types import ConfChange, Entry, EntryKind
 from feitian.errors import InternalError, InvalidArgumentError, NotLeaderError, OverloadedError, UnavailableError
@@ -294,7 +293,7 @@ def bcast_commit(r: Raft) -> None:
 
 def bcast_heartbeat(r: Raft, context: bytes | None = None) -> None:
     if context is None:
-        context = r.read_only.last_pending_context()
+        context = r.read_only.heartbeat_context()
     for node_id, pr in r.tracker.visit():
         if node_id == r.id:
             continue
@@ -373,13 +372,8 @@ def _handle_heartbeat_reply(r: Raft, pr: Progress, m: HeartbeatReply) -> None:
         pr.inflights.free_first_one()
     if pr.match < r.log.last_index() or pr.state == ProgressState.PROBE:
         send_append(r, m.from_id)
-    if not m.context:
-        return
-    acks = r.read_only.recv_ack(m.from_id, m.context)
-    if acks is None or r.tracker.vote_result(acks) != VoteResult.WON:
-        return
-    for status in r.read_only.advance(m.context):
-        _respond_read(r, status.from_id, status.index, status.context)
+    if m.context:
+        _confirm_reads(r, m.from_id, m.context)
 
 
 # -- flow-control reports from the driver ------------------------------------------------------------------------
@@ -410,12 +404,21 @@ def handle_read_request(r: Raft, context: bytes, from_id: int) -> None:
         _respond_read(r, from_id, r.log.committed, context)
         return
     if not r.committed_entry_in_current_term():
-        # A new leader's commit index may lag the true one until it commits an entry of its term.
-        r.pending_read_requests.append((context, from_id))
+        # A new leader's commit index may lag the true one until it commits an entry of its term. Bounded like
+        # the confirmed rounds: beyond the bound a request is dropped and its requester retries.
+        if len(r.pending_read_requests) < MAX_PENDING_READS:
+            r.pending_read_requests.append((context, from_id))
         return
-    if r.read_only.add_request(r.log.committed, context, from_id):
-        r.read_only.recv_ack(r.id, context)
-        bcast_heartbeat(r, context)
+    round_context = r.read_only.add_request(r.log.committed, context, from_id)
+    if round_context is None:
+        return  # too many reads pending: dropped, the requester retries
+    _confirm_reads(r, r.id, round_context)  # the leader's own acknowledgement
+    bcast_heartbeat(r, round_context)
+
+
+def _confirm_reads(r: Raft, node_id: int, round_context: bytes) -> None:
+    for status in r.read_only.recv_ack(node_id, round_context, r.tracker.vote_result):
+        _respond_read(r, status.from_id, status.index, status.context)
 
 
 def release_pending_reads(r: Raft) -> None:

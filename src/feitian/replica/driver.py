@@ -22,9 +22,9 @@ commit under the new leader).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
+import os
 import random
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -149,12 +149,13 @@ class Replica:
         self.transport = Transport(config.cluster, {**config.peers, **config.peer_addresses}, client, self._unreachable)
         self._wakeup = asyncio.Event()
         self._applying_ahead = False  # the leader applied its outstanding Ready first and is persisting it
-        self._leader_known = asyncio.Event()
         self._proposals: dict[int, tuple[int, asyncio.Future[Any]]] = {}  # index -> (term, future)
         self._batch: list[tuple[bytes, asyncio.Future[Any]]] = []  # proposals waiting for this loop step to end
         self._reads: dict[bytes, asyncio.Future[int]] = {}  # read context -> future of its read index
         self._read_waiters: list[tuple[int, asyncio.Future[None]]] = []  # (index, future) until applied
         self._read_ids = itertools.count(1)
+        self._read_prefix = config.id.to_bytes(8, "big") + os.urandom(8)  # this incarnation's read contexts
+        self._leadership_future: asyncio.Future[None] | None = None  # see _leadership_changed
         self._next_read: asyncio.Future[int] | None = None  # the ReadIndex round reads arriving now will share
         self._read_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -298,30 +299,50 @@ class Replica:
                 round_.set_exception(exc)
 
     async def _read_index(self) -> int:
-        """One ReadIndex round, started now: the commit index the leader confirmed it held as leader."""
+        """One ReadIndex round, started now: the commit index a leader confirmed it held as leader.
+
+        The request is sent again whenever leadership changes (a round sent to a leader that died or was paused
+        is never answered) and every ``read_retry_s`` (a request or its reply may be lost with a connection), so
+        a round waits for at most one election plus one heartbeat round. Any answer is good: each was confirmed
+        by a quorum after the round started. Gives up after ``default_timeout_s``."""
         node = self.core
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.config.default_timeout_s
-        context = next(self._read_ids).to_bytes(8, "little")
+        # Unique across replicas and restarts: the leader never relies on it, but this replica matches the
+        # answers it gets to its own rounds by it.
+        context = self._read_prefix + next(self._read_ids).to_bytes(8, "big")
         future: asyncio.Future[int] = loop.create_future()
         self._reads[context] = future
         try:
-            while True:
+            while not future.done():
+                remaining = give_up - loop.time()
+                if remaining <= 0:
+                    if self._leader_id == 0:
+                        raise UnavailableError(f"read: no leader elected (replica {self.config.id})")
+                    raise DeadlineExceededError(f"read: not confirmed within {self.config.default_timeout_s}s")
+                changed = self._leadership_changed()
                 try:
                     node.read_index(context)
-                    break
-                except NotLeaderError:
-                    # No leader known yet (an election, or this replica just started): wait for one, then retry.
-                    if loop.time() >= give_up:
-                        raise
-                    self._leader_known.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._leader_known.wait(), max(0.0, give_up - loop.time()))
-            self._wakeup.set()
-            index: int = await self._bounded(future, self.config.default_timeout_s, "read")
-            return index
+                    self._wakeup.set()
+                    wait = min(remaining, self.read_retry_s)
+                except NotLeaderError:  # no leader known yet (an election, or this replica just started)
+                    wait = remaining
+                await asyncio.wait((future, changed), timeout=wait)
+            return future.result()
         finally:
             self._reads.pop(context, None)
+
+    def _leadership_changed(self) -> asyncio.Future[None]:
+        """A future resolved at the next change of leader or of this replica's role."""
+        if self._leadership_future is None:
+            self._leadership_future = asyncio.get_running_loop().create_future()
+        return self._leadership_future
+
+    @property
+    def read_retry_s(self) -> float:
+        """How long a ReadIndex request waits for its answer before it is sent again: half an election timeout
+        (a round normally completes in one round trip)."""
+        return self.config.election_ticks * self.config.tick_ms / 2000
 
     async def _bounded(self, future: asyncio.Future[Any], timeout: float | None, what: str) -> Any:
         """Wait for ``future`` (possibly shared by several waiters: it is never cancelled here) for ``timeout``."""
@@ -461,8 +482,9 @@ class Replica:
                         leader_hint=self.leader_address or "",
                     )
                 )
-            if self._leader_id:
-                self._leader_known.set()
+            waiting, self._leadership_future = self._leadership_future, None
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)
             if changed and self.on_leader_change is not None:
                 self.on_leader_change(self._leader_id)
 

@@ -20,6 +20,8 @@ from feitian.consensus import (
     Role,
     TimeoutNow,
 )
+from feitian.consensus.quorum import VoteResult
+from feitian.consensus.read_only import ReadOnly, encode_round
 from feitian.errors import InvalidArgumentError, NotLeaderError
 
 # -- leader transfer -------------------------------------------------------------------------------------------
@@ -104,9 +106,10 @@ def test_leader_read_index_confirmed_by_heartbeat_quorum() -> None:
     leader.read_index(b"r1")
     out = c.handle(1)
     beats = of_type(out.messages, Heartbeat)
-    assert beats and all(m.context == b"r1" for m in beats)  # type: ignore[attr-defined]
+    # The heartbeat names the leader's own round for the read, never the requester's context.
+    assert beats and all(m.context == encode_round(1) for m in beats)  # type: ignore[attr-defined]
     assert out.read_states == []
-    leader.step(HeartbeatReply(from_id=2, to_id=1, term=leader.term, context=b"r1"))
+    leader.step(HeartbeatReply(from_id=2, to_id=1, term=leader.term, context=encode_round(1)))
     out = c.handle(1)
     assert out.read_states == [ReadState(index=leader.commit_index, context=b"r1")]
 
@@ -133,7 +136,7 @@ def test_new_leader_defers_reads_until_commit_in_term() -> None:
     assert not [m for m in of_type(out.messages, Heartbeat) if m.context]  # type: ignore[attr-defined]
     node.step(AppendEntriesReply(from_id=2, to_id=1, term=2, index=2))  # the no-op commits
     out = handle(node, storage)
-    assert [m for m in of_type(out.messages, Heartbeat) if m.context == b"r"]  # type: ignore[attr-defined]
+    assert [m for m in of_type(out.messages, Heartbeat) if m.context == encode_round(1)]  # type: ignore[attr-defined]
 
 
 def test_follower_read_index_is_forwarded_to_leader() -> None:
@@ -176,6 +179,65 @@ def test_later_heartbeat_ack_confirms_earlier_reads() -> None:
     leader.read_index(b"a")
     leader.read_index(b"b")
     c.handle(1)
-    leader.step(HeartbeatReply(from_id=3, to_id=1, term=leader.term, context=b"b"))
+    leader.step(HeartbeatReply(from_id=3, to_id=1, term=leader.term, context=encode_round(2)))
     out = c.handle(1)
     assert [rs.context for rs in out.read_states] == [b"a", b"b"]
+
+
+def test_equal_contexts_from_two_replicas_are_both_answered() -> None:
+    """Requesters name their reads as they like; two replicas using the same bytes at once must both be
+    answered (the leader used to drop the second as a duplicate, and it waited out its timeout)."""
+    c = Cluster()
+    leader = c.elect(1)
+    leader.propose(b"x")
+    c.settle()
+    leader.read_index(b"\x01")
+    c.nodes[3].read_index(b"\x01")
+    c.settle()
+    assert c.read_states[1] == [ReadState(index=leader.commit_index, context=b"\x01")]
+    assert c.read_states[3] == [ReadState(index=leader.commit_index, context=b"\x01")]
+
+
+def test_ack_of_an_earlier_heartbeat_never_confirms_a_later_read() -> None:
+    """§6.4's safety argument: only a heartbeat sent after the read was registered proves leadership for it.
+    A late (or duplicated) reply to an earlier round, even with the same requester context, counts for nothing."""
+    c = Cluster()
+    leader = c.elect(1)
+    leader.propose(b"x")
+    c.settle()
+    leader.read_index(b"same")
+    c.handle(1)
+    leader.step(HeartbeatReply(from_id=2, to_id=1, term=leader.term, context=encode_round(1)))
+    assert [rs.context for rs in c.handle(1).read_states] == [b"same"]
+    leader.read_index(b"same")  # round 2
+    c.handle(1)
+    for _ in range(2):  # replica 3's reply to round 1 arrives late, twice
+        leader.step(HeartbeatReply(from_id=3, to_id=1, term=leader.term, context=encode_round(1)))
+    leader.step(HeartbeatReply(from_id=2, to_id=1, term=leader.term, context=encode_round(1)))
+    assert c.handle(1).read_states == []
+    leader.step(HeartbeatReply(from_id=3, to_id=1, term=leader.term, context=encode_round(2)))
+    assert [rs.context for rs in c.handle(1).read_states] == [b"same"]
+
+
+def test_heartbeat_context_that_is_not_a_round_is_ignored() -> None:
+    """A reply echoing garbage, or a round this leader never sent, confirms nothing."""
+    c = Cluster()
+    leader = c.elect(1)
+    leader.read_index(b"r")
+    c.handle(1)
+    for context in (b"r", b"\x00" * 7, encode_round(99)):
+        leader.step(HeartbeatReply(from_id=2, to_id=1, term=leader.term, context=context))
+    assert c.handle(1).read_states == []
+
+
+def test_pending_reads_are_bounded() -> None:
+    """Beyond MAX_PENDING_READS a request is dropped (its requester times out and retries); the others
+    are still answered."""
+    read_only = ReadOnly(max_pending=2)
+    assert read_only.add_request(5, b"a", 1) == encode_round(1)
+    assert read_only.add_request(5, b"b", 2) == encode_round(2)
+    assert read_only.add_request(5, b"c", 3) is None
+    won = lambda votes: VoteResult.WON if len(votes) >= 2 else VoteResult.PENDING  # noqa: E731
+    assert read_only.recv_ack(1, encode_round(2), won) == []
+    assert [s.context for s in read_only.recv_ack(2, encode_round(2), won)] == [b"a", b"b"]
+    assert len(read_only) == 0

@@ -1,5 +1,8 @@
 """``python -m feitian.testing.sim consensus --seed S | --seeds N [--nodes 3|5] [--steps K] [--json]``.
 
+``--profile reads`` runs the read-heavy fault mix; ``--mutant NAME`` a deliberately broken core
+(:mod:`feitian.testing.sim.mutants`) that the checker should fail.
+
 Data (one line per failing seed, and the summary) goes to stdout; progress and traces to stderr. Exit code 0
 when every seed passed, 1 when any failed, 2 on a usage error.
 """
@@ -11,7 +14,8 @@ import json
 import sys
 import time
 
-from feitian.testing.sim.consensus import SimOptions, SimResult, replay_command, run_consensus_seed
+from feitian.testing.sim.consensus import PROFILES, SimOptions, SimResult, replay_command, run_consensus_seed
+from feitian.testing.sim.mutants import MUTANTS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,6 +31,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output, one JSON object per line")
     p.add_argument("--trace", action="store_true", help="print the event trace to stderr")
     p.add_argument("--keep-going", action="store_true", help="with --seeds: do not stop at the first failure")
+    p.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="mixed",
+        help="fault and workload mix: mixed (default) or reads (many reads under leader pauses and late messages)",
+    )
+    p.add_argument(
+        "--mutant",
+        choices=MUTANTS,
+        help="run a deliberately broken variant of the core instead (the checker should fail it)",
+    )
     return parser
 
 
@@ -69,8 +84,21 @@ def _report(result: SimResult, as_json: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.seed is not None:
-        options = SimOptions(seed=args.seed, nodes=_nodes_for(args.seed, args.nodes), steps=args.steps)
-        result = run_consensus_seed(options.seed, nodes=options.nodes, steps=options.steps, trace=args.trace)
+        options = SimOptions(
+            seed=args.seed,
+            nodes=_nodes_for(args.seed, args.nodes),
+            steps=args.steps,
+            mutant=args.mutant,
+            profile=args.profile,
+        )
+        result = run_consensus_seed(
+            options.seed,
+            nodes=options.nodes,
+            steps=options.steps,
+            trace=args.trace,
+            mutant=args.mutant,
+            profile=args.profile,
+        )
         _report(result, args.json)
         return 0 if result.ok else 1
     if args.seeds < 1:
@@ -81,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     for seed in range(args.first, args.first + args.seeds):
         nodes = _nodes_for(seed, args.nodes)
-        result = run_consensus_seed(seed, nodes=nodes, steps=args.steps, trace=args.trace)
+        result = run_consensus_seed(
+            seed, nodes=nodes, steps=args.steps, trace=args.trace, mutant=args.mutant, profile=args.profile
+        )
         if not result.ok or args.json:
             _report(result, args.json)
         worst_liveness = max(worst_liveness, int(result.stats.get("liveness_ticks", 0)))

@@ -8,6 +8,7 @@ heal and the cluster must elect a leader and commit a new write on every member 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sys
 import traceback
@@ -32,12 +33,24 @@ from feitian.consensus import (
 )
 from feitian.consensus.raft import Raft
 from feitian.errors import FeitianError, InvalidArgumentError, NotLeaderError, UnavailableError
+from feitian.testing.sim import mutants
 from feitian.testing.sim.consensus_checker import Checker, InvariantViolation
 from feitian.testing.sim.consensus_node import ReadyHooks, SimNode
 from feitian.testing.sim.network import NetworkFaults, SimNetwork
 
 ELECTION_TICK = 10
 HEARTBEAT_TICK = 2
+# A read is sent again (same context) when its replica sees a new leader or after this many ticks without an
+# answer, and given up after READ_GIVE_UP_TICKS: what the real driver does (feitian.replica).
+READ_RETRY_TICKS = ELECTION_TICK // 2
+READ_GIVE_UP_TICKS = 10 * ELECTION_TICK
+
+
+@dataclass(slots=True)
+class _PendingRead:
+    started: int
+    sent_at: int
+    leader_seen: int  # the leader the replica knew when it last sent the read (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +61,21 @@ class SimOptions:
     # After the faults heal, the cluster must be fully caught up within this many ticks.
     liveness_ticks: int = 400
     trace: bool = False
+    # A deliberately broken variant to run instead of the real code (feitian.testing.sim.mutants), to show the
+    # checker catches what it claims to.
+    mutant: str | None = None
+    # "mixed": every fault and workload at rates drawn from the seed. "reads": ReadIndex reads at a high rate
+    # under leader pauses, crashes, partitions and long message delays (the faults that threaten read safety).
+    profile: str = "mixed"
 
 
 def replay_command(options: SimOptions) -> str:
-    return (
+    command = (
         f"python -m feitian.testing.sim consensus --seed {options.seed} --nodes {options.nodes} --steps {options.steps}"
     )
+    if options.profile != "mixed":
+        command += f" --profile {options.profile}"
+    return command + (f" --mutant {options.mutant}" if options.mutant else "")
 
 
 @dataclass(slots=True)
@@ -78,6 +100,10 @@ class _Knobs:
     crash_rate: float
     leader_crash_rate: float
     crash_mid_ready_rate: float
+    # A replica (most often the leader) stops for a while as if SIGSTOPped: no ticks, messages to it held
+    # back and delivered in a burst when it resumes, everything in memory kept.
+    pause_rate: float
+    leader_pause_rate: float
     partition_rate: float
     leader_isolate_rate: float
     tick_rate: float
@@ -112,7 +138,30 @@ class _Knobs:
             conf_change_rate=rng.choice([0.0, 0.005, 0.02]),
             transfer_rate=rng.choice([0.0, 0.003, 0.01]),
             compact_rate=rng.choice([0.005, 0.02, 0.05]),
+            pause_rate=rng.choice([0.0, 0.002, 0.005]),
+            leader_pause_rate=rng.choice([0.0, 0.005, 0.02]),
         )
+
+    def for_reads(self, rng: random.Random) -> _Knobs:
+        """The "reads" profile: many reads, leaders often paused or cut off, messages often late."""
+        return dataclasses.replace(
+            self,
+            faults=dataclasses.replace(
+                self.faults,
+                duplicate_rate=rng.choice([0.02, 0.1]),
+                long_delay_rate=rng.choice([0.02, 0.05, 0.1]),
+                long_delay_ticks=rng.choice([10, 30]),
+            ),
+            read_rate=rng.choice([0.3, 0.6, 0.9]),
+            leader_pause_rate=rng.choice([0.01, 0.03]),
+            leader_isolate_rate=rng.choice([0.0, 0.01, 0.03]),
+            crash_rate=rng.choice([0.003, 0.01, 0.02]),
+            leader_crash_rate=rng.choice([0.0, 0.005, 0.02]),
+            conf_change_rate=0.0,
+        )
+
+
+PROFILES = ("mixed", "reads")
 
 
 class ConsensusSimulation:
@@ -121,13 +170,23 @@ class ConsensusSimulation:
             raise InvalidArgumentError(f"simulation: --nodes must be >= 1, got {options.nodes}")
         self.options = options
         self.rng = random.Random(options.seed)
+        if options.profile not in PROFILES:
+            raise InvalidArgumentError(f"simulation: unknown profile {options.profile!r}; known: {', '.join(PROFILES)}")
         self.knobs = _Knobs.draw(self.rng)
+        if options.profile == "reads":
+            self.knobs = self.knobs.for_reads(self.rng)
         self.now = 0
         self.chaos = True
         self.events: deque[str] = deque(maxlen=60)
         self.network: SimNetwork[Message] = SimNetwork(random.Random(self.rng.getrandbits(64)), self.knobs.faults)
         self.nodes: dict[int, SimNode] = {}
         self.down_until: dict[int, int] = {}
+        self.paused_until: dict[int, int] = {}
+        self.held: dict[int, list[Message]] = {}  # messages that reached a paused replica, in arrival order
+        self.read_counters: dict[int, int] = {}  # per replica, reset when it restarts (the mutant's contexts)
+        self.pending_reads: dict[tuple[int, bytes], _PendingRead] = {}
+        self.pauses = 0
+        self.read_retries = 0
         self.heal_at: int | None = None
         self.writes = 0
         self.reads = 0
@@ -179,6 +238,10 @@ class ConsensusSimulation:
     # -- running --------------------------------------------------------------------------------------------
 
     def run(self) -> SimResult:
+        with mutants.applied(self.options.mutant):
+            return self._run()
+
+    def _run(self) -> SimResult:
         try:
             for _ in range(self.options.steps):
                 self._step()
@@ -206,6 +269,8 @@ class ConsensusSimulation:
         for name in self.checker.stats.__slots__:
             stats[name] = getattr(self.checker.stats, name)
         stats["messages"] = self.network.stats.sent
+        stats["pauses"] = self.pauses
+        stats["read_retries"] = self.read_retries
         return SimResult(self.options, ok, error, list(self.events), stats)
 
     def _step(self) -> None:
@@ -215,11 +280,15 @@ class ConsensusSimulation:
             self._client()
         for message in self.network.due(self.now):
             node = self.nodes[message.to_id]
-            if node.raw is not None:
+            if message.to_id in self.paused_until:
+                self.held.setdefault(message.to_id, []).append(message)
+            elif node.raw is not None:
                 node.raw.step(message)
                 self._drain(node)
         for node_id in sorted(self.nodes):
             node = self.nodes[node_id]
+            if node_id in self.paused_until:
+                continue
             if node.raw is not None and (not self.chaos or self.rng.random() < self.knobs.tick_rate):
                 node.raw.tick()
                 self._drain(node)
@@ -285,6 +354,9 @@ class ConsensusSimulation:
 
     def _on_crash(self, node: SimNode) -> None:
         self.checker.on_crash(node.node_id)
+        self.paused_until.pop(node.node_id, None)
+        self.held.pop(node.node_id, None)
+        self.read_counters.pop(node.node_id, None)
         self.down_until[node.node_id] = self.now + self.rng.randint(1, 6 * ELECTION_TICK)
 
     def _restart(self, node_id: int) -> None:
@@ -294,10 +366,33 @@ class ConsensusSimulation:
         self.log(f"replica {node_id} restarts (term {node.disk.hard_state.term}, last {node.disk.last_index()})")
         self._drain(node)
 
+    def _pause(self, node: SimNode, what: str) -> None:
+        self.pauses += 1
+        self.paused_until[node.node_id] = self.now + self.rng.randint(1, 4 * ELECTION_TICK)
+        self.log(f"{what} {node.node_id} pauses until {self.paused_until[node.node_id]}")
+
+    def _resume(self, node_id: int) -> None:
+        del self.paused_until[node_id]
+        held = self.held.pop(node_id, [])
+        self.log(f"replica {node_id} resumes ({len(held)} held messages)")
+        node = self.nodes[node_id]
+        for message in held:
+            if node.raw is None:
+                break
+            node.raw.step(message)
+            self._drain(node)
+
     def _faults(self) -> None:
         for node_id, at in sorted(self.down_until.items()):
             if self.now >= at:
                 self._restart(node_id)
+        for node_id, at in sorted(self.paused_until.items()):
+            if self.now >= at:
+                self._resume(node_id)
+        if self.rng.random() < self.knobs.pause_rate and (reachable := self._up_nodes()):
+            self._pause(self.rng.choice(reachable), "replica")
+        if self.rng.random() < self.knobs.leader_pause_rate and (leader := self._leader()) is not None:
+            self._pause(leader, "leader")
         if self.rng.random() < self.knobs.crash_rate:
             up = [n for n in sorted(self.nodes) if self.nodes[n].up]
             if up:
@@ -337,7 +432,8 @@ class ConsensusSimulation:
     # -- clients --------------------------------------------------------------------------------------------
 
     def _up_nodes(self) -> list[SimNode]:
-        return [self.nodes[n] for n in sorted(self.nodes) if self.nodes[n].up]
+        """Replicas that are running and not paused (the ones a client or an operator can reach)."""
+        return [self.nodes[n] for n in sorted(self.nodes) if self.nodes[n].up and n not in self.paused_until]
 
     def _leader(self) -> SimNode | None:
         leaders = [n for n in self._up_nodes() if n.raw is not None and n.raw.role == Role.LEADER]
@@ -351,6 +447,7 @@ class ConsensusSimulation:
             self._propose()
         if self.rng.random() < k.read_rate:
             self._read()
+        self._retry_reads()
         if self.rng.random() < k.conf_change_rate:
             self._conf_change()
         if self.rng.random() < k.transfer_rate:
@@ -392,14 +489,43 @@ class ConsensusSimulation:
         node = self.rng.choice(up)
         assert node.raw is not None
         self.reads += 1
-        context = f"r{self.reads}".encode()
+        if self.options.mutant == mutants.COLLIDING_READS:
+            # Each replica numbers its reads 1, 2, 3... from its last start: equal contexts across replicas
+            # and across one replica's restarts, as the driver once did.
+            count = self.read_counters[node.node_id] = self.read_counters.get(node.node_id, 0) + 1
+            context = count.to_bytes(8, "big")
+        else:  # unique, as the driver's (replica id, random incarnation, counter)
+            context = f"{node.node_id}.{node.restarts}.{self.reads}".encode()
         self.checker.on_read_started(node.node_id, context)
+        self.pending_reads[(node.node_id, context)] = _PendingRead(started=self.now, sent_at=-1, leader_seen=-1)
+        self._send_read(node, context)
+
+    def _send_read(self, node: SimNode, context: bytes) -> None:
+        assert node.raw is not None
+        read = self.pending_reads[(node.node_id, context)]
+        read.sent_at = self.now
+        read.leader_seen = node.raw.leader_id
         try:
             node.raw.read_index(context)
         except NotLeaderError:
-            self.checker.reads.pop(context, None)
-            return
+            return  # sent again once a leader is known
         self._drain(node)
+
+    def _retry_reads(self) -> None:
+        for key in sorted(self.pending_reads):
+            node_id, context = key
+            read = self.pending_reads[key]
+            node = self.nodes[node_id]
+            if key not in self.checker.reads or node.raw is None:
+                del self.pending_reads[key]  # answered, or lost with its replica
+            elif self.now - read.started > READ_GIVE_UP_TICKS:
+                del self.pending_reads[key]
+                del self.checker.reads[key]
+            elif node_id not in self.paused_until and (
+                node.raw.leader_id != read.leader_seen or self.now - read.sent_at >= READ_RETRY_TICKS
+            ):
+                self.read_retries += 1
+                self._send_read(node, context)
 
     def _conf_change(self) -> None:
         leader = self._leader()
@@ -489,6 +615,8 @@ class ConsensusSimulation:
         for node_id in sorted(self.down_until):
             self.down_until[node_id] = self.now
             self._restart(node_id)
+        for node_id in sorted(self.paused_until):
+            self._resume(node_id)
         self.log("faults healed: checking liveness")
         start = self.now
         probe: tuple[int, int, int] | None = None  # (leader id, index, term)
@@ -558,5 +686,14 @@ class ConsensusSimulation:
         return "\n  " + "\n  ".join(parts)
 
 
-def run_consensus_seed(seed: int, *, nodes: int = 3, steps: int = 1500, trace: bool = False) -> SimResult:
-    return ConsensusSimulation(SimOptions(seed=seed, nodes=nodes, steps=steps, trace=trace)).run()
+def run_consensus_seed(
+    seed: int,
+    *,
+    nodes: int = 3,
+    steps: int = 1500,
+    trace: bool = False,
+    mutant: str | None = None,
+    profile: str = "mixed",
+) -> SimResult:
+    options = SimOptions(seed=seed, nodes=nodes, steps=steps, trace=trace, mutant=mutant, profile=profile)
+    return ConsensusSimulation(options).run()

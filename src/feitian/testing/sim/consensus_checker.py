@@ -9,7 +9,8 @@
   every replica's committed entry at i is the same.
 * Durability of acknowledged writes: a write acknowledged to its client (applied on the proposer with the
   proposal's term) is the committed entry at its index forever.
-* Linearizable ReadIndex: a read started after a write was acknowledged returns an index covering it.
+* Linearizable ReadIndex: a read returns an index covering every write acknowledged, and every entry known
+  committed anywhere, before the read started.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class InvariantViolation(AssertionError):
 class PendingRead:
     node_id: int
     started_step: int
-    # The largest index of any write acknowledged before the read started.
+    # The largest index of any write acknowledged, or entry known committed, before the read started.
     must_cover: int
     index: int | None = None
 
@@ -55,11 +56,15 @@ class Checker:
     leaders: dict[int, int] = field(default_factory=dict)  # term -> leader id
     entries: dict[tuple[int, int], tuple[int, bytes, int]] = field(default_factory=dict)
     committed: dict[int, tuple[int, int, bytes]] = field(default_factory=dict)  # index -> (term, kind, data)
+    # index -> the lowest term some replica held when it learned the entry committed: it was committed in that
+    # term or earlier, so every leader of a later term must hold it.
+    commit_terms: dict[int, int] = field(default_factory=dict)
     digests: dict[int, bytes] = field(default_factory=dict)  # index -> state digest after applying it
     proposals: dict[tuple[int, int], tuple[Proposal, bytes]] = field(default_factory=dict)
     acked: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # index -> (term, data)
     max_acked_index: int = 0
-    reads: dict[bytes, PendingRead] = field(default_factory=dict)
+    max_committed_index: int = 0
+    reads: dict[tuple[int, bytes], PendingRead] = field(default_factory=dict)  # (replica, context) -> read
 
     def fail(self, what: str) -> InvariantViolation:
         return InvariantViolation(f"step {self.step}: {what}")
@@ -77,6 +82,10 @@ class Checker:
         for index, (entry_term, _, _) in self.committed.items():
             if index < first:
                 continue  # covered by the leader's snapshot (checked against `committed` when installed)
+            if self.commit_terms.get(index, term) >= term:
+                # Perhaps committed in this term or a later one: a replica paused as a candidate may win an
+                # election of an older term after a newer term committed entries (it can commit nothing).
+                continue
             if index > last or raft.log.term(index) != entry_term:
                 raise self.fail(
                     f"leader completeness: leader {node_id} of term {term} lacks committed entry "
@@ -125,7 +134,9 @@ class Checker:
             )
         if known is record:
             self.stats.committed += 1
+            self.max_committed_index = max(self.max_committed_index, entry.index)
         if commit_term is not None:
+            self.commit_terms[entry.index] = min(commit_term, self.commit_terms.get(entry.index, commit_term))
             for leader_id, raft in self.current_leaders():
                 if raft.term <= commit_term or entry.index < raft.log.first_index():
                     continue
@@ -185,28 +196,30 @@ class Checker:
     def on_crash(self, node_id: int) -> None:
         for key in [k for k in self.proposals if k[0] == node_id]:
             del self.proposals[key]
-        for context in [c for c, r in self.reads.items() if r.node_id == node_id]:
-            del self.reads[context]
+        for read_key in [k for k in self.reads if k[0] == node_id]:
+            del self.reads[read_key]
 
     def on_read_started(self, node_id: int, context: bytes) -> None:
         self.stats.reads_started += 1
-        self.reads[context] = PendingRead(node_id=node_id, started_step=self.step, must_cover=self.max_acked_index)
+        must_cover = max(self.max_acked_index, self.max_committed_index)
+        self.reads[(node_id, context)] = PendingRead(node_id=node_id, started_step=self.step, must_cover=must_cover)
 
     def on_read_state(self, node_id: int, rs: ReadState, applied: int) -> None:
-        read = self.reads.get(rs.context)
-        if read is None or read.node_id != node_id or read.index is not None:
+        read = self.reads.get((node_id, rs.context))
+        if read is None or read.index is not None:
             return  # a duplicate, or a read dropped when its replica crashed
         read.index = rs.index
         self.maybe_complete_reads(node_id, applied)
 
     def maybe_complete_reads(self, node_id: int, applied: int) -> None:
-        for context, read in list(self.reads.items()):
+        for key, read in list(self.reads.items()):
             if read.node_id != node_id or read.index is None or read.index > applied:
                 continue
-            del self.reads[context]
+            del self.reads[key]
             self.stats.reads_done += 1
             if read.index < read.must_cover:
                 raise self.fail(
-                    f"linearizability: read {context!r} started at step {read.started_step} on replica {node_id} "
-                    f"got read index {read.index}, but a write at index {read.must_cover} was acknowledged before"
+                    f"linearizability: read {key[1]!r} started at step {read.started_step} on replica {node_id} "
+                    f"got read index {read.index}, but index {read.must_cover} was committed (or acknowledged) "
+                    "before it started"
                 )
