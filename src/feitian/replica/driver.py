@@ -100,6 +100,9 @@ class ReplicaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # and keeps taking acknowledgements and requests meanwhile (for disks whose fsync takes many milliseconds).
     leader_sync_inline: bool = True
     default_timeout_s: float = 10.0
+    # A ReadIndex request unanswered this long is sent again (it is also sent again at every leadership change);
+    # 0: half the shortest election timeout.
+    read_retry_ms: int = 0
 
     def problems(self) -> list[str]:
         out = []
@@ -107,6 +110,8 @@ class ReplicaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             out.append(f"id {self.id} is not among peers {sorted(self.peers)}")
         if self.tick_ms < 1:
             out.append("tick_ms must be >= 1")
+        if self.read_retry_ms < 0:
+            out.append("read_retry_ms must be >= 0")
         if self.snapshot_every_entries < 1 or self.keep_entries_after_snapshot < 0:
             out.append("snapshot_every_entries must be >= 1 and keep_entries_after_snapshot >= 0")
         return out
@@ -327,7 +332,7 @@ class Replica:
                     wait = min(remaining, self.read_retry_s)
                 except NotLeaderError:  # no leader known yet (an election, or this replica just started)
                     wait = remaining
-                await asyncio.wait((future, changed), timeout=wait)
+                await asyncio.wait((future, changed), timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             return future.result()
         finally:
             self._reads.pop(context, None)
@@ -340,8 +345,10 @@ class Replica:
 
     @property
     def read_retry_s(self) -> float:
-        """How long a ReadIndex request waits for its answer before it is sent again: half an election timeout
-        (a round normally completes in one round trip)."""
+        """How long a ReadIndex request waits for its answer before it is sent again: ``read_retry_ms``, by
+        default half an election timeout (a round normally completes in one round trip)."""
+        if self.config.read_retry_ms > 0:
+            return self.config.read_retry_ms / 1000
         return self.config.election_ticks * self.config.tick_ms / 2000
 
     async def _bounded(self, future: asyncio.Future[Any], timeout: float | None, what: str) -> Any:

@@ -23,6 +23,7 @@ class ReplicaOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     segment_size_bytes: int = 64 << 20
     follower_sync_inline: bool = True
     leader_sync_inline: bool = True
+    read_retry_ms: int = 0
 
     def replica_config(self, *, role: str, data_dir: str, cluster: str) -> ReplicaConfig:
         """The driver's config, after checking what a node config can get wrong (peer ids)."""
@@ -45,4 +46,5 @@ class ReplicaOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             segment_size_bytes=self.segment_size_bytes,
             follower_sync_inline=self.follower_sync_inline,
             leader_sync_inline=self.leader_sync_inline,
+            read_retry_ms=self.read_retry_ms,
         )
