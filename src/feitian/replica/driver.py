@@ -27,6 +27,7 @@ import logging
 import os
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
@@ -35,10 +36,13 @@ from feitian.consensus import (
     Config,
     Entry,
     EntryKind,
+    InstallSnapshot,
     Message,
     RawNode,
     Ready,
     Role,
+    Snapshot,
+    SnapshotMeta,
     may_send_before_persist,
 )
 from feitian.errors import (
@@ -49,8 +53,11 @@ from feitian.errors import (
     UnavailableError,
 )
 from feitian.replica.log import DurableLog
+from feitian.replica.snapshot_transfer import SnapshotChunk, SnapshotReceiver
 from feitian.replica.transport import RAFT_RESOURCE, Step, Transport
 from feitian.rpc import CallContext, Client, Server
+from feitian.runtime.forked import can_fork, run_in_child
+from feitian.runtime.raft_store_snapshots import read_snapshot, snapshot_name, write_snapshot
 from feitian.security.core import Right, requires
 
 log = logging.getLogger(__name__)
@@ -100,6 +107,9 @@ class ReplicaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # and keeps taking acknowledgements and requests meanwhile (for disks whose fsync takes many milliseconds).
     leader_sync_inline: bool = True
     default_timeout_s: float = 10.0
+    # Take snapshots in a forked child process (feitian.runtime.forked) so the event loop never stalls on a
+    # large state; off (or where fork does not exist): on the event loop, the file written on a thread.
+    snapshot_in_child: bool = True
     # A ReadIndex request unanswered this long is sent again (it is also sent again at every leadership change);
     # 0: half the shortest election timeout.
     read_retry_ms: int = 0
@@ -117,6 +127,19 @@ class ReplicaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return out
 
 
+@dataclass(slots=True)
+class _Cycle:
+    """A Ready being carried out, and which of its steps are done."""
+
+    ready: Ready
+    planned: bool = False
+    early: bool = False  # messages go out before the write (a leader's)
+    ahead: bool = False  # committed entries are applied before the write (a leader's)
+    sent: bool = False
+    applied: bool = False
+    persisted: bool = False
+
+
 class ReplicaStats(msgspec.Struct):
     role: str
     term: int
@@ -129,6 +152,11 @@ class ReplicaStats(msgspec.Struct):
     snapshot_index: int = 0
     snapshots_installed: int = 0  # snapshots received from a leader (this replica had fallen behind)
     disk_error: str = ""  # why the log cannot be written right now ("" when it can)
+    loop_errors: int = 0  # unexpected failures of the Ready loop (each logged, the Ready resumed)
+    last_loop_error: str = ""
+    snapshot_bytes: int = 0  # the last snapshot this replica took
+    snapshot_seconds: float = 0.0  # and how long taking it took
+    snapshots_sent: int = 0  # snapshots sent whole to followers that had fallen behind
 
 
 class Replica:
@@ -151,7 +179,23 @@ class Replica:
         self.on_leader_change = on_leader_change
         self.log: DurableLog | None = None
         self.node: RawNode | None = None
-        self.transport = Transport(config.cluster, {**config.peers, **config.peer_addresses}, client, self._unreachable)
+        self.transport = Transport(
+            config.cluster,
+            {**config.peers, **config.peer_addresses},
+            client,
+            self._unreachable,
+            self._snapshot_reported,
+        )
+        self.snapshots = SnapshotReceiver(config.cluster, config.id, config.data_dir, self._snapshot_arrived)
+        self._cycle: _Cycle | None = None  # the Ready being carried out (resumed after a failure)
+        self._sm_index = 0  # the last index the state machine holds (applied entry or restored snapshot)
+        self.loop_errors = 0
+        self.last_loop_error = ""
+        self.snapshot_bytes = 0  # size of the last snapshot taken here
+        self.snapshot_seconds = 0.0  # how long taking it took
+        self._snapshot_due = config.snapshot_every_entries
+        self._snapshot_task: asyncio.Task[None] | None = None
+        self._snapshot_taken: Snapshot | None = None  # written and read back; the log is compacted next
         self._wakeup = asyncio.Event()
         self._applying_ahead = False  # the leader applied its outstanding Ready first and is persisting it
         self._proposals: dict[int, tuple[int, asyncio.Future[Any]]] = {}  # index -> (term, future)
@@ -174,9 +218,11 @@ class Replica:
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     def register(self, server: Server) -> None:
-        """Serve ``raft.Step`` (one-way, stepped into the core as each frame arrives); in a secured cluster only
-        peers holding WRITE on ``raft:/`` may send it."""
-        server.add_sync_handler(Step, self._on_step, requires=requires(Right.WRITE, RAFT_RESOURCE))
+        """Serve ``raft.Step`` (one-way, stepped into the core as each frame arrives) and ``raft.SnapshotChunk``;
+        in a secured cluster only peers holding WRITE on ``raft:/`` may send them."""
+        rule: Any = requires(Right.WRITE, RAFT_RESOURCE)
+        server.add_sync_handler(Step, self._on_step, requires=rule)
+        server.add_handler(SnapshotChunk, self.snapshots.handle, requires=rule)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -187,6 +233,7 @@ class Replica:
         snapshot = self.log.snapshot
         if snapshot.data:
             self.sm.restore(snapshot.data)
+        self._sm_index = snapshot.meta.index
         cfg = Config(
             id=self.config.id,
             election_tick=self.config.election_ticks,
@@ -198,11 +245,12 @@ class Replica:
 
     async def stop(self) -> None:
         self._stopping = True
-        tasks = [*self._tasks, *([self._read_task] if self._read_task is not None else [])]
+        tasks = [*self._tasks, *(t for t in (self._read_task, self._snapshot_task) if t is not None)]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.transport.close()
+        self.snapshots.close()
         self._fail_pending(UnavailableError("replica stopping", outcome="unknown"))
         if self.log is not None:
             await self.log.close()
@@ -391,6 +439,16 @@ class Replica:
         if self.node is not None:
             self.node.report_unreachable(peer_id)
 
+    def _snapshot_reported(self, peer_id: int, failed: bool) -> None:
+        if self.node is not None and not self._stopping:
+            self.node.report_snapshot(peer_id, failed=failed)
+            self._wakeup.set()
+
+    def _snapshot_arrived(self, message: InstallSnapshot) -> None:
+        """A snapshot arrived whole (in chunks): step it in as if it had come as one message."""
+        self.core.step(message)
+        self._wakeup.set()
+
     async def _run_ticks(self) -> None:
         interval = self.config.tick_ms / 1000
         while True:
@@ -401,39 +459,79 @@ class Replica:
     # -- the Ready cycle ---------------------------------------------------------------------------------------
 
     async def _run_ready(self) -> None:
-        node = self.core
-        assert self.log is not None
+        """Carry out Readies until stopped. An unexpected exception never ends the loop silently: it is logged
+        (the first few and then every hundredth), counted in ``Stats.loop_errors``, and the Ready under way is
+        resumed where it stopped after a back-off (0.05 s doubling to 2 s). While a leader's loop keeps failing
+        it sends no heartbeats, so the others elect a new leader."""
+        delay = 0.0
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while (ready := node.ready()) is not None:
-                # A leader sends while it writes (thesis §10.2.1); everyone else persists first.
-                early = bool(ready.messages) and may_send_before_persist(ready, self.log.memory.hard_state, node.role)
-                if early:
-                    self._send(ready.messages)
-                # A leader also applies what is committed before writing: committed entries are durable on a
-                # quorum whatever its own disk holds. While it writes on a worker thread, acknowledgements that
-                # commit more are applied as they arrive (_on_step), so an answer never waits for its fsync.
-                ahead = node.role is Role.LEADER and ready.snapshot is None
-                if ahead:
-                    self._apply(ready)
-                    self._applying_ahead = True
-                inline = (
-                    self.config.leader_sync_inline if node.role is Role.LEADER else self.config.follower_sync_inline
-                )
-                try:
-                    await self.log.persist(ready, inline=inline)
-                except FeitianError as exc:
-                    await self._recover_persist(ready, exc)
-                finally:
-                    self._applying_ahead = False
-                if ready.messages and not early:
-                    self._send(ready.messages)
-                if not ahead:
-                    self._apply(ready)
-                node.advance(ready)
-                self._serve_reads()
-                await self._maybe_compact()
+            try:
+                await self._drain_ready()
+            except Exception as exc:
+                self.loop_errors += 1
+                self.last_loop_error = f"{type(exc).__name__}: {exc}"
+                if self.loop_errors <= 3 or self.loop_errors % 100 == 0:
+                    log.exception(
+                        "replica %d: the Ready loop failed (%d so far); resuming", self.config.id, self.loop_errors
+                    )
+                delay = min(2.0, max(0.05, delay * 2))
+                await asyncio.sleep(delay)  # back-off before resuming
+                self._wakeup.set()
+            else:
+                delay = 0.0
+
+    async def _drain_ready(self) -> None:
+        node = self.core
+        while True:
+            if self._cycle is None:
+                ready = node.ready()
+                if ready is None:
+                    return
+                self._cycle = _Cycle(ready)
+            await self._carry_out(self._cycle)
+            self._cycle = None
+            self._serve_reads()
+            await self._maybe_compact()
+
+    async def _carry_out(self, cycle: _Cycle) -> None:
+        """One Ready, step by step; each step is marked done, so a failure resumes with the step that failed (and
+        the state machine never applies an entry twice: ``_sm_index``)."""
+        node = self.core
+        assert self.log is not None
+        ready = cycle.ready
+        if not cycle.planned:
+            # A leader sends while it writes (thesis §10.2.1); everyone else persists first.
+            cycle.early = bool(ready.messages) and may_send_before_persist(ready, self.log.memory.hard_state, node.role)
+            # A leader also applies what is committed before writing: committed entries are durable on a quorum
+            # whatever its own disk holds. While it writes on a worker thread, acknowledgements that commit more
+            # are applied as they arrive (_on_step), so an answer never waits for its fsync.
+            cycle.ahead = node.role is Role.LEADER and ready.snapshot is None
+            cycle.planned = True
+        if cycle.early and not cycle.sent:
+            cycle.sent = True
+            self._send(ready.messages)
+        if cycle.ahead and not cycle.applied:
+            self._apply(ready)
+            cycle.applied = True
+        if not cycle.persisted:
+            inline = self.config.leader_sync_inline if node.role is Role.LEADER else self.config.follower_sync_inline
+            self._applying_ahead = cycle.ahead
+            try:
+                await self.log.persist(ready, inline=inline)
+            except FeitianError as exc:
+                await self._recover_persist(ready, exc)
+            finally:
+                self._applying_ahead = False
+            cycle.persisted = True
+        if not cycle.sent:
+            cycle.sent = True
+            self._send(ready.messages)
+        if not cycle.applied:
+            self._apply(ready)
+            cycle.applied = True
+        node.advance(ready)
 
     async def _recover_persist(self, ready: Ready, error: FeitianError) -> None:
         """Writing a Ready failed (a full disk, an I/O error). Refuse new proposals, fail those waiting, and retry
@@ -468,8 +566,10 @@ class Replica:
         self.transport.send(messages)
 
     def _apply(self, ready: Ready) -> None:
-        if ready.snapshot is not None and ready.snapshot.data:
-            self.sm.restore(ready.snapshot.data)
+        if ready.snapshot is not None and ready.snapshot.meta.index > self._sm_index:
+            if ready.snapshot.data:
+                self.sm.restore(ready.snapshot.data)
+            self._sm_index = ready.snapshot.meta.index
             self.snapshots_installed += 1
         self._apply_entries(ready.committed_entries)
         for read_state in ready.read_states:
@@ -497,6 +597,9 @@ class Replica:
 
     def _apply_entries(self, entries: tuple[Entry, ...]) -> None:
         for entry in entries:
+            if entry.index <= self._sm_index:
+                continue  # applied already, before a failure interrupted this Ready
+            self._sm_index = entry.index
             result: Any = None
             if entry.kind == EntryKind.NORMAL and entry.data:
                 try:
@@ -536,17 +639,61 @@ class Replica:
                 future.set_exception(error)
 
     async def _maybe_compact(self) -> None:
+        """Between Readies: record a snapshot taken in the background, or start one when due.
+
+        A snapshot is due ``snapshot_every_entries`` entries after the last one, stretched by a random 0-25 % so
+        replicas do not all take theirs at the same moment. The state machine is snapshotted in a forked child
+        (``snapshot_in_child``, the default where fork exists) that writes the snapshot file while this process
+        goes on; the file is read back and checked on a worker thread; only then, here, is the log compacted
+        (one small record). Without fork the state machine is snapshotted here and the file written on a thread."""
         assert self.log is not None
+        taken, self._snapshot_taken = self._snapshot_taken, None
+        if taken is not None:
+            try:
+                await self.log.compact_to_written(taken, self.config.keep_entries_after_snapshot)
+            except FeitianError as exc:
+                log.error("replica %d: recording snapshot %d failed: %s", self.config.id, taken.meta.index, exc.message)
+        if self._snapshot_task is not None and not self._snapshot_task.done():
+            return
         node = self.core
         applied = node.applied_index
-        if applied - self.log.snapshot.meta.index < self.config.snapshot_every_entries:
+        if applied - self.log.snapshot.meta.index < self._snapshot_due:
             return
+        self._snapshot_due = round(self.config.snapshot_every_entries * (1 + self.rng.random() / 4))
+        meta = self.log.snapshot_meta(applied, node.conf_state)
+        self._snapshot_task = asyncio.get_running_loop().create_task(self._take_snapshot(meta))
+
+    async def _take_snapshot(self, meta: SnapshotMeta) -> None:
+        assert self.log is not None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        directory = self.log.snapshot_dir
         try:
-            await self.log.compact(
-                applied, node.conf_state, self.sm.snapshot(), self.config.keep_entries_after_snapshot
-            )
+            if self.config.snapshot_in_child and can_fork():
+                sm = self.sm
+
+                def write() -> None:
+                    write_snapshot(directory, Snapshot(meta=meta, data=sm.snapshot()))
+
+                await run_in_child(write, f"replica {self.config.id}: snapshot at {meta.index}")
+            else:
+                data = self.sm.snapshot()  # on the event loop: the state must not change meanwhile
+                await loop.run_in_executor(None, write_snapshot, directory, Snapshot(meta=meta, data=data))
+            snapshot = await loop.run_in_executor(None, read_snapshot, directory / snapshot_name(meta.term, meta.index))
         except FeitianError as exc:  # e.g. a full disk: keep the longer log, try again at the next threshold
-            log.error("replica %d: snapshot at %d failed: %s", self.config.id, applied, exc.message)
+            log.error("replica %d: snapshot at %d failed: %s", self.config.id, meta.index, exc.message)
+            return
+        self.snapshot_bytes = len(snapshot.data)
+        self.snapshot_seconds = round(loop.time() - started, 3)
+        log.info(
+            "replica %d: snapshot at %d: %d bytes in %.2fs",
+            self.config.id,
+            meta.index,
+            self.snapshot_bytes,
+            self.snapshot_seconds,
+        )
+        self._snapshot_taken = snapshot
+        self._wakeup.set()
 
     def stats(self) -> ReplicaStats:
         node = self.core
@@ -563,4 +710,9 @@ class Replica:
             self.log.snapshot.meta.index,
             self.snapshots_installed,
             self.disk_error.message if self.disk_error is not None else "",
+            self.loop_errors,
+            self.last_loop_error,
+            self.snapshot_bytes,
+            self.snapshot_seconds,
+            self.transport.snapshots_sent,
         )

@@ -13,8 +13,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+from pathlib import Path
 
-from feitian.consensus import ConfState, Entry, HardState, MemoryStorage, Ready, Snapshot, bootstrap
+from feitian.consensus import ConfState, Entry, HardState, MemoryStorage, Ready, Snapshot, SnapshotMeta, bootstrap
 from feitian.errors import FeitianError
 from feitian.runtime.raft_store import RaftStore
 
@@ -92,6 +93,24 @@ class DurableLog:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.store.compact, snapshot)
         self.memory.compact(max(self.memory.first_index(), index - keep_entries))
+
+    def snapshot_meta(self, index: int, conf: ConfState) -> SnapshotMeta:
+        """The meta of a snapshot of the state machine at applied ``index`` (held in the log)."""
+        return SnapshotMeta(index=index, term=self.memory.term(index), conf=conf)
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.store.snapshot_dir
+
+    async def compact_to_written(self, snapshot: Snapshot, keep_entries: int) -> None:
+        """As :meth:`compact`, for a snapshot whose file is written already (``write_snapshot`` into
+        :attr:`snapshot_dir`, e.g. by a forked child) and was read back: only the log's record is written."""
+        meta = snapshot.meta
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.store.compact_to_written, meta)
+        if meta.index > self.memory.snapshot().meta.index:
+            self.memory.create_snapshot(meta.index, meta.conf, snapshot.data)
+        self.memory.compact(max(self.memory.first_index(), meta.index - keep_entries))
 
     async def reopen(self) -> None:
         """Close and reopen the store after a failed write (it continues from what is durable). The in-memory

@@ -24,6 +24,7 @@ class ReplicaOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     follower_sync_inline: bool = True
     leader_sync_inline: bool = True
     read_retry_ms: int = 0
+    snapshot_in_child: bool = True
 
     def replica_config(self, *, role: str, data_dir: str, cluster: str) -> ReplicaConfig:
         """The driver's config, after checking what a node config can get wrong (peer ids)."""
@@ -47,4 +48,5 @@ class ReplicaOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             follower_sync_inline=self.follower_sync_inline,
             leader_sync_inline=self.leader_sync_inline,
             read_retry_ms=self.read_retry_ms,
+            snapshot_in_child=self.snapshot_in_child,
         )

@@ -192,6 +192,36 @@ def remove_durably(paths: list[Path]) -> None:
         fsync_dir(parent)
 
 
+class SpoolFile:
+    """A scratch file filled at offsets and read back whole (e.g. a snapshot arriving in chunks). Not durable: a
+    crash may leave it partial, and its owner starts it again. Blocking: call from a worker thread. OS errors are
+    translated (a full disk raises UnavailableError with ``reason="disk_full"``)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def truncate(self) -> None:
+        """Make the file exist and be empty (its directory is created if missing)."""
+        ensure_dir(self.path.parent)
+        with translating("create", self.path), open(self.path, "wb"):
+            pass
+
+    def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        with translating("write", self.path):
+            fd = os.open(self.path, os.O_WRONLY)
+            try:
+                write_all(fd, data, offset)
+            finally:
+                os.close(fd)
+
+    def read(self) -> bytes:
+        return read_bytes(self.path)
+
+    def remove(self) -> None:
+        with translating("remove", self.path), contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
 class DirLock:
     """An exclusive ``flock`` on ``<directory>/LOCK``, held until :meth:`release`.
 

@@ -292,6 +292,31 @@ class RaftStore:
         meta = snapshot.meta
         if meta.index <= self._log.base_index:
             return
+        self._check_compactable(meta)
+        write_snapshot(self._snap_dir, snapshot)
+        self._record_compaction(wal, meta)
+
+    @property
+    def snapshot_dir(self) -> Path:
+        """Where snapshot files live. Another thread or process may write one there (``write_snapshot``) while
+        this store goes on; :meth:`compact_to_written` then makes it the store's snapshot."""
+        return self._snap_dir
+
+    def snapshot_path(self, meta: SnapshotMeta) -> Path:
+        return self._snap_dir / snapshot_name(meta.term, meta.index)
+
+    def compact_to_written(self, meta: SnapshotMeta) -> None:
+        """As :meth:`compact`, for a snapshot whose file is already written durably (and was read back and
+        checked by the caller): only the log is compacted."""
+        wal = self._check_usable()
+        if meta.index <= self._log.base_index:
+            return
+        if not self.snapshot_path(meta).is_file():
+            raise InvalidArgumentError(f"raft store compact: no snapshot file {self.snapshot_path(meta)}")
+        self._check_compactable(meta)
+        self._record_compaction(wal, meta)
+
+    def _check_compactable(self, meta: SnapshotMeta) -> None:
         if self._log.term(meta.index) != meta.term:
             raise InvalidArgumentError(
                 f"raft store compact: the log does not hold entry {meta.index} with term {meta.term} "
@@ -302,7 +327,8 @@ class RaftStore:
                 f"raft store compact: snapshot index {meta.index} is past the commit index "
                 f"{self._log.hard_state.commit}"
             )
-        write_snapshot(self._snap_dir, snapshot)
+
+    def _record_compaction(self, wal: WAL, meta: SnapshotMeta) -> None:
         wal.append([Record(KIND_COMPACTION, _ENCODER.encode(meta))])
         self._log.compact(meta)
         self.sync()
