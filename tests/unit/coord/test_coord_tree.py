@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from coord_fixtures import ALICE, BOB, Harness, fingerprint
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feitian.coord.core import (
     CoordLimits,
@@ -315,3 +317,47 @@ def test_select_node_children_and_subtree_in_path_order(h: Harness) -> None:
     assert len(page.nodes) == 3 and page.more
     with pytest.raises(InvalidArgumentError, match="directory path"):
         h.sm.select(Selector.subtree("/s/a"))
+
+
+# -- big and shrinking directories ------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 79)), min_size=1, max_size=300))
+def test_directory_entries_stay_sorted_as_they_grow_past_and_shrink_below_the_small_bound(
+    ops: list[tuple[bool, int]],
+) -> None:
+    """A directory's entries move from a tuple to a SortedList past SMALL_DIRECTORY and back when it shrinks; listing
+    (in pages), walking, deleting and a snapshot round trip agree with a plain sorted model throughout."""
+    h = Harness()
+    h.create("/d/")
+    h.create("/d/sub/")
+    h.create("/d/sub/x")
+    model = {"/d/sub/"}
+    for add, n in ops:
+        path = f"/d/e{n:02d}" + ("/" if n % 5 == 0 else "")
+        if add and path not in model:
+            assert isinstance(h.create(path), Created)
+            model.add(path)
+        elif not add and path in model:
+            assert isinstance(h.delete(path), Deleted)
+            model.remove(path)
+    expected = sorted(model)
+    listed: list[str] = []
+    start_after = ""
+    while True:
+        page = h.sm.list("/d/", start_after=start_after, limit=7)
+        listed.extend(c.path for c in page.children)
+        if not page.more:
+            break
+        start_after = listed[-1]
+    assert listed == expected
+    walked = [s.path for s in h.sm.select(Selector.subtree("/d/"), limit=1000).nodes]
+    assert walked == sorted(["/d/", "/d/sub/x", *expected])
+    middle = expected[len(expected) // 2]
+    after = [s.path for s in h.sm.select(Selector.subtree("/d/"), start_after=middle, limit=1000).nodes]
+    assert after == [p for p in walked if p > middle]
+    restored = Harness()
+    restored.sm.restore(h.sm.snapshot())
+    assert [c.path for c in restored.sm.list("/d/", limit=1000).children] == expected
+    assert restored.sm.snapshot() == h.sm.snapshot()

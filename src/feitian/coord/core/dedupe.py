@@ -24,7 +24,7 @@ from feitian.errors import InvalidArgumentError
 __all__ = ["ClientRecord", "DedupeTable", "StoredEntry", "client_key"]
 
 
-class StoredEntry(msgspec.Struct, frozen=True, array_like=True):
+class StoredEntry(msgspec.Struct, frozen=True, array_like=True, gc=False):
     session_id: int  # the live session the write was made under (0: none)
     result: StoredResult
     fingerprint: int = 0  # of the request (crc32 of its command): a retry must carry the same one

@@ -36,7 +36,7 @@ class EventKind(enum.StrEnum):
     DELETED = "deleted"  # deleted by a client, or with its session (ephemeral)
 
 
-class Event(msgspec.Struct, frozen=True, array_like=True):
+class Event(msgspec.Struct, frozen=True, array_like=True, gc=False):
     revision: int
     kind: EventKind
     path: str

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 
-class NodeStat(msgspec.Struct, frozen=True, kw_only=True):
+class NodeStat(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A node's metadata. Revisions are global (one per tree-changing command); ``version`` counts this node's
     values (1 when created, +1 per set). ``ephemeral_owner`` is the owning session (0: persistent)."""
 
@@ -60,7 +60,7 @@ class NodeStat(msgspec.Struct, frozen=True, kw_only=True):
 # -- results of writes ------------------------------------------------------------------------------------------
 
 
-class Created(msgspec.Struct, frozen=True, kw_only=True, tag="created", tag_field="result"):
+class Created(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="created", tag_field="result"):
     """``stat.path`` is the real path (with the suffix of a sequential node); ``revision`` is the new revision,
     which is also ``stat.create_revision`` — unique per created node, so usable as a fencing token."""
 
@@ -69,24 +69,24 @@ class Created(msgspec.Struct, frozen=True, kw_only=True, tag="created", tag_fiel
     parents: tuple[str, ...] = ()  # directories created on the way (create with parents=True)
 
 
-class Updated(msgspec.Struct, frozen=True, kw_only=True, tag="updated", tag_field="result"):
+class Updated(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="updated", tag_field="result"):
     revision: int
     stat: NodeStat
 
 
-class Deleted(msgspec.Struct, frozen=True, kw_only=True, tag="deleted", tag_field="result"):
+class Deleted(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="deleted", tag_field="result"):
     revision: int
     stat: NodeStat  # the node as it was just before the delete
 
 
-class Checked(msgspec.Struct, frozen=True, kw_only=True, tag="checked", tag_field="result"):
+class Checked(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="checked", tag_field="result"):
     path: str
 
 
 OpResult = Created | Updated | Deleted | Checked
 
 
-class TxnCommitted(msgspec.Struct, frozen=True, kw_only=True, tag="txn", tag_field="result"):
+class TxnCommitted(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="txn", tag_field="result"):
     """Every operation applied, in order, at one ``revision`` (the current one if only checks ran)."""
 
     revision: int

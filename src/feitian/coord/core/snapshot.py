@@ -7,6 +7,7 @@ the event history, and the counters (revision, applied index, leader epoch, next
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,7 +28,7 @@ __all__ = ["SNAPSHOT_FORMAT", "decode_snapshot", "encode_snapshot"]
 SNAPSHOT_FORMAT = 2
 
 
-class NodeRecord(msgspec.Struct, array_like=True):
+class NodeRecord(msgspec.Struct, array_like=True, gc=False):
     path: str
     value: bytes
     creator: str
@@ -72,6 +73,7 @@ class Restored:
     leader_epoch: int
 
 
+_LOADED = NodeRecord("", b"", "", 0, 0, 0, 0, 0)
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Snapshot)
 
@@ -137,7 +139,9 @@ def _restore_tree(snapshot: Snapshot, sessions: SessionTable, limits: CoordLimit
     root = tree.nodes[ROOT]
     root.version, root.sequence = records[0].version, records[0].sequence
     previous = ROOT
-    for record in records[1:]:
+    for i in range(1, len(records)):
+        record = records[i]
+        records[i] = _LOADED  # let the record go as soon as its node exists: restore holds one copy at a time
         _expect(record.path > previous, f"nodes out of order at {record.path}")
         previous = record.path
         _expect(parent_of(record.path) in tree.nodes, f"{record.path} has no parent directory")
@@ -153,7 +157,7 @@ def _restore_tree(snapshot: Snapshot, sessions: SessionTable, limits: CoordLimit
         node = Node(
             record.path,
             value=record.value,
-            creator=record.creator,
+            creator=sys.intern(record.creator),
             create_revision=record.create_revision,
             mod_revision=record.mod_revision,
             version=record.version,

@@ -8,8 +8,12 @@ changed node.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
+import sys
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
+
+import msgspec
+from sortedcontainers import SortedList
 
 from feitian.coord.core.commands import CheckOp, CreateOp, DeleteOp, SetOp
 from feitian.coord.core.events import Event, EventKind
@@ -19,7 +23,6 @@ from feitian.coord.core.paths import (
     ROOT,
     ancestors,
     is_directory,
-    name_of,
     other_kind,
     parent_of,
     sequential_path,
@@ -38,40 +41,43 @@ from feitian.errors import (
 __all__ = ["Node", "Tree"]
 
 
-class Node:
-    __slots__ = (
-        "children",
-        "create_revision",
-        "creator",
-        "ephemeral_owner",
-        "mod_revision",
-        "path",
-        "sequence",
-        "value",
-        "version",
-    )
+# A directory's entries are kept in a tuple while it has at most this many (a tuple of strings is not tracked by
+# the cyclic garbage collector, and costs 8 bytes an entry), and in a SortedList when it has more (inserting into
+# a big tuple copies it; a list's insert moves half of it): O(log n) inserts and deletes in directories of
+# millions of entries.
+SMALL_DIRECTORY = 32
 
-    def __init__(
-        self,
-        path: str,
-        *,
-        value: bytes = b"",
-        creator: str = "",
-        create_revision: int = 0,
-        mod_revision: int = 0,
-        version: int = 1,
-        ephemeral_owner: int = 0,
-        sequence: int = 0,
-    ) -> None:
-        self.path = path
-        self.value = value
-        self.creator = creator
-        self.create_revision = create_revision
-        self.mod_revision = mod_revision
-        self.version = version
-        self.ephemeral_owner = ephemeral_owner
-        self.sequence = sequence
-        self.children: list[str] | None = [] if is_directory(path) else None  # sorted entry names
+Children = tuple[str, ...] | SortedList[str]
+
+
+def _bisect_left(children: Children, path: str) -> int:
+    return children.bisect_left(path) if isinstance(children, SortedList) else bisect_left(children, path)
+
+
+def _bisect_right(children: Children, path: str) -> int:
+    return children.bisect_right(path) if isinstance(children, SortedList) else bisect_right(children, path)
+
+
+class Node(msgspec.Struct, gc=False):
+    """One node of the tree. Never part of a reference cycle, so the cyclic garbage collector does not track it
+    (``gc=False``): a tree of millions of nodes costs a full collection nothing. ``children`` holds a directory's
+    entries as their full paths, sorted (the same string objects as the keys of ``Tree.nodes``, and path order
+    is name order within a directory): a tuple while small, a SortedList past ``SMALL_DIRECTORY``; None for a
+    file."""
+
+    path: str
+    value: bytes = b""
+    creator: str = ""
+    create_revision: int = 0
+    mod_revision: int = 0
+    version: int = 1
+    ephemeral_owner: int = 0
+    sequence: int = 0
+    children: Children | None = None
+
+    def __post_init__(self) -> None:
+        if self.children is None and is_directory(self.path):
+            self.children = ()
 
     def stat(self) -> NodeStat:
         return NodeStat(
@@ -136,18 +142,34 @@ class Tree:
         self._link(node)
 
     def _link(self, node: Node) -> None:
-        self.nodes[node.path] = node
-        siblings = self.nodes[parent_of(node.path)].children
+        path = node.path
+        self.nodes[path] = node
+        parent = self.nodes[parent_of(path)]
+        siblings = parent.children
         assert siblings is not None
-        insort(siblings, name_of(node.path))
+        if isinstance(siblings, SortedList):
+            siblings.add(path)
+        elif len(siblings) < SMALL_DIRECTORY:
+            at = bisect_left(siblings, path)
+            parent.children = (*siblings[:at], path, *siblings[at:])
+        else:
+            parent.children = SortedList((*siblings, path))
         if node.ephemeral_owner:
-            self.ephemerals.setdefault(node.ephemeral_owner, set()).add(node.path)
+            self.ephemerals.setdefault(node.ephemeral_owner, set()).add(path)
 
     def _unlink(self, node: Node) -> None:
-        del self.nodes[node.path]
-        siblings = self.nodes[parent_of(node.path)].children
+        path = node.path
+        del self.nodes[path]
+        parent = self.nodes[parent_of(path)]
+        siblings = parent.children
         assert siblings is not None
-        del siblings[bisect_left(siblings, name_of(node.path))]
+        if isinstance(siblings, SortedList):
+            siblings.remove(path)
+            if len(siblings) <= SMALL_DIRECTORY // 2:
+                parent.children = tuple(siblings)
+        else:
+            at = bisect_left(siblings, path)
+            parent.children = siblings[:at] + siblings[at + 1 :]
         if node.ephemeral_owner:
             owned = self.ephemerals[node.ephemeral_owner]
             owned.discard(node.path)
@@ -199,7 +221,9 @@ class Tree:
             for directory in ancestors(target):
                 if directory not in self.nodes:
                     self._require_free(directory, target)
-                    self._add(Node(directory, creator=principal, create_revision=revision, mod_revision=revision))
+                    self._add(
+                        Node(directory, creator=sys.intern(principal), create_revision=revision, mod_revision=revision)
+                    )
                     made.append(directory)
         parent = self.nodes[parent_path]
         if op.sequential:
@@ -222,7 +246,7 @@ class Tree:
         node = Node(
             target,
             value=op.value,
-            creator=principal,
+            creator=sys.intern(principal),  # one string per principal, not one per node
             create_revision=revision,
             mod_revision=revision,
             ephemeral_owner=owner,
@@ -308,15 +332,15 @@ class Tree:
 
     def children_page(self, directory: Node, start_after: str, limit: int) -> tuple[list[NodeStat], bool]:
         """Entries of ``directory`` after the path ``start_after`` ("" from the start), at most ``limit``."""
-        names = directory.children or []
+        paths = directory.children or ()
         if not start_after or start_after < directory.path:
             first = 0
         elif start_after.startswith(directory.path):
-            first = bisect_right(names, start_after[len(directory.path) :])
+            first = _bisect_right(paths, start_after)
         else:
-            first = len(names)
-        page = names[first : first + limit]
-        return [self.nodes[directory.path + name].stat() for name in page], first + limit < len(names)
+            first = len(paths)
+        page = paths[first : first + limit]
+        return [self.nodes[path].stat() for path in page], first + limit < len(paths)
 
     def walk(self, directory: str, start_after: str, limit: int) -> tuple[list[NodeStat], bool]:
         """The subtree of ``directory`` (itself included) in path order, after ``start_after``, at most ``limit``."""
@@ -340,20 +364,20 @@ class Tree:
         node = self.nodes[directory]
         if include_self:
             yield node
-        names = node.children or []
+        paths = node.children or ()
         index = 0
         if after:  # a path strictly inside this directory's subtree
             first, slash, _ = after[len(directory) :].partition("/")
             if slash:
-                index = bisect_left(names, first + "/")
-                if index < len(names) and names[index] == first + "/":
-                    sub = directory + names[index]
+                sub = directory + first + "/"
+                index = _bisect_left(paths, sub)
+                if index < len(paths) and paths[index] == sub:
                     yield from self._walk(sub, "" if after == sub else after, include_self=False)
                     index += 1
             else:
-                index = bisect_right(names, first)
-        for name in names[index:]:
-            child = self.nodes[directory + name]
+                index = _bisect_right(paths, directory + first)
+        for path in paths.islice(index) if isinstance(paths, SortedList) else paths[index:]:
+            child = self.nodes[path]
             if child.children is None:
                 yield child
             else:
