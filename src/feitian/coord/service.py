@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from feitian.base.clock import Clock, MonotonicClock
+from feitian.base.clock import Clock, MonotonicClock, StallAdjustedClock
 from feitian.coord.applier import AppliedFeed
 from feitian.coord.core import (
     DEFAULT_LIMITS,
@@ -375,12 +375,13 @@ class CoordReplica:
         clock: Clock | None = None,
     ) -> None:
         self.clock = clock or MonotonicClock()
+        self.session_clock = StallAdjustedClock(self.clock)  # session deadlines never count server stalls
         self.sm = CoordStateMachine(limits)
         self.tracker = SessionTracker(max_expire_batch=limits.max_expire_batch)
-        self.feed = AppliedFeed(self.sm, self.tracker, self.clock)
+        self.feed = AppliedFeed(self.sm, self.tracker, self.session_clock)
         self.sessions: LeaderSessions | None = None
         self.replica = Replica(config, self.feed, client, on_leader_change=self._leader_changed)
-        self.sessions = LeaderSessions(self.replica, self.sm, self.tracker, self.clock)
+        self.sessions = LeaderSessions(self.replica, self.sm, self.tracker, self.session_clock)
         self.service = CoordService(self.replica, self.feed, self.sessions)
         self._task: asyncio.Task[None] | None = None
 

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 
-from feitian.base.clock import Clock
+from feitian.base.clock import StallAdjustedClock
 from feitian.coord.core import (
     CoordStateMachine,
     ExpireSessions,
@@ -37,18 +37,24 @@ log = logging.getLogger(__name__)
 
 _NS = 1_000_000_000
 LEADERSHIP_POLL_S = 0.05  # how often leadership is re-checked besides the driver's leader-change callback
+STALL_LOG_NS = 200_000_000  # stalls longer than this are logged
 
 
 class LeaderSessions:
-    def __init__(self, replica: Replica, sm: CoordStateMachine, tracker: SessionTracker, clock: Clock) -> None:
+    def __init__(
+        self, replica: Replica, sm: CoordStateMachine, tracker: SessionTracker, clock: StallAdjustedClock
+    ) -> None:
         self.replica = replica
         self.sm = sm
         self.tracker = tracker
+        # Session time, shared with the AppliedFeed: it stands still while this process's event loop was stalled,
+        # which only the run loop below can see (StallAdjustedClock.woke).
         self.clock = clock
         self._wake = asyncio.Event()
         self._taking_over = False
         self._expiring: set[asyncio.Task[None]] = set()
         self.expired_sessions = 0  # sessions this replica expired while leader
+        self.polls = 0  # iterations of the run loop
 
     def leader_changed(self, _leader_id: int) -> None:
         """The driver's ``on_leader_change`` callback."""
@@ -57,14 +63,24 @@ class LeaderSessions:
     # -- the loop --------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        real = self.clock.clock
         while True:
             self._step()
+            self.polls += 1
             timeout = LEADERSHIP_POLL_S
             deadline = self.tracker.next_deadline_ns() if self.tracker.active else None
             if deadline is not None:
                 timeout = min(timeout, max(0.0, (deadline - self.clock.monotonic_ns()) / _NS))
+            intended = real.monotonic_ns() + int(timeout * _NS)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+            if not self._wake.is_set():  # the timer fired: was it late? (a stall counts before any expiry)
+                stalled = self.clock.woke(intended)
+                if stalled > STALL_LOG_NS:
+                    log.warning(
+                        "coord: the event loop stalled for %.0f ms; session deadlines move on by as much",
+                        stalled / 1e6,
+                    )
             self._wake.clear()
 
     def _step(self) -> None:
