@@ -53,6 +53,8 @@ OPERATION_RIGHTS: dict[str, tuple[str, ...]] = {
     "read": ("read",),
     "locate": ("read",),
     "list": ("list",),
+    "du": ("list",),
+    "release": ("write",),
     "mkdir": ("create",),
     "create": ("create",),
     "open_write": ("write",),
