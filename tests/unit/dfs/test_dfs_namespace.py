@@ -140,7 +140,10 @@ def test_create_defaults_and_settings(m: Master) -> None:
         ({"replication": 2, "min_write_replicas": 3}, "min_write_replicas 3 outside 1..replication"),
         ({"chunk_size_bytes": 5000}, "chunk size 5000 is not a multiple of the block size"),
         ({"chunk_size_bytes": 1 << 30}, "chunk size"),
-        ({"holder": "c", "lease_expires_ns": 1}, "lease expiry 1970-01-01 00:00:00 UTC (19676 days ago) is not in the future"),
+        (
+            {"holder": "c", "lease_expires_ns": 1},
+            "lease expiry 1970-01-01 00:00:00 UTC (19676 days ago) is not in the future",
+        ),
         ({"holder": "c", "lease_expires_ns": 1 << 62}, "max_lease_ttl_ns"),
         ({"holder": "x" * 300, "lease_expires_ns": 1 << 62}, "lease holder must be 1..256"),
     ],

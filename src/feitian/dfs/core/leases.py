@@ -53,7 +53,9 @@ def random_lease_live(file: FileNode, now_ns: int) -> bool:
 
 def check_expiry(op: str, path: str, now_ns: int, expires_ns: int, config: NamespaceConfig) -> None:
     if expires_ns <= now_ns:
-        raise InvalidArgumentError(f"{op} {path}: lease expiry {describe_time(expires_ns, now_ns)} is not in the future")
+        raise InvalidArgumentError(
+            f"{op} {path}: lease expiry {describe_time(expires_ns, now_ns)} is not in the future"
+        )
     if expires_ns - now_ns > config.max_lease_ttl_ns:
         raise InvalidArgumentError(
             f"{op} {path}: lease of {(expires_ns - now_ns) // 1_000_000} ms exceeds max_lease_ttl_ns "
