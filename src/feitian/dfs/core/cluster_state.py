@@ -521,8 +521,13 @@ class ClusterState:
                 self.start_copy(task, now_ns)
             copies.extend(plan.copies)
         if not repair.waiting and not repair.copies:
-            spread_moves = plan_spread(
-                [brief for brief, _, _ in self.misplaced(now_ns) if brief.chunk_id not in self._copying()],
+            copying = self._copying()
+            spread_moves = plan_spread(  # once no copy is in flight and no server still holds an unlisted copy
+                [
+                    brief
+                    for brief, _, _ in self.misplaced(now_ns)
+                    if brief.chunk_id not in copying and set(self._holders(brief.chunk_id)) <= set(brief.replicas)
+                ],
                 views,
                 rng=rng,
                 budget_bytes=self.throttle.available(now_ns),
