@@ -49,7 +49,9 @@ class DfsGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # here, where a closed pipe can still be handled, not at interpreter exit
+            return result
         except click.UsageError as exc:
             click.echo(f"error: {exc.format_message()}", err=True)
             where = exc.ctx.command_path if exc.ctx is not None else "feitian dfs"

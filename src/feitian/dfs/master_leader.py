@@ -210,7 +210,8 @@ class Leadership:
     ) -> None:
         """Refuse at once (UnavailableError, ``no_servers``) a write whose chunks cannot get ``needed`` replicas:
         fewer live chunk servers in service with room for a chunk. A leader younger than the heartbeat timeout
-        first waits out the rest of it for chunk servers still registering (a cluster that just started)."""
+        (chunk servers may still be registering: a cluster that just started) waits for them instead, up to
+        PLACE_WAIT_NS per call, then answers ``leader_starting``, which callers retry."""
         exclude = tuple(exclude)
         waited_ns = 0
         while True:

@@ -227,7 +227,7 @@ class MasterService:
         status = self.sm.file_status(file.inode)
         now = self.master.now_ns()
         cluster = leadership.cluster
-        live_racks = len({v.rack for v in cluster.server_views(now) if v.live and not v.decommissioning})
+        live_racks = cluster.live_racks(now)
         readable = (ReplicaState.GOOD, ReplicaState.UNCONFIRMED)
         chunks = []
         for index in range(len(file.chunks)):

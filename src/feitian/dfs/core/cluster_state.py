@@ -418,7 +418,7 @@ class ClusterState:
                 out[server_id] = tuple(drop)
         return out
 
-    def _live_racks(self, now_ns: int) -> int:
+    def live_racks(self, now_ns: int) -> int:
         """How many racks have a live server in service: what a chunk's replicas can be spread over."""
         return len({v.rack for v in self.server_views(now_ns) if v.live and not v.decommissioning})
 
@@ -426,7 +426,7 @@ class ClusterState:
         """Quiescent, fully replicated chunks whose good replicas are on fewer racks than they could be (the
         replication factor, at most the racks with a live server in service): (the chunk with its good replicas,
         racks used, racks wanted)."""
-        live_racks = self._live_racks(now_ns)
+        live_racks = self.live_racks(now_ns)
         out = []
         for chunk, quiescent, groups in self._classified(now_ns):
             good = groups[ReplicaState.GOOD]
