@@ -293,7 +293,7 @@ def test_unix_habits_into_directories_ranges_cp_du_and_locate(cluster: str, tmp_
 
 def test_closed_stdout_and_ctrl_c_on_tail_end_quietly(cluster: str, tmp_path: Path) -> None:
     big = tmp_path / "big"
-    big.write_bytes(os.urandom(3 * MiB))
+    big.write_bytes(os.urandom(40 * MiB))  # more than one piece read: the writes after the first one hit the pipe
     dfs(cluster, "put", "-f", str(big), "/i16/big.bin")
     for verb in (["get", "/i16/big.bin", "-"], ["cat", "/i16/big.bin"]):
         reader = subprocess.Popen(
