@@ -86,8 +86,12 @@ class HeartbeatLoop:
             )
         if reply.delete:
             gone = await store.delete(reply.delete)
-            log.info("deleted %d replicas the master no longer lists: %s", len(gone), list(reply.delete)[:20])
-            self.deleted.extend(reply.delete)
+            if gone:
+                log.info("deleted %d replicas the master no longer lists: %s", len(gone), gone[:20])
+            absent = sorted(set(reply.delete) - set(gone))
+            if absent:
+                log.debug("asked to delete %d replicas this server does not hold: %s", len(absent), absent[:20])
+            self.deleted.extend(reply.delete)  # all of them: the master stops asking once it hears they are gone
 
 
 class Scrubber:

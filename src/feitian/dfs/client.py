@@ -42,6 +42,8 @@ from feitian.dfs.master_messages import (
     CreateRequest,
     Decommission,
     DeleteRequest,
+    DiskUsage,
+    DiskUsageReply,
     Exists,
     Fsck,
     FsckReply,
@@ -51,6 +53,8 @@ from feitian.dfs.master_messages import (
     MkdirRequest,
     OpenReply,
     OpenWrite,
+    Placement,
+    PlacementReply,
     RenameRequest,
     Servers,
     ServerStatus,
@@ -163,6 +167,17 @@ class DfsClient:
         status: FileStatus = await self.master(SetReplicationRequest(path, replication))
         return status
 
+    async def disk_usage(self, path: str) -> DiskUsageReply:
+        """Files, directories, bytes and replicated bytes (length x replication) under ``path``, and under each
+        entry of a directory."""
+        reply: DiskUsageReply = await self.master(DiskUsage(path))
+        return reply
+
+    async def placement(self, path: str) -> PlacementReply:
+        """Where each chunk of a file is: its replicas, their racks and states (the master leader's view)."""
+        reply: PlacementReply = await self.master(Placement(path))
+        return reply
+
     # -- files ---------------------------------------------------------------------------------------------------
 
     async def create(
@@ -235,15 +250,16 @@ class DfsClient:
         return await FileReader(self, path).read(offset, length)
 
     async def write_file(self, path: str, data: bytes | bytearray | memoryview, **create: Any) -> int:
-        """Create (``overwrite`` by default) and write a whole file; returns its length once durable."""
+        """Create (``overwrite`` by default) and write a whole file; returns its length once durable. If writing
+        fails the file is removed (no partial file is left, nor a lease that blocks the next attempt)."""
         create.setdefault("overwrite", True)
         writer = await self.create(path, **create)
         try:
             await writer.write(data)
+            length: int = await writer.close()
         except BaseException:
-            await writer.abort()
+            await writer.abort(remove=True)
             raise
-        length: int = await writer.close()
         return length
 
     async def append(self, path: str, data: bytes | bytearray | memoryview) -> int:
@@ -256,10 +272,10 @@ class DfsClient:
             writer = await self.create(path)
         try:
             await writer.write(data)
+            length: int = await writer.close()
         except BaseException:
-            await writer.abort()
+            await writer.abort()  # releases the lease; what was acknowledged stays
             raise
-        length: int = await writer.close()
         return length
 
     async def tail(
@@ -287,8 +303,14 @@ class DfsClient:
         return reply
 
     async def decommission(self, server_id: str, *, cancel: bool = False) -> int:
+        """Migrate every chunk off ``server_id``; it is then decommissioned (kept out, even if it heartbeats)
+        until :meth:`recommission`. ``cancel`` is :meth:`recommission`. Answers how many replicas it holds."""
         held: int = await self.master(Decommission(server_id, cancel))
         return held
+
+    async def recommission(self, server_id: str) -> int:
+        """Put a decommissioning or decommissioned chunk server back in service (the balancer fills it again)."""
+        return await self.decommission(server_id, cancel=True)
 
     async def master_status(self, address: str) -> MasterStatusReply:
         reply: MasterStatusReply = await self.rpc.call(address, MasterStatus(), timeout=5)

@@ -14,6 +14,11 @@ the chunk (the master takes the surviving replicas' agreed length, which is neve
 
 A refused token (expired, or lost with a reconnect) is replaced with a fresh one and the writes are resent with
 the same numbers (replicas acknowledge duplicates without applying them twice).
+
+**Giving up.** :meth:`FileWriter.abort` (an exception inside ``async with``, a failed ``write_file``) releases the
+lease at once instead of leaving the file locked until the lease expires: the master seals the file where its
+replicas agree and closes it, or — ``abort(remove=True)``, what ``write_file`` and ``feitian dfs put`` do —
+deletes the file the writer was creating.
 """
 
 from __future__ import annotations
@@ -32,14 +37,16 @@ from feitian.dfs.master_messages import (
     ChunkGrant,
     CloseRequest,
     CommitRequest,
+    DeleteRequest,
     OpenChunk,
     OpenReply,
     PlanWriteRequest,
     RecoverChunk,
+    ReleaseRequest,
     RenewRequest,
     WriteTokens,
 )
-from feitian.errors import ConflictError, FeitianError, InvalidArgumentError, UnavailableError
+from feitian.errors import ConflictError, FeitianError, InvalidArgumentError, NotFoundError, UnavailableError
 
 if TYPE_CHECKING:
     from feitian.dfs.client import DfsClient
@@ -48,6 +55,7 @@ __all__ = ["FileWriter"]
 
 log = logging.getLogger(__name__)
 MAX_RECOVERIES = 16  # per flush: a writer that keeps failing gives up with the last error
+ABORT_TIMEOUT_S = 10.0  # abort's release (or removal) of the file, all master calls included
 
 
 class FileWriter:
@@ -157,15 +165,39 @@ class FileWriter:
             self._renewer.cancel()
             return self.length
 
-    async def abort(self) -> None:
-        """Stop writing without closing: unflushed bytes are dropped; the lease expires and the master recovers
-        the file (what was acknowledged stays)."""
+    async def abort(self, *, remove: bool = False) -> None:
+        """Stop writing without closing: unflushed bytes are dropped and the lease is released at once — the
+        master seals the file where its replicas agree (what was acknowledged stays) and closes it. ``remove``:
+        delete the file instead (a failed upload taking back the file it created). Best effort: when the master
+        cannot be reached the lease expires and the master recovers the file, as for a writer that vanished."""
+        if self.closed:
+            return
         self.closed = True
         self._renewer.cancel()
         if self.pipe is not None:
             for piece in self.pipe.pieces:
                 if piece.task is not None:
                     piece.task.cancel()
+        masters, budget, attempt = self.dfs.masters, ABORT_TIMEOUT_S, ABORT_TIMEOUT_S / 2
+        try:
+            if remove:
+                request = DeleteRequest(self.path, False, self.lease_id)
+                await masters.call(request, timeout_s=budget, attempt_timeout_s=attempt)
+            else:
+                release = ReleaseRequest(self.path, self.file_id, self.lease_id)
+                await masters.call(release, timeout_s=budget, attempt_timeout_s=attempt)
+        except NotFoundError:
+            pass  # removed already (a retry of a delete whose reply was lost)
+        except ConflictError as exc:
+            if exc.fields.get("reason") not in ("no_lease", "stale_lease"):
+                log.warning("write %s: giving up the file failed: %s", self.path, exc)
+        except FeitianError as exc:
+            log.warning(
+                "write %s: could not %s (%s); the master recovers the file when the lease expires",
+                self.path,
+                "remove it" if remove else "release the lease",
+                exc,
+            )
 
     # -- internals -----------------------------------------------------------------------------------------------
 
@@ -279,12 +311,11 @@ class FileWriter:
                 grant: ChunkGrant = await self.dfs.master(request)
                 break
             except UnavailableError as exc:
-                if exc.fields.get("reason") != "no_servers" or loop.time() > deadline:
+                # The master waits for chunk servers registering with a new leader itself; here only servers
+                # that failed this writer earlier may be all there is: try them again, once.
+                if exc.fields.get("reason") != "no_servers" or not self.excluded or loop.time() > deadline:
                     raise
-                if self.excluded:
-                    self.excluded.clear()  # servers that failed earlier may be all there is: try them again
-                else:
-                    await asyncio.sleep(0.2)  # chunk servers still registering (a cluster just started)
+                self.excluded.clear()
         self.last = grant.location
         self.pipe = ChunkPipeline(self.dfs, grant, 0, parallel=self.log_file)
 

@@ -32,9 +32,10 @@ from feitian.dfs.core import (
     LeaseMode,
     RemovalReason,
     RemoveReplica,
-    RemoveServer,
     ReplicaReport,
     ReplicaState,
+    ServerState,
+    SetServerState,
     choose_replicas,
     token_expiry,
 )
@@ -57,8 +58,9 @@ __all__ = ["Leadership"]
 
 log = logging.getLogger(__name__)
 SECOND_NS = 1_000_000_000
-GARBAGE_RESEND_S = 10.0
 NONCE_TTL_S = 60.0
+PLACE_POLL_S = 0.2  # while chunk servers register with a new leader, how often a write waiting for them looks
+PLACE_WAIT_NS = 2 * SECOND_NS  # and how long one call waits before answering "retry" (leader_starting)
 _GOOD = (ReplicaState.GOOD, ReplicaState.UNCONFIRMED)
 
 
@@ -69,8 +71,7 @@ class Leadership:
         self.cluster = ClusterState(master.sm, now_ns, master.cluster_config)
         self.ready = False
         self.server_keys: dict[str, bytes] = {}  # chunk server -> its public key (tokens bound to it)
-        self.garbage_sent: dict[str, dict[int, float]] = {}  # server -> chunk -> when the delete was sent
-        self.garbage: dict[str, tuple[int, ...]] = {}
+        self.started_ns = now_ns
         self.next_chunk_id = 0
         self.tasks: set[asyncio.Task[Any]] = set()
         self.recovering: set[int] = set()  # files under lease recovery
@@ -127,28 +128,16 @@ class Leadership:
             cluster.handle_chunk_added(req.server_id, report, now)
         for chunk_id in req.deleted:
             cluster.handle_chunk_removed(req.server_id, chunk_id, now)
-            self.garbage_sent.get(req.server_id, {}).pop(chunk_id, None)
         for chunk_id in req.corrupt:
             if chunk_id in self.sm.table.chunks:
                 cluster.report_corrupt(req.server_id, chunk_id)
         full = cluster.servers[req.server_id].reported is None
-        return HeartbeatReply(full, self._deletes_for(req.server_id))
+        return HeartbeatReply(full, cluster.deletes_for(req.server_id, now))
 
     def chunk_report(self, principal: Any, server_id: str, chunks: Iterable[ReplicaReport]) -> None:
         if principal is not None and principal.name != server_id:
             raise PermissionDeniedError(f"chunk report for {server_id!r} from {principal.describe()}")
         self.cluster.handle_chunk_report(server_id, self.now(), chunks)
-
-    def _deletes_for(self, server_id: str) -> tuple[int, ...]:
-        wanted = self.garbage.get(server_id, ())
-        if not wanted:
-            return ()
-        sent = self.garbage_sent.setdefault(server_id, {})
-        now = time.monotonic()
-        out = tuple(c for c in wanted if now - sent.get(c, -1e9) >= GARBAGE_RESEND_S)
-        for chunk_id in out:
-            sent[chunk_id] = now
-        return out
 
     # -- grants and placement ------------------------------------------------------------------------------------
 
@@ -216,17 +205,69 @@ class Leadership:
             existing=existing,
         )
 
+    async def check_placeable(
+        self, op: str, path: str, needed: int, replication: int, chunk_bytes: int, exclude: Iterable[str] = ()
+    ) -> None:
+        """Refuse at once (UnavailableError, ``no_servers``) a write whose chunks cannot get ``needed`` replicas:
+        fewer live chunk servers in service with room for a chunk. A leader younger than the heartbeat timeout
+        (chunk servers may still be registering: a cluster that just started) waits for them instead, up to
+        PLACE_WAIT_NS per call, then answers ``leader_starting``, which callers retry."""
+        exclude = tuple(exclude)
+        waited_ns = 0
+        while True:
+            views = self.cluster.server_views(self.now())
+            chosen = choose_replicas(
+                views,
+                needed,
+                chunk_bytes=chunk_bytes,
+                rng=self.master.rng,
+                policy=self.cluster.config.placement,
+                exclude=exclude,
+            )
+            if len(chosen) >= needed:
+                return
+            young = self.now() - self.started_ns < self.cluster.config.heartbeat_timeout_ns
+            if not young or not self.ready:
+                break
+            if waited_ns >= PLACE_WAIT_NS:  # the caller's attempt must not time out: it retries this one
+                raise UnavailableError(
+                    f"{op} {path}: chunk servers are still registering with a new master leader",
+                    reason="leader_starting",
+                )
+            await asyncio.sleep(PLACE_POLL_S)
+            waited_ns += int(PLACE_POLL_S * SECOND_NS)
+        live = [v for v in views if v.live]
+        in_service = [v for v in live if not v.decommissioning]
+        excluded = [v for v in in_service if v.server_id in exclude]
+        counts = [
+            (len(views) - len(live), "not live"),
+            (len(live) - len(in_service), "decommissioning or decommissioned"),
+            (len(excluded), "failed this writer"),
+            (len(in_service) - len(excluded) - len(chosen), "too full"),
+        ]
+        others = "".join(f", {n} {what}" for n, what in counts if n)
+        what = f"replication {replication}" if needed == replication else f"min_write_replicas {needed}"
+        raise UnavailableError(
+            f"{op} {path}: {what} needs {needed} chunk servers that can take a {chunk_bytes / (1 << 20):g} MiB "
+            f"chunk; {len(chosen)} can ({len(views)} registered{others})",
+            hint=f"write with a replication of at most {len(chosen)}, or start more chunk servers"
+            if chosen
+            else "start chunk servers (`feitian dfs servers` lists them)",
+            reason="no_servers",
+            needed=needed,
+            available=len(chosen),
+        )
+
     async def add_chunk(
         self, file: FileNode, lease_id: int, previous_length: int, exclude: tuple[str, ...], caller_key: bytes
     ) -> ChunkGrant:
         replicas = self.place(file, file.replication, exclude)
         if len(replicas) < file.min_write_replicas:
-            raise UnavailableError(
-                f"add chunk to {self.sm.path_of(file.inode)}: {len(replicas)} chunk servers can take a chunk, "
-                f"the file needs {file.min_write_replicas}",
-                hint="start more chunk servers (or free disk space), or lower the file's replication",
-                reason="no_servers",
+            path = self.sm.path_of(file.inode)
+            await self.check_placeable(
+                "add chunk to", path, file.min_write_replicas, file.replication, file.chunk_size_bytes, exclude
             )
+            replicas = self.place(file, file.replication, exclude)
         for _ in range(3):
             chunk_id = self.next_chunk_id = max(self.next_chunk_id, self.sm.next_chunk_id)
             self.next_chunk_id += 1
@@ -425,7 +466,8 @@ class Leadership:
             now = self.now()
             await self.master.propose(AddReplica(task.chunk_id, task.target, task.version, task.length, now))
             if task.drop is not None:
-                reason = RemovalReason.BALANCE if task.reason is CopyReason.BALANCE else RemovalReason.DECOMMISSION
+                moved = (CopyReason.BALANCE, CopyReason.SPREAD)
+                reason = RemovalReason.BALANCE if task.reason in moved else RemovalReason.DECOMMISSION
                 await self.master.propose(RemoveReplica(task.chunk_id, task.drop, reason))
             log.info("%s copy of chunk %d: %s -> %s done", task.reason, task.chunk_id, task.source, task.target)
         except FeitianError as exc:
@@ -459,11 +501,10 @@ class Leadership:
                 log.info("remove replica of chunk %d on %s: %s", removal.chunk_id, removal.server_id, exc)
         for task in plan.copies:
             self.spawn(self.run_copy(task))
-        self.garbage = dict(plan.garbage)
         for server_id in plan.decommissioned:
             with contextlib.suppress(FeitianError):
-                await self.master.propose(RemoveServer(server_id))
-                log.info("chunk server %s finished decommissioning and was removed", server_id)
+                await self.master.propose(SetServerState(server_id, ServerState.DECOMMISSIONED))
+                log.info("chunk server %s finished decommissioning: it holds nothing and gets nothing", server_id)
         for expired in self.sm.expired_leases(now):
             if expired.file_id not in self.recovering:
                 self.recovering.add(expired.file_id)
@@ -491,6 +532,21 @@ class Leadership:
             log.warning("lease recovery of %s: %s (retried later)", expired.path, exc)
         finally:
             self.recovering.discard(expired.file_id)
+
+    async def release_lease(self, file: FileNode, lease_id: int) -> int:
+        """A writer gives up (``FileWriter.abort``): what lease recovery does when a lease expires, at once and
+        under the writer's own lease — seal the last chunk where its replicas agree, close. Answers the length."""
+        path = self.sm.path_of(file.inode)
+        lease = file.lease
+        if lease is None or lease.lease_id != lease_id:
+            raise ConflictError(f"release {path}: lease {lease_id} is not the file's", reason="stale_lease")
+        if file.chunks:
+            last = self.sm.table.chunks[file.chunks[-1]]
+            if not last.sealed:
+                await self.recover_chunk(file, lease_id, last.chunk_id, last.version, (), 0, False, b"")
+        length: int = await self.master.propose(CloseFile(file.inode, lease_id, self.now()))
+        log.info("%s: its writer gave up; sealed and closed at %d bytes", path, length)
+        return length
 
     def new_create_nonce(self, principal_id: str, path: str) -> bytes:
         nonce = os.urandom(16)

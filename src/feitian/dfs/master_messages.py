@@ -25,6 +25,7 @@ from feitian.dfs.core import (
     NamespaceConfig,
     RenameResult,
     ReplicaReport,
+    SpaceUsage,
     WritePlan,
     file_resource,
 )
@@ -40,12 +41,15 @@ __all__ = [
     "Balance",
     "BalanceReply",
     "ChunkGrant",
+    "ChunkPlacement",
     "ChunkReport",
     "CloseRequest",
     "CommitRequest",
     "CreateRequest",
     "Decommission",
     "DeleteRequest",
+    "DiskUsage",
+    "DiskUsageReply",
     "Exists",
     "Fsck",
     "FsckReply",
@@ -60,10 +64,14 @@ __all__ = [
     "OpenChunk",
     "OpenReply",
     "OpenWrite",
+    "Placement",
+    "PlacementReply",
     "PlanWriteRequest",
     "RecoverChunk",
+    "ReleaseRequest",
     "RenameRequest",
     "RenewRequest",
+    "ReplicaPlacement",
     "ReportCorrupt",
     "ServerAddress",
     "ServerStatus",
@@ -155,13 +163,28 @@ class RenameRequest(Request[RenameResult], frozen=True, tag="dfs.Rename"):
 
 
 class DeleteRequest(Request[DeleteResult], frozen=True, tag="dfs.Delete"):
+    """``lease_id``: a writer removing the file it created and still holds the lease on (a failed upload)."""
+
     path: str
     recursive: bool = False
+    lease_id: int = 0
 
 
 class SetReplicationRequest(Request[FileStatus], frozen=True, tag="dfs.SetReplication"):
     path: str
     replication: int
+
+
+class DiskUsageReply(msgspec.Struct, frozen=True):
+    total: SpaceUsage
+    entries: tuple[SpaceUsage, ...]  # a directory's entries, each with its whole subtree
+
+
+class DiskUsage(Request[DiskUsageReply], frozen=True, tag="dfs.DiskUsage"):
+    """Files, directories, bytes and replicated bytes under ``path`` (and under each entry of a directory)."""
+
+    path: str
+    idempotent = True
 
 
 # -- writing -----------------------------------------------------------------------------------------------------
@@ -209,6 +232,15 @@ class CloseRequest(Request[int], frozen=True, tag="dfs.Close"):
     file_id: int
     lease_id: int
     last_chunk_length: int = -1
+
+
+class ReleaseRequest(Request[int], frozen=True, tag="dfs.Release"):
+    """The writer gives up: the master seals the last chunk where its replicas agree (as lease recovery would,
+    but now) and closes the file, releasing the lease; answers the file's length."""
+
+    path: str
+    file_id: int
+    lease_id: int
 
 
 class AddChunkRequest(Request[ChunkGrant], frozen=True, tag="dfs.AddChunk"):
@@ -301,6 +333,40 @@ class Locate(Request[LocateReply], frozen=True, tag="dfs.Locate"):
     idempotent = True
 
 
+class ReplicaPlacement(msgspec.Struct, frozen=True):
+    server_id: str
+    rack: str
+    state: str  # good, unconfirmed, stale, corrupt, lost, dead (the leader's view; docs/dfs.md)
+
+
+class ChunkPlacement(msgspec.Struct, frozen=True):
+    """One chunk of a file: where it starts, how long it is, and where its replicas are. ``racks``: racks its
+    readable (good or unconfirmed) replicas are on; ``wanted_racks``: racks they could be on (replication, at most
+    the racks with a live server in service)."""
+
+    chunk_id: int
+    index: int
+    version: int
+    file_offset: int
+    length: int
+    sealed: bool
+    replicas: tuple[ReplicaPlacement, ...]
+    racks: int
+    wanted_racks: int
+
+
+class PlacementReply(msgspec.Struct, frozen=True):
+    status: FileStatus
+    chunks: tuple[ChunkPlacement, ...]
+
+
+class Placement(Request[PlacementReply], frozen=True, tag="dfs.Placement"):
+    """Where a file's chunks and their replicas live (``feitian dfs locate``)."""
+
+    path: str
+    idempotent = True
+
+
 class ReportCorrupt(Request[None], frozen=True, tag="dfs.ReportCorrupt"):
     """A reader found a checksum mismatch in ``server_id``'s replica of a chunk of ``path``."""
 
@@ -350,6 +416,7 @@ class FsckReply(msgspec.Struct, frozen=True):
     dead_servers: tuple[str, ...]
     unconfirmed: int
     copies_in_flight: int
+    misplaced: tuple[tuple[int, int, int], ...] = ()  # (chunk id, racks, racks wanted): see FsckReport
 
 
 class Fsck(Request[FsckReply], frozen=True, tag="dfs.Fsck"):
@@ -382,7 +449,9 @@ class Balance(Request[BalanceReply], frozen=True, tag="dfs.Balance"):
 
 
 class Decommission(Request[int], frozen=True, tag="dfs.Decommission"):
-    """Stop placing chunks on ``server_id`` and migrate every chunk off it; answers how many it holds."""
+    """Stop placing chunks on ``server_id`` and migrate every chunk off it (it is then *decommissioned*: kept
+    out, even when it heartbeats, until recommissioned); answers how many it holds. ``cancel``: recommission —
+    put it back in service (decommissioning or decommissioned)."""
 
     server_id: str
     cancel: bool = False
@@ -414,6 +483,9 @@ RULES: dict[type[Any], MethodRule[Any]] = {
     RenameRequest: _rule(Right.DELETE),
     DeleteRequest: _rule(Right.DELETE),
     SetReplicationRequest: _rule(Right.ADMIN),
+    DiskUsage: _rule(Right.LIST),
+    ReleaseRequest: _rule(Right.WRITE),
+    Placement: _rule(Right.READ),
     CreateRequest: _rule(Right.CREATE),
     OpenWrite: _rule(Right.WRITE),
     RenewRequest: _rule(Right.WRITE),

@@ -25,6 +25,7 @@ from feitian.dfs.core import (
     Rename,
     RenameResult,
     RenewLease,
+    ReplicaState,
     ServerState,
     SetReplication,
     SetServerState,
@@ -41,12 +42,15 @@ from feitian.dfs.master_messages import (
     Balance,
     BalanceReply,
     ChunkGrant,
+    ChunkPlacement,
     ChunkReport,
     CloseRequest,
     CommitRequest,
     CreateRequest,
     Decommission,
     DeleteRequest,
+    DiskUsage,
+    DiskUsageReply,
     Exists,
     Fsck,
     FsckReply,
@@ -61,10 +65,14 @@ from feitian.dfs.master_messages import (
     OpenChunk,
     OpenReply,
     OpenWrite,
+    Placement,
+    PlacementReply,
     PlanWriteRequest,
     RecoverChunk,
+    ReleaseRequest,
     RenameRequest,
     RenewRequest,
+    ReplicaPlacement,
     ReportCorrupt,
     Servers,
     ServerStatus,
@@ -110,6 +118,9 @@ class MasterService:
             RenameRequest: self.rename,
             DeleteRequest: self.delete,
             SetReplicationRequest: self.set_replication,
+            DiskUsage: self.disk_usage,
+            Placement: self.placement,
+            ReleaseRequest: self.release,
             CreateRequest: self.create,
             OpenWrite: self.open_write,
             RenewRequest: self.renew,
@@ -196,7 +207,8 @@ class MasterService:
 
     async def delete(self, ctx: CallContext, req: DeleteRequest) -> DeleteResult:
         self.master.leader()
-        result: DeleteResult = await self.master.propose(Delete(req.path, self.master.now_ns(), req.recursive))
+        command = Delete(req.path, self.master.now_ns(), req.recursive, lease_id=req.lease_id)
+        result: DeleteResult = await self.master.propose(command)
         return result
 
     async def set_replication(self, ctx: CallContext, req: SetReplicationRequest) -> FileStatus:
@@ -204,10 +216,54 @@ class MasterService:
         status: FileStatus = await self.master.propose(SetReplication(req.path, req.replication, self.master.now_ns()))
         return status
 
+    async def disk_usage(self, ctx: CallContext, req: DiskUsage) -> DiskUsageReply:
+        await self._read()
+        total, entries = self.sm.disk_usage(req.path)
+        return DiskUsageReply(total, entries)
+
+    async def placement(self, ctx: CallContext, req: Placement) -> PlacementReply:
+        leadership = await self._read()
+        file = self.sm.tree.resolve_file("locate", req.path)
+        status = self.sm.file_status(file.inode)
+        now = self.master.now_ns()
+        cluster = leadership.cluster
+        live_racks = cluster.live_racks(now)
+        readable = (ReplicaState.GOOD, ReplicaState.UNCONFIRMED)
+        chunks = []
+        for index in range(len(file.chunks)):
+            location = self.sm.location_at(file, index)
+            states = cluster.replica_states(location.chunk_id, now)
+            replicas = []
+            for server_id in location.replicas:
+                info = self.sm.server(server_id)
+                replicas.append(ReplicaPlacement(server_id, info.rack if info else "?", str(states[server_id])))
+            racks = len({r.rack for r in replicas if ReplicaState(r.state) in readable})
+            wanted = min(file.replication, live_racks)
+            chunks.append(
+                ChunkPlacement(
+                    location.chunk_id,
+                    index,
+                    location.version,
+                    location.file_offset,
+                    location.length,
+                    location.sealed,
+                    tuple(replicas),
+                    racks,
+                    wanted,
+                )
+            )
+        return PlacementReply(status, tuple(chunks))
+
     # -- writing -------------------------------------------------------------------------------------------------
 
     async def create(self, ctx: CallContext, req: CreateRequest) -> OpenReply:
-        self.master.leader()
+        leadership = self.master.leader()
+        config = self.sm.config
+        replication = req.replication or config.default_replication
+        needed = req.min_write_replicas or replication
+        chunk_size = req.chunk_size_bytes or config.default_chunk_size_bytes
+        if 1 <= needed <= replication <= config.max_replication and chunk_size > 0:  # else the namespace refuses
+            await leadership.check_placeable("create", req.path, needed, replication, chunk_size)
         expires = self._lease_expiry()
         result: CreateResult = await self.master.propose(
             Create(
@@ -232,6 +288,11 @@ class MasterService:
             AcquireLease(req.path, req.holder, req.mode, self.master.now_ns(), self._lease_expiry())
         )
         return self._open_reply(req.path, grant.file_id, grant.lease_id, grant.expires_ns)
+
+    async def release(self, ctx: CallContext, req: ReleaseRequest) -> int:
+        leadership = self.master.leader()
+        file = self._open_file("release", req.path, req.file_id)
+        return await leadership.release_lease(file, req.lease_id)
 
     async def renew(self, ctx: CallContext, req: RenewRequest) -> LeaseGrant:
         self.master.leader()
@@ -378,6 +439,7 @@ class MasterService:
             report.dead_servers,
             report.unconfirmed,
             len(leadership.cluster.copies),
+            report.misplaced,
         )
 
     async def servers(self, ctx: CallContext, req: Servers) -> tuple[ServerStatus, ...]:
@@ -410,10 +472,22 @@ class MasterService:
 
     async def decommission(self, ctx: CallContext, req: Decommission) -> int:
         self.master.leader()
-        if self.sm.server(req.server_id) is None:
-            raise NotFoundError(f"decommission {req.server_id}: no such chunk server", server_id=req.server_id)
-        state = ServerState.ACTIVE if req.cancel else ServerState.DECOMMISSIONING
-        await self.master.propose(SetServerState(req.server_id, state))
+        info = self.sm.server(req.server_id)
+        if info is None:
+            op = "recommission" if req.cancel else "decommission"
+            raise NotFoundError(
+                f"{op} {req.server_id}: no such chunk server",
+                hint="`feitian dfs servers` lists them",
+                server_id=req.server_id,
+            )
+        if req.cancel:
+            state = ServerState.ACTIVE
+        elif info.state is ServerState.ACTIVE:
+            state = ServerState.DECOMMISSIONING
+        else:
+            state = info.state  # decommissioning or decommissioned already: nothing to do
+        if state is not info.state:
+            await self.master.propose(SetServerState(req.server_id, state))
         return len(self.sm.chunks_on(req.server_id))
 
     async def status(self, ctx: CallContext, req: MasterStatus) -> MasterStatusReply:

@@ -87,6 +87,26 @@ async def test_one_writer_per_file(dfs: DfsClient, dfs_cluster: object) -> None:
     assert await dfs.read("/files/busy") == b"mine"
 
 
+async def test_a_writer_that_gives_up_releases_its_lease_at_once(dfs: DfsClient, dfs_cluster: object) -> None:
+    data = os.urandom(MiB + 1000)  # a sealed chunk and an open one
+    writer = await dfs.create("/files/given-up")
+    await writer.write(data)
+    await writer.flush()
+    await writer.abort()  # gives up: the master seals what the replicas agree on and closes the file now
+    status = await dfs.stat("/files/given-up")
+    assert status.lease_holder is None and status.length == len(data)  # not locked for a lease's 60 s
+    other = await dfs_cluster.client()  # type: ignore[attr-defined]
+    try:
+        assert await other.append("/files/given-up", b"more") == len(data) + 4  # another writer, right away
+        second = await other.create("/files/removed")
+        await second.write(b"half an upload")
+        await second.abort(remove=True)  # a failed upload takes back the file it was creating
+        assert not await dfs.exists("/files/removed")
+    finally:
+        await other.rpc.close()
+    assert await dfs.read("/files/given-up") == data + b"more"
+
+
 async def test_concurrent_writers_of_different_files(dfs: DfsClient) -> None:
     blobs = {f"/files/par/{i}": os.urandom(600 * KiB + i) for i in range(6)}
     await asyncio.gather(*(dfs.write_file(path, data) for path, data in blobs.items()))

@@ -89,7 +89,8 @@ class Cluster:
                 self.cs.handle_chunk_added(task.target, source)
                 added = self.m.apply(AddReplica(task.chunk_id, task.target, task.version, task.length, self.m.now))
                 if not isinstance(added, FeitianError) and task.drop is not None:
-                    reason = RemovalReason.BALANCE if task.reason is CopyReason.BALANCE else RemovalReason.DECOMMISSION
+                    moved = (CopyReason.BALANCE, CopyReason.SPREAD)
+                    reason = RemovalReason.BALANCE if task.reason in moved else RemovalReason.DECOMMISSION
                     self.m.apply(RemoveReplica(task.chunk_id, task.drop, reason))
             self.cs.finish_copy(task.chunk_id, task.target)
         for server_id, chunk_ids in plan.garbage.items():
@@ -300,6 +301,80 @@ def test_decommission_migrates_every_chunk_then_the_server_can_leave() -> None:
     assert leaving in plan.decommissioned
     c.m.ok(RemoveServer(leaving))
     assert all(c.good_copies(ch) == 3 for ch in chunks) and c.cs.fsck(c.m.now).healthy
+
+
+def test_a_decommissioned_server_stays_out_until_recommissioned() -> None:
+    c = Cluster(servers=4)
+    chunks = c.write_file("/f", chunks=4)
+    leaving = max(c.ids, key=lambda s: len(c.m.sm.chunks_on(s)))
+    c.m.ok(SetServerState(leaving, ServerState.DECOMMISSIONING))
+    c.m.refused(SetServerState(leaving, ServerState.DECOMMISSIONED), InvalidArgumentError, "still holds")
+    plan = c.round(balance=False)
+    while leaving not in plan.decommissioned:
+        plan = c.round(balance=False)
+    c.m.ok(SetServerState(leaving, ServerState.DECOMMISSIONED))  # what the leader proposes (not RemoveServer)
+    # It keeps running and heartbeating, and registers again (a restart): it stays decommissioned.
+    info = c.m.sm.server(leaving)
+    assert info is not None
+    from feitian.dfs.core import RegisterServer
+
+    c.m.ok(RegisterServer(leaving, info.address, info.rack, info.capacity_bytes, c.m.now))
+    assert c.m.sm.server(leaving).state is ServerState.DECOMMISSIONED  # type: ignore[union-attr]
+    for _ in range(3):
+        plan = c.round()
+        assert leaving not in plan.decommissioned and all(leaving not in (t.target, t.source) for t in plan.copies)
+    views = {v.server_id: v for v in c.cs.server_views(c.m.now)}
+    assert views[leaving].decommissioning and leaving not in choose_replicas(
+        views.values(), 4, chunk_bytes=CHUNK_LEN, rng=c.rng
+    )
+    assert c.m.sm.chunks_on(leaving) == () and all(c.good_copies(ch) == 3 for ch in chunks)
+    c.kill(leaving)  # switched off for good: not reported as a dead server
+    c.m.tick(TIMEOUT_S + 1)
+    assert leaving not in c.cs.fsck(c.m.now).dead_servers
+    c.live.add(leaving)
+    c.m.ok(SetServerState(leaving, ServerState.ACTIVE))  # `feitian dfs recommission`
+    c.round()
+    assert not {v.server_id: v for v in c.cs.server_views(c.m.now)}[leaving].decommissioning
+
+
+def test_a_delete_the_server_confirmed_is_not_sent_again() -> None:
+    c = Cluster()
+    (chunk,) = c.write_file("/f")
+    c.report()
+    c.m.ok(Delete("/f", c.m.now))
+    c.cs.plan_maintenance(c.m.now, c.rng)
+    holder = next(s for s in c.ids if chunk in c.disks[s])
+    assert c.cs.deletes_for(holder, c.m.now) == (chunk,)
+    assert c.cs.deletes_for(holder, c.m.now) == ()  # sent: not again within the resend interval
+    c.m.tick(11)
+    assert c.cs.deletes_for(holder, c.m.now) == (chunk,)  # not confirmed: sent again
+    c.cs.handle_chunk_removed(holder, chunk, c.m.now)  # the server says it deleted it (a heartbeat)
+    c.m.tick(11)
+    # The plan still lists it until the next round; it is not asked for again (issue 16: the server logged
+    # "deleted 0 replicas ...: [22, 23]" for such repeats).
+    assert chunk in c.cs.garbage_planned[holder] and c.cs.deletes_for(holder, c.m.now) == ()
+
+
+def test_fsck_reports_misplaced_chunks_and_maintenance_restores_the_rack_spread() -> None:
+    c = Cluster(servers=4, racks=3)  # cs0 and cs3 on rack0, cs1 alone on rack1, cs2 on rack2
+    (chunk,) = c.write_file("/f", on=("cs0", "cs1", "cs2"))
+    c.round()
+    c.kill("cs1")  # the only server of rack1
+    c.m.tick(TIMEOUT_S + 1)
+    for _ in range(3):
+        c.round()
+    assert set(c.m.sm.chunk_location(chunk).replicas) == {"cs0", "cs2", "cs3"}  # repair: rack0 twice
+    assert c.cs.fsck(c.m.now).misplaced == ()  # rack1 is down: two racks are all there is
+    c.live.add("cs1")  # rack1 is back
+    c.report()
+    report = c.cs.fsck(c.m.now)
+    assert report.misplaced == ((chunk, 2, 3),) and report.healthy  # reported, not unhealthy
+    moves = [t for t in c.round().copies if t.reason is CopyReason.SPREAD]
+    assert [(t.chunk_id, t.target) for t in moves] == [(chunk, "cs1")] and moves[0].drop in ("cs0", "cs3")
+    c.round()
+    replicas = c.m.sm.chunk_location(chunk).replicas
+    assert len(replicas) == 3 and len({c.m.sm.server(s).rack for s in replicas}) == 3  # type: ignore[union-attr]
+    assert c.cs.fsck(c.m.now).misplaced == () and c.good_copies(chunk) == 3
 
 
 def test_balance_moves_chunks_to_a_new_server() -> None:

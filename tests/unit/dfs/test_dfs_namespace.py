@@ -6,6 +6,7 @@ import pytest
 from dfs_fixtures import SMALL, Master
 
 from feitian.dfs.core import (
+    CloseFile,
     Create,
     Delete,
     DfsStateMachine,
@@ -139,7 +140,10 @@ def test_create_defaults_and_settings(m: Master) -> None:
         ({"replication": 2, "min_write_replicas": 3}, "min_write_replicas 3 outside 1..replication"),
         ({"chunk_size_bytes": 5000}, "chunk size 5000 is not a multiple of the block size"),
         ({"chunk_size_bytes": 1 << 30}, "chunk size"),
-        ({"holder": "c", "lease_expires_ns": 1}, "lease expiry 1 is not after now"),
+        (
+            {"holder": "c", "lease_expires_ns": 1},
+            "lease expiry 1970-01-01 00:00:00 UTC (19676 days ago) is not in the future",
+        ),
         ({"holder": "c", "lease_expires_ns": 1 << 62}, "max_lease_ttl_ns"),
         ({"holder": "x" * 300, "lease_expires_ns": 1 << 62}, "lease holder must be 1..256"),
     ],
@@ -174,6 +178,10 @@ def test_create_overwrite_refused_while_another_writer_holds_it(m: Master) -> No
     m.create("/f", holder="alice")
     error = m.refused(Create("/f", m.now, overwrite=True), ConflictError, "open for writing by 'alice'")
     assert error.fields["reason"] == "open_for_writing"
+    # times as people read them, never raw nanoseconds (issue 16): when the lease ends, when the file is free
+    assert "expires at 2023-11-14 22:14:20 UTC (in 60 s)" in error.message
+    assert error.hint is not None and "recovers the file at 2023-11-14 22:14:25 UTC (in 65 s)" in error.hint
+    assert str(error.fields["expires_ns"]) not in error.message
     m.tick(61 + SMALL.takeover_grace_ns / 1e9)  # the lease expired and its grace passed
     m.ok(Create("/f", m.now, overwrite=True))
 
@@ -305,3 +313,34 @@ def test_clock_never_moves_backwards(m: Master) -> None:
     m.ok(Mkdir("/a", 100))
     m.ok(Mkdir("/b", 50))  # a leader with a slower clock
     assert m.sm.clock_ns == 100 and m.sm.stat("/b").ctime_ns == 100
+
+
+def test_a_writer_removes_the_file_it_holds_the_lease_on(m: Master) -> None:
+    file_id, lease = m.create("/up/x", holder="me", parents=True)
+    other_id, other = m.create("/up/y", holder="someone")
+    m.refused(Delete("/up/x", m.now), ConflictError, "open for writing by 'me'")  # a stranger may not
+    m.refused(Delete("/up/y", m.now, lease_id=lease), ConflictError, "stale")  # nor the writer, another file
+    m.refused(Delete("/up", m.now, recursive=True, lease_id=lease), InvalidArgumentError, "names a file")
+    result = m.ok(Delete("/up/x", m.now, lease_id=lease))  # a failed upload takes back what it created
+    assert result.files == 1 and not m.sm.exists("/up/x") and m.sm.exists("/up/y")
+    assert other_id != file_id and other != lease
+
+
+def test_disk_usage_of_a_tree_and_of_each_entry(m: Master) -> None:
+    m.servers(3)
+    for path, replication in (("/du/a/one", 3), ("/du/a/two", 1), ("/du/b", 2)):
+        file_id, lease = m.create(path, parents=True, replication=replication)
+        m.add_chunk(file_id, lease, ("cs0", "cs1", "cs2")[:replication])
+        m.ok(CloseFile(file_id, lease, m.now, last_chunk_length=100, seal_last=True))
+    total, entries = m.sm.disk_usage("/du/")
+    assert (total.path, total.files, total.dirs, total.bytes, total.replicated_bytes) == ("/du", 3, 2, 300, 600)
+    assert [(e.path, e.kind, e.files, e.bytes, e.replicated_bytes) for e in entries] == [
+        ("/du/a", NodeKind.DIR, 2, 200, 400),
+        ("/du/b", NodeKind.FILE, 1, 100, 200),
+    ]
+    one, none = m.sm.disk_usage("/du/a/one")
+    assert (one.kind, one.bytes, one.replicated_bytes, none) == (NodeKind.FILE, 100, 300, ())
+    root, _ = m.sm.disk_usage("/")
+    assert root.path == "/" and root.bytes == 300
+    with pytest.raises(NotFoundError):
+        m.sm.disk_usage("/du/nope")

@@ -90,6 +90,7 @@ from feitian.dfs.core.placement import (
     plan_balance,
     plan_decommission,
     plan_repair,
+    plan_spread,
     read_order,
     spread,
 )
@@ -104,6 +105,7 @@ from feitian.dfs.core.records import (
     NodeKind,
     ServerInfo,
     ServerState,
+    SpaceUsage,
     WritePlan,
 )
 from feitian.dfs.core.tokens import (
@@ -173,6 +175,7 @@ __all__ = [
     "ServerView",
     "SetReplication",
     "SetServerState",
+    "SpaceUsage",
     "Throttle",
     "WriteOutcome",
     "WritePlan",
@@ -192,6 +195,7 @@ __all__ = [
     "plan_block_write",
     "plan_decommission",
     "plan_repair",
+    "plan_spread",
     "read_order",
     "read_span",
     "spread",

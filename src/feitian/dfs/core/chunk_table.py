@@ -87,7 +87,17 @@ class ChunkTable:
         return True
 
     def set_server_state(self, op: str, server_id: str, state: ServerState) -> None:
-        self.server(op, server_id).state = state
+        """Decommissioned only once it holds no replica (decommissioning migrates them off first)."""
+        server = self.server(op, server_id)
+        held = len(self.by_server.get(server_id, ()))
+        if state is ServerState.DECOMMISSIONED and held:
+            raise InvalidArgumentError(
+                f"{op} {server_id}: it still holds {held} replicas",
+                hint="decommissioning migrates them off first",
+                server_id=server_id,
+                replicas=held,
+            )
+        server.state = state
 
     def remove_server(self, op: str, server_id: str, force: bool) -> list[int]:
         """Forget a server; with ``force`` drop it from every replica set. Returns the chunks it held."""

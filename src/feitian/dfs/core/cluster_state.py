@@ -7,9 +7,11 @@ from the leader's start before it is declared dead.
 
 Comparing reports with the namespace gives every listed replica a :class:`ReplicaState`. From that the leader
 gets, each tick (:meth:`ClusterState.plan_maintenance`): the RemoveReplica commands to propose (corrupt, stale,
-lost, dead-and-replaced, excess), the copies to start (repair first, then decommission, then balance, within a
-bytes/s throttle and a per-server copy limit), the chunks each server should delete (garbage), and the servers
-that finished decommissioning. :meth:`ClusterState.fsck` reports missing, corrupt and under-replicated chunks.
+lost, dead-and-replaced, excess), the copies to start (repair first, then decommission, then rack spread, then
+balance, within a bytes/s throttle and a per-server copy limit), the chunks each server should delete (garbage,
+handed out by :meth:`ClusterState.deletes_for`), and the servers that finished decommissioning.
+:meth:`ClusterState.fsck` reports missing, corrupt, under-replicated and misplaced chunks (replicas on fewer racks
+than the live racks allow).
 
 Only *quiescent* chunks (:meth:`DfsStateMachine.chunk_is_quiescent`) are judged stale or lost, copied or
 trimmed; a chunk being written belongs to its writer's pipeline recovery.
@@ -35,6 +37,7 @@ from feitian.dfs.core.placement import (
     plan_balance,
     plan_decommission,
     plan_repair,
+    plan_spread,
 )
 from feitian.dfs.core.records import ChunkRecord, ServerState
 from feitian.errors import ConfigError, InvalidArgumentError, NotFoundError
@@ -61,6 +64,7 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # A report about a chunk received less than this after the leader changed the chunk (a new length, version
     # or replica set: note_chunk_changed) may predate the change: the replica is unconfirmed until a newer one.
     report_grace_ns: int = 0
+    garbage_resend_ns: int = 10 * SECOND_NS  # a delete the server has not confirmed is sent again after this
     placement: PlacementPolicy = PlacementPolicy()
 
     def validate(self) -> ClusterConfig:
@@ -69,8 +73,8 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             problems.append("heartbeat_timeout_ns and copy_timeout_ns must be > 0")
         if self.repair_bytes_per_s <= 0 or self.repair_burst_bytes <= 0:
             problems.append("repair_bytes_per_s and repair_burst_bytes must be > 0")
-        if self.report_grace_ns < 0:
-            problems.append("report_grace_ns must be >= 0")
+        if self.report_grace_ns < 0 or self.garbage_resend_ns < 0:
+            problems.append("report_grace_ns and garbage_resend_ns must be >= 0")
         if problems:
             raise ConfigError("dfs cluster config", problems=problems)
         return self
@@ -120,6 +124,7 @@ class _Server:
     corrupt: set[int] = field(default_factory=set)
     full_report_ns: int = 0  # when the last full report arrived
     report_ns: dict[int, int] = field(default_factory=dict)  # chunk -> when a later incremental report arrived
+    deletes_sent: dict[int, int] = field(default_factory=dict)  # chunk -> when its delete was last sent
 
 
 class FsckReport(msgspec.Struct, frozen=True):
@@ -129,8 +134,13 @@ class FsckReport(msgspec.Struct, frozen=True):
     under_replicated: tuple[tuple[int, int, int], ...]  # (chunk id, good + unconfirmed, wanted)
     over_replicated: tuple[int, ...]
     stale: tuple[tuple[int, str], ...]
-    dead_servers: tuple[str, ...]
+    dead_servers: tuple[str, ...]  # registered, not decommissioned, and silent
     unconfirmed: int
+    # (chunk id, racks its replicas are on, racks they could be on): fully replicated but not spread over as many
+    # racks as the live servers allow (a rack that was down came back). Not unhealthy — no copy is missing —
+    # but one rack failure would take more of its copies than the placement policy intends; maintenance moves
+    # replicas to restore the spread.
+    misplaced: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -142,7 +152,7 @@ class MaintenancePlan(msgspec.Struct, frozen=True):
     copies: tuple[CopyTask, ...]  # send each to its source (already counted as in flight)
     garbage: dict[str, tuple[int, ...]]  # server id -> chunk ids it should delete
     lost: tuple[int, ...]  # under-replicated chunks with no good replica to copy from
-    decommissioned: tuple[str, ...]  # decommissioning servers holding nothing: propose RemoveServer
+    decommissioned: tuple[str, ...]  # decommissioning servers holding nothing: propose SetServerState(DECOMMISSIONED)
 
 
 class ClusterState:
@@ -154,6 +164,7 @@ class ClusterState:
         self.copies: dict[tuple[int, str], tuple[CopyTask, int]] = {}  # (chunk, target) -> (task, started)
         self.throttle = Throttle(self.config.repair_bytes_per_s, self.config.repair_burst_bytes, now_ns)
         self.changed_ns: dict[int, int] = {}  # chunk -> when the leader last changed it (see report_grace_ns)
+        self.garbage_planned: dict[str, tuple[int, ...]] = {}  # the last plan's garbage (see deletes_for)
         self._dead: set[str] = set()
 
     # -- events from chunk servers and clients -------------------------------------------------------------------
@@ -197,6 +208,25 @@ class ClusterState:
             server.reported.pop(chunk_id, None)
             server.report_ns[chunk_id] = now_ns
         server.corrupt.discard(chunk_id)
+        server.deletes_sent.pop(chunk_id, None)
+
+    def deletes_for(self, server_id: str, now_ns: int) -> tuple[int, ...]:
+        """The garbage to send ``server_id`` with this heartbeat answer: chunks of the last plan that the server
+        still reports (a delete it confirmed since is not sent again) and that were not sent within
+        ``garbage_resend_ns``. Sending marks them sent."""
+        server = self.servers.get(server_id)
+        if server is None or server.reported is None:
+            return ()
+        out = tuple(
+            chunk_id
+            for chunk_id in self.garbage_planned.get(server_id, ())
+            if chunk_id in server.reported
+            and now_ns - server.deletes_sent.get(chunk_id, now_ns - self.config.garbage_resend_ns)
+            >= self.config.garbage_resend_ns
+        )
+        for chunk_id in out:
+            server.deletes_sent[chunk_id] = now_ns
+        return out
 
     def note_chunk_changed(self, chunk_id: int, now_ns: int) -> None:
         """The leader changed this chunk (length, version, replicas): reports older than the change plus
@@ -270,7 +300,7 @@ class ClusterState:
                     capacity,
                     server.used_bytes if server else 0,
                     self.is_live(info.server_id, now_ns),
-                    info.state is ServerState.DECOMMISSIONING,
+                    info.state is not ServerState.ACTIVE,  # leaving or gone: no new replicas, not balanced
                 )
             )
         return tuple(views)
@@ -388,6 +418,31 @@ class ClusterState:
                 out[server_id] = tuple(drop)
         return out
 
+    def live_racks(self, now_ns: int) -> int:
+        """How many racks have a live server in service: what a chunk's replicas can be spread over."""
+        return len({v.rack for v in self.server_views(now_ns) if v.live and not v.decommissioning})
+
+    def misplaced(self, now_ns: int) -> list[tuple[ChunkBrief, int, int]]:
+        """Quiescent, fully replicated chunks whose good replicas are on fewer racks than they could be (the
+        replication factor, at most the racks with a live server in service): (the chunk with its good replicas,
+        racks used, racks wanted)."""
+        live_racks = self.live_racks(now_ns)
+        out = []
+        for chunk, quiescent, groups in self._classified(now_ns):
+            good = groups[ReplicaState.GOOD]
+            replication = self.ns.replication_of(chunk.chunk_id)
+            if not quiescent or groups[ReplicaState.UNCONFIRMED] or len(good) < replication:
+                continue
+            racks = len({self._rack(s) for s in good})
+            wanted = min(replication, live_racks)
+            if racks < wanted:
+                out.append((ChunkBrief(chunk.chunk_id, chunk.version, chunk.length, tuple(good)), racks, wanted))
+        return out
+
+    def _rack(self, server_id: str) -> str:
+        info = self.ns.server(server_id)
+        return info.rack if info is not None else f"?{server_id}"
+
     def fsck(self, now_ns: int) -> FsckReport:
         missing: list[tuple[int, str]] = []
         corrupt: list[tuple[int, str]] = []
@@ -407,7 +462,12 @@ class ClusterState:
                 over.append(chunk.chunk_id)
             corrupt.extend((chunk.chunk_id, s) for s in groups[ReplicaState.CORRUPT])
             stale.extend((chunk.chunk_id, s) for s in groups[ReplicaState.STALE])
-        dead = tuple(s.server_id for s in self.ns.servers() if not self.is_live(s.server_id, now_ns))
+        dead = tuple(
+            s.server_id
+            for s in self.ns.servers()
+            if s.state is not ServerState.DECOMMISSIONED and not self.is_live(s.server_id, now_ns)
+        )
+        misplaced = tuple((brief.chunk_id, racks, wanted) for brief, racks, wanted in self.misplaced(now_ns))
         return FsckReport(
             len(self.ns.table.chunks),
             tuple(missing),
@@ -417,6 +477,7 @@ class ClusterState:
             tuple(stale),
             dead,
             unconfirmed,
+            misplaced,
         )
 
     # -- one maintenance round -----------------------------------------------------------------------------------
@@ -440,7 +501,8 @@ class ClusterState:
         copies = list(repair.copies)
         decommissioned = []
         for view in views:
-            if not view.decommissioning:
+            info = self.ns.server(view.server_id)
+            if info is None or info.state is not ServerState.DECOMMISSIONING:
                 continue
             chunks = self._briefs(view.server_id, now_ns)
             if not chunks and not self.ns.chunks_on(view.server_id):
@@ -458,6 +520,23 @@ class ClusterState:
             for task in plan.copies:
                 self.start_copy(task, now_ns)
             copies.extend(plan.copies)
+        if not repair.waiting and not repair.copies:
+            copying = self._copying()
+            spread_moves = plan_spread(  # once no copy is in flight and no server still holds an unlisted copy
+                [
+                    brief
+                    for brief, _, _ in self.misplaced(now_ns)
+                    if brief.chunk_id not in copying and set(self._holders(brief.chunk_id)) <= set(brief.replicas)
+                ],
+                views,
+                rng=rng,
+                budget_bytes=self.throttle.available(now_ns),
+                in_flight=self.copies_in_flight(),
+                policy=policy,
+            )
+            for task in spread_moves:
+                self.start_copy(task, now_ns)
+            copies.extend(spread_moves)
         if balance and not repair.waiting and not repair.copies:
             movable = {
                 v.server_id: self._briefs(v.server_id, now_ns) for v in views if v.live and not v.decommissioning
@@ -472,7 +551,8 @@ class ClusterState:
             for task in moves:
                 self.start_copy(task, now_ns)
             copies.extend(moves)
-        return MaintenancePlan(removals, tuple(copies), self.garbage(now_ns), repair.lost, tuple(decommissioned))
+        self.garbage_planned = self.garbage(now_ns)
+        return MaintenancePlan(removals, tuple(copies), self.garbage_planned, repair.lost, tuple(decommissioned))
 
     def _briefs(self, server_id: str, now_ns: int) -> list[ChunkBrief]:
         """Copyable chunks with a good replica on ``server_id`` and no copy in flight (their good replicas)."""

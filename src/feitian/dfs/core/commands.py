@@ -106,12 +106,14 @@ class Rename(_Command, frozen=True, tag="dfs.rename"):
 
 class Delete(_Command, frozen=True, tag="dfs.delete"):
     """Delete a file or an empty directory; ``recursive`` deletes a whole subtree. Files with a live write lease
-    are refused unless ``force``."""
+    are refused unless ``force``. ``lease_id``: a writer removing the file it holds that lease on (a failed
+    upload taking back what it created) — refused unless the path is a file whose lease it still is."""
 
     path: str
     now_ns: int
     recursive: bool = False
     force: bool = False
+    lease_id: int = 0
 
 
 class SetReplication(_Command, frozen=True, tag="dfs.set_replication"):

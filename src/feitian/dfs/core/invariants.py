@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from feitian.dfs.core.records import ROOT_INODE, DirNode
+from feitian.dfs.core.records import ROOT_INODE, DirNode, ServerState
 from feitian.errors import InternalError
 
 if TYPE_CHECKING:
@@ -62,6 +62,9 @@ def check_invariants(sm: DfsStateMachine) -> None:
             if server_id not in table.servers or chunk_id not in table.by_server.get(server_id, ()):
                 problems.append(f"chunk {chunk_id} replica {server_id!r} is unregistered or missing from the index")
     for server_id, held in table.by_server.items():
+        server = table.servers.get(server_id)
+        if server is not None and server.state is ServerState.DECOMMISSIONED and held:
+            problems.append(f"decommissioned server {server_id!r} holds {len(held)} replicas")
         for chunk_id in held:
             if chunk_id not in table.chunks or server_id not in table.chunks[chunk_id].replicas:
                 problems.append(f"index says {server_id!r} holds chunk {chunk_id}, the chunk disagrees")

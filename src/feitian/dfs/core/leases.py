@@ -8,11 +8,34 @@ id that is not the file's current one comes from a stale writer and is refused.
 
 from __future__ import annotations
 
+import datetime
+
 from feitian.dfs.core.config import NamespaceConfig
 from feitian.dfs.core.records import FileNode, Lease, LeaseMode
 from feitian.errors import ConflictError, InvalidArgumentError
 
-__all__ = ["check_expiry", "check_lease", "lease_is_live", "takeover_blocked"]
+__all__ = ["check_expiry", "check_lease", "describe_time", "lease_is_live", "takeover_blocked"]
+
+SECOND_NS = 1_000_000_000
+
+
+def describe_time(at_ns: int, now_ns: int) -> str:
+    """``2026-12-07 10:23:21 UTC (in 53 s)`` or ``(12 s ago)``: a leader time as people read it, with how far it
+    is from ``now_ns`` (both wall-clock nanoseconds, passed in: this reads no clock)."""
+    when = datetime.datetime.fromtimestamp(at_ns // SECOND_NS, tz=datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    delta_s = (at_ns - now_ns) / SECOND_NS
+    if abs(delta_s) < 0.5:
+        return f"{when} (now)"
+    size = abs(delta_s)
+    if size < 120:
+        span = f"{size:.0f} s"
+    elif size < 120 * 60:
+        span = f"{size / 60:.0f} min"
+    elif size < 48 * 3600:
+        span = f"{size / 3600:.0f} h"
+    else:
+        span = f"{size / 86400:.0f} days"
+    return f"{when} (in {span})" if delta_s > 0 else f"{when} ({span} ago)"
 
 
 def lease_is_live(lease: Lease | None, now_ns: int) -> bool:
@@ -30,7 +53,9 @@ def random_lease_live(file: FileNode, now_ns: int) -> bool:
 
 def check_expiry(op: str, path: str, now_ns: int, expires_ns: int, config: NamespaceConfig) -> None:
     if expires_ns <= now_ns:
-        raise InvalidArgumentError(f"{op} {path}: lease expiry {expires_ns} is not after now {now_ns}")
+        raise InvalidArgumentError(
+            f"{op} {path}: lease expiry {describe_time(expires_ns, now_ns)} is not in the future"
+        )
     if expires_ns - now_ns > config.max_lease_ttl_ns:
         raise InvalidArgumentError(
             f"{op} {path}: lease of {(expires_ns - now_ns) // 1_000_000} ms exceeds max_lease_ttl_ns "
@@ -63,7 +88,7 @@ def check_lease(
         )
     if not allow_expired and now_ns >= lease.expires_ns:
         raise ConflictError(
-            f"{op} {path}: lease {lease_id} expired at {lease.expires_ns} (now {now_ns})",
+            f"{op} {path}: lease {lease_id} expired at {describe_time(lease.expires_ns, now_ns)}",
             hint="renew the lease before writing",
             path=path,
             lease_id=lease_id,

@@ -42,7 +42,7 @@ from feitian.dfs.core.commands import (
     decode_command,
 )
 from feitian.dfs.core.config import NamespaceConfig
-from feitian.dfs.core.leases import check_expiry, check_lease, takeover_blocked
+from feitian.dfs.core.leases import check_expiry, check_lease, describe_time, takeover_blocked
 from feitian.dfs.core.reads import NamespaceReads
 from feitian.dfs.core.records import (
     ChunkLocation,
@@ -223,10 +223,9 @@ class DfsStateMachine(NamespaceReads):
         for server_id in replicas:
             if chunk is not None and server_id in chunk.replicas:
                 continue
-            if self.table.servers[server_id].state is not ServerState.ACTIVE:
-                raise InvalidArgumentError(
-                    f"{op}: chunk server {server_id!r} is decommissioning, it takes no new chunks"
-                )
+            state = self.table.servers[server_id].state
+            if state is not ServerState.ACTIVE:
+                raise InvalidArgumentError(f"{op}: chunk server {server_id!r} is {state}, it takes no new chunks")
 
     def _location(self, chunk: ChunkRecord) -> ChunkLocation:
         file = self.tree.nodes[chunk.file_id]
@@ -263,11 +262,12 @@ class DfsStateMachine(NamespaceReads):
         self.next_lease_id += 1
         return lease
 
-    @staticmethod
-    def _busy(op: str, path: str, lease: Lease) -> ConflictError:
+    def _busy(self, op: str, path: str, lease: Lease) -> ConflictError:
+        free_ns = lease.expires_ns + self.config.takeover_grace_ns
         return ConflictError(
             f"{op} {path}: file is open for writing by {lease.holder!r} (lease {lease.lease_id} expires at "
-            f"{lease.expires_ns})",
+            f"{describe_time(lease.expires_ns, self.clock_ns)})",
+            hint=f"if that writer is gone, the master recovers the file at {describe_time(free_ns, self.clock_ns)}",
             path=path,
             holder=lease.holder,
             lease_id=lease.lease_id,
@@ -315,7 +315,11 @@ class DfsStateMachine(NamespaceReads):
         op = "delete"
         node, subtree = self.tree.prepare_delete(op, c.path, c.recursive)
         files = [n for n in subtree if isinstance(n, FileNode)]
-        if not c.force:
+        if c.lease_id:
+            if not isinstance(node, FileNode):
+                raise InvalidArgumentError(f"{op} {c.path}: a writer's delete names a file, not a directory")
+            check_lease(op, c.path, node, c.lease_id, self.clock_ns, allow_expired=True)
+        elif not c.force:
             for file in files:
                 if file.lease is not None and takeover_blocked(file.lease, self.clock_ns, self.config):
                     raise self._busy(op, self.tree.path_of(file.inode), file.lease)
@@ -496,7 +500,7 @@ class DfsStateMachine(NamespaceReads):
         if c.server_id in chunk.replicas:
             return self._location(chunk)
         if server.state is not ServerState.ACTIVE:
-            raise InvalidArgumentError(f"{what}: the server is decommissioning")
+            raise InvalidArgumentError(f"{what}: the server is {server.state}")
         if not self.chunk_is_quiescent(chunk.chunk_id, self.clock_ns):
             raise ConflictError(f"{what}: the chunk is being written; copy it when its writer is done", reason="busy")
         if len(chunk.replicas) >= self.config.max_replication:

@@ -14,6 +14,8 @@ and an injected random source, so a plan is reproducible from a seed.
   afterwards the target is no more utilized than the source, so the spread (max - min utilization) never grows,
   and only if the chunk keeps as many distinct racks.
 * :func:`plan_decommission` — a copy of every chunk on a leaving server, which is dropped once the copy exists.
+* :func:`plan_spread` — for a chunk whose replicas share racks although another rack could take one (a rack
+  that was down is back): a copy to a server on an unused rack, then the drop of a replica on a shared rack.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "plan_balance",
     "plan_decommission",
     "plan_repair",
+    "plan_spread",
     "read_order",
     "spread",
 ]
@@ -81,6 +84,7 @@ class CopyReason(enum.StrEnum):
     REPAIR = "repair"
     BALANCE = "balance"
     DECOMMISSION = "decommission"
+    SPREAD = "spread"  # a replica moved off a shared rack to a rack the chunk is not on
 
 
 class CopyTask(msgspec.Struct, frozen=True):
@@ -377,6 +381,45 @@ def plan_decommission(
         copies.append(usage.plan(task))
         budget -= chunk.length
     return RepairPlan(tuple(copies), (), tuple(waiting))
+
+
+def plan_spread(
+    chunks: Iterable[ChunkBrief],
+    servers: Iterable[ServerView],
+    *,
+    rng: RandomSource,
+    budget_bytes: int,
+    in_flight: Mapping[str, int] | None = None,
+    policy: PlacementPolicy | None = None,
+) -> tuple[CopyTask, ...]:
+    """Moves that put a replica of each chunk on a rack it is not on yet, dropping one from a rack holding two or
+    more of its replicas (the most utilized such server). ``chunks``: chunks whose good replicas are on fewer
+    racks than they could be. A chunk with no server on a new rack that can take it (and has a copy slot) waits;
+    planning stops at the first chunk the budget cannot pay for."""
+    usage = _Usage(servers, in_flight or {}, policy or PlacementPolicy())
+    moves: list[CopyTask] = []
+    budget = budget_bytes
+    for chunk in sorted(chunks, key=lambda c: c.chunk_id):
+        if chunk.length > budget:
+            break
+        racks: dict[str, list[str]] = {}
+        for server_id in chunk.replicas:
+            racks.setdefault(usage.views[server_id].rack if server_id in usage.views else f"?{server_id}", []).append(
+                server_id
+            )
+        shared = [s for members in racks.values() if len(members) > 1 for s in members]
+        if not shared:
+            continue
+        drop = max(shared, key=lambda s: (usage.utilization(s) if s in usage.views else 0.0, s))
+        keep = [s for s in chunk.replicas if s != drop]
+        source = _source(chunk.replicas, usage)
+        targets = _choose(usage, 1, chunk.length, rng, chunk.replicas, keep, None, True, strict_racks=True)
+        if source is None or not targets or usage.views[targets[0]].rack in racks:
+            continue  # no new rack can take it now
+        task = CopyTask(chunk.chunk_id, chunk.version, chunk.length, source, targets[0], CopyReason.SPREAD, drop)
+        moves.append(usage.plan(task))
+        budget -= chunk.length
+    return tuple(moves)
 
 
 def read_order(

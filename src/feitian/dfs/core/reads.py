@@ -27,6 +27,7 @@ from feitian.dfs.core.records import (
     NodeKind,
     ServerInfo,
     ServerRecord,
+    SpaceUsage,
     WritePlan,
 )
 from feitian.dfs.core.tree import Node, Tree
@@ -120,6 +121,31 @@ class NamespaceReads:
             else:
                 out.append(DirEntry(name, NodeKind.FILE, node.inode, node.length))
         return tuple(out)
+
+    def disk_usage(self, path: str) -> tuple[SpaceUsage, tuple[SpaceUsage, ...]]:
+        """The space under ``path`` (a file or a whole tree), and for a directory the same for each entry, in
+        name order. Walks the subtree: cost grows with its size."""
+        segments, node = self.tree.resolve("du", path)
+        base = "/" + "/".join(segments)
+        children: tuple[SpaceUsage, ...] = ()
+        if isinstance(node, DirNode):
+            prefix = base.rstrip("/") + "/"
+            children = tuple(
+                self._usage_of(self.tree.nodes[node.children[name]], prefix + name) for name in sorted(node.children)
+            )
+        return self._usage_of(node, base), children
+
+    def _usage_of(self, node: Node, path: str) -> SpaceUsage:
+        files = dirs = size = replicated = 0
+        for item in self.tree.walk(node):
+            if isinstance(item, FileNode):
+                files += 1
+                size += item.length
+                replicated += item.length * item.replication
+            else:
+                dirs += 1
+        kind = NodeKind.DIR if isinstance(node, DirNode) else NodeKind.FILE
+        return SpaceUsage(path, kind, files, dirs, size, replicated)
 
     # -- chunks of a file ----------------------------------------------------------------------------------------
 

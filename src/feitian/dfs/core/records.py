@@ -26,6 +26,7 @@ __all__ = [
     "ServerInfo",
     "ServerRecord",
     "ServerState",
+    "SpaceUsage",
     "WritePlan",
 ]
 
@@ -57,7 +58,8 @@ class ServerState(enum.StrEnum):
     """The replicated part of a chunk server's state; liveness is the leader's soft state (cluster_state)."""
 
     ACTIVE = "active"
-    DECOMMISSIONING = "decommissioning"  # gets no new replicas; its chunks migrate off, then it is removed
+    DECOMMISSIONING = "decommissioning"  # gets no new replicas; its chunks migrate off, then it is decommissioned
+    DECOMMISSIONED = "decommissioned"  # holds nothing and gets nothing until an operator recommissions it
 
 
 class Lease(msgspec.Struct, array_like=True):
@@ -149,6 +151,18 @@ class DirEntry(msgspec.Struct, frozen=True):
     kind: NodeKind
     inode: int
     length: int = 0
+
+
+class SpaceUsage(msgspec.Struct, frozen=True):
+    """What a file or a directory tree holds: ``bytes`` (file lengths) and ``replicated_bytes`` (each file's
+    length times its replication factor: the disk space its replicas take once fully replicated)."""
+
+    path: str
+    kind: NodeKind
+    files: int
+    dirs: int
+    bytes: int
+    replicated_bytes: int
 
 
 class ChunkLocation(msgspec.Struct, frozen=True):

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from feitian.dfs.core.leases import describe_time
 from feitian.errors import InvalidArgumentError, PermissionDeniedError
 
 __all__ = [
@@ -53,6 +54,8 @@ OPERATION_RIGHTS: dict[str, tuple[str, ...]] = {
     "read": ("read",),
     "locate": ("read",),
     "list": ("list",),
+    "du": ("list",),
+    "release": ("write",),
     "mkdir": ("create",),
     "create": ("create",),
     "open_write": ("write",),
@@ -152,5 +155,7 @@ def check_chunk_access(
         )
     if now_ns >= claims.expires_ns:
         raise PermissionDeniedError(
-            f"{what}: the token expired at {claims.expires_ns} (now {now_ns})", reason="expired"
+            f"{what}: the token expired at {describe_time(claims.expires_ns, now_ns)}",
+            reason="expired",
+            expires_ns=claims.expires_ns,
         )

@@ -126,6 +126,7 @@ class Tree:
                         f"{op} {path}: parent directory {join_path(segments[: depth + 1])} does not exist",
                         path=path,
                         hint="create the parent first, or pass parents=True",
+                        reason="no_parent",
                     )
                 return node, len(segments) - 1 - depth
             node = self.nodes[child]
@@ -177,7 +178,9 @@ class Tree:
                 if isinstance(node, DirNode):
                     raise _is_a_directory(op, path)
                 if not overwrite:
-                    raise AlreadyExistsError(f"{op} {path}: file already exists", path=path, hint="use overwrite")
+                    raise AlreadyExistsError(
+                        f"{op} {path}: file already exists", path=path, hint="pass overwrite=True to replace it"
+                    )
                 replaced = node
         if replaced is None:
             self._check_room(op, path, base, missing + 1)
@@ -230,12 +233,14 @@ class Tree:
         if existing_id is not None and existing_id != node.inode:
             existing = self.nodes[existing_id]
             if isinstance(existing, DirNode):
-                raise AlreadyExistsError(f"{op} {src} -> {dst}: destination is an existing directory", path=dst)
+                raise AlreadyExistsError(
+                    f"{op} {src} -> {dst}: destination is an existing directory", path=dst, reason="dir_exists"
+                )
             if isinstance(node, DirNode):
                 raise ConflictError(f"{op} {src} -> {dst}: cannot replace a file with a directory", path=dst)
             if not overwrite:
                 raise AlreadyExistsError(
-                    f"{op} {src} -> {dst}: destination file exists", path=dst, hint="use overwrite"
+                    f"{op} {src} -> {dst}: destination file exists", path=dst, hint="pass overwrite=True to replace it"
                 )
             replaced = existing
         if existing_id is None and parent.inode != node.parent:
@@ -281,7 +286,7 @@ class Tree:
                 f"{op} {path}: directory is not empty ({len(node.children)} entries)",
                 path=path,
                 reason="not_empty",
-                hint="pass recursive=True to delete a subtree",
+                hint="pass recursive=True to delete the subtree",
             )
         return node, list(self.walk(node))
 
