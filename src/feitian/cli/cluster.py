@@ -1,4 +1,5 @@
-"""``feitian cluster up|status|down``: a local cluster of real processes on 127.0.0.1."""
+"""``feitian cluster up|status|down`` and ``start|stop|restart NODE...``: a local cluster of real processes on
+127.0.0.1."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import click
 
 from feitian.cli.identity import identity_option
 from feitian.cli.output import emit_json, note, table
-from feitian.deploy.cluster import LocalCluster, default_spec, resolve_cluster_dir
+from feitian.deploy.cluster import LocalCluster, ProcessRecord, ProcessStatus, default_spec, resolve_cluster_dir
 from feitian.errors import UnavailableError
 
 cluster_option = click.option(
@@ -128,7 +129,7 @@ def status(cluster_dir: str | None, timeout: float, identity: str | None, as_jso
     else:
         table(
             ["NAME", "ROLE", "PID", "STATE", "ENDPOINTS", "DETAIL"],
-            [[r.name, r.role, r.pid, r.state, " ".join(r.addresses), r.detail] for r in rows],
+            [[r.name, r.role, r.pid, r.state, _endpoints(r), r.detail] for r in rows],
         )
     bad = [r.name for r in rows if r.state != "ok"]
     if bad:
@@ -147,6 +148,74 @@ def down(cluster_dir: str | None, grace: float, as_json: bool) -> None:
         emit_json({"dir": lc.dir, "stopped": stopped, "would_not_stop": stuck})
     else:
         note(f"stopped {len(stopped)} process(es) of the cluster in {lc.dir}")
+    if stuck:
+        _stuck(lc, stuck)
+
+
+node_names = click.argument("names", metavar="NODE...", nargs=-1, required=True)
+
+
+@cluster.command()
+@node_names
+@cluster_option
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the nodes to be healthy.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def start(names: tuple[str, ...], cluster_dir: str | None, timeout: float, as_json: bool) -> None:
+    """Start stopped nodes of the cluster again (names as `cluster status` shows them), with the same config,
+    addresses and data, and wait until each is healthy. Nodes already running are left alone."""
+    lc = LocalCluster(resolve_cluster_dir(cluster_dir))
+    started, running = lc.start_nodes(names, timeout_s=timeout, progress=None if as_json else note)
+    if as_json:
+        emit_json({"dir": lc.dir, "started": started, "already_running": running})
+        return
+    for name in running:
+        note(f"{name} is already running")
+    table(["NAME", "ROLE", "PID", "ENDPOINTS"], [[p.name, p.role, p.pid, _endpoints(p)] for p in started])
+
+
+@cluster.command()
+@node_names
+@cluster_option
+@click.option("--grace", default=10.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def stop(names: tuple[str, ...], cluster_dir: str | None, grace: float, as_json: bool) -> None:
+    """Stop nodes of the cluster (SIGTERM, then SIGKILL after --grace) and wait until they are gone; the
+    cluster keeps their records, so `cluster status` shows them stopped and `cluster start` brings them back."""
+    lc = LocalCluster(resolve_cluster_dir(cluster_dir))
+    stopped, not_running, stuck = lc.stop_nodes(names, grace_s=grace)
+    if as_json:
+        emit_json({"dir": lc.dir, "stopped": stopped, "not_running": not_running, "would_not_stop": stuck})
+    else:
+        for name in stopped:
+            note(f"stopped {name}")
+        for name in not_running:
+            note(f"{name} was not running")
+    _stuck(lc, stuck)
+
+
+@cluster.command()
+@node_names
+@cluster_option
+@click.option("--grace", default=10.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL.")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the nodes to be healthy.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def restart(names: tuple[str, ...], cluster_dir: str | None, grace: float, timeout: float, as_json: bool) -> None:
+    """Stop nodes of the cluster (as `cluster stop`), then start them again (as `cluster start`)."""
+    lc = LocalCluster(resolve_cluster_dir(cluster_dir))
+    stopped, _, stuck = lc.stop_nodes(names, grace_s=grace)
+    _stuck(lc, stuck)
+    started, _ = lc.start_nodes(names, timeout_s=timeout, progress=None if as_json else note)
+    if as_json:
+        emit_json({"dir": lc.dir, "stopped": stopped, "started": started})
+        return
+    table(["NAME", "ROLE", "PID", "ENDPOINTS"], [[p.name, p.role, p.pid, _endpoints(p)] for p in started])
+
+
+def _endpoints(p: ProcessRecord | ProcessStatus) -> str:
+    return " ".join(p.addresses + [f"{k}={v}" for k, v in p.extra.items()])
+
+
+def _stuck(lc: LocalCluster, stuck: list[str]) -> None:
     if stuck:
         raise UnavailableError(
             f"would not stop: {', '.join(stuck)}", hint=f"check them with `ps`; pids are in {lc.state_path}"
