@@ -1,10 +1,12 @@
 """One node at a time: `feitian cluster stop|start|restart NODE...` keep the cluster state true (issue 16,
-friction 2), and a node whose peer died, then stopped, logs no "exception was never retrieved" (bug 6)."""
+friction 2); a node whose peers died, then stopped, logs no "exception was never retrieved" (bug 6); a lost
+quorum is named, `coord --timeout` bounds a command, and even replica counts are refused (friction 5)."""
 
 from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -158,3 +160,35 @@ def test_no_unretrieved_exception_when_peers_die_and_a_node_stops(cluster_dir: s
     feitian("cluster", "down", "--cluster", cluster_dir, check=True)
     for log in Path(cluster_dir, "logs").glob("*.log"):
         assert UNRETRIEVED not in log.read_text(), log
+
+
+def test_lost_quorum_is_named_and_timeout_bounds_coord_commands(cluster_dir: str) -> None:
+    for count in ("--coord", "2"), ("--kv", "4"), ("--dfs-masters", "6"):  # a majority of an even count
+        refused = feitian("cluster", "up", "--dir", cluster_dir, *count)
+        assert (
+            refused.returncode == 2 and f"error: Invalid value for '{count[0]}': {count[1]} replicas" in refused.stderr
+        )
+        assert "odd number" in refused.stderr and "Traceback" not in refused.stderr
+    assert not Path(cluster_dir).exists()  # refused before anything was made
+
+    up(cluster_dir, "--echo", "0", "--coord", "3", "--insecure")
+    assert feitian("coord", "set", "/q", "v", "--timeout", "0", "--cluster", cluster_dir).returncode == 2
+    feitian("coord", "create", "/q", "v1", "--timeout", "20", "--cluster", cluster_dir, check=True)
+    feitian("cluster", "stop", "coord-1", "coord-2", "--cluster", cluster_dir, check=True)
+    started = time.monotonic()
+    lost = feitian("coord", "set", "/q", "v2", "--timeout", "3", "--cluster", cluster_dir)
+    elapsed = time.monotonic() - started
+    assert lost.returncode == 3, lost.stderr
+    assert "no leader: quorum lost? 1 of 3 replicas answered within 3s" in lost.stderr
+    assert "cannot connect: Connection refused" in lost.stderr and "[reason=no_leader]" in lost.stderr
+    assert "hint: the replicas elect a leader only while a majority (2 of 3)" in lost.stderr
+    assert elapsed < 3 + 5, elapsed  # the bound, plus the start of a Python process on a busy machine
+
+    feitian("cluster", "stop", "coord-3", "--cluster", cluster_dir, check=True)
+    gone = feitian("coord", "ls", "/", "--timeout", "2", "--cluster", cluster_dir)
+    assert gone.returncode == 3 and "no replica of" in gone.stderr and "answered within 2s" in gone.stderr
+    assert "[reason=unreachable]" in gone.stderr
+
+    feitian("cluster", "start", "coord-1", "coord-2", "coord-3", "--cluster", cluster_dir, check=True)
+    back = feitian("coord", "get", "/q", "--timeout", "20", "--cluster", cluster_dir, check=True)
+    assert back.stdout.strip() == "v1"  # the refused write was never applied

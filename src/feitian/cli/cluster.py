@@ -19,6 +19,24 @@ cluster_option = click.option(
 )
 
 
+REPLICAS = click.IntRange(0, 7)
+GRACE = click.FloatRange(0)
+TIMEOUT = click.FloatRange(0, min_open=True)
+
+
+def _odd(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """A replicated group (Raft) needs a majority: an even count tolerates no more failures than one fewer, and
+    two replicas stop when either stops. Refused, not rounded."""
+    if value and value % 2 == 0:
+        raise click.BadParameter(
+            f"{value} replicas: a replicated group needs an odd number (1, 3, 5 or 7; 0 for none) — {value} "
+            f"tolerate no more failures than {value - 1}, and every write waits for {value // 2 + 1} of them",
+            ctx=ctx,
+            param=param,
+        )
+    return value
+
+
 @click.group()
 def cluster() -> None:
     """Start, inspect and stop a local cluster."""
@@ -32,39 +50,51 @@ def cluster() -> None:
     default=None,
     help="Where the cluster keeps its state, configs, logs and data (default as for --cluster).",
 )
-@click.option("--echo", "echo_nodes", default=2, show_default=True, help="Diagnostic echo servers to start.")
+@click.option(
+    "--echo", "echo_nodes", type=click.IntRange(0, 64), default=2, show_default=True, help="Diagnostic echo servers."
+)
 @click.option("--proxy/--no-proxy", default=True, show_default=True, help="Start a per-machine Kuafu proxy.")
 @click.option(
     "--kv",
     "kv_replicas",
-    type=click.IntRange(0, 7),
+    type=REPLICAS,
     default=3,
     show_default=True,
-    help="Replicas of the replicated key-value store (the consensus layer's workload); 0 for none.",
+    callback=_odd,
+    help="Replicas of the replicated key-value store (the consensus layer's workload): 1, 3, 5 or 7; 0 for none.",
 )
 @click.option(
     "--dfs-masters",
-    type=click.IntRange(0, 7),
+    type=REPLICAS,
     default=3,
     show_default=True,
-    help="Pangu (file system) master replicas; 0 for no file system.",
+    callback=_odd,
+    help="Pangu (file system) master replicas: 1, 3, 5 or 7; 0 for no file system.",
 )
 @click.option(
     "--chunkservers",
     type=click.IntRange(0, 64),
     default=4,
     show_default=True,
-    help="Pangu chunk servers (racks r1, r2, r3 in turn); none without masters.",
+    help="Pangu chunk servers (racks r1, r2, r3 in turn), 0..64; they need masters.",
 )
 @click.option(
     "--coord",
     "coord_replicas",
-    type=click.IntRange(0, 7),
+    type=REPLICAS,
     default=3,
     show_default=True,
-    help="Nuwa (coordination service) replicas, 3 or 5; 0 for none (nuwa:// then resolves from the state file).",
+    callback=_odd,
+    help="Nuwa (coordination service) replicas: 3 or 5 (1 or 7 also work); 0 for none (nuwa:// then resolves "
+    "from the state file).",
 )
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for every process to be ready.")
+@click.option(
+    "--timeout",
+    type=TIMEOUT,
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for every process to be ready.",
+)
 @click.option(
     "--insecure",
     is_flag=True,
@@ -88,6 +118,11 @@ def up(
     The cluster is secured: `up` creates the authority, the CA, an `admin` identity for you and one identity per
     node (in DIR/security), starts the authority first, and every node serves mutual TLS only.
     """
+    if chunkservers and not dfs_masters and _given(click.get_current_context(), "chunkservers"):
+        raise click.BadParameter(
+            f"{chunkservers} chunk servers without masters: they would have nothing to register with",
+            param_hint="'--chunkservers'",
+        )
     lc = LocalCluster(resolve_cluster_dir(directory))
     specs = default_spec(
         echo=echo_nodes,
@@ -103,18 +138,12 @@ def up(
         emit_json(state)
         return
     note(f"cluster {state.name} is up in {state.dir}")
-    table(
-        ["NAME", "ROLE", "PID", "ENDPOINTS"],
-        [
-            [p.name, p.role, p.pid, " ".join(p.addresses + [f"{k}={v}" for k, v in p.extra.items()])]
-            for p in state.processes
-        ],
-    )
+    table(["NAME", "ROLE", "PID", "ENDPOINTS"], [[p.name, p.role, p.pid, _endpoints(p)] for p in state.processes])
 
 
 @cluster.command()
 @cluster_option
-@click.option("--timeout", default=2.0, show_default=True, help="Seconds to wait for each health answer.")
+@click.option("--timeout", type=TIMEOUT, default=2.0, show_default=True, help="Seconds to wait for each health answer.")
 @identity_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(cluster_dir: str | None, timeout: float, identity: str | None, as_json: bool) -> None:
@@ -138,7 +167,9 @@ def status(cluster_dir: str | None, timeout: float, identity: str | None, as_jso
 
 @cluster.command()
 @cluster_option
-@click.option("--grace", default=10.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL.")
+@click.option(
+    "--grace", type=GRACE, default=10.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def down(cluster_dir: str | None, grace: float, as_json: bool) -> None:
     """Stop exactly the processes this cluster started (by pid), and report any that would not stop."""
@@ -158,7 +189,9 @@ node_names = click.argument("names", metavar="NODE...", nargs=-1, required=True)
 @cluster.command()
 @node_names
 @cluster_option
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the nodes to be healthy.")
+@click.option(
+    "--timeout", type=TIMEOUT, default=30.0, show_default=True, help="Seconds to wait for the nodes to be healthy."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def start(names: tuple[str, ...], cluster_dir: str | None, timeout: float, as_json: bool) -> None:
     """Start stopped nodes of the cluster again (names as `cluster status` shows them), with the same config,
@@ -176,7 +209,9 @@ def start(names: tuple[str, ...], cluster_dir: str | None, timeout: float, as_js
 @cluster.command()
 @node_names
 @cluster_option
-@click.option("--grace", default=10.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL.")
+@click.option(
+    "--grace", type=GRACE, default=10.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stop(names: tuple[str, ...], cluster_dir: str | None, grace: float, as_json: bool) -> None:
     """Stop nodes of the cluster (SIGTERM, then SIGKILL after --grace) and wait until they are gone; the
@@ -196,8 +231,12 @@ def stop(names: tuple[str, ...], cluster_dir: str | None, grace: float, as_json:
 @cluster.command()
 @node_names
 @cluster_option
-@click.option("--grace", default=10.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL.")
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the nodes to be healthy.")
+@click.option(
+    "--grace", type=GRACE, default=10.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL."
+)
+@click.option(
+    "--timeout", type=TIMEOUT, default=30.0, show_default=True, help="Seconds to wait for the nodes to be healthy."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def restart(names: tuple[str, ...], cluster_dir: str | None, grace: float, timeout: float, as_json: bool) -> None:
     """Stop nodes of the cluster (as `cluster stop`), then start them again (as `cluster start`)."""
@@ -209,6 +248,10 @@ def restart(names: tuple[str, ...], cluster_dir: str | None, grace: float, timeo
         emit_json({"dir": lc.dir, "stopped": stopped, "started": started})
         return
     table(["NAME", "ROLE", "PID", "ENDPOINTS"], [[p.name, p.role, p.pid, _endpoints(p)] for p in started])
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)
 
 
 def _endpoints(p: ProcessRecord | ProcessStatus) -> str:

@@ -15,13 +15,42 @@ import click
 from feitian import __version__
 from feitian.errors import EXIT_ERROR, EXIT_USAGE, FeitianError
 
+# A group run without a command prints its help (exit 2); click >= 8.2 raises this for it.
+_NO_ARGS_IS_HELP: tuple[type[Exception], ...] = tuple(
+    t for t in [getattr(click.exceptions, "NoArgsIsHelpError", None)] if isinstance(t, type)
+)
+
+
+def _usage_error(exc: click.ClickException) -> None:
+    """A bad command line said as every other error is: ``error:`` (click's own message), a ``hint:`` naming the
+    command's help, exit 2 (click's FileError etc.: their own exit code)."""
+    if isinstance(exc, _NO_ARGS_IS_HELP):
+        exc.show()
+        sys.exit(exc.exit_code)
+    click.echo(f"error: {exc.format_message()}", err=True)
+    ctx = exc.ctx if isinstance(exc, click.UsageError) else None
+    if ctx is not None:
+        click.echo(f"hint: see `{ctx.command_path} --help`", err=True)
+    sys.exit(exc.exit_code)
+
 
 class FeitianGroup(click.Group):
     """A click group that turns FeitianError into ``error:``/``hint:`` lines and the documented exit code."""
 
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as exc:  # the top level's own options
+            _usage_error(exc)
+            raise  # not reached
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.ClickException as exc:
+            _usage_error(exc)
         except FeitianError as exc:
             reason = exc.fields.get("reason")
             click.echo(f"error: {exc.message}" + (f" [reason={reason}]" if reason else ""), err=True)
