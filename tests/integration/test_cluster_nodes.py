@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from feitian.deploy.cluster import LocalCluster
 from feitian.runtime.procs import is_running, signal_process
-from feitian.testing.cli import feitian
+from feitian.testing.cli import FEITIAN, feitian
 from feitian.testing.waiting import wait_until
 
 UNRETRIEVED = "exception was never retrieved"
@@ -55,6 +56,12 @@ def test_stop_start_restart_nodes(cluster_dir: str) -> None:
     lc = LocalCluster(cluster_dir)
     before = lc.load()
     old = before.find("coord-2")
+    # status shows each replica's REST URL (friction 6), in text and in JSON.
+    rest = old.extra["rest"]
+    assert rest.startswith("https://127.0.0.1:")
+    assert f"rest={rest}" in feitian("cluster", "status", "--cluster", cluster_dir, check=True).stdout
+    rows = json.loads(feitian("cluster", "status", "--cluster", cluster_dir, "--json", check=True).stdout)
+    assert next(r for r in rows["processes"] if r["name"] == "coord-2")["extra"]["rest"] == rest
 
     stop = feitian("cluster", "stop", "coord-2", "--cluster", cluster_dir, "--json", check=True)
     assert json.loads(stop.stdout) == {"dir": lc.dir, "stopped": ["coord-2"], "not_running": [], "would_not_stop": []}
@@ -90,6 +97,27 @@ def test_stop_start_restart_nodes(cluster_dir: str) -> None:
     assert not is_running(echo.ref) and is_running(restarted.ref) and restarted.addresses == echo.addresses
     ping = feitian("rpc", "ping", "echo-1", "--cluster", cluster_dir, "--json", check=True)
     assert json.loads(ping.stdout)[0]["health"]["server_name"] == "echo-1"
+
+    # A node started by hand (as the issue did) is named by status, and `start` will not run a second copy.
+    feitian("cluster", "stop", "echo-1", "--cluster", cluster_dir, check=True)
+    by_hand = subprocess.Popen(
+        [*FEITIAN, "node", "run", "echo", "--config", restarted.config],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(
+            lambda: "not started by the cluster" in feitian("cluster", "status", "--cluster", cluster_dir).stdout,
+            timeout_s=20,
+            what="status names the echo node started by hand",
+        )
+        second = feitian("cluster", "start", "echo-1", "--cluster", cluster_dir)
+        assert second.returncode == 5 and f"error: start echo-1: pid {by_hand.pid} serves as echo-1" in second.stderr
+    finally:
+        by_hand.terminate()
+        by_hand.wait(timeout=30)
+    feitian("cluster", "start", "echo-1", "--cluster", cluster_dir, check=True)
+    restarted = lc.load().find("echo-1")
 
     # Bad names: nothing happens, exit 4, every unknown name said, and the known ones listed.
     bad = feitian("cluster", "stop", "coord-9", "echo-1", "nope", "--cluster", cluster_dir)
