@@ -28,11 +28,11 @@ from feitian.coord.core import NodeStat, Op
 from feitian.coord.ops_json import op_of
 from feitian.deploy.cluster import LocalCluster, resolve_cluster_dir
 from feitian.errors import (
-    EXIT_UNAVAILABLE,
     DeadlineExceededError,
     FeitianError,
     InvalidArgumentError,
     NotFoundError,
+    UnavailableError,
 )
 from feitian.rpc import ClientConfig
 from feitian.runtime.eventloop import run
@@ -152,18 +152,17 @@ hold_option = click.option(
 from_file_option = click.option(
     "--from-file",
     "from_file",
-    type=click.File("rb"),
+    metavar="FILE",
     default=None,
     help="Read the value from FILE ('-': stdin), as bytes, instead of VALUE.",
 )
 
 
-def _value(value: str | None, from_file: Any, what: str) -> bytes:
+def _value(value: str | None, from_file: str | None, what: str) -> bytes:
     if from_file is not None:
         if value is not None:
             raise InvalidArgumentError(f"{what}: give VALUE or --from-file, not both")
-        data: bytes = from_file.read()
-        return data
+        return sys.stdin.buffer.read() if from_file == "-" else _read_file(from_file, what)
     if value is None:
         raise InvalidArgumentError(f"{what}: give VALUE or --from-file", hint="--from-file - reads stdin")
     return value.encode()
@@ -232,7 +231,7 @@ def get(
 def set_(
     path: str,
     value: str | None,
-    from_file: Any,
+    from_file: str | None,
     version: int | None,
     bound_s: float | None,
     cluster_dir: str | None,
@@ -270,7 +269,7 @@ def set_(
 def create(
     path: str,
     value: str | None,
-    from_file: Any,
+    from_file: str | None,
     sequential: bool,
     parents: bool,
     ephemeral: bool,
@@ -617,7 +616,7 @@ def status(bound_s: float | None, cluster_dir: str | None, identity: str | None,
         return rows
 
     rows = _run(cluster_dir, identity, collect, bound_s=bound_s, what="status")
-    unreachable = sum(isinstance(s, Exception) for _, s in rows)
+    unreachable = [a for a, s in rows if isinstance(s, Exception)]
     if as_json:
         emit_json(
             [{"address": a, **({"error": str(s)} if isinstance(s, Exception) else {"status": s})} for a, s in rows]
@@ -625,8 +624,10 @@ def status(bound_s: float | None, cluster_dir: str | None, identity: str | None,
     else:
         _status_table(rows)
     if unreachable:
-        note(f"{unreachable} of {len(rows)} replica(s) unreachable")
-        sys.exit(EXIT_UNAVAILABLE)
+        raise UnavailableError(
+            f"{len(unreachable)} of {len(rows)} coord replica(s) do not answer: {', '.join(unreachable)}",
+            hint="`feitian cluster status` shows which are stopped; `feitian cluster start NODE` starts one again",
+        )
 
 
 def _status_table(rows: list[tuple[str, Any]]) -> None:
@@ -685,7 +686,13 @@ def restore(file: str, cluster_dir: str | None, as_json: bool) -> None:
     from feitian.runtime.procs import is_running, stop_processes
 
     data = _read_file(file, "snapshot restore")
-    state_machine = check_snapshot(data)  # refuse a damaged file before touching anything
+    try:
+        state_machine = check_snapshot(data)  # refuse a damaged file before touching anything
+    except FeitianError as exc:
+        raise InvalidArgumentError(
+            f"snapshot restore: {file} is not a coord snapshot that can be restored: {exc.message}",
+            hint="restore a file written by `feitian coord snapshot save`",
+        ) from None
     lc = LocalCluster(resolve_cluster_dir(cluster_dir))
     try:
         procs = [p for p in lc.load().processes if p.role == COORD_ROLE]
@@ -732,5 +739,7 @@ def _read_file(path: str, what: str) -> bytes:
             return f.read()
     except FileNotFoundError:
         raise NotFoundError(f"{what}: no file {path}") from None
+    except IsADirectoryError:
+        raise InvalidArgumentError(f"{what}: {path} is a directory, not a file") from None
     except OSError as exc:
         raise FeitianError(f"{what}: cannot read {path}: {exc.strerror}") from None

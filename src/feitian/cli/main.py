@@ -6,7 +6,9 @@ denied or unauthenticated, 7 deadline exceeded. Errors print as ``error: ...`` p
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 from typing import Any
 
@@ -34,6 +36,15 @@ def _usage_error(exc: click.ClickException) -> None:
     sys.exit(exc.exit_code)
 
 
+def _reader_gone() -> None:
+    """stdout's reader went away (``feitian … | head``): what it wanted it has; end quietly with 0, and send the
+    rest of the output nowhere, so the interpreter's last flush does not fail too."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
+
+
 class FeitianGroup(click.Group):
     """A click group that turns FeitianError into ``error:``/``hint:`` lines and the documented exit code."""
 
@@ -48,7 +59,11 @@ class FeitianGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # here, so that a reader gone away (`| head`) is noticed below, not at exit
+            return result
+        except BrokenPipeError:
+            _reader_gone()
         except click.ClickException as exc:
             _usage_error(exc)
         except FeitianError as exc:
