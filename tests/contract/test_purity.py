@@ -1,4 +1,4 @@
-"""Pure cores import no I/O, clocks or randomness (STYLE.md principle 1); layers point downward."""
+"""Pure cores import no I/O, clocks or randomness; layers point downward (ARCHITECTURE.md, Layers)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Injected time and randomness (STYLE.md principle 3).
+"""Injected time and randomness (ARCHITECTURE.md, Invariants: pure cores get time and randomness injected).
 
 Pure cores never read a clock: they take ``now_ns`` as an argument. Drivers get a :class:`Clock` from their
 constructor so a seeded simulation can substitute a virtual one.

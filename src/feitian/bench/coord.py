@@ -1,6 +1,6 @@
 """``feitian bench coord``: Nuwa against etcd, the same workload in the same invocation.
 
-The workload of ``../shared/bench/README.md`` (coordination peers): 100-byte values and 100-byte keys; one client
+The workload (the same for both systems): 100-byte values and 100-byte keys; one client
 process (this one) drives the requests in flight. Both systems run at once, side by side; each measurement is
 taken ``rounds`` times per system, alternating which goes first, and the median is reported:
 

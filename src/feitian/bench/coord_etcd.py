@@ -1,6 +1,6 @@
 """etcd as the peer of ``feitian bench coord``: real etcd members on 127.0.0.1 started and stopped by pid, driven
 through etcd's v3 JSON gateway (``/v3/kv/put``, ``/v3/kv/range``, ``/v3/watch``, ``/v3/lease/*``,
-``/v3/lock/*``) with aiohttp — as in ``../shared/bench/README.md`` (coordination peers).
+``/v3/lock/*``) with aiohttp, on the workload of ``feitian.bench.coord``.
 
 Install it with ``apt-get install etcd-server``; :func:`find_etcd` says clearly when it is missing.
 """

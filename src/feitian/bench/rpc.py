@@ -1,7 +1,7 @@
-"""``feitian bench rpc``: Kuafu against the RPC peers of ../shared/bench/rpc-peers, in one run.
+"""``feitian bench rpc``: Kuafu against hand-rolled RPC peers, in one run.
 
-Every figure is measured the way the peers measure theirs (see rpc_common.py there): one client process (this
-one) and one server process, all on 127.0.0.1.
+Every row is measured the same way (:func:`measure_calls`), with one client process (this one) and one server
+process, all on 127.0.0.1:
 
 * lat100: 100-byte request echoed back, one call in flight -> p50 / p99 latency in microseconds
 * thr100: 100-byte request echoed back, 64 calls in flight on one connection -> calls per second
@@ -9,15 +9,15 @@ one) and one server process, all on 127.0.0.1.
 
 feitian's rows call ``echo.bytes`` of an echo node (the same work as ``kuafu.Echo``, with a declared rule):
 ``feitian`` and ``feitian_proxy`` in an insecure cluster, ``feitian_secure`` in a secured one (mutual TLS, and a
-capability check before every call), all in the same run.
+capability check before every call), all in the same run. The peers' rows (``asyncio_msgpack``,
+``uvloop_msgpack``) come from ``feitian.bench.peers.msgpack_echo``, shipped with feitian; a peer that cannot run
+here (msgpack or uvloop missing) is reported as skipped, with what to install.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,36 +52,38 @@ def cluster_client(lc: LocalCluster) -> ClientFactory:
     return make
 
 
-async def measure(address: str, seconds: float, make_client: ClientFactory) -> dict[str, Any]:
+Call = Callable[[bytes, bytes | None], Awaitable[Any]]  # (message data, payload) -> the reply
+
+
+async def measure_calls(call: Call, seconds: float) -> dict[str, Any]:
+    """lat100, thr100 and up1m of ``call``, each for ``seconds`` (lat100 also at most ``LAT_MAX_CALLS``)."""
     big = os.urandom(1 << 20)
-    async with await make_client() as client:
-        await client.call(address, Health(), timeout=10)
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < min(0.5, seconds / 4):  # warm up
-            await client.call(address, EchoBytes(SMALL))
-        lats: list[float] = []
-        t0 = time.perf_counter()
-        while len(lats) < LAT_MAX_CALLS and time.perf_counter() - t0 < seconds:
-            a = time.perf_counter()
-            await client.call(address, EchoBytes(SMALL))
-            lats.append(time.perf_counter() - a)
-        lats.sort()
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < min(0.5, seconds / 4):  # warm up
+        await call(SMALL, None)
+    lats: list[float] = []
+    t0 = time.perf_counter()
+    while len(lats) < LAT_MAX_CALLS and time.perf_counter() - t0 < seconds:
+        a = time.perf_counter()
+        await call(SMALL, None)
+        lats.append(time.perf_counter() - a)
+    lats.sort()
 
-        async def windowed(window: int, payload: bytes | None, data: bytes) -> tuple[int, float]:
-            count = 0
-            start = time.perf_counter()
+    async def windowed(window: int, payload: bytes | None, data: bytes) -> tuple[int, float]:
+        count = 0
+        start = time.perf_counter()
 
-            async def worker() -> None:
-                nonlocal count
-                while time.perf_counter() - start < seconds:
-                    await client.call(address, EchoBytes(data), payload=payload)
-                    count += 1
+        async def worker() -> None:
+            nonlocal count
+            while time.perf_counter() - start < seconds:
+                await call(data, payload)
+                count += 1
 
-            await asyncio.gather(*(worker() for _ in range(window)))
-            return count, time.perf_counter() - start
+        await asyncio.gather(*(worker() for _ in range(window)))
+        return count, time.perf_counter() - start
 
-        n_thr, dt_thr = await windowed(64, None, SMALL)
-        n_up, dt_up = await windowed(8, big, b"")
+    n_thr, dt_thr = await windowed(64, None, SMALL)
+    n_up, dt_up = await windowed(8, big, b"")
     return {
         "lat100_p50_us": round(lats[len(lats) // 2] * 1e6, 1),
         "lat100_p99_us": round(lats[int(len(lats) * 0.99)] * 1e6, 1),
@@ -90,37 +92,33 @@ async def measure(address: str, seconds: float, make_client: ClientFactory) -> d
     }
 
 
-def _default_peers_dir() -> str:
-    env = os.environ.get("FEITIAN_BENCH_PEERS")
-    if env:
-        return env
-    here = os.path.dirname(os.path.abspath(__file__))
-    for up in range(2, 6):  # src/feitian/bench -> repo -> ../shared/bench/rpc-peers
-        base = os.path.abspath(os.path.join(here, *[".."] * up))
-        candidate = os.path.join(base, "..", "shared", "bench", "rpc-peers")
-        if os.path.isdir(candidate):
-            return os.path.abspath(candidate)
-    return ""
+async def measure(address: str, seconds: float, make_client: ClientFactory) -> dict[str, Any]:
+    """feitian's figures: ``echo.bytes`` of the echo node at ``address``."""
+    async with await make_client() as client:
+        await client.call(address, Health(), timeout=10)
+
+        async def call(data: bytes, payload: bytes | None) -> Any:
+            return await client.call(address, EchoBytes(data), payload=payload)
+
+        return await measure_calls(call, seconds)
 
 
-def _run_peer(peers_dir: str, loop: str, seconds: float) -> dict[str, Any]:
-    script = os.path.join(peers_dir, "rpc_asyncio.py")
-    code = (
-        f"import runpy, sys; sys.path.insert(0, {peers_dir!r}); import rpc_common as c; "
-        f"c.LAT_SECONDS = c.THR_SECONDS = c.UP_SECONDS = {seconds}; "
-        f"sys.argv = ['rpc_asyncio.py', 'bench', '--loop', {loop!r}]; "
-        f"runpy.run_path({script!r}, run_name='__main__')"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=False)
-    if out.returncode != 0:
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
-    raw = json.loads(out.stdout.strip().splitlines()[-1])
-    return {
-        "lat100_p50_us": raw["lat100"]["p50_us"],
-        "lat100_p99_us": raw["lat100"]["p99_us"],
-        "thr100_calls_per_s": raw["thr100_64inflight"]["calls_per_s"],
-        "up1m_MBps": raw["up1m_8inflight"]["MBps"],
-    }
+def run_peers(seconds: float) -> dict[str, Any]:
+    """Each peer's figures, or ``{"skipped": why}`` for a peer that cannot run here (said on stderr too)."""
+    from feitian.bench.peers import msgpack_echo
+
+    peers: dict[str, Any] = {}
+    for name, loop in msgpack_echo.PEERS.items():
+        missing = msgpack_echo.missing_requirement(loop)
+        if missing:
+            peers[name] = {"skipped": missing}
+            sys.stderr.write(f"note: peer {name} skipped: {missing}\n")
+            continue
+        try:
+            peers[name] = msgpack_echo.run_peer(loop, seconds, measure_calls)
+        except (RuntimeError, OSError, ConnectionError) as exc:
+            peers[name] = {"error": str(exc)}
+    return peers
 
 
 def secure_ratios(insecure: dict[str, Any], secure: dict[str, Any]) -> dict[str, float]:
@@ -147,7 +145,7 @@ def _ratios(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_rpc_bench(seconds: float = 3.0, peers_dir: str | None = None, with_peers: bool = True) -> dict[str, Any]:
+def run_rpc_bench(seconds: float = 3.0, with_peers: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="feitian-bench-rpc-") as tmp:
         lc = LocalCluster(os.path.join(tmp, "insecure"))
         secure_lc = LocalCluster(os.path.join(tmp, "secure"))
@@ -168,14 +166,7 @@ def run_rpc_bench(seconds: float = 3.0, peers_dir: str | None = None, with_peers
                 if os.path.exists(cluster.state_path):
                     cluster.down()
     if with_peers:
-        pdir = peers_dir or _default_peers_dir()
-        if pdir and os.path.isfile(os.path.join(pdir, "rpc_asyncio.py")):
-            result["peers"] = {
-                "asyncio_msgpack": _run_peer(pdir, "asyncio", seconds),
-                "uvloop_msgpack": _run_peer(pdir, "uvloop", seconds),
-            }
-        else:
-            result["peers"] = {"error": "peer programs not found; pass --peers-dir"}
+        result["peers"] = run_peers(seconds)
     result["ratios"] = _ratios(result)
     result["seconds_per_measurement"] = seconds
     return result
@@ -186,8 +177,8 @@ def print_table(result: dict[str, Any]) -> None:
     rows += [(name, fig) for name, fig in result.get("peers", {}).items() if isinstance(fig, dict)]
     print(f"{'':18}{'lat100 p50 us':>14}{'p99 us':>10}{'thr100 calls/s':>16}{'up1m MB/s':>11}")
     for name, fig in rows:
-        if "error" in fig:
-            print(f"{name:18}error: {fig['error']}")
+        if "error" in fig or "skipped" in fig:
+            print(f"{name:18}" + (f"error: {fig['error']}" if "error" in fig else f"skipped: {fig['skipped']}"))
             continue
         print(
             f"{name:18}{fig['lat100_p50_us']:>14}{fig['lat100_p99_us']:>10}{fig['thr100_calls_per_s']:>16}"

@@ -6,6 +6,9 @@ import click
 
 from feitian.cli.output import emit_json
 
+SECONDS = click.FloatRange(min=0, min_open=True)
+ROUNDS = click.IntRange(min=1)
+
 
 @click.group()
 def bench() -> None:
@@ -13,25 +16,19 @@ def bench() -> None:
 
 
 @bench.command("rpc")
-@click.option("--seconds", default=3.0, show_default=True, help="Seconds per measurement.")
-@click.option(
-    "--peers-dir",
-    default=None,
-    metavar="DIR",
-    help="Directory of the peer programs (default: $FEITIAN_BENCH_PEERS, else ../shared/bench/rpc-peers "
-    "next to the source tree).",
-)
+@click.option("--seconds", type=SECONDS, default=3.0, show_default=True, help="Seconds per measurement.")
 @click.option("--no-peers", is_flag=True, help="Measure feitian only.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench_rpc(seconds: float, peers_dir: str | None, no_peers: bool, as_json: bool) -> None:
+def bench_rpc(seconds: float, no_peers: bool, as_json: bool) -> None:
     """Kuafu RPC: 100 B latency, 100 B throughput (64 in flight), 1 MiB upload (8 in flight).
 
-    Runs feitian direct, feitian through the proxy, and the asyncio+msgpack and uvloop+msgpack peers, each
+    Runs feitian direct, secured and through the proxy, and the asyncio+msgpack and uvloop+msgpack peers
+    (shipped with feitian; they need `pip install 'feitian[bench]'`, else they are reported as skipped), each
     server in its own process.
     """
     from feitian.bench.rpc import print_table, run_rpc_bench
 
-    result = run_rpc_bench(seconds=seconds, peers_dir=peers_dir, with_peers=not no_peers)
+    result = run_rpc_bench(seconds=seconds, with_peers=not no_peers)
     if as_json:
         emit_json(result)
     else:
@@ -39,7 +36,7 @@ def bench_rpc(seconds: float, peers_dir: str | None, no_peers: bool, as_json: bo
 
 
 @bench.command("consensus")
-@click.option("--seconds", default=5.0, show_default=True, help="Seconds per measurement.")
+@click.option("--seconds", type=SECONDS, default=5.0, show_default=True, help="Seconds per measurement.")
 @click.option(
     "--replicas", type=click.Choice(["1", "3", "5"]), default="3", show_default=True, help="Replica processes."
 )
@@ -67,8 +64,8 @@ def bench_consensus(seconds: float, replicas: str, directory: str | None, as_jso
 
 
 @bench.command("security")
-@click.option("--seconds", default=2.0, show_default=True, help="Seconds per measurement.")
-@click.option("--rounds", default=3, show_default=True, help="Alternating insecure/secured RPC rounds.")
+@click.option("--seconds", type=SECONDS, default=2.0, show_default=True, help="Seconds per measurement.")
+@click.option("--rounds", type=ROUNDS, default=3, show_default=True, help="Alternating insecure/secured RPC rounds.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_security(seconds: float, rounds: int, as_json: bool) -> None:
     """Zhongkui's cost: secured connections per second, and the RPC figures with security off and on.
@@ -85,8 +82,10 @@ def bench_security(seconds: float, rounds: int, as_json: bool) -> None:
 
 
 @bench.command("coord")
-@click.option("--seconds", default=2.0, show_default=True, help="Seconds per throughput measurement.")
-@click.option("--rounds", default=3, show_default=True, help="Alternating rounds per measurement (median shown).")
+@click.option("--seconds", type=SECONDS, default=2.0, show_default=True, help="Seconds per throughput measurement.")
+@click.option(
+    "--rounds", type=ROUNDS, default=3, show_default=True, help="Alternating rounds per measurement (median shown)."
+)
 @click.option(
     "--replicas", type=click.Choice(["1", "3"]), default="3", show_default=True, help="Replicas (and etcd members)."
 )
@@ -162,8 +161,21 @@ def bench_coord_faults(
 
 
 @bench.command("dfs")
-@click.option("--size", "size_mib", default=1024, show_default=True, help="File size in MiB (smaller: quicker).")
-@click.option("--creates", default=5000, show_default=True, help="Empty files created for the metadata rate.")
+@click.option(
+    "--size",
+    "size_mib",
+    type=click.IntRange(min=1),
+    default=1024,
+    show_default=True,
+    help="File size in MiB (smaller: quicker).",
+)
+@click.option(
+    "--creates",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Empty files created for the metadata rate.",
+)
 @click.option(
     "--dir",
     "directory",

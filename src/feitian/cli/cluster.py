@@ -1,4 +1,5 @@
-"""``feitian cluster up|status|down``: a local cluster of real processes on 127.0.0.1."""
+"""``feitian cluster up|status|down`` and ``start|stop|restart NODE...``: a local cluster of real processes on
+127.0.0.1."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import click
 
 from feitian.cli.identity import identity_option
 from feitian.cli.output import emit_json, note, table
-from feitian.deploy.cluster import LocalCluster, default_spec, resolve_cluster_dir
+from feitian.deploy.cluster import LocalCluster, ProcessRecord, ProcessStatus, default_spec, resolve_cluster_dir
 from feitian.errors import UnavailableError
 
 cluster_option = click.option(
@@ -16,6 +17,24 @@ cluster_option = click.option(
     default=None,
     help="Cluster directory (default: $FEITIAN_CLUSTER, else ~/.local/share/feitian/cluster).",
 )
+
+
+REPLICAS = click.IntRange(0, 7)
+GRACE = click.FloatRange(0)
+TIMEOUT = click.FloatRange(0, min_open=True)
+
+
+def _odd(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """A replicated group (Raft) needs a majority: an even count tolerates no more failures than one fewer, and
+    two replicas stop when either stops. Refused, not rounded."""
+    if value and value % 2 == 0:
+        raise click.BadParameter(
+            f"{value} replicas: a replicated group needs an odd number (1, 3, 5 or 7; 0 for none) — {value} "
+            f"tolerate no more failures than {value - 1}, and every write waits for {value // 2 + 1} of them",
+            ctx=ctx,
+            param=param,
+        )
+    return value
 
 
 @click.group()
@@ -31,39 +50,51 @@ def cluster() -> None:
     default=None,
     help="Where the cluster keeps its state, configs, logs and data (default as for --cluster).",
 )
-@click.option("--echo", "echo_nodes", default=2, show_default=True, help="Diagnostic echo servers to start.")
+@click.option(
+    "--echo", "echo_nodes", type=click.IntRange(0, 64), default=2, show_default=True, help="Diagnostic echo servers."
+)
 @click.option("--proxy/--no-proxy", default=True, show_default=True, help="Start a per-machine Kuafu proxy.")
 @click.option(
     "--kv",
     "kv_replicas",
-    type=click.IntRange(0, 7),
+    type=REPLICAS,
     default=3,
     show_default=True,
-    help="Replicas of the replicated key-value store (the consensus layer's workload); 0 for none.",
+    callback=_odd,
+    help="Replicas of the replicated key-value store (the consensus layer's workload): 1, 3, 5 or 7; 0 for none.",
 )
 @click.option(
     "--dfs-masters",
-    type=click.IntRange(0, 7),
+    type=REPLICAS,
     default=3,
     show_default=True,
-    help="Pangu (file system) master replicas; 0 for no file system.",
+    callback=_odd,
+    help="Pangu (file system) master replicas: 1, 3, 5 or 7; 0 for no file system.",
 )
 @click.option(
     "--chunkservers",
     type=click.IntRange(0, 64),
     default=4,
     show_default=True,
-    help="Pangu chunk servers (racks r1, r2, r3 in turn); none without masters.",
+    help="Pangu chunk servers (racks r1, r2, r3 in turn), 0..64; they need masters.",
 )
 @click.option(
     "--coord",
     "coord_replicas",
-    type=click.IntRange(0, 7),
+    type=REPLICAS,
     default=3,
     show_default=True,
-    help="Nuwa (coordination service) replicas, 3 or 5; 0 for none (nuwa:// then resolves from the state file).",
+    callback=_odd,
+    help="Nuwa (coordination service) replicas: 3 or 5 (1 or 7 also work); 0 for none (nuwa:// then resolves "
+    "from the state file).",
 )
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for every process to be ready.")
+@click.option(
+    "--timeout",
+    type=TIMEOUT,
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for every process to be ready.",
+)
 @click.option(
     "--insecure",
     is_flag=True,
@@ -87,6 +118,11 @@ def up(
     The cluster is secured: `up` creates the authority, the CA, an `admin` identity for you and one identity per
     node (in DIR/security), starts the authority first, and every node serves mutual TLS only.
     """
+    if chunkservers and not dfs_masters and _given(click.get_current_context(), "chunkservers"):
+        raise click.BadParameter(
+            f"{chunkservers} chunk servers without masters: they would have nothing to register with",
+            param_hint="'--chunkservers'",
+        )
     lc = LocalCluster(resolve_cluster_dir(directory))
     specs = default_spec(
         echo=echo_nodes,
@@ -102,18 +138,12 @@ def up(
         emit_json(state)
         return
     note(f"cluster {state.name} is up in {state.dir}")
-    table(
-        ["NAME", "ROLE", "PID", "ENDPOINTS"],
-        [
-            [p.name, p.role, p.pid, " ".join(p.addresses + [f"{k}={v}" for k, v in p.extra.items()])]
-            for p in state.processes
-        ],
-    )
+    table(["NAME", "ROLE", "PID", "ENDPOINTS"], [[p.name, p.role, p.pid, _endpoints(p)] for p in state.processes])
 
 
 @cluster.command()
 @cluster_option
-@click.option("--timeout", default=2.0, show_default=True, help="Seconds to wait for each health answer.")
+@click.option("--timeout", type=TIMEOUT, default=2.0, show_default=True, help="Seconds to wait for each health answer.")
 @identity_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(cluster_dir: str | None, timeout: float, identity: str | None, as_json: bool) -> None:
@@ -128,7 +158,7 @@ def status(cluster_dir: str | None, timeout: float, identity: str | None, as_jso
     else:
         table(
             ["NAME", "ROLE", "PID", "STATE", "ENDPOINTS", "DETAIL"],
-            [[r.name, r.role, r.pid, r.state, " ".join(r.addresses), r.detail] for r in rows],
+            [[r.name, r.role, r.pid, r.state, _endpoints(r), r.detail] for r in rows],
         )
     bad = [r.name for r in rows if r.state != "ok"]
     if bad:
@@ -137,7 +167,9 @@ def status(cluster_dir: str | None, timeout: float, identity: str | None, as_jso
 
 @cluster.command()
 @cluster_option
-@click.option("--grace", default=10.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL.")
+@click.option(
+    "--grace", type=GRACE, default=10.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def down(cluster_dir: str | None, grace: float, as_json: bool) -> None:
     """Stop exactly the processes this cluster started (by pid), and report any that would not stop."""
@@ -147,6 +179,86 @@ def down(cluster_dir: str | None, grace: float, as_json: bool) -> None:
         emit_json({"dir": lc.dir, "stopped": stopped, "would_not_stop": stuck})
     else:
         note(f"stopped {len(stopped)} process(es) of the cluster in {lc.dir}")
+    if stuck:
+        _stuck(lc, stuck)
+
+
+node_names = click.argument("names", metavar="NODE...", nargs=-1, required=True)
+
+
+@cluster.command()
+@node_names
+@cluster_option
+@click.option(
+    "--timeout", type=TIMEOUT, default=30.0, show_default=True, help="Seconds to wait for the nodes to be healthy."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def start(names: tuple[str, ...], cluster_dir: str | None, timeout: float, as_json: bool) -> None:
+    """Start stopped nodes of the cluster again (names as `cluster status` shows them), with the same config,
+    addresses and data, and wait until each is healthy. Nodes already running are left alone."""
+    lc = LocalCluster(resolve_cluster_dir(cluster_dir))
+    started, running = lc.start_nodes(names, timeout_s=timeout, progress=None if as_json else note)
+    if as_json:
+        emit_json({"dir": lc.dir, "started": started, "already_running": running})
+        return
+    for name in running:
+        note(f"{name} is already running")
+    table(["NAME", "ROLE", "PID", "ENDPOINTS"], [[p.name, p.role, p.pid, _endpoints(p)] for p in started])
+
+
+@cluster.command()
+@node_names
+@cluster_option
+@click.option(
+    "--grace", type=GRACE, default=10.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def stop(names: tuple[str, ...], cluster_dir: str | None, grace: float, as_json: bool) -> None:
+    """Stop nodes of the cluster (SIGTERM, then SIGKILL after --grace) and wait until they are gone; the
+    cluster keeps their records, so `cluster status` shows them stopped and `cluster start` brings them back."""
+    lc = LocalCluster(resolve_cluster_dir(cluster_dir))
+    stopped, not_running, stuck = lc.stop_nodes(names, grace_s=grace)
+    if as_json:
+        emit_json({"dir": lc.dir, "stopped": stopped, "not_running": not_running, "would_not_stop": stuck})
+    else:
+        for name in stopped:
+            note(f"stopped {name}")
+        for name in not_running:
+            note(f"{name} was not running")
+    _stuck(lc, stuck)
+
+
+@cluster.command()
+@node_names
+@cluster_option
+@click.option(
+    "--grace", type=GRACE, default=10.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL."
+)
+@click.option(
+    "--timeout", type=TIMEOUT, default=30.0, show_default=True, help="Seconds to wait for the nodes to be healthy."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def restart(names: tuple[str, ...], cluster_dir: str | None, grace: float, timeout: float, as_json: bool) -> None:
+    """Stop nodes of the cluster (as `cluster stop`), then start them again (as `cluster start`)."""
+    lc = LocalCluster(resolve_cluster_dir(cluster_dir))
+    stopped, _, stuck = lc.stop_nodes(names, grace_s=grace)
+    _stuck(lc, stuck)
+    started, _ = lc.start_nodes(names, timeout_s=timeout, progress=None if as_json else note)
+    if as_json:
+        emit_json({"dir": lc.dir, "stopped": stopped, "started": started})
+        return
+    table(["NAME", "ROLE", "PID", "ENDPOINTS"], [[p.name, p.role, p.pid, _endpoints(p)] for p in started])
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)
+
+
+def _endpoints(p: ProcessRecord | ProcessStatus) -> str:
+    return " ".join(p.addresses + [f"{k}={v}" for k, v in p.extra.items()])
+
+
+def _stuck(lc: LocalCluster, stuck: list[str]) -> None:
     if stuck:
         raise UnavailableError(
             f"would not stop: {', '.join(stuck)}", hint=f"check them with `ps`; pids are in {lc.state_path}"

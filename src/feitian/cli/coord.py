@@ -27,7 +27,13 @@ from feitian.coord import CoordClient, LockLease, Resync
 from feitian.coord.core import NodeStat, Op
 from feitian.coord.ops_json import op_of
 from feitian.deploy.cluster import LocalCluster, resolve_cluster_dir
-from feitian.errors import EXIT_UNAVAILABLE, FeitianError, InvalidArgumentError, NotFoundError
+from feitian.errors import (
+    DeadlineExceededError,
+    FeitianError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+)
 from feitian.rpc import ClientConfig
 from feitian.runtime.eventloop import run
 from feitian.runtime.files import atomic_write
@@ -60,14 +66,41 @@ async def cluster_coord(
             await nuwa.close()
 
 
+DEFAULT_TIMEOUT_S = 30.0  # CoordClient's own default: how long a call is retried across replicas
+
+
 def _run(
-    cluster_dir: str | None, identity: str | None, action: Callable[[CoordClient], Awaitable[T]], **options: Any
+    cluster_dir: str | None,
+    identity: str | None,
+    action: Callable[[CoordClient], Awaitable[T]],
+    *,
+    bound_s: float | None = None,
+    what: str = "coord",
+    **options: Any,
 ) -> T:
+    """Run ``action`` with a Nuwa client of the cluster. ``bound_s`` (``--timeout``) bounds the whole command:
+    each call is retried across replicas for at most that long, and the command, connecting included, ends
+    then with what was observed of each replica (exit 3), or exit 7 if nothing was."""
     lc = LocalCluster(resolve_cluster_dir(cluster_dir))
+    if bound_s is not None:
+        options["timeout_s"] = bound_s
 
     async def go() -> T:
-        async with cluster_coord(lc, identity, **options) as nuwa:
-            return await action(nuwa)
+        client: list[CoordClient] = []
+        bound = asyncio.timeout(bound_s)
+        try:
+            async with bound, cluster_coord(lc, identity, **options) as nuwa:
+                client.append(nuwa)
+                return await action(nuwa)
+        except TimeoutError:
+            if bound_s is None or not bound.expired():
+                raise
+            if client and client[0].router.observed:
+                raise client[0].router.gave_up(what, bound_s) from None
+            raise DeadlineExceededError(
+                f"{what}: not done within --timeout {bound_s:g}s",
+                hint="is the cluster up? `feitian cluster status` shows its processes",
+            ) from None
 
     return run(go())
 
@@ -101,6 +134,14 @@ def timeout_option(text: str) -> Callable[[Callable[..., Any]], Callable[..., An
     return click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=None, help=text)
 
 
+bound_option = click.option(
+    "--timeout",
+    "bound_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help=f"Give up after S seconds, connecting included (default: each call is retried for {DEFAULT_TIMEOUT_S:g}s): "
+    "exit 3 saying what each replica did (e.g. none leads: a lost quorum), 7 if none was reached.",
+)
 hold_option = click.option(
     "--hold",
     "hold_s",
@@ -111,18 +152,17 @@ hold_option = click.option(
 from_file_option = click.option(
     "--from-file",
     "from_file",
-    type=click.File("rb"),
+    metavar="FILE",
     default=None,
     help="Read the value from FILE ('-': stdin), as bytes, instead of VALUE.",
 )
 
 
-def _value(value: str | None, from_file: Any, what: str) -> bytes:
+def _value(value: str | None, from_file: str | None, what: str) -> bytes:
     if from_file is not None:
         if value is not None:
             raise InvalidArgumentError(f"{what}: give VALUE or --from-file, not both")
-        data: bytes = from_file.read()
-        return data
+        return sys.stdin.buffer.read() if from_file == "-" else _read_file(from_file, what)
     if value is None:
         raise InvalidArgumentError(f"{what}: give VALUE or --from-file", hint="--from-file - reads stdin")
     return value.encode()
@@ -148,14 +188,23 @@ def coord() -> None:
 @click.argument("path")
 @click.option("--stale", is_flag=True, help="Answer from one replica without a read barrier (may be behind).")
 @click.option("--raw", is_flag=True, help="Write the exact bytes of the value (no newline, no decoding).")
+@bound_option
 @cluster_option
 @identity_option
 @json_option
-def get(path: str, stale: bool, raw: bool, cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
+def get(
+    path: str,
+    stale: bool,
+    raw: bool,
+    bound_s: float | None,
+    cluster_dir: str | None,
+    identity: str | None,
+    as_json: bool,
+) -> None:
     """Print a file's value (linearizable unless --stale). Exits 4 if it does not exist."""
     if path.endswith("/"):
         raise InvalidArgumentError(f"get {path}: a directory holds no value", hint=f"list it: feitian coord ls {path}")
-    got = _run(cluster_dir, identity, lambda n: n.get(path, stale=stale))
+    got = _run(cluster_dir, identity, lambda n: n.get(path, stale=stale), bound_s=bound_s, what=f"get {path}")
     if as_json:
         emit_json({"path": path, "value": _text(got.value), "revision": got.revision, "stat": stat_json(got.stat)})
     elif raw:
@@ -175,21 +224,25 @@ def get(path: str, stale: bool, raw: bool, cluster_dir: str | None, identity: st
     default=None,
     help="Only if the file is at this version (exit 5 otherwise).",
 )
+@bound_option
 @cluster_option
 @identity_option
 @json_option
 def set_(
     path: str,
     value: str | None,
-    from_file: Any,
+    from_file: str | None,
     version: int | None,
+    bound_s: float | None,
     cluster_dir: str | None,
     identity: str | None,
     as_json: bool,
 ) -> None:
     """Replace a file's value (VALUE, or --from-file; at most 1 MiB)."""
     data = _value(value, from_file, f"set {path}")
-    done = _run(cluster_dir, identity, lambda n: n.set(path, data, version=version))
+    done = _run(
+        cluster_dir, identity, lambda n: n.set(path, data, version=version), bound_s=bound_s, what=f"set {path}"
+    )
     if as_json:
         emit_json({"path": path, "revision": done.revision, "stat": stat_json(done.stat)})
     else:
@@ -209,18 +262,20 @@ def set_(
 )
 @hold_option
 @ttl_option("an ephemeral node")
+@bound_option
 @cluster_option
 @identity_option
 @json_option
 def create(
     path: str,
     value: str | None,
-    from_file: Any,
+    from_file: str | None,
     sequential: bool,
     parents: bool,
     ephemeral: bool,
     hold_s: float | None,
     ttl_ms: int | None,
+    bound_s: float | None,
     cluster_dir: str | None,
     identity: str | None,
     as_json: bool,
@@ -247,8 +302,14 @@ def create(
             session.check()
             note(f"removing {done.stat.path} (closing its session)")
 
+    # --timeout bounds the command; for an ephemeral node, each call of the creation (its session, the node):
+    # the node is then held for as long as asked.
+    options = _session_options(ttl_ms) | ({"timeout_s": bound_s} if ephemeral and bound_s is not None else {})
+    bound = None if ephemeral else bound_s
     _held_until_interrupted(
-        lambda: _run(cluster_dir, identity, go, **_session_options(ttl_ms)), holding, f"{path} (its session ended)"
+        lambda: _run(cluster_dir, identity, go, bound_s=bound, what=f"create {path}", **options),
+        holding,
+        f"{path} (its session ended)",
     )
 
 
@@ -260,12 +321,15 @@ def create(
     default=None,
     help="Only if the node is at this version (exit 5 otherwise).",
 )
+@bound_option
 @cluster_option
 @identity_option
 @json_option
-def rm(path: str, version: int | None, cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
+def rm(
+    path: str, version: int | None, bound_s: float | None, cluster_dir: str | None, identity: str | None, as_json: bool
+) -> None:
     """Delete a file or an empty directory. Exits 4 if it does not exist, 5 if a directory is not empty."""
-    done = _run(cluster_dir, identity, lambda n: n.delete(path, version=version))
+    done = _run(cluster_dir, identity, lambda n: n.delete(path, version=version), bound_s=bound_s, what=f"rm {path}")
     if as_json:
         emit_json({"path": path, "revision": done.revision, "stat": stat_json(done.stat)})
     else:
@@ -275,10 +339,13 @@ def rm(path: str, version: int | None, cluster_dir: str | None, identity: str | 
 @coord.command()
 @click.argument("path", default="/")
 @click.option("--stale", is_flag=True, help="Answer from one replica without a read barrier (may be behind).")
+@bound_option
 @cluster_option
 @identity_option
 @json_option
-def ls(path: str, stale: bool, cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
+def ls(
+    path: str, stale: bool, bound_s: float | None, cluster_dir: str | None, identity: str | None, as_json: bool
+) -> None:
     """List a directory's entries (directories end with '/')."""
     directory = path if path.endswith("/") else path + "/"
 
@@ -293,7 +360,7 @@ def ls(path: str, stale: bool, cluster_dir: str | None, identity: str | None, as
                 return out, revision
             start_after = page.children[-1].path
 
-    children, revision = _run(cluster_dir, identity, collect)
+    children, revision = _run(cluster_dir, identity, collect, bound_s=bound_s, what=f"ls {path}")
     if as_json:  # the revision of the first page: `watch --since` it to miss no later change
         emit_json({"path": directory, "revision": revision, "children": [stat_json(c) for c in children]})
         return
@@ -304,12 +371,15 @@ def ls(path: str, stale: bool, cluster_dir: str | None, identity: str | None, as
 @coord.command()
 @click.argument("path")
 @click.option("--stale", is_flag=True, help="Answer from one replica without a read barrier (may be behind).")
+@bound_option
 @cluster_option
 @identity_option
 @json_option
-def stat(path: str, stale: bool, cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
+def stat(
+    path: str, stale: bool, bound_s: float | None, cluster_dir: str | None, identity: str | None, as_json: bool
+) -> None:
     """Show a node's metadata: creator, revisions, version, owner session. Exits 4 if it does not exist."""
-    found = _run(cluster_dir, identity, lambda n: n.stat(path, stale=stale))
+    found = _run(cluster_dir, identity, lambda n: n.stat(path, stale=stale), bound_s=bound_s, what=f"stat {path}")
     if as_json:
         emit_json(stat_json(found))
         return
@@ -500,10 +570,11 @@ def parse_ops(source: str) -> list[Op]:
 
 @coord.command()
 @click.argument("ops")
+@bound_option
 @cluster_option
 @identity_option
 @json_option
-def txn(ops: str, cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
+def txn(ops: str, bound_s: float | None, cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
     """Apply operations all or nothing. OPS is JSON (or @FILE, or - for stdin), e.g.
     '[{"op":"check","path":"/a","version":1},{"op":"set","path":"/a","value":"x"},{"op":"delete","path":"/b"}]'.
     Fields: create: path, value, sequential, parents; set: path, value, version; delete: path, version; check:
@@ -520,7 +591,7 @@ def txn(ops: str, cluster_dir: str | None, identity: str | None, as_json: bool) 
     else:
         source = ops
     parsed = parse_ops(source)
-    done = _run(cluster_dir, identity, lambda n: n.txn(parsed))
+    done = _run(cluster_dir, identity, lambda n: n.txn(parsed), bound_s=bound_s, what="txn")
     if as_json:
         emit_json({"revision": done.revision, "results": msgspec.to_builtins(done.results)})
     else:
@@ -528,10 +599,11 @@ def txn(ops: str, cluster_dir: str | None, identity: str | None, as_json: bool) 
 
 
 @coord.command()
+@bound_option
 @cluster_option
 @identity_option
 @json_option
-def status(cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
+def status(bound_s: float | None, cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
     """Each replica's role, term, revision, applied index, sessions, and whether it tracks sessions."""
 
     async def collect(n: CoordClient) -> list[tuple[str, Any]]:
@@ -543,8 +615,8 @@ def status(cluster_dir: str | None, identity: str | None, as_json: bool) -> None
                 rows.append((address, exc))
         return rows
 
-    rows = _run(cluster_dir, identity, collect)
-    unreachable = sum(isinstance(s, Exception) for _, s in rows)
+    rows = _run(cluster_dir, identity, collect, bound_s=bound_s, what="status")
+    unreachable = [a for a, s in rows if isinstance(s, Exception)]
     if as_json:
         emit_json(
             [{"address": a, **({"error": str(s)} if isinstance(s, Exception) else {"status": s})} for a, s in rows]
@@ -552,8 +624,10 @@ def status(cluster_dir: str | None, identity: str | None, as_json: bool) -> None
     else:
         _status_table(rows)
     if unreachable:
-        note(f"{unreachable} of {len(rows)} replica(s) unreachable")
-        sys.exit(EXIT_UNAVAILABLE)
+        raise UnavailableError(
+            f"{len(unreachable)} of {len(rows)} coord replica(s) do not answer: {', '.join(unreachable)}",
+            hint="`feitian cluster status` shows which are stopped; `feitian cluster start NODE` starts one again",
+        )
 
 
 def _status_table(rows: list[tuple[str, Any]]) -> None:
@@ -584,12 +658,13 @@ def snapshot() -> None:
 
 @snapshot.command()
 @click.argument("file")
+@bound_option
 @cluster_option
 @identity_option
 @json_option
-def save(file: str, cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
+def save(file: str, bound_s: float | None, cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
     """Save the current state (read from an up-to-date replica) to FILE."""
-    info, data = _run(cluster_dir, identity, lambda n: n.save_snapshot())
+    info, data = _run(cluster_dir, identity, lambda n: n.save_snapshot(), bound_s=bound_s, what="snapshot save")
     try:
         atomic_write(file, data)
     except FeitianError as exc:
@@ -611,7 +686,13 @@ def restore(file: str, cluster_dir: str | None, as_json: bool) -> None:
     from feitian.runtime.procs import is_running, stop_processes
 
     data = _read_file(file, "snapshot restore")
-    state_machine = check_snapshot(data)  # refuse a damaged file before touching anything
+    try:
+        state_machine = check_snapshot(data)  # refuse a damaged file before touching anything
+    except FeitianError as exc:
+        raise InvalidArgumentError(
+            f"snapshot restore: {file} is not a coord snapshot that can be restored: {exc.message}",
+            hint="restore a file written by `feitian coord snapshot save`",
+        ) from None
     lc = LocalCluster(resolve_cluster_dir(cluster_dir))
     try:
         procs = [p for p in lc.load().processes if p.role == COORD_ROLE]
@@ -658,5 +739,7 @@ def _read_file(path: str, what: str) -> bytes:
             return f.read()
     except FileNotFoundError:
         raise NotFoundError(f"{what}: no file {path}") from None
+    except IsADirectoryError:
+        raise InvalidArgumentError(f"{what}: {path} is a directory, not a file") from None
     except OSError as exc:
         raise FeitianError(f"{what}: cannot read {path}: {exc.strerror}") from None

@@ -81,6 +81,8 @@ def read_token(path: str | None) -> bytes | None:
     try:
         with open(path, "rb") as f:
             data = f.read()
+    except FileNotFoundError:  # as every file named on the command line: not found, exit 4
+        raise NotFoundError(f"--token {path}: no such file") from None
     except OSError as exc:
         raise InvalidArgumentError(f"--token {path}: {exc.strerror}") from None
     try:

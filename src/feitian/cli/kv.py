@@ -12,7 +12,7 @@ from feitian.cli.cluster import cluster_option
 from feitian.cli.identity import identity_option
 from feitian.cli.output import emit_json, table
 from feitian.deploy.cluster import LocalCluster, resolve_cluster_dir
-from feitian.errors import FeitianError, NotFoundError
+from feitian.errors import FeitianError, NotFoundError, UnavailableError
 from feitian.replica.kv import KvClient, Stats
 from feitian.rpc import Client, ClientConfig
 from feitian.runtime.eventloop import run
@@ -41,15 +41,24 @@ def kv() -> None:
 @kv.command()
 @click.argument("key")
 @click.argument("value")
-@click.option("--expect-version", type=int, default=-1, help="Only if the key is at this version (0: absent).")
+@click.option(
+    "--expect-version",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Only if the key is at this version (0: absent).",
+)
 @cluster_option
 @identity_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def put(
-    key: str, value: str, expect_version: int, cluster_dir: str | None, identity: str | None, as_json: bool
+    key: str, value: str, expect_version: int | None, cluster_dir: str | None, identity: str | None, as_json: bool
 ) -> None:
     """Write KEY=VALUE through the leader; prints the new version once a majority has it on disk."""
-    version = _with_kv(cluster_dir, identity, lambda k, _c: k.put(key, value.encode(), expect_version))
+    version = _with_kv(
+        cluster_dir,
+        identity,
+        lambda k, _c: k.put(key, value.encode(), -1 if expect_version is None else expect_version),
+    )
     if as_json:
         emit_json({"key": key, "version": version})
     else:
@@ -104,7 +113,17 @@ def status(cluster_dir: str | None, identity: str | None, as_json: bool) -> None
         emit_json(
             [{"address": a, **({"error": str(s)} if isinstance(s, Exception) else {"stats": s})} for a, s in rows]
         )
-        return
+    else:
+        _status_table(rows)
+    unreachable = [a for a, s in rows if isinstance(s, Exception)]
+    if unreachable:  # as `coord status` and `cluster status`: exit 3
+        raise UnavailableError(
+            f"{len(unreachable)} of {len(rows)} kv replica(s) do not answer: {', '.join(unreachable)}",
+            hint="`feitian cluster status` shows which are stopped; `feitian cluster start NODE` starts one again",
+        )
+
+
+def _status_table(rows: list[Any]) -> None:
     table(
         ["ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "SNAPSHOT", "FSYNCS", "ENTRIES/FSYNC"],
         [

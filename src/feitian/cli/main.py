@@ -6,7 +6,9 @@ denied or unauthenticated, 7 deadline exceeded. Errors print as ``error: ...`` p
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 from typing import Any
 
@@ -15,13 +17,55 @@ import click
 from feitian import __version__
 from feitian.errors import EXIT_ERROR, EXIT_USAGE, FeitianError
 
+# A group run without a command prints its help (exit 2); click >= 8.2 raises this for it.
+_NO_ARGS_IS_HELP: tuple[type[Exception], ...] = tuple(
+    t for t in [getattr(click.exceptions, "NoArgsIsHelpError", None)] if isinstance(t, type)
+)
+
+
+def _usage_error(exc: click.ClickException) -> None:
+    """A bad command line said as every other error is: ``error:`` (click's own message), a ``hint:`` naming the
+    command's help, exit 2 (click's FileError etc.: their own exit code)."""
+    if isinstance(exc, _NO_ARGS_IS_HELP):
+        exc.show()
+        sys.exit(exc.exit_code)
+    click.echo(f"error: {exc.format_message()}", err=True)
+    ctx = exc.ctx if isinstance(exc, click.UsageError) else None
+    if ctx is not None:
+        click.echo(f"hint: see `{ctx.command_path} --help`", err=True)
+    sys.exit(exc.exit_code)
+
+
+def _reader_gone() -> None:
+    """stdout's reader went away (``feitian … | head``): what it wanted it has; end quietly with 0, and send the
+    rest of the output nowhere, so the interpreter's last flush does not fail too."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
+
 
 class FeitianGroup(click.Group):
     """A click group that turns FeitianError into ``error:``/``hint:`` lines and the documented exit code."""
 
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as exc:  # the top level's own options
+            _usage_error(exc)
+            raise  # not reached
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # here, so that a reader gone away (`| head`) is noticed below, not at exit
+            return result
+        except BrokenPipeError:
+            _reader_gone()
+        except click.ClickException as exc:
+            _usage_error(exc)
         except FeitianError as exc:
             reason = exc.fields.get("reason")
             click.echo(f"error: {exc.message}" + (f" [reason={reason}]" if reason else ""), err=True)

@@ -14,6 +14,8 @@ from feitian.errors import InvalidArgumentError
 from feitian.rpc import Health, HealthReply
 from feitian.runtime.eventloop import run
 
+POSITIVE_SECONDS = click.FloatRange(min=0, min_open=True)
+
 
 def _target(target: str, cluster_dir: str | None) -> tuple[str, LocalCluster]:
     """An address as given, or the first address of the cluster process with that name."""
@@ -31,8 +33,10 @@ def rpc() -> None:
 @rpc.command()
 @click.argument("target")
 @cluster_option
-@click.option("--count", "-c", default=1, show_default=True, help="Pings to send.")
-@click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for each answer.")
+@click.option("--count", "-c", type=click.IntRange(min=1), default=1, show_default=True, help="Pings to send.")
+@click.option(
+    "--timeout", type=POSITIVE_SECONDS, default=3.0, show_default=True, help="Seconds to wait for each answer."
+)
 @click.option("--proxy", is_flag=True, help="Go through the cluster's per-machine proxy.")
 @identity_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -70,7 +74,9 @@ def ping(
 @cluster_option
 @click.option("--text", default=None, help="Send a string message.")
 @click.option("--map", "pairs", multiple=True, metavar="KEY=VALUE", help="Send a map message (repeatable).")
-@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the answer.")
+@click.option(
+    "--timeout", type=POSITIVE_SECONDS, default=5.0, show_default=True, help="Seconds to wait for the answer."
+)
 @click.option("--proxy", is_flag=True, help="Go through the cluster's per-machine proxy.")
 @credential_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

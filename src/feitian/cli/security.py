@@ -41,6 +41,7 @@ from feitian.security import (
     parse_resource,
     parse_rights,
 )
+from feitian.security.core.capability import MAX_DELEGATION_DEPTH
 from feitian.security.identity_files import read_capabilities, write_capabilities
 from feitian.security.kuafu import chain_expiry
 
@@ -213,7 +214,13 @@ def _print_policy(reply: PolicyReply, as_json: bool) -> None:
 @click.argument("principal")
 @resource_option
 @rights_option
-@click.option("--max-depth", default=2, show_default=True, help="How far it may delegate further.")
+@click.option(
+    "--max-depth",
+    type=click.IntRange(0, MAX_DELEGATION_DEPTH),
+    default=2,
+    show_default=True,
+    help="How far it may delegate further.",
+)
 @cluster_option
 @identity_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -282,7 +289,13 @@ def _identity_files(cluster_dir: str | None, identity: str | None) -> Any:
 @resource_option
 @rights_option
 @click.option("--ttl", default=3600.0, show_default=True, help="Lifetime in seconds (at most a day).")
-@click.option("--max-depth", default=0, show_default=True, help="How far the holder may delegate it.")
+@click.option(
+    "--max-depth",
+    type=click.IntRange(0, MAX_DELEGATION_DEPTH),
+    default=0,
+    show_default=True,
+    help="How far the holder may delegate it.",
+)
 @click.option("--out", metavar="FILE", default=None, help="Write here instead of the identity's NAME.caps.")
 @cluster_option
 @identity_option

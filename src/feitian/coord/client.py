@@ -23,6 +23,7 @@ alive in the background; after it is lost (``client_session.py``) the next call 
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -72,6 +73,8 @@ from feitian.errors import DeadlineExceededError, FeitianError, UnavailableError
 from feitian.rpc import Client, Request
 
 __all__ = ["DEDUPE_WINDOW", "CoordClient"]
+
+log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 DEDUPE_WINDOW = 32  # the state machine's dedupe_window: writes in flight per client at most
@@ -127,10 +130,21 @@ class CoordClient:
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """Run ``coro`` in the background until it ends or the client closes."""
-        task = asyncio.get_running_loop().create_task(coro)
+        task = asyncio.get_running_loop().create_task(coro, name=getattr(coro, "__qualname__", None))
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
         return task
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        """A background task's failure is logged here, once: whoever awaited it got it too, but most are
+        awaited by no one (a release after its caller was cancelled, a node removed after a failed acquire)."""
+        self._background.discard(task)
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        if isinstance(exc, FeitianError):
+            log.info("nuwa client: background %s failed: %s", task.get_name(), exc)
+        else:
+            log.error("nuwa client: background %s failed", task.get_name(), exc_info=exc)
 
     # -- plumbing --------------------------------------------------------------------------------------------
 

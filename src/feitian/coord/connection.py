@@ -56,6 +56,7 @@ class ReplicaRouter:
         self.calls = 0  # attempts sent, by kind of request: tests count them
         self.calls_by_method: dict[str, int] = {}
         self._failed_until: dict[str, float] = {}  # replica -> loop time until which it is skipped
+        self.observed: dict[str, FeitianError] = {}  # replica -> how it last failed a call (until it answers)
 
     def _avoided(self, address: str) -> bool:
         until = self._failed_until.get(address)
@@ -100,7 +101,7 @@ class ReplicaRouter:
                 self._count(request)
                 result = await self.rpc.call(target, request, timeout=max(0.01, min(per_attempt, left)))
             except NotLeaderError as exc:
-                last = exc
+                last = self.observed[target] = exc
                 hint = str(exc.fields.get("leader_hint") or "")
                 if leader:
                     # Follow the hint at once, unless it names a replica that just failed (an old leader that a
@@ -111,7 +112,7 @@ class ReplicaRouter:
                 else:
                     self.move_on(target)
             except (ConnectionLostError, UnavailableError, DeadlineExceededError) as exc:
-                last = exc
+                last = self.observed[target] = exc
                 self._failed_until[target] = loop.time() + FAILED_AVOID_S
                 if leader:
                     self.leader = None
@@ -120,6 +121,7 @@ class ReplicaRouter:
                     raise
             else:
                 self._failed_until.pop(target, None)
+                self.observed.pop(target, None)
                 if leader:
                     self.leader = target
                 return result
@@ -127,11 +129,30 @@ class ReplicaRouter:
             if failures % len(self.addresses) == 0:
                 pause = min(MAX_RETRY_PAUSE_S, RETRY_PAUSE_S * 2 ** (failures // len(self.addresses) - 1))
                 await asyncio.sleep(min(max(0.0, deadline - loop.time()), pause * (0.5 + self.rng.random() / 2)))
-        name = type(request).__name__
-        raise UnavailableError(
-            f"{name}: no replica of {', '.join(self.addresses)} answered within {timeout_s or self.timeout_s}s"
-            + (f" (last: {last.message})" if last is not None else ""),
+        raise self.gave_up(type(request).__name__, self.timeout_s if timeout_s is None else timeout_s, last)
+
+    def gave_up(self, name: str, waited_s: float, last: FeitianError | None = None) -> UnavailableError:
+        """The error after ``waited_s`` without an answer, saying what was observed of each replica since it last
+        answered: replicas that answered but none leading (a lost quorum, or an election going on) are told apart
+        from replicas not reached."""
+        seen = self.observed
+        answered = [a for a in self.addresses if a in seen and _answered(seen[a])]
+        observed = "; ".join(f"{a}: {_observation(seen[a])}" for a in self.addresses if a in seen)
+        n, majority = len(self.addresses), len(self.addresses) // 2 + 1
+        if answered:
+            return UnavailableError(
+                f"{name}: no leader: quorum lost? {len(answered)} of {n} replicas answered within {waited_s:g}s and "
+                f"none leads ({observed})",
+                hint=f"the replicas elect a leader only while a majority ({majority} of {n}) of them is up and "
+                "connected; `feitian cluster status` shows which are stopped, `feitian cluster start NODE` "
+                "starts one again",
+                reason="no_leader",
+            )
+        return UnavailableError(
+            f"{name}: no replica of {', '.join(self.addresses)} answered within {waited_s:g}s"
+            + (f" ({observed})" if observed else f" (last: {last.message})" if last is not None else ""),
             hint="is the coordination service running? `feitian cluster status` shows the coord replicas",
+            reason="unreachable",
         )
 
     def move_on(self, failed: str) -> None:
@@ -139,3 +160,26 @@ class ReplicaRouter:
             self.current = self._rotate()
             if self.current == failed and len(self.addresses) > 1:
                 self.current = self._rotate()
+
+
+def _answered(exc: FeitianError) -> bool:
+    """Whether the replica itself gave ``exc`` (it is up, but not leading), rather than not being reached: a
+    connection that could not be made or broke names its endpoint, or is a ConnectionLostError."""
+    if isinstance(exc, NotLeaderError):
+        return True
+    return (
+        isinstance(exc, UnavailableError) and not isinstance(exc, ConnectionLostError) and "endpoint" not in exc.fields
+    )
+
+
+def _observation(exc: FeitianError) -> str:
+    if isinstance(exc, NotLeaderError):
+        hint = exc.fields.get("leader_hint")
+        return f"not the leader (it names {hint})" if hint else "not the leader, and knows none"
+    if isinstance(exc, ConnectionLostError):
+        return "connection lost"
+    if isinstance(exc, DeadlineExceededError):
+        return "no answer in time"
+    if "endpoint" in exc.fields:  # the client's own connect error: its cause is after the last colon
+        return "cannot connect: " + exc.message.rsplit(": ", 1)[-1]
+    return exc.message

@@ -23,6 +23,8 @@ it (like Kuafu's presentations): ``X-Feitian-Capability: <base64 chain>`` (a lin
 file; the header may repeat) and/or ``Authorization: Bearer <base64 token>`` (``feitian token mint --audience
 <replica name>``; single use per replica, so one token serves one connection). Every request is then checked
 against the operation's rule; refusals are 401 (cannot be trusted) or 403 (not allowed), with the Zhongkui reason.
+A client without a certificate gets a 401 saying one is required, a plaintext request a readable 400
+(``rest_site.py``).
 A replica without security serves plain HTTP, and every caller may do everything (as with Kuafu).
 
 **Leaders.** Reads are linearizable on any replica (``stale=true`` skips the read barrier). Writes go to the
@@ -42,6 +44,7 @@ import binascii
 import hashlib
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -75,6 +78,7 @@ from feitian.coord.messages import (
 from feitian.coord.ops_json import VALUE_KEYS, in_range, only, op_of, opt_bool, opt_int, text, value_of
 from feitian.coord.rest_openapi import openapi_document
 from feitian.coord.rest_parse import SELECTOR_MODES, flag, float_param, int_param
+from feitian.coord.rest_site import TlsSite
 from feitian.coord.service import MAX_WATCH_WAIT_MS, CoordService
 from feitian.errors import (
     DeadlineExceededError,
@@ -229,22 +233,28 @@ class RestApi:
         address = parse_address(listen)
         if not isinstance(address, TcpAddress):
             raise InvalidArgumentError(f"rest listen address must be tcp://host:port, got {listen!r}")
-        ssl_context = None
-        if self.security is not None:
-            from feitian.security.tls import server_context
-
-            ssl_context = server_context(self.security.identity)
         # On stop, open long polls and streams get SHUTDOWN_S to end before their connections are closed.
         # A client that goes away cancels its request's handler: a long poll frees its watch slot at once.
         self._runner = web.AppRunner(
             self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_S, handler_cancellation=True
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, address.host, address.port, ssl_context=ssl_context, backlog=1024)
+        if self.security is not None:
+            from feitian.security.tls import server_context
+
+            ssl_context = server_context(self.security.identity)
+            # Asked for, not insisted on: a client without a certificate gets a 401 saying so (the middleware),
+            # not a bare handshake failure. One that is presented must still come from the cluster's CA.
+            ssl_context.verify_mode = ssl.CERT_OPTIONAL
+            tls_site = TlsSite(self._runner, address.host, address.port, ssl_context)
+            await tls_site.start()
+            self.url = tls_site.url
+            return self.url
+        site = web.TCPSite(self._runner, address.host, address.port, backlog=1024)
         await site.start()
         port = self._runner.addresses[0][1]
         host = f"[{address.host}]" if ":" in address.host else address.host
-        self.url = f"{'https' if ssl_context else 'http'}://{host}:{port}"
+        self.url = f"http://{host}:{port}"
         return self.url
 
     async def stop(self) -> None:
@@ -258,6 +268,17 @@ class RestApi:
     async def _middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        if self.guard is not None and not _peer_certificate(request):
+            missing = UnauthenticatedError(
+                f"{request.method} {request.path}: this API needs a client certificate (mutual TLS), and the "
+                "connection presented none",
+                hint="present a certificate issued by the cluster's CA, e.g. curl --cacert DIR/security/ca.pem "
+                "--cert DIR/security/identities/admin.crt --key DIR/security/identities/admin.key URL "
+                "(docs/coord.md, REST API)",
+                reason="missing",
+            )
+            log.info("rest: refused %s %s from %s: no client certificate", request.method, request.path, request.remote)
+            return _json(_error_body(missing), 401)
         if self._requests >= self.limits.max_requests:
             overloaded = OverloadedError(f"rest: {self._requests} requests in flight (max_requests)")
             return _json(_error_body(overloaded), 503, headers={"Retry-After": "1"})
@@ -328,9 +349,7 @@ class RestApi:
         peer_address = request.remote or "unknown"
         if self.guard is None:
             return _Caller(PeerInfo(peer_address, "http"), None)
-        transport = request.transport
-        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-        certificate = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        certificate = _peer_certificate(request)
         if not certificate:
             raise UnauthenticatedError("rest: no client certificate", reason="missing")
         conn = self.guard.open_connection(certificate)
@@ -619,3 +638,11 @@ class RestApi:
         except ConnectionError:  # the subscriber went away
             pass
         return response
+
+
+def _peer_certificate(request: web.Request) -> bytes | None:
+    """The client's DER certificate on this request's TLS connection (None: no TLS, or none presented)."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    certificate: bytes | None = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return certificate

@@ -10,7 +10,9 @@ Layout of a cluster directory::
     security/           the authority key, the CA, and every identity (deploy/cluster_security.py)
 
 ``up`` starts the nodes, waits until each answers its health check, and records them; ``down`` stops exactly the
-processes recorded (by pid, verified by start time) and reports any that would not stop.
+processes recorded (by pid, verified by start time) and reports any that would not stop. ``stop_nodes`` and
+``start_nodes`` do the same for some nodes: a stopped node keeps its record, and starting it again records the new
+pid and start time, on the addresses it had (``:0`` in its config is pinned to the port it got the first time).
 
 A cluster is secured unless started with ``secure=False`` (``--insecure``): ``up`` creates the authority and the
 identities, starts the ``authority`` node first, and gives every other node a ``[security]`` section naming its
@@ -25,6 +27,7 @@ import os
 import socket
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -98,6 +101,7 @@ class ProcessStatus(msgspec.Struct):
     state: str  # "ok", "degraded", "unreachable" (running, no health answer), "stopped"
     addresses: list[str]
     detail: str = ""
+    extra: dict[str, str] = {}  # what the node published besides its addresses (a coord replica's "rest" URL)
 
 
 def default_spec(
@@ -380,15 +384,88 @@ class LocalCluster:
                 f"restart {name}: it is still running (pid {proc.pid})",
                 hint="stop it first, or use `feitian cluster down`",
             )
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(self.dir, "run", f"{name}.json"))
-        argv = [sys.executable, "-m", "feitian", "node", "run", proc.role, "--config", proc.config]
-        ref = spawn_detached(argv, proc.log)
-        proc.pid, proc.start_time = ref.pid, ref.start_time
+        self._respawn(proc)
         self._save(state)
         run(self._wait_ready(state, [proc], timeout_s, lambda _msg: None))
         self._save(state)
         return proc
+
+    # -- one node at a time ------------------------------------------------------------------------------------
+
+    def find_nodes(self, state: ClusterState, names: Sequence[str]) -> list[ProcessRecord]:
+        """The records of ``names`` (each once, in the order given); NotFoundError naming every unknown one."""
+        known = {p.name: p for p in state.processes}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise NotFoundError(
+                f"no node named {', '.join(map(repr, unknown))} in the cluster at {self.dir}",
+                hint=f"its nodes are: {', '.join(known)} (`feitian cluster status` shows them)",
+            )
+        return [known[n] for n in dict.fromkeys(names)]
+
+    def stop_nodes(self, names: Sequence[str], grace_s: float = 10.0) -> tuple[list[str], list[str], list[str]]:
+        """SIGTERM the named nodes, SIGKILL those still running after ``grace_s``, and wait until they are gone
+        (verified by pid and start time). Their records stay, so ``status`` shows them stopped and ``start``
+        brings them back. Returns (stopped, not running before, would not stop)."""
+        state = self.load()
+        procs = self.find_nodes(state, names)
+        running = [p for p in procs if is_running(p.ref)]
+        stuck_refs = stop_processes([p.ref for p in running], grace_s=grace_s)
+        stuck = [p.name for p in running if p.ref in stuck_refs]
+        stopped = [p.name for p in running if p.name not in stuck]
+        return stopped, [p.name for p in procs if p not in running], stuck
+
+    def start_nodes(
+        self, names: Sequence[str], timeout_s: float = 30.0, progress: Callable[[str], None] | None = None
+    ) -> tuple[list[ProcessRecord], list[str]]:
+        """Start the named nodes again with their configs — the same addresses and data — wait until each is
+        healthy, and record their new pid and start time. Nodes already running are left alone. Returns
+        (started, already running)."""
+        say = progress or (lambda _msg: None)
+        state = self.load()
+        procs = self.find_nodes(state, names)
+        running = [p.name for p in procs if is_running(p.ref)]
+        todo = [p for p in procs if p.name not in running]
+        for proc in todo:
+            self._check_not_adopted(proc)
+        # The authority first, as in `up`: the others fetch their revocation list from it before serving.
+        for group in ([p for p in todo if p.role == AUTHORITY], [p for p in todo if p.role != AUTHORITY]):
+            if not group:
+                continue
+            for proc in group:
+                self._respawn(proc)
+                say(f"started {proc.name} ({proc.role}) pid {proc.pid}")
+            self._save(state)
+            run(self._wait_ready(state, group, timeout_s, say))
+            self._save(state)
+        return todo, running
+
+    def _unrecorded(self, proc: ProcessRecord) -> str:
+        """For a node whose recorded process is gone: a word on another live process serving as it (started by
+        hand, with its config), which the cluster does not manage; "" if there is none."""
+        endpoint = read_endpoint(os.path.join(self.dir, "run", f"{proc.name}.json"))
+        if endpoint is None or endpoint.pid == proc.pid or not is_running(ProcessRef(endpoint.pid, 0)):
+            return ""
+        return f"pid {endpoint.pid} serves as {proc.name} but was not started by the cluster (by hand?)"
+
+    def _check_not_adopted(self, proc: ProcessRecord) -> None:
+        """Refuse to start a node while another process serves as it: a second copy would fight it for its ports
+        and data."""
+        if unrecorded := self._unrecorded(proc):
+            raise ConflictError(
+                f"start {proc.name}: {unrecorded}",
+                hint=f"stop that process, then `feitian cluster start {proc.name}` (the cluster then manages it)",
+            )
+
+    def _respawn(self, proc: ProcessRecord) -> None:
+        """Start ``proc`` again where it listened before (its peers and the cluster state name those addresses),
+        with the same config and data; update its pid and start time."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.dir, "run", f"{proc.name}.json"))
+        _pin_listen(proc)
+        argv = [sys.executable, "-m", "feitian", "node", "run", proc.role, "--config", proc.config]
+        ref = spawn_detached(argv, proc.log)
+        proc.pid, proc.start_time = ref.pid, ref.start_time
 
     # -- status ------------------------------------------------------------------------------------------------
 
@@ -401,14 +478,16 @@ class LocalCluster:
         async with await self.client(config, state=state, identity=identity, auto_capabilities=False) as client:
 
             async def one(proc: ProcessRecord) -> ProcessStatus:
+                def row(state: str, detail: str = "") -> ProcessStatus:
+                    return ProcessStatus(proc.name, proc.role, proc.pid, state, proc.addresses, detail, proc.extra)
+
                 if not is_running(proc.ref):
-                    return ProcessStatus(proc.name, proc.role, proc.pid, "stopped", proc.addresses)
+                    return row("stopped", self._unrecorded(proc))
                 try:
                     health: HealthReply = await client.call(proc.addresses[0], Health(), timeout=timeout_s)
                 except FeitianError as exc:
-                    return ProcessStatus(proc.name, proc.role, proc.pid, "unreachable", proc.addresses, str(exc))
-                detail = f"up {health.uptime_s:.0f}s, version {health.version}"
-                return ProcessStatus(proc.name, proc.role, proc.pid, health.status, proc.addresses, detail)
+                    return row("unreachable", str(exc))
+                return row(health.status, f"up {health.uptime_s:.0f}s, version {health.version}")
 
             return list(await asyncio.gather(*(one(p) for p in state.processes)))
 
@@ -424,6 +503,23 @@ class LocalCluster:
         if not stuck:
             os.unlink(self.state_path)
         return stopped, stuck
+
+
+def _pin_listen(proc: ProcessRecord) -> None:
+    """Make a node that was told to listen on any free port (``:0``) listen on the addresses it had, so that
+    what names it — other nodes' configs (the authority's address), Nuwa, the state — stays true."""
+    if not proc.addresses:
+        return
+    try:
+        with open(proc.config, "rb") as f:
+            doc = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise FeitianError(f"{proc.name}: cannot read its config {proc.config}: {exc}") from None
+    listen = doc.get("node", {}).get("listen", [])
+    if not any(isinstance(a, str) and a.endswith(":0") for a in listen):
+        return
+    doc["node"]["listen"] = list(proc.addresses)
+    atomic_write(proc.config, tomli_w.dumps(doc).encode())
 
 
 def read_endpoint(path: str) -> EndpointFile | None:

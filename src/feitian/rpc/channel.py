@@ -232,10 +232,14 @@ class ClientConnection(FrameStream):
         for chain in chains:
             body = _encoder.encode(PresentCapability(chain))
             futures.append(self.send_request(_PRESENT, body, None, 0, len(body))[1])
-        for future in futures:
-            frame = await future
-            if frame.kind != Kind.REPLY:
-                raise decode_error(frame.body)
+        try:
+            for future in futures:
+                frame = await future
+                if frame.kind != Kind.REPLY:
+                    raise decode_error(frame.body)
+        finally:  # after a refusal no one waits for the rest: they must not fail unseen when the connection closes
+            for future in futures:
+                future.cancel()
 
 
 def decode_error(body: bytes) -> FeitianError:
@@ -262,6 +266,7 @@ class Channel:
             return conn
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.get_running_loop().create_task(self._connect_loop())
+            self._connecting.add_done_callback(self._connect_finished)
         task = self._connecting
         if deadline is None:
             return await asyncio.shield(task)
@@ -276,6 +281,14 @@ class Channel:
                     endpoint=self.endpoint,
                 ) from None
             raise DeadlineExceededError(f"connect {self.endpoint}: deadline exceeded") from None
+
+    def _connect_finished(self, task: asyncio.Task[ClientConnection]) -> None:
+        """The channel owns its connect task: every caller waits on it through a shield, and a caller whose
+        deadline passed (or who was cancelled) stops waiting while the task goes on. Its failure was told to
+        every caller still waiting, and its cause stays in ``last_error`` for the next; here it is collected, so
+        asyncio does not report it as an exception never retrieved."""
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.debug("connect %s gave up: %s", self.endpoint, exc)
 
     async def _connect_loop(self) -> ClientConnection:
         loop = asyncio.get_running_loop()

@@ -309,6 +309,7 @@ class Proxy:
         task = self._connecting.get(target)
         if task is None or task.done():
             task = asyncio.get_running_loop().create_task(self._connect(target))
+            task.add_done_callback(_collect)  # local clients wait through a shield and may leave before it ends
             self._connecting[target] = task
         return await asyncio.shield(task)
 
@@ -374,3 +375,9 @@ class _ProxyChannel(Channel):
             conn.close()
             raise
         return conn
+
+
+def _collect(task: asyncio.Task[_UpstreamConnection]) -> None:
+    """Collect a connect task's failure: the local clients still waiting were told; the others left."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.debug("proxy: connect gave up: %s", exc)

@@ -3,6 +3,7 @@ checked per request against the same rules as the Kuafu methods."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ssl
 import time
@@ -14,6 +15,7 @@ import pytest
 from rest_schema import OpenApi
 from test_rest import NODES, with_rest
 
+from feitian.deploy.cluster_security import ClusterSecurity
 from feitian.security import CapabilityChain, TlsIdentity, client_context
 from feitian.security.core import Right, mint_token
 from feitian.security.keys import load_private_key, new_nonce
@@ -101,15 +103,54 @@ async def test_capabilities_over_mutual_tls(secured: Any, admin: Admin) -> None:
         assert got["stat"]["creator"].startswith(f"admin:{admin.identity.principal.id}")
 
 
-async def test_plaintext_and_foreign_certificates_are_refused(secured: Any, admin: Admin) -> None:
+async def test_plaintext_and_foreign_certificates_are_refused(
+    secured: Any, admin: Admin, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Issue 16, friction 6: a request that cannot be served is told why, in a form its client can read, instead
+    of a reset connection (curl exit 56)."""
     _, urls = secured
+    # TLS without a client certificate: the handshake completes, and every request gets a 401 saying why.
     no_client_cert = ssl.create_default_context(cadata=admin.identity.ca_pem.decode())
     async with session(no_client_cert) as http:
+        for path in ("/v1/status", "/openapi.json", "/v1/nodes/"):
+            status, error = await call(http, "GET", urls[1] + path)
+            assert status == 401, (path, error)
+            assert error["error"]["fields"]["reason"] == "missing"
+            assert "needs a client certificate (mutual TLS)" in error["error"]["message"]
+            assert "--cert" in error["error"]["hint"]
+    # Plain HTTP to the HTTPS port: a plain-text 400 naming the scheme, on the same connection.
+    plain_url = urls[1].replace("https://", "http://")
+    async with session(False) as http, http.get(plain_url + "/v1/status") as response:
+        assert response.status == 400 and response.content_type == "text/plain"
+        text = await response.text()
+        assert "this port speaks HTTPS with client certificates" in text and urls[1] in text
+    # The same with a raw socket: the whole request is read before the answer, so the close is not a reset.
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(urls[1].rsplit(":", 1)[1]))
+    writer.write(b"POST /v1/nodes/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"v" * 5000)
+    await writer.drain()
+    answer = await reader.read()  # until the server closes: no ConnectionResetError
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"speaks HTTPS" in answer
+    writer.close()
+    # A certificate from another CA is still refused during the handshake.
+    other = ClusterSecurity(tmp_path_factory.mktemp("other-ca"))
+    other.create("other", [], tmp_path_factory.mktemp("other-authority"))
+    files = other.identity("admin")
+    foreign = client_context(TlsIdentity.load(files.key, files.cert, admin.files.ca))
+    async with session(foreign) as http:
         with pytest.raises((aiohttp.ClientError, ssl.SSLError, ConnectionResetError)):
             await call(http, "GET", urls[1] + "/v1/status")
-    async with session(False) as http:  # plain HTTP to an HTTPS port
-        with pytest.raises(aiohttp.ClientError):
-            await call(http, "GET", urls[1].replace("https://", "http://") + "/v1/status")
+    # The admin is served as before.
+    async with session(admin.ssl) as http:
+        status, _ = await call(http, "GET", urls[1] + "/v1/status", headers=admin.capability_header)
+        assert status == 200
+    # And the replica said what it refused, and why.
+    replicas, _ = secured
+    for line in (
+        "rest: refused GET /v1/status from 127.0.0.1: no client certificate",
+        "rest: refused a plaintext request from 127.0.0.1:",
+        "rest: TLS handshake from 127.0.0.1:",  # the foreign certificate (logged as the server sees it fail)
+    ):
+        await wait_for_condition(lambda line=line: line in replicas.log(1), 10, f"the log line {line!r}")
 
 
 async def test_a_capability_held_by_someone_else_is_refused(secured: Any, admin: Admin) -> None:

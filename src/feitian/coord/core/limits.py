@@ -1,4 +1,4 @@
-"""Named bounds of the coordination core (STYLE.md principle 7).
+"""Named bounds of the coordination core (every bound is named: ARCHITECTURE.md, Invariants).
 
 Every replica of one quorum must run with the same :class:`CoordLimits`: the limits decide whether a command
 is refused, so replicas with different limits could diverge. (The event-history bounds are the exception: they
