@@ -267,6 +267,11 @@ class Server:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(text[len("unix://") :])
 
+    @property
+    def connection_count(self) -> int:
+        """Connections open now (accepted and not yet closed)."""
+        return len(self._connections)
+
     def connection_opened(self, conn: ServerConnection) -> bool:
         if self._closing or len(self._connections) >= self.config.max_connections:
             conn.abort(
