@@ -2,7 +2,7 @@
 
 Three coord replicas (secured like ``feitian cluster up`` unless ``secure=False``), sessions with the default
 TTL (8 s). ``procs`` client processes (``coord_scale_worker.py``) make ``sessions`` sessions between them and
-take ``locks`` locks with the ``Lock`` recipe, one directory per lock, lock j under session j mod sessions,
+take ``locks`` locks with the ``Lock`` recipe, one directory per lock, spread evenly over the sessions,
 ``concurrency`` acquisitions in flight per process. Then, with every lock held:
 
 * the acquisition rate: locks/s over the whole run and over its last tenth (progress on stderr as it goes);
@@ -221,14 +221,18 @@ async def _catchup(cluster: Any, rpc: Client, opts: ScaleOptions, say: Say) -> d
     linearizable read on it returns the last write."""
     leader = await _leader(cluster, rpc)
     follower = next(i for i in cluster.ids if i != leader)
-    status = await _status(rpc, cluster.addresses[follower])
-    if status is None:
-        raise UnavailableError(f"coord-scale: replica {follower} does not answer coord.Status")
-    behind = status.replica.applied_index
     await asyncio.to_thread(cluster.kill, follower)
-    say(f"follower catch-up: replica {follower} killed at index {behind:,}; writing until it is compacted away")
     writers = [cluster.client(rpc) for _ in range(CATCHUP_WRITERS)]
     await writers[0].create("/scale-catchup/", parents=True)
+    # Proposed after the kill, committed now: the leader's commit index is past every entry the follower has.
+    status = await _status(rpc, cluster.addresses[await _leader(cluster, rpc)])
+    if status is None:
+        raise UnavailableError("coord-scale: the leader does not answer coord.Status")
+    behind = status.replica.commit_index
+    say(
+        f"follower catch-up: replica {follower} killed (its log ends before index {behind:,}); "
+        "writing until the leader's log is compacted past it"
+    )
     await asyncio.gather(*(w.create(f"/scale-catchup/k{n}", b"0") for n, w in enumerate(writers)))
     writes = len(writers)
     stop = asyncio.Event()
@@ -277,7 +281,7 @@ async def _catchup(cluster: Any, rpc: Client, opts: ScaleOptions, say: Say) -> d
     after = await _status(rpc, address)
     return {
         "replica": follower,
-        "killed_at_index": behind,
+        "killed_below_index": behind,
         "writes": writes,
         "compaction_s": round(compaction_s, 2),
         "process_serving_s": round(serving_s, 2),
@@ -485,7 +489,8 @@ def print_report(result: dict[str, Any]) -> None:
         )
     c = result["catchup"]
     print(
-        f"follower catch-up: replica {c['replica']} killed at index {c['killed_at_index']:,}, {c['writes']:,} writes "
+        f"follower catch-up: replica {c['replica']} killed (its log ends before index {c['killed_below_index']:,}), "
+        f"{c['writes']:,} writes "
         f"until compacted past it ({c['compaction_s']} s); a linearizable read on it {c['seconds']} s after its "
         f"start (process serving after {c['process_serving_s']} s; by snapshot: {'yes' if c['by_snapshot'] else 'no'})"
     )

@@ -8,13 +8,14 @@
 It connects to the coord replicas of the local cluster in DIR (as its admin identity when the cluster is
 secured): one Kuafu client shared by K :class:`CoordClient` objects, each with a session of its own. It prints
 ``{"ready": true}``, waits for a line on stdin, then makes its K sessions and takes locks J .. J+L-1 with the
-``Lock`` recipe, one directory per lock (:func:`lock_path`), lock j under session j mod K, C at a time (C = 0:
-all at once, a burst). While it works and afterwards it prints a status line every 0.5 s::
+``Lock`` recipe, one directory per lock (:func:`lock_path`), lock j under its session j mod K, C at a time
+(C = 0: all at once, a burst). While it works and afterwards it prints a status line every 0.5 s::
 
     {"t": 12.5, "sessions": K, "held": n, "lost": k, "errors": e, "error": "...", "done": false}
 
 ``t`` counts from the go line; ``lost`` is the number of its sessions whose client saw them expire; ``errors``
-counts acquisitions that failed (``error`` is the last one's message). It holds every lock until it is killed.
+counts acquisitions that failed (``error`` is the last one's message). It holds every lock until it is killed
+or its stdin ends (the benchmark closed it, or died).
 
 :class:`WorkerProcesses` is the benchmark's side: it starts such processes, tells them to go, follows their
 status lines and kills them by pid.
@@ -27,6 +28,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
@@ -232,8 +234,7 @@ def _tail(path: str, lines: int = 3) -> str:
 
 
 def shares(sessions: int, locks: int, procs: int) -> list[tuple[int, int, int]]:
-    """(sessions, locks, first lock) of each process: locks j .. j+n-1 of one process keep j mod sessions
-    spread over its own sessions."""
+    """(sessions, locks, first lock) of each process: as even a split of both as the counts allow."""
     out, first = [], 0
     for p in range(procs):
         s = sessions // procs + (1 if p < sessions % procs else 0)
@@ -255,16 +256,34 @@ async def _main(args: argparse.Namespace) -> None:
     rpc = await cluster.client(ClientConfig(name=args.name, connect_timeout_s=2), state=state)
     clients = [CoordClient(rpc, addresses, session_ttl_ms=args.ttl_ms) for _ in range(args.sessions)]
     worker = _Worker(clients, args.first, args.locks, args.prefix, args.concurrency)
+    lines = _stdin_lines()
     worker.status.ready = True
     worker.report()
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, sys.stdin.readline)  # the go line
-    task = loop.create_task(worker.work())
-    while True:
+    if not await lines.get():  # the go line; end of input: the benchmark is gone
+        return
+    task = asyncio.get_running_loop().create_task(worker.work())
+    while lines.empty():  # until the benchmark closes our input (or dies): then stop holding
         await asyncio.sleep(STATUS_EVERY_S)  # the status line's pace
         if task.done() and (failed := task.exception()) is not None:
             raise failed
         worker.report()
+    task.cancel()
+
+
+def _stdin_lines() -> asyncio.Queue[str]:
+    """Lines of stdin ("" at its end), read by a daemon thread (it never keeps the process alive)."""
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str] = asyncio.Queue()
+
+    def read() -> None:
+        while True:
+            line = sys.stdin.readline()
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+            if not line:
+                return
+
+    threading.Thread(target=read, name="stdin", daemon=True).start()
+    return lines
 
 
 def main(argv: Sequence[str]) -> None:
