@@ -137,6 +137,7 @@ def test_errors_and_exit_codes(args: list[str], code: int, text: str) -> None:
         ["bench", "rpc"],
         ["bench", "security"],
         ["bench", "consensus"],
+        ["bench", "coord-scale"],
         ["kv"],
         ["kv", "put"],
         ["kv", "get"],

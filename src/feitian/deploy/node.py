@@ -21,6 +21,10 @@ Config file::
 With ``[security]`` the node serves mutual TLS only and checks every call (ZK-4); before it publishes its
 endpoint file it has fetched the revocation list from the authority, and it keeps it fresh and its capabilities
 renewed while it runs. ``NodeContext.client`` calls other services as this node.
+
+Every node's ``kuafu.Health`` reply carries in its ``detail`` the longest event-loop stall since it started
+(``loop_lag_max_ms``, ``loop_lag_max_ago_s``, ``loop_stalls``: ``runtime/looplag.py``) and its open
+connections (``connections``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from feitian.deploy.node_security import NodeSecurity, SecuritySection
 from feitian.errors import ConfigError, InvalidArgumentError
 from feitian.rpc import Client, ClientConfig, Server, ServerConfig
 from feitian.runtime.files import atomic_write
+from feitian.runtime.looplag import LoopLag
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +140,17 @@ async def run_node(role_name: str, config: NodeConfig, role: Role) -> None:
         raise InvalidArgumentError(f"config is for role {node.role!r}, not {role_name!r}")
     server_cfg = decode_section({**config.rpc, "name": node.name, "role": node.role}, ServerConfig, "rpc")
     security = None if config.security is None else NodeSecurity(config.security, node.name)
+    lag = LoopLag()
+
+    def health() -> tuple[str, dict[str, str]]:
+        return "ok", {**lag.detail(), "connections": str(server.connection_count)}
+
     if security is None:
         log.warning("node %s runs WITHOUT security: every caller is trusted (no [security] section)", node.name)
-        server = Server(server_cfg)
+        server = Server(server_cfg, health=health)
         client = Client(ClientConfig(name=node.name))
     else:
-        server = Server(server_cfg, security=security.server_guard)
+        server = Server(server_cfg, health=health, security=security.server_guard)
         client = security.client(node.name)
     ctx = NodeContext(config, server, client, security)
     options = decode_section(config.role, role.options_type, "role")
@@ -150,6 +160,7 @@ async def run_node(role_name: str, config: NodeConfig, role: Role) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    lag.start()
     extra = await role.start(ctx, options)
     addresses = await server.start(node.listen)
     if security is not None:
@@ -169,6 +180,7 @@ async def run_node(role_name: str, config: NodeConfig, role: Role) -> None:
             await security.agent.stop()
         await server.stop()
         await client.close()
+        await lag.stop()
         if endpoint_path:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(endpoint_path)

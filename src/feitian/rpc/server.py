@@ -65,6 +65,7 @@ from feitian.rpc.core.messages import (
 from feitian.rpc.lanes import Lane
 from feitian.rpc.security import ServerSecurity
 from feitian.rpc.server_connection import CallJob, Inline, Method, ServerConnection
+from feitian.rpc.tls import RAW_BUFFER_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,9 @@ class Server:
         self._health = health
         self.security = security
         self.pool = PayloadPool()
+        # One ciphertext receive buffer for every connection (see TlsSession): an idle connection costs no
+        # buffer of its own.
+        self.tls_raw = memoryview(bytearray(RAW_BUFFER_BYTES)) if security is not None else None
         self._lanes = {name: Lane(name, lane_cfg) for name, lane_cfg in self.config.lanes.items()}
         self._lanes[SYSTEM_LANE] = Lane(SYSTEM_LANE, _SYSTEM_LANE_CONFIG)
         self._methods: dict[bytes, Method] = {}
@@ -266,6 +270,11 @@ class Server:
             if text.startswith("unix://"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(text[len("unix://") :])
+
+    @property
+    def connection_count(self) -> int:
+        """Connections open now (accepted and not yet closed)."""
+        return len(self._connections)
 
     def connection_opened(self, conn: ServerConnection) -> bool:
         if self._closing or len(self._connections) >= self.config.max_connections:

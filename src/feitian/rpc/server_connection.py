@@ -143,7 +143,7 @@ class ServerConnection(FrameStream):
     def __init__(self, server: Server) -> None:
         cfg = server.config
         security = server.security
-        tls = None if security is None else TlsSession(security.ssl_context, server_side=True)
+        tls = None if security is None else TlsSession(security.ssl_context, server_side=True, raw=server.tls_raw)
         super().__init__(cfg.limits, cfg.write_buffer_high_bytes, server.pool, tls)
         self.server = server
         self.peer = PeerInfo("?", "")

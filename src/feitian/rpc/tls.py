@@ -28,14 +28,24 @@ class TlsSession:
 
     __slots__ = ("established", "incoming", "obj", "outgoing", "raw", "server_side")
 
-    def __init__(self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None = None) -> None:
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_side: bool,
+        server_hostname: str | None = None,
+        raw: memoryview | None = None,
+    ) -> None:
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
         hostname = None if server_side else server_hostname
         self.obj = context.wrap_bio(self.incoming, self.outgoing, server_side=server_side, server_hostname=hostname)
         self.server_side = server_side
         self.established = False
-        self.raw = memoryview(bytearray(RAW_BUFFER_BYTES))
+        # Ciphertext is received here and copied into ``incoming`` at once, in the same callback, so the
+        # connections of one event loop can share one buffer (``raw``, e.g. a server's) instead of each
+        # keeping RAW_BUFFER_BYTES of its own for as long as it is open.
+        self.raw = memoryview(bytearray(RAW_BUFFER_BYTES)) if raw is None else raw
 
     def handshake(self) -> bool:
         """Advance the handshake with what has arrived; True once it is complete. Raises ssl.SSLError."""

@@ -56,6 +56,20 @@ def is_running(ref: ProcessRef) -> bool:
     return state not in ("Z", "X")
 
 
+def rss_bytes(ref: ProcessRef) -> int | None:
+    """The process's resident memory now (``VmRSS`` of ``/proc/<pid>/status``); None once it is gone."""
+    if not is_running(ref):
+        return None
+    try:
+        with open(f"/proc/{ref.pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return None
+
+
 def spawn_detached(argv: Sequence[str], log_path: str, env: Mapping[str, str] | None = None) -> ProcessRef:
     """Start ``argv`` in a new session with stdin from /dev/null and stdout+stderr appended to ``log_path``."""
     if not argv:

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feitian.rpc.core.frame import (
+    FIRST_BUFFER_BYTES,
     HEADER,
     HEADER_SIZE,
     MAGIC,
@@ -211,3 +212,32 @@ def test_header_layout_is_little_endian() -> None:
     assert data[:4] == bytes([MAGIC, PROTOCOL_VERSION, Kind.REQUEST, 1])
     assert struct.unpack_from("<Q", data, 4)[0] == 0x0102030405060708
     assert data[HEADER_SIZE:] == b"NB"
+
+
+def test_receive_buffer_starts_small_and_grows_while_reads_fill_it() -> None:
+    """An idle connection keeps a small buffer (issue 15: subscribers' memory); a busy one gets the full size."""
+    limits = FrameLimits(receive_buffer_bytes=256 << 10)
+    dec = FrameDecoder(limits)
+    first = dec.get_buffer()
+    assert len(first) == FIRST_BUFFER_BYTES
+    small = wire(Frame(Kind.REQUEST, 0, 1, 0, b"m", b"x" * 100, b""))
+    first[: len(small)] = small
+    first.release()
+    assert len(dec.buffer_updated(len(small))) == 1
+    assert len(dec.get_buffer()) == FIRST_BUFFER_BYTES  # a read that did not fill it: no growth
+    frames = [Frame(Kind.REQUEST, 0, i, 0, b"m", b"y" * 1000, b"") for i in range(400)]
+    stream = b"".join(wire(f) for f in frames)
+    got: list[object] = []
+    sizes = []
+    pos = 0
+    while pos < len(stream):
+        view = dec.get_buffer()
+        sizes.append(len(view))
+        n = min(len(view), len(stream) - pos)  # each read fills what it is offered
+        view[:n] = stream[pos : pos + n]
+        view.release()
+        got.extend(dec.buffer_updated(n))
+        pos += n
+    assert got == frames
+    assert max(sizes) > FIRST_BUFFER_BYTES
+    assert len(dec.get_buffer()) <= limits.receive_buffer_bytes

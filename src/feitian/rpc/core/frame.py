@@ -37,6 +37,7 @@ HEADER = struct.Struct("<BBBBQIHII")
 HEADER_SIZE: Final = HEADER.size  # 26
 MAX_NAME_BYTES: Final = 255
 MAX_SECTION_BYTES: Final = (1 << 32) - 1
+FIRST_BUFFER_BYTES: Final = 16 << 10  # a connection's first receive buffer; it grows while reads fill it
 
 
 class Kind(enum.IntEnum):
@@ -62,7 +63,7 @@ class FrameLimits(msgspec.Struct, frozen=True):
     max_body_bytes: int = 16 << 20
     max_payload_bytes: int = 256 << 20
     large_payload_bytes: int = 64 << 10  # payloads at least this big get a receive buffer of their own
-    receive_buffer_bytes: int = 256 << 10
+    receive_buffer_bytes: int = 256 << 10  # the most a connection receives per read (its buffer starts smaller)
 
     def validate(self) -> None:
         problems = []
@@ -204,7 +205,10 @@ class FrameDecoder:
         self._limits = limits or FrameLimits()
         self._limits.validate()
         self._pool = pool
-        self._buf = bytearray(self._limits.receive_buffer_bytes)
+        # Most connections carry small frames now and then (a heartbeat, a watch's long poll): their buffer stays
+        # small. A connection whose reads fill the buffer gets a bigger one, up to receive_buffer_bytes.
+        self._buf = bytearray(min(FIRST_BUFFER_BYTES, self._limits.receive_buffer_bytes))
+        self._offered = 0  # bytes offered by the last get_buffer (to see whether the read filled them)
         self._start = 0
         self._end = 0
         self._discard = 0  # bytes of an oversized frame still to skip
@@ -229,7 +233,9 @@ class FrameDecoder:
         free = len(self._buf) - self._end
         if free < 4096 or (self._start > 0 and free < len(self._buf) // 4):
             self._compact()
-        return memoryview(self._buf)[self._end :]
+        view = memoryview(self._buf)[self._end :]
+        self._offered = len(view)
+        return view
 
     def buffer_updated(self, nbytes: int) -> list[Event]:
         if self._broken:
@@ -246,6 +252,10 @@ class FrameDecoder:
             self._got = 0
             return [frame]
         self._end += nbytes
+        if nbytes >= self._offered and len(self._buf) < self._limits.receive_buffer_bytes:
+            # The read filled the buffer: more is probably waiting. The transport may still hold a view of this
+            # buffer, so the bigger one is a new buffer (the live bytes are copied when it is made).
+            self._grow(min(self._limits.receive_buffer_bytes, 4 * len(self._buf)))
         return self._parse()
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Event]:

@@ -1,0 +1,34 @@
+"""The loop-lag monitor: a blocked event loop shows as the lateness of its timer (issue 15)."""
+
+from __future__ import annotations
+
+import time
+
+from feitian.runtime.looplag import STALL_MS, LoopLag
+from feitian.testing.waiting import wait_for_condition
+
+
+def test_observe_keeps_the_longest_and_counts_stalls() -> None:
+    lag = LoopLag()
+    for late_ms, now in ((3.0, 1.0), (250.0, 2.0), (120.0, 3.0), (1.0, 4.0)):
+        lag.observe(late_ms, now)
+    assert (lag.max_ms, lag.max_at, lag.stalls, lag.samples) == (250.0, 2.0, 2, 4)
+    assert 250.0 > STALL_MS > 3.0
+
+
+async def test_a_blocked_loop_is_seen() -> None:
+    lag = LoopLag(interval_s=0.01)
+    lag.start()
+    try:
+        await wait_for_condition(lambda: lag.samples >= 2, what="the monitor runs")
+        time.sleep(0.3)  # noqa: ASYNC251 - blocking the loop is the point: the stall to be measured
+        seen = lag.samples
+        await wait_for_condition(lambda: lag.samples > seen, what="the monitor woke after the stall")
+        assert lag.max_ms >= 250, lag.max_ms
+        assert lag.stalls >= 1
+        detail = lag.detail()
+        assert float(detail["loop_lag_max_ms"]) == round(lag.max_ms, 1)
+        assert detail["loop_stalls"] == str(lag.stalls)
+        assert float(detail["loop_lag_max_ago_s"]) >= 0
+    finally:
+        await lag.stop()
