@@ -44,6 +44,7 @@ from feitian.coord.messages import CoordStatus, GetRequest, StatusRequest
 from feitian.errors import FeitianError, InvalidArgumentError, UnavailableError
 from feitian.rpc import Client, Health, HealthReply
 from feitian.runtime.eventloop import run
+from feitian.runtime.looplag import LoopLag
 from feitian.runtime.procs import rss_bytes
 
 __all__ = ["ScaleOptions", "print_report", "run_coord_scale_bench"]
@@ -125,6 +126,8 @@ async def _replica_figures(cluster: Any, rpc: Client, rss_peak: dict[int, int]) 
             lag = health.detail.get("loop_lag_max_ms")
             figures["loop_lag_max_ms"] = None if lag is None else float(lag)
             figures["loop_stalls"] = int(health.detail.get("loop_stalls", "0"))
+            recent = LoopLag.parse_recent(health.detail.get("loop_stalls_recent", ""))
+            figures["loop_stalls_longest"] = sorted((round(ms) for _, ms in recent), reverse=True)[:5]
             figures["uptime_s"] = health.uptime_s
         except FeitianError as exc:
             figures["error"] = exc.message

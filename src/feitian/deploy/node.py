@@ -170,6 +170,7 @@ async def run_node(role_name: str, config: NodeConfig, role: Role) -> None:
     if node.run_dir:
         info = EndpointFile(node.name, node.role, os.getpid(), addresses, __version__, time.time(), extra)
         endpoint_path = write_endpoint_file(node.run_dir, info)
+    lag.reset()  # from now on a stall is one of the service, not of starting (loading a snapshot, say)
     log.info("node %s (%s) serving on %s %s", node.name, node.role, " ".join(addresses), extra or "")
     try:
         await stop.wait()

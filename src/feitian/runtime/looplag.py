@@ -5,7 +5,8 @@
     lag = LoopLag()          # in the process's event loop
     lag.start()
     ...
-    lag.max_ms               # the latest any timer of this loop fired, since start
+    lag.max_ms               # the latest any timer of this loop fired, since start (or reset())
+    lag.reset()              # e.g. once a node serves: a slow start is not a stall of the service
     lag.detail()             # the same as strings, for a node's health reply
     await lag.stop()
 
@@ -19,11 +20,13 @@ of S seconds is seen as a lateness of between S - interval_s and S. Times are th
 from __future__ import annotations
 
 import asyncio
+import collections
 
-__all__ = ["DEFAULT_INTERVAL_S", "STALL_MS", "LoopLag"]
+__all__ = ["DEFAULT_INTERVAL_S", "RECENT_STALLS", "STALL_MS", "LoopLag"]
 
 DEFAULT_INTERVAL_S = 0.025
 STALL_MS = 100.0  # lateness counted as a stall (``stalls``)
+RECENT_STALLS = 32  # the stalls remembered with their times (the newest; older ones are dropped)
 
 
 class LoopLag:
@@ -33,7 +36,13 @@ class LoopLag:
         self.max_at = 0.0  # loop time when it ended (0 before the first)
         self.stalls = 0  # wake-ups at least STALL_MS late
         self.samples = 0
+        self.recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=RECENT_STALLS)  # (at, ms)
         self._task: asyncio.Task[None] | None = None
+
+    def reset(self) -> None:
+        """Forget what was seen so far (the figures then count from now)."""
+        self.max_ms, self.max_at, self.stalls = 0.0, 0.0, 0
+        self.recent.clear()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
@@ -58,14 +67,31 @@ class LoopLag:
         self.samples += 1
         if late_ms >= STALL_MS:
             self.stalls += 1
+            self.recent.append((now, late_ms))
         if late_ms > self.max_ms:
             self.max_ms = late_ms
             self.max_at = now
 
     def detail(self) -> dict[str, str]:
-        """The figures as a health reply's detail: ``loop_lag_max_ms`` (since start), ``loop_lag_max_ago_s``
-        (how long ago it ended; empty before any wake-up), ``loop_stalls`` (wake-ups >= STALL_MS late)."""
-        ago = ""
-        if self.max_ms > 0:
-            ago = f"{asyncio.get_running_loop().time() - self.max_at:.1f}"
-        return {"loop_lag_max_ms": f"{self.max_ms:.1f}", "loop_lag_max_ago_s": ago, "loop_stalls": str(self.stalls)}
+        """The figures as a health reply's detail: ``loop_lag_max_ms`` (since start or reset),
+        ``loop_lag_max_ago_s`` (how long ago it ended; empty before any wake-up), ``loop_stalls`` (wake-ups >=
+        STALL_MS late) and ``loop_stalls_recent``: the newest stalls as ``AGO_S:MS`` pairs, space-separated, so
+        a caller can tell the stalls of the last minute from older ones."""
+        now = asyncio.get_running_loop().time()
+        ago = f"{now - self.max_at:.1f}" if self.max_ms > 0 else ""
+        recent = " ".join(f"{now - at:.1f}:{ms:.0f}" for at, ms in self.recent)
+        return {
+            "loop_lag_max_ms": f"{self.max_ms:.1f}",
+            "loop_lag_max_ago_s": ago,
+            "loop_stalls": str(self.stalls),
+            "loop_stalls_recent": recent,
+        }
+
+    @staticmethod
+    def parse_recent(text: str) -> list[tuple[float, float]]:
+        """``loop_stalls_recent`` back into (seconds ago, ms) pairs."""
+        out = []
+        for pair in text.split():
+            ago, _, ms = pair.partition(":")
+            out.append((float(ago), float(ms)))
+        return out

@@ -32,3 +32,16 @@ async def test_a_blocked_loop_is_seen() -> None:
         assert float(detail["loop_lag_max_ago_s"]) >= 0
     finally:
         await lag.stop()
+
+
+async def test_recent_stalls_are_reported_with_their_age_and_reset_forgets() -> None:
+    lag = LoopLag()
+    for late_ms, now in ((150.0, 1.0), (5.0, 2.0), (400.0, 3.0)):
+        lag.observe(late_ms, now)
+    assert list(lag.recent) == [(1.0, 150.0), (3.0, 400.0)]
+    recent = LoopLag.parse_recent(lag.detail()["loop_stalls_recent"])
+    assert [ms for _, ms in recent] == [150.0, 400.0]
+    assert recent[0][0] > recent[1][0]  # the older one is further ago
+    lag.reset()
+    assert (lag.max_ms, lag.stalls, list(lag.recent)) == (0.0, 0, [])
+    assert lag.detail()["loop_stalls_recent"] == ""
