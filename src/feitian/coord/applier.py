@@ -13,6 +13,7 @@ import asyncio
 
 from feitian.base.clock import Clock
 from feitian.coord.core import Applied, CoordStateMachine, SessionTracker
+from feitian.coord.core.snapshot import Restored
 
 __all__ = ["AppliedFeed"]
 
@@ -39,7 +40,14 @@ class AppliedFeed:
         return self.sm.snapshot()
 
     def restore(self, data: bytes) -> None:
-        self.sm.restore(data)
+        self.install(self.prepare_restore(data))
+
+    def prepare_restore(self, data: bytes) -> Restored:
+        """Decode a snapshot into a new state (on a worker thread: the driver's ``PreparedRestore``)."""
+        return self.sm.prepare_restore(data)
+
+    def install(self, restored: Restored) -> None:
+        self.sm.install(restored)
         if self.tracker.active:  # only followers install snapshots; a leader would have to take over again
             self.tracker.step_down()
         self._notify()

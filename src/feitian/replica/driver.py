@@ -28,7 +28,7 @@ import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -48,6 +48,7 @@ from feitian.consensus import (
 from feitian.errors import (
     DeadlineExceededError,
     FeitianError,
+    InternalError,
     InvalidArgumentError,
     NotLeaderError,
     UnavailableError,
@@ -71,6 +72,17 @@ class StateMachine(Protocol):
     def snapshot(self) -> bytes: ...
 
     def restore(self, data: bytes) -> None: ...
+
+
+@runtime_checkable
+class PreparedRestore(Protocol):
+    """A state machine whose restore splits into a slow half that builds a new state without touching the live
+    one (run on a worker thread, so the event loop keeps serving while a large snapshot is decoded) and a fast
+    half that swaps it in."""
+
+    def prepare_restore(self, data: bytes) -> Any: ...
+
+    def install(self, prepared: Any) -> None: ...
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -529,6 +541,8 @@ class Replica:
             cycle.sent = True
             self._send(ready.messages)
         if not cycle.applied:
+            if ready.snapshot is not None and ready.snapshot.meta.index > self._sm_index:
+                await self._restore_snapshot(ready.snapshot)
             self._apply(ready)
             cycle.applied = True
         node.advance(ready)
@@ -565,12 +579,22 @@ class Replica:
     def _send(self, messages: tuple[Message, ...]) -> None:
         self.transport.send(messages)
 
+    async def _restore_snapshot(self, snapshot: Snapshot) -> None:
+        """Replace the state machine's state with a snapshot received from the leader (decoded on a worker thread
+        when the state machine can: ``PreparedRestore``)."""
+        if snapshot.data:
+            if isinstance(self.sm, PreparedRestore):
+                loop = asyncio.get_running_loop()
+                prepared = await loop.run_in_executor(None, self.sm.prepare_restore, snapshot.data)
+                self.sm.install(prepared)
+            else:
+                self.sm.restore(snapshot.data)
+        self._sm_index = snapshot.meta.index
+        self.snapshots_installed += 1
+
     def _apply(self, ready: Ready) -> None:
         if ready.snapshot is not None and ready.snapshot.meta.index > self._sm_index:
-            if ready.snapshot.data:
-                self.sm.restore(ready.snapshot.data)
-            self._sm_index = ready.snapshot.meta.index
-            self.snapshots_installed += 1
+            raise InternalError(f"replica {self.config.id}: a snapshot to apply before it was restored")
         self._apply_entries(ready.committed_entries)
         for read_state in ready.read_states:
             future_read = self._reads.get(read_state.context)

@@ -56,7 +56,8 @@ class DurableLog:
 
     async def persist(self, ready: Ready, *, inline: bool = False) -> None:
         """Make what ``ready`` asks durable, then show it to the core. ``inline``: write and fsync on this
-        thread (blocking the event loop meanwhile) instead of the worker thread."""
+        thread (blocking the event loop meanwhile) instead of the worker thread — never for a Ready carrying a
+        snapshot."""
         hard_state = ready.hard_state
         if ready.snapshot is None and not ready.entries:
             if hard_state is None:
@@ -69,7 +70,7 @@ class DurableLog:
                 self.memory.set_hard_state(hard_state)
                 return
         loop = asyncio.get_running_loop()
-        if inline:
+        if inline and ready.snapshot is None:  # a snapshot (large) is always written on the worker thread
             self._write(hard_state, ready.entries, ready.snapshot)
         else:
             await loop.run_in_executor(self._executor, self._write, hard_state, ready.entries, ready.snapshot)

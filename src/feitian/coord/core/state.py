@@ -55,7 +55,7 @@ from feitian.coord.core.results import (
     stored_result,
 )
 from feitian.coord.core.sessions import SessionTable
-from feitian.coord.core.snapshot import decode_snapshot, encode_snapshot
+from feitian.coord.core.snapshot import Restored, decode_snapshot, encode_snapshot
 from feitian.coord.core.tree import Node, Tree
 from feitian.errors import FeitianError, InvalidArgumentError, NotFoundError, SessionExpiredError
 
@@ -109,7 +109,15 @@ class CoordStateMachine:
 
     def restore(self, data: bytes) -> None:
         """Replace the state with a snapshot's; DataCorruptionError (and no change) if it is inconsistent."""
-        restored = decode_snapshot(data, self.limits)
+        self.install(self.prepare_restore(data))
+
+    def prepare_restore(self, data: bytes) -> Restored:
+        """Decode and check a snapshot into a new state without touching this one (safe on another thread: the
+        slow half of :meth:`restore`)."""
+        return decode_snapshot(data, self.limits)
+
+    def install(self, restored: Restored) -> None:
+        """Replace the state with one :meth:`prepare_restore` built (the fast half of :meth:`restore`)."""
         self.tree, self.sessions, self.dedupe, self.history = (
             restored.tree,
             restored.sessions,
