@@ -73,6 +73,7 @@ class ScaleOptions(msgspec.Struct, frozen=True, kw_only=True):
     keep_entries_after_snapshot: int = 5_000
     burst_sessions: int = 1000  # 0: no burst
     directory: str | None = None
+    keep: bool = False  # leave the clusters' directories (logs, data) behind
 
     def validate(self) -> ScaleOptions:
         problems = []
@@ -459,6 +460,10 @@ def run_coord_scale_bench(opts: ScaleOptions, progress: Say | None = None) -> di
         result["targets"] = _targets(result)
         return result
 
+    if opts.keep:
+        tmp = tempfile.mkdtemp(prefix="feitian-bench-coord-scale-", dir=opts.directory)
+        say(f"keeping the clusters' directories (logs, data) in {tmp}")
+        return run(main(tmp))
     with tempfile.TemporaryDirectory(prefix="feitian-bench-coord-scale-", dir=opts.directory) as tmp:
         return run(main(tmp))
 

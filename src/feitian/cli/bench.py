@@ -241,6 +241,7 @@ def bench_dfs(size_mib: int, creates: int, directory: str | None, as_json: bool)
     metavar="DIR",
     help="Where the replicas keep their data (default: the system temp dir).",
 )
+@click.option("--keep", is_flag=True, help="Leave the clusters' directories (logs, data) behind and say where.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_coord_scale(
     locks: int,
@@ -252,6 +253,7 @@ def bench_coord_scale(
     keep_after_snapshot: int,
     insecure: bool,
     directory: str | None,
+    keep: bool,
     as_json: bool,
 ) -> None:
     """Nuwa at the seeds' scale: LOCKS locks (Lock recipe, one directory each) over SESSIONS sessions.
@@ -275,6 +277,7 @@ def bench_coord_scale(
         keep_entries_after_snapshot=keep_after_snapshot,
         burst_sessions=burst_sessions,
         directory=directory,
+        keep=keep,
     )
     result = run_coord_scale_bench(opts, progress=note)
     if as_json:
