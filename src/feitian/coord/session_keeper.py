@@ -155,7 +155,7 @@ class LeaderSessions:
         # the answer is "not the leader yet", never "expired".
         if not self.replica.is_leader or not self.tracker.active:
             raise self._not_leader(what)
-        owner = self.sm.session(session_id).owner  # SessionExpiredError when it is gone
+        owner = self.sm.session_owner(session_id)  # SessionExpiredError when it is gone
         if owner != principal:
             raise PermissionDeniedError(f"{what}: the session belongs to another principal", session_id=session_id)
         ttl_ms = self.tracker.heartbeat(session_id, arrived_ns)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 import pytest
 from coord_fixtures import ALICE, BOB, Harness
@@ -16,6 +18,7 @@ from feitian.coord.core import (
     StartLeaderTerm,
     encode_command,
 )
+from feitian.coord.core import snapshot as snapshot_module
 from feitian.coord.core.snapshot import NodeRecord, Snapshot
 from feitian.errors import ConflictError, DataCorruptionError, NotFoundError
 
@@ -81,7 +84,17 @@ def test_equal_states_give_equal_bytes_whatever_the_history() -> None:
     assert [n.path for n in one.sm.select(Selector.subtree("/")).nodes] == ["/", "/a", "/b", "/c"]
     decoded_one = msgspec.msgpack.decode(one.sm.snapshot(), type=Snapshot)
     decoded_two = msgspec.msgpack.decode(two.sm.snapshot(), type=Snapshot)
-    assert [n.path for n in decoded_one.nodes] == [n.path for n in decoded_two.nodes]
+    assert [n.path for n in nodes_of(decoded_one)] == [n.path for n in nodes_of(decoded_two)]
+
+
+def nodes_of(snapshot: Snapshot) -> list[NodeRecord]:
+    """The node records of a format-3 snapshot (stored in chunks)."""
+    return [r for chunk in snapshot.node_chunks for r in msgspec.msgpack.decode(chunk, type=list[NodeRecord])]
+
+
+def with_nodes(snapshot: Snapshot, nodes: list[NodeRecord], per_chunk: int = 2) -> Snapshot:
+    chunks = [msgspec.msgpack.encode(nodes[i : i + per_chunk]) for i in range(0, len(nodes), per_chunk)]
+    return msgspec.structs.replace(snapshot, node_chunks=chunks)
 
 
 def corrupt(h: Harness, **changes: object) -> bytes:
@@ -89,25 +102,37 @@ def corrupt(h: Harness, **changes: object) -> bytes:
     return msgspec.msgpack.encode(msgspec.structs.replace(snapshot, **changes))
 
 
+def _nodes(change: Callable[[list[NodeRecord]], list[NodeRecord]]) -> Callable[[Snapshot], Snapshot]:
+    return lambda s: with_nodes(s, change(nodes_of(s)))
+
+
+def _fields(**changes: Callable[[Snapshot], object]) -> Callable[[Snapshot], Snapshot]:
+    return lambda s: msgspec.structs.replace(s, **{k: f(s) for k, f in changes.items()})
+
+
 @pytest.mark.parametrize(
     ("mutate", "fragment"),
     [
-        (lambda s: {"format": 99}, "format 99"),
-        (lambda s: {"nodes": s.nodes[1:]}, "root is missing"),
-        (lambda s: {"nodes": [*s.nodes[:2], s.nodes[3], s.nodes[2], *s.nodes[4:]]}, "out of order"),
-        (lambda s: {"nodes": [*s.nodes, NodeRecord("/nowhere/x", b"", "", 1, 1, 1, 0, 0)]}, "no parent"),
-        (lambda s: {"nodes": [*s.nodes, NodeRecord("/zz", b"", "", 1, 1, 1, 77, 0)]}, "session that does not exist"),
-        (lambda s: {"nodes": [*s.nodes, NodeRecord("/zz", b"", "", 99, 99, 1, 0, 0)]}, "revisions out of range"),
-        (lambda s: {"sessions": [*s.sessions, s.sessions[0]]}, "appears twice"),
-        (lambda s: {"next_session_id": 1}, "out of range"),
-        (lambda s: {"revision": s.revision + 1}, "history ends"),
-        (lambda s: {"clients": [*s.clients, s.clients[0]]}, "client appears twice"),
+        (_fields(format=lambda s: 99), "format 99"),
+        (_nodes(lambda n: n[1:]), "root is missing"),
+        (_nodes(lambda n: []), "root is missing"),
+        (_nodes(lambda n: [*n[:2], n[3], n[2], *n[4:]]), "out of order"),
+        (_nodes(lambda n: [*n, NodeRecord("/nowhere/x", b"", "", 1, 1, 1, 0, 0)]), "no parent"),
+        (_nodes(lambda n: [*n, NodeRecord("/zz", b"", "", 1, 1, 1, 77, 0)]), "session that does not exist"),
+        (_nodes(lambda n: [*n, NodeRecord("/zz", b"", "", 99, 99, 1, 0, 0)]), "revisions out of range"),
+        (_fields(node_chunks=lambda s: [*s.node_chunks, b"\xc1"]), "cannot decode node chunk"),
+        (_fields(sessions=lambda s: [*s.sessions, s.sessions[0]]), "appears twice"),
+        (_fields(next_session_id=lambda s: 1), "out of range"),
+        (_fields(revision=lambda s: s.revision + 1), "history ends"),
+        (_fields(clients=lambda s: [*s.clients, s.clients[0]]), "client appears twice"),
     ],
 )
-def test_inconsistent_snapshots_are_refused_and_change_nothing(mutate: object, fragment: str) -> None:
+def test_inconsistent_snapshots_are_refused_and_change_nothing(
+    mutate: Callable[[Snapshot], Snapshot], fragment: str
+) -> None:
     h = busy()
     snapshot = msgspec.msgpack.decode(h.sm.snapshot(), type=Snapshot)
-    bad = msgspec.msgpack.encode(msgspec.structs.replace(snapshot, **mutate(snapshot)))  # type: ignore[operator]
+    bad = msgspec.msgpack.encode(mutate(snapshot))
     target = busy()
     target.create("/only-here")
     before = target.sm.snapshot()
@@ -125,7 +150,29 @@ def test_a_file_and_directory_of_one_name_in_a_snapshot_are_refused() -> None:
     h = Harness()
     h.create("/a")
     snapshot = msgspec.msgpack.decode(h.sm.snapshot(), type=Snapshot)
-    nodes = [*snapshot.nodes, NodeRecord("/a/", b"", "", 1, 1, 1, 0, 0)]
+    nodes = [*nodes_of(snapshot), NodeRecord("/a/", b"", "", 1, 1, 1, 0, 0)]
     with pytest.raises(DataCorruptionError, match="both file and directory"):
-        CoordStateMachine().restore(msgspec.msgpack.encode(msgspec.structs.replace(snapshot, nodes=nodes)))
+        CoordStateMachine().restore(msgspec.msgpack.encode(with_nodes(snapshot, nodes)))
     assert isinstance(h.set("/a", b"1", expected_version=5), ConflictError)
+
+
+def test_a_format_2_snapshot_still_loads() -> None:
+    """Snapshots written before the nodes were chunked (format 2: one list) load as they are."""
+    h = busy()
+    snapshot = msgspec.msgpack.decode(h.sm.snapshot(), type=Snapshot)
+    old = msgspec.structs.replace(snapshot, format=2, nodes=nodes_of(snapshot), node_chunks=[])
+    restored = CoordStateMachine()
+    restored.restore(msgspec.msgpack.encode(old))
+    assert restored.snapshot() == h.sm.snapshot()
+
+
+def test_a_snapshot_of_many_chunks_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(snapshot_module, "NODES_PER_CHUNK", 3)
+    h = busy()
+    for i in range(20):
+        h.create(f"/many/n{i:02d}", parents=True)
+    data = h.sm.snapshot()
+    assert len(msgspec.msgpack.decode(data, type=Snapshot).node_chunks) > 5
+    restored = CoordStateMachine()
+    restored.restore(data)
+    assert restored.snapshot() == data

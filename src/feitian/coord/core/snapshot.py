@@ -8,6 +8,7 @@ the event history, and the counters (revision, applied index, leader epoch, next
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,7 +26,12 @@ __all__ = ["SNAPSHOT_FORMAT", "decode_snapshot", "encode_snapshot"]
 
 # 2: the retried-write table keys clients by principal and fingerprints requests. A format-1 snapshot's table
 # would answer retries differently from replicas that replayed the same entries, so it is refused, not read.
-SNAPSHOT_FORMAT = 2
+# 3: the nodes are stored in chunks of NODES_PER_CHUNK records, each its own msgpack, so a large snapshot is
+# decoded a piece at a time (a worker thread decoding it lets the event loop run between pieces). Format 2 is
+# still read.
+SNAPSHOT_FORMAT = 3
+READABLE_FORMATS = (2, 3)
+NODES_PER_CHUNK = 4096
 
 
 class NodeRecord(msgspec.Struct, array_like=True, gc=False):
@@ -45,7 +51,8 @@ class Snapshot(msgspec.Struct, kw_only=True):
     revision: int
     leader_epoch: int
     next_session_id: int
-    nodes: list[NodeRecord]
+    nodes: list[NodeRecord] = []  # format 2
+    node_chunks: list[bytes] = []  # format 3: each the msgpack of a list of NodeRecords, in path order
     sessions: list[SessionRecord]
     clients: list[ClientRecord]
     compacted_through: int
@@ -76,15 +83,21 @@ class Restored:
 _LOADED = NodeRecord("", b"", "", 0, 0, 0, 0, 0)
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Snapshot)
+_chunk_decoder = msgspec.msgpack.Decoder(list[NodeRecord])
 
 
 def encode_snapshot(state: _Source) -> bytes:
-    nodes = [
-        NodeRecord(
-            n.path, n.value, n.creator, n.create_revision, n.mod_revision, n.version, n.ephemeral_owner, n.sequence
-        )
-        for n in sorted(state.tree.nodes.values(), key=lambda n: n.path)
-    ]
+    ordered = sorted(state.tree.nodes.values(), key=lambda n: n.path)
+    chunks = []
+    for start in range(0, len(ordered), NODES_PER_CHUNK):
+        records = [
+            NodeRecord(
+                n.path, n.value, n.creator, n.create_revision, n.mod_revision, n.version, n.ephemeral_owner, n.sequence
+            )
+            for n in ordered[start : start + NODES_PER_CHUNK]
+        ]
+        chunks.append(_encoder.encode(records))
+    del ordered
     compacted_through, groups = state.history.export()
     snapshot = Snapshot(
         format=SNAPSHOT_FORMAT,
@@ -92,7 +105,7 @@ def encode_snapshot(state: _Source) -> bytes:
         revision=state.revision,
         leader_epoch=state.leader_epoch,
         next_session_id=state.sessions.next_id,
-        nodes=nodes,
+        node_chunks=chunks,
         sessions=sorted(state.sessions.sessions.values(), key=lambda s: s.session_id),
         clients=list(state.dedupe.clients.values()),
         compacted_through=compacted_through,
@@ -106,9 +119,9 @@ def decode_snapshot(data: bytes, limits: CoordLimits) -> Restored:
         snapshot = _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise DataCorruptionError(f"coord snapshot: cannot decode {len(data)} bytes: {exc}") from None
-    if snapshot.format != SNAPSHOT_FORMAT:
+    if snapshot.format not in READABLE_FORMATS:
         raise DataCorruptionError(
-            f"coord snapshot: format {snapshot.format}, this version reads {SNAPSHOT_FORMAT}",
+            f"coord snapshot: format {snapshot.format}, this version reads {', '.join(map(str, READABLE_FORMATS))}",
             hint="it was written by another feitian version: start from a backup saved by this version, or a new "
             "data directory",
         )
@@ -133,39 +146,96 @@ def decode_snapshot(data: bytes, limits: CoordLimits) -> Restored:
 
 
 def _restore_tree(snapshot: Snapshot, sessions: SessionTable, limits: CoordLimits) -> Tree:
+    """Rebuild the tree from records in path order, checking each: parents come before their entries (so each
+    directory's entries arrive sorted and are set once, at the end), no path is both a file and a directory,
+    revisions are in range, owners exist. Each record is let go as soon as its node exists."""
     tree = Tree(limits)
-    records = snapshot.nodes
-    _expect(bool(records) and records[0].path == ROOT, "the root is missing")
-    root = tree.nodes[ROOT]
-    root.version, root.sequence = records[0].version, records[0].sequence
-    previous = ROOT
-    for i in range(1, len(records)):
-        record = records[i]
-        records[i] = _LOADED  # let the record go as soon as its node exists: restore holds one copy at a time
-        _expect(record.path > previous, f"nodes out of order at {record.path}")
-        previous = record.path
-        _expect(parent_of(record.path) in tree.nodes, f"{record.path} has no parent directory")
-        _expect(other_kind(record.path) not in tree.nodes, f"{record.path} exists as both file and directory")
-        _expect(
-            0 < record.create_revision <= record.mod_revision <= snapshot.revision,
-            f"{record.path} has revisions out of range",
-        )
-        _expect(
-            not record.ephemeral_owner or record.ephemeral_owner in sessions,
-            f"{record.path} belongs to a session that does not exist",
-        )
-        node = Node(
-            record.path,
+    nodes, ephemerals, revision = tree.nodes, tree.ephemerals, snapshot.revision
+    entries: dict[str, list[str]] = {}
+    previous = ""
+    intern = sys.intern
+    for record in _records(snapshot):
+        if not previous:
+            _expect(record.path == ROOT, "the root is missing")
+            root = nodes[ROOT]
+            root.version, root.sequence = record.version, record.sequence
+            previous = ROOT
+            continue
+        path, owner = record.path, record.ephemeral_owner
+        body = path[:-1] if path.endswith("/") else path
+        parent = body[: body.rindex("/") + 1]
+        if not (
+            path > previous
+            and parent in nodes
+            and (body if body != path else path + "/") not in nodes
+            and 0 < record.create_revision <= record.mod_revision <= revision
+            and (not owner or owner in sessions)
+        ):
+            raise _bad_record(record, previous, nodes, sessions, revision)
+        previous = path
+        nodes[path] = Node(
+            path,
             value=record.value,
-            creator=sys.intern(record.creator),
+            children=() if body != path else None,
+            creator=intern(record.creator),
             create_revision=record.create_revision,
             mod_revision=record.mod_revision,
             version=record.version,
-            ephemeral_owner=record.ephemeral_owner,
+            ephemeral_owner=owner,
             sequence=record.sequence,
         )
-        tree.load(node)
+        listed = entries.get(parent)
+        if listed is None:
+            entries[parent] = [path]
+        else:
+            listed.append(path)
+        if owner:
+            owned = ephemerals.get(owner)
+            if owned is None:
+                ephemerals[owner] = {path}
+            else:
+                owned.add(path)
+    _expect(bool(previous), "the root is missing")
+    for directory, paths in entries.items():
+        tree.set_entries(nodes[directory], paths)
     return tree
+
+
+def _records(snapshot: Snapshot) -> Iterator[NodeRecord]:
+    """The node records, a chunk decoded at a time; each is let go once taken (the restore holds one copy)."""
+    if snapshot.format == 2:
+        records = snapshot.nodes
+        for i in range(len(records)):
+            record = records[i]
+            records[i] = _LOADED
+            yield record
+        return
+    chunks = snapshot.node_chunks
+    for i in range(len(chunks)):
+        try:
+            records = _chunk_decoder.decode(chunks[i])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise DataCorruptionError(f"coord snapshot: cannot decode node chunk {i}: {exc}") from None
+        chunks[i] = b""
+        yield from records
+
+
+def _bad_record(
+    record: NodeRecord, previous: str, nodes: dict[str, Node], sessions: SessionTable, revision: int
+) -> DataCorruptionError:
+    """Why ``record`` cannot be loaded (found only once a check failed: the happy path formats nothing)."""
+    path = record.path
+    if path <= previous:
+        problem = f"nodes out of order at {path}"
+    elif parent_of(path) not in nodes:
+        problem = f"{path} has no parent directory"
+    elif other_kind(path) in nodes:
+        problem = f"{path} exists as both file and directory"
+    elif not 0 < record.create_revision <= record.mod_revision <= revision:
+        problem = f"{path} has revisions out of range"
+    else:
+        problem = f"{path} belongs to a session that does not exist"
+    return DataCorruptionError(f"coord snapshot: {problem}")
 
 
 def _expect(condition: bool, problem: str) -> None:

@@ -364,6 +364,14 @@ class CoordStateMachine:
         owned = tuple(sorted(self.tree.ephemerals.get(session_id, ())))
         return SessionInfo(session_id=session_id, ttl_ms=record.ttl_ms, owner=record.owner, ephemerals=owned)
 
+    def session_owner(self, session_id: int) -> str:
+        """The principal owning a live session (SessionExpiredError if it is gone): what a heartbeat checks, in
+        constant time (``session()`` lists the session's ephemeral nodes)."""
+        record = self.sessions.get(session_id)
+        if record is None:
+            raise SessionExpiredError(f"session {session_id:#x}: expired, closed or never existed")
+        return record.owner
+
     def session_ttls(self) -> tuple[tuple[int, int], ...]:
         """(session id, ttl_ms) of every live session, by id: what a new leader's SessionTracker starts from."""
         return tuple((s, self.sessions.sessions[s].ttl_ms) for s in sorted(self.sessions.sessions))

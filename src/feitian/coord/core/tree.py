@@ -50,6 +50,11 @@ SMALL_DIRECTORY = 32
 Children = tuple[str, ...] | SortedList[str]
 
 
+def empty_entries(path: str) -> tuple[()] | None:
+    """What a new node's ``children`` start as: no entries for a directory, None for a file."""
+    return () if path.endswith("/") else None
+
+
 def _bisect_left(children: Children, path: str) -> int:
     return children.bisect_left(path) if isinstance(children, SortedList) else bisect_left(children, path)
 
@@ -73,11 +78,7 @@ class Node(msgspec.Struct, gc=False):
     version: int = 1
     ephemeral_owner: int = 0
     sequence: int = 0
-    children: Children | None = None
-
-    def __post_init__(self) -> None:
-        if self.children is None and is_directory(self.path):
-            self.children = ()
+    children: Children | None = None  # () for an empty directory: give it when making one (see empty_entries)
 
     def stat(self) -> NodeStat:
         return NodeStat(
@@ -96,7 +97,7 @@ class Node(msgspec.Struct, gc=False):
 class Tree:
     def __init__(self, limits: CoordLimits) -> None:
         self.limits = limits
-        self.nodes: dict[str, Node] = {ROOT: Node(ROOT)}
+        self.nodes: dict[str, Node] = {ROOT: Node(ROOT, children=())}
         self.ephemerals: dict[int, set[str]] = {}  # session id -> paths of its ephemeral nodes
         self._revision = 0  # the revision mutations are stamped with (between begin and commit)
         self._undo: list[Callable[[], None]] | None = None
@@ -137,9 +138,10 @@ class Tree:
         self._record(lambda: self._link(node))
         self._events.append(Event(self._revision, EventKind.DELETED, node.path))
 
-    def load(self, node: Node) -> None:
-        """Put a node back while restoring a snapshot (no journal, no event); its parent must be loaded."""
-        self._link(node)
+    @staticmethod
+    def set_entries(directory: Node, paths: list[str]) -> None:
+        """Give ``directory`` its entries at once (``paths`` sorted: restoring a snapshot)."""
+        directory.children = tuple(paths) if len(paths) <= SMALL_DIRECTORY else SortedList(paths)
 
     def _link(self, node: Node) -> None:
         path = node.path
@@ -222,7 +224,13 @@ class Tree:
                 if directory not in self.nodes:
                     self._require_free(directory, target)
                     self._add(
-                        Node(directory, creator=sys.intern(principal), create_revision=revision, mod_revision=revision)
+                        Node(
+                            directory,
+                            creator=sys.intern(principal),
+                            create_revision=revision,
+                            mod_revision=revision,
+                            children=(),
+                        )
                     )
                     made.append(directory)
         parent = self.nodes[parent_path]
@@ -246,6 +254,7 @@ class Tree:
         node = Node(
             target,
             value=op.value,
+            children=empty_entries(target),
             creator=sys.intern(principal),  # one string per principal, not one per node
             create_revision=revision,
             mod_revision=revision,
