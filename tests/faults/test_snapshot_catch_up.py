@@ -35,7 +35,9 @@ MiB = 1 << 20
 
 @pytest.fixture
 async def nuwa(tmp_path: Path) -> AsyncIterator[CoordReplicas]:
-    rs = CoordReplicas(tmp_path / "nuwa", 3, snapshot_every_entries=60, keep_entries_after_snapshot=10)
+    rs = CoordReplicas(
+        tmp_path / "nuwa", 3, snapshot_every_entries=60, keep_entries_after_snapshot=10, snapshot_log_ratio=0
+    )
     await asyncio.to_thread(rs.start_all)
     try:
         yield rs
@@ -120,7 +122,7 @@ async def test_nuwa_follower_catches_up_by_a_snapshot_larger_than_a_message(nuwa
 
 
 async def test_dfs_master_follower_catches_up_by_a_snapshot_larger_than_a_message(tmp_path: Path) -> None:
-    options = {"snapshot_every_entries": 50, "keep_entries_after_snapshot": 10}
+    options = {"snapshot_every_entries": 50, "keep_entries_after_snapshot": 10, "snapshot_log_ratio": 0}
     cluster = DfsCluster(tmp_path, masters=3, chunkservers=3, chunk_size_bytes=MiB, master_options=options)
     small_frames = {"limits": {"max_body_bytes": 64 << 10}}
     cluster.specs = [

@@ -19,6 +19,7 @@ class ReplicaOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     election_ticks: int = 20
     heartbeat_ticks: int = 2
     snapshot_every_entries: int = 20_000
+    snapshot_log_ratio: float = 0.25
     keep_entries_after_snapshot: int = 5_000
     segment_size_bytes: int = 64 << 20
     follower_sync_inline: bool = True
@@ -43,6 +44,7 @@ class ReplicaOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             election_ticks=self.election_ticks,
             heartbeat_ticks=self.heartbeat_ticks,
             snapshot_every_entries=self.snapshot_every_entries,
+            snapshot_log_ratio=self.snapshot_log_ratio,
             keep_entries_after_snapshot=self.keep_entries_after_snapshot,
             segment_size_bytes=self.segment_size_bytes,
             follower_sync_inline=self.follower_sync_inline,

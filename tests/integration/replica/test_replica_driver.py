@@ -150,3 +150,46 @@ async def test_an_exception_in_the_ready_loop_is_survived(members: list[Member],
     assert where in replica.stats().last_loop_error
     for member in members:  # and every replica holds the same state
         await wait_for_condition(lambda m=member: m.replica.sm.applied == 11, 10, "replicas converge")  # type: ignore[attr-defined,misc]
+
+
+class Blob(Counter):
+    """A state machine whose snapshot is large: 64 KiB, whatever it holds."""
+
+    def snapshot(self) -> bytes:
+        return str(self.applied).encode().ljust(64 << 10)
+
+    def restore(self, data: bytes) -> None:
+        self.applied = int(data.strip() or b"0")
+
+
+async def test_snapshots_wait_for_a_log_in_proportion_to_their_size(tmp_path: Path) -> None:
+    """snapshot_every_entries is not enough: the log since the last snapshot must also reach snapshot_log_ratio
+    times its size, so a large state is not re-encoded every few small writes."""
+    (port,) = free_ports(1)
+    address = f"tcp://127.0.0.1:{port}"
+    server = Server(ServerConfig(name="solo"))
+    client = Client(ClientConfig(name="solo"))
+    config = ReplicaConfig(
+        id=1, peers={1: address}, data_dir=str(tmp_path), snapshot_every_entries=10, snapshot_log_ratio=0.5
+    )
+    replica = Replica(config, Blob(), client)
+    replica.register(server)
+    await server.start([address])
+    await replica.start()
+    try:
+        await wait_for_condition(lambda: replica.is_leader, 10, "the single replica leads")
+        for _ in range(12):  # past snapshot_every_entries: the first snapshot (the state had none)
+            await replica.propose(b"x" * 100)
+        await wait_for_condition(lambda: replica.stats().snapshot_index > 1, 10, "the first snapshot")
+        first = replica.stats().snapshot_index
+        assert replica.snapshot_bytes == 64 << 10
+        for _ in range(200):  # 20 KB of log: below half of the 64 KiB snapshot
+            await replica.propose(b"x" * 100)
+        assert replica.stats().snapshot_index == first
+        for _ in range(200):  # 40 KB: now past it
+            await replica.propose(b"x" * 100)
+        await wait_for_condition(lambda: replica.stats().snapshot_index > first, 10, "the second snapshot")
+    finally:
+        await replica.stop()
+        await server.stop()
+        await client.close()
