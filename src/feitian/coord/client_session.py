@@ -161,15 +161,14 @@ class Session:
 
     async def _heartbeat(self) -> int:
         sent = self.clock.monotonic_ns()
-        expires = self.lease.expires_at_ns
-        interval_s = self.timing.heartbeat_interval_ms / 1000
-        if self.lease.state(sent) is LeaseState.JEOPARDY:
-            interval_s /= 2
-        budget = max(MIN_ATTEMPT_S, min(interval_s, (expires - sent) / _NS))
+        remaining_s = max(MIN_ATTEMPT_S, (self.lease.expires_at_ns - sent) / _NS)
+        # One attempt may take up to a heartbeat interval (a busy leader answers late, and an answer is worth
+        # having as long as the lease lasts); then the router tries another replica, until the lease runs out.
+        attempt_s = max(MIN_ATTEMPT_S, min(self.timing.heartbeat_interval_ms / 1000, remaining_s))
         self.heartbeats_sent += 1
         try:
             await self.router.call(
-                HeartbeatRequest(self.session_id), leader=True, timeout_s=budget, attempt_timeout_s=budget
+                HeartbeatRequest(self.session_id), leader=True, timeout_s=remaining_s, attempt_timeout_s=attempt_s
             )
         except SessionExpiredError as exc:
             self._lose(f"the service expired it: {exc.message}")
