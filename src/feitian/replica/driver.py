@@ -175,6 +175,7 @@ class ReplicaStats(msgspec.Struct):
     snapshot_bytes: int = 0  # the last snapshot this replica took
     snapshot_seconds: float = 0.0  # and how long taking it took
     snapshots_sent: int = 0  # snapshots sent whole to followers that had fallen behind
+    slow_fsyncs: int = 0  # log writes that took over 10 ms (the next 10 s of writes then leave the event loop)
 
 
 class Replica:
@@ -708,6 +709,7 @@ class Replica:
         loop = asyncio.get_running_loop()
         started = loop.time()
         directory = self.log.snapshot_dir
+        self.log.busy_io = True  # writing a large file: the log's own writes go to its thread meanwhile
         try:
             if self.config.snapshot_in_child and can_fork():
                 sm = self.sm
@@ -723,6 +725,8 @@ class Replica:
         except FeitianError as exc:  # e.g. a full disk: keep the longer log, try again at the next threshold
             log.error("replica %d: snapshot at %d failed: %s", self.config.id, meta.index, exc.message)
             return
+        finally:
+            self.log.busy_io = False
         self.snapshot_bytes = len(snapshot.data)
         self.snapshot_seconds = round(loop.time() - started, 3)
         log.info(
@@ -755,4 +759,5 @@ class Replica:
             self.snapshot_bytes,
             self.snapshot_seconds,
             self.transport.snapshots_sent,
+            self.log.slow_fsyncs,
         )

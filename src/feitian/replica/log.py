@@ -13,11 +13,19 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import time
 from pathlib import Path
 
 from feitian.consensus import ConfState, Entry, HardState, MemoryStorage, Ready, Snapshot, SnapshotMeta, bootstrap
 from feitian.errors import FeitianError
 from feitian.runtime.raft_store import RaftStore
+
+
+# A write that takes longer than this (the disk is busy: another process's large writes, a snapshot of ours)
+# sends the writes of the next OFFLOAD_FOR_S to the worker thread even when inline writes were asked for, so
+# the event loop does not wait for a slow disk.
+SLOW_FSYNC_S = 0.01
+OFFLOAD_FOR_S = 10.0
 
 
 class DurableLog:
@@ -26,7 +34,10 @@ class DurableLog:
         self.memory = memory
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="feitian-raft-log")
         self.fsyncs = 0
+        self.slow_fsyncs = 0  # writes that took over SLOW_FSYNC_S
         self.entries_persisted = 0
+        self.busy_io = False  # the owner writes something large meanwhile (a snapshot): no inline writes
+        self._offload_until = 0.0
         self.segment_size_bytes = 64 << 20
 
     @classmethod
@@ -54,10 +65,16 @@ class DurableLog:
     def snapshot(self) -> Snapshot:
         return self.memory.snapshot()
 
+    def inline_ok(self) -> bool:
+        """Whether a write may run on the event loop now: not while the disk is slow (an fsync took over
+        SLOW_FSYNC_S within the last OFFLOAD_FOR_S) nor while a large write of this replica's is under way
+        (``busy_io``: a snapshot being written) — an fsync queued behind it would stall the loop."""
+        return not self.busy_io and time.perf_counter() >= self._offload_until
+
     async def persist(self, ready: Ready, *, inline: bool = False) -> None:
         """Make what ``ready`` asks durable, then show it to the core. ``inline``: write and fsync on this
         thread (blocking the event loop meanwhile) instead of the worker thread — never for a Ready carrying a
-        snapshot."""
+        snapshot, and not while the disk is slow (:meth:`inline_ok`)."""
         hard_state = ready.hard_state
         if ready.snapshot is None and not ready.entries:
             if hard_state is None:
@@ -70,7 +87,7 @@ class DurableLog:
                 self.memory.set_hard_state(hard_state)
                 return
         loop = asyncio.get_running_loop()
-        if inline and ready.snapshot is None:  # a snapshot (large) is always written on the worker thread
+        if inline and ready.snapshot is None and self.inline_ok():
             self._write(hard_state, ready.entries, ready.snapshot)
         else:
             await loop.run_in_executor(self._executor, self._write, hard_state, ready.entries, ready.snapshot)
@@ -82,8 +99,13 @@ class DurableLog:
             self.memory.set_hard_state(ready.hard_state)
 
     def _write(self, hard_state: HardState | None, entries: tuple[Entry, ...], snapshot: Snapshot | None) -> None:
+        started = time.perf_counter()
         self.store.save(hard_state, entries, snapshot)
         self.store.sync()
+        took = time.perf_counter() - started
+        if took > SLOW_FSYNC_S and snapshot is None:
+            self._offload_until = started + took + OFFLOAD_FOR_S
+            self.slow_fsyncs += 1
         self.fsyncs += 1
         self.entries_persisted += len(entries)
 
