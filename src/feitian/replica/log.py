@@ -20,7 +20,6 @@ from feitian.consensus import ConfState, Entry, HardState, MemoryStorage, Ready,
 from feitian.errors import FeitianError
 from feitian.runtime.raft_store import RaftStore
 
-
 # A write that takes longer than this (the disk is busy: another process's large writes, a snapshot of ours)
 # sends the writes of the next OFFLOAD_FOR_S to the worker thread even when inline writes were asked for, so
 # the event loop does not wait for a slow disk.
