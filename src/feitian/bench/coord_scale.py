@@ -47,7 +47,7 @@ from feitian.runtime.eventloop import run
 from feitian.runtime.looplag import LoopLag
 from feitian.runtime.procs import rss_bytes
 
-__all__ = ["ScaleOptions", "print_report", "run_coord_scale_bench"]
+__all__ = ["ScaleOptions", "print_report", "run_burst", "run_coord_scale_bench"]
 
 TARGET_LOCKS = 1_000_000
 MAX_STALL_MS = 200.0
@@ -406,6 +406,11 @@ async def _burst(tmp: str, opts: ScaleOptions, say: Say) -> dict[str, Any]:
         stuck = await asyncio.to_thread(cluster.stop)
         if stuck:
             say(f"processes that would not stop: {[r.pid for r in stuck]}")
+
+
+def run_burst(opts: ScaleOptions, directory: str, progress: Say | None = None) -> dict[str, Any]:
+    """Only the burst (a fresh cluster in ``directory``): what a test of the session storm runs."""
+    return run(_burst(directory, opts.validate(), progress or (lambda _msg: None)))
 
 
 # -- targets and the report -----------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Used to take snapshots of large in-memory state (Redis's BGSAVE): the child sees
 the fork, copy-on-write, encodes and writes it while the parent goes on serving. The fork itself copies page
 tables only (milliseconds per GiB); pages the child touches (reference counts) are copied lazily.
 
-The child: stops collecting cycles (``gc.disable``: a collection would touch every object's pages), takes back
+The child: stops collecting cycles (``gc.disable``: a collection would touch every object's pages), lowers its
+priority (``os.nice(10)``: on a busy machine the parent, serving requests, gets the CPU first), takes back
 the default SIGINT/SIGTERM handlers and lets go of the parent's signal wake-up descriptor (so a signal meant for
 it never reaches the parent's event loop), asks the kernel to SIGKILL it if the parent dies (Linux: it must not
 outlive the parent and hold the parent's files), runs ``fn``, and leaves with ``os._exit`` (no atexit
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from feitian.errors import UnavailableError
 
 MAX_ERROR_BYTES = 4096
+CHILD_NICENESS = 10  # the child runs at a lower priority than the parent
 _PR_SET_PDEATHSIG = 1
 
 
@@ -41,6 +43,8 @@ def _in_child(fn: Callable[[], None], write_fd: int, parent: int) -> None:
     code = 0
     try:
         gc.disable()
+        with contextlib.suppress(OSError):
+            os.nice(CHILD_NICENESS)  # the parent, serving, comes first on a busy machine
         with contextlib.suppress(ValueError, OSError):
             signal.set_wakeup_fd(-1)
         for signum in (signal.SIGINT, signal.SIGTERM):
