@@ -46,6 +46,9 @@ class AppliedFeed:
         """Decode a snapshot into a new state (on a worker thread: the driver's ``PreparedRestore``)."""
         return self.sm.prepare_restore(data)
 
+    def release(self) -> None:
+        self.sm.release()
+
     def install(self, restored: Restored) -> None:
         self.sm.install(restored)
         if self.tracker.active:  # only followers install snapshots; a leader would have to take over again

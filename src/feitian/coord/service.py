@@ -102,7 +102,7 @@ from feitian.coord.messages import (
     WriteRequest,
 )
 from feitian.coord.session_keeper import LeaderSessions
-from feitian.errors import FeitianError, InternalError, InvalidArgumentError, NotLeaderError
+from feitian.errors import FeitianError, InternalError, InvalidArgumentError, NotLeaderError, UnavailableError
 from feitian.replica.driver import Replica, ReplicaConfig
 from feitian.rpc import CallContext, Client, Server
 
@@ -182,6 +182,11 @@ class CoordService:
     async def _barrier(self, ctx: CallContext, stale: bool) -> None:
         if not stale:
             await self.replica.read_barrier(timeout=_remaining_s(ctx, DEFAULT_BARRIER_TIMEOUT_S))
+        if self.replica.installing:
+            raise UnavailableError(
+                f"replica {self.replica.config.id} is installing a snapshot from the leader",
+                hint="another replica can answer",
+            )
 
     async def _propose(self, ctx: CallContext, command: Command) -> Any:
         applied = await self._propose_applied(ctx, command)

@@ -46,6 +46,7 @@ from feitian.consensus import (
     may_send_before_persist,
 )
 from feitian.errors import (
+    DataCorruptionError,
     DeadlineExceededError,
     FeitianError,
     InternalError,
@@ -58,7 +59,7 @@ from feitian.replica.snapshot_transfer import SnapshotChunk, SnapshotReceiver
 from feitian.replica.transport import RAFT_RESOURCE, Step, Transport
 from feitian.rpc import CallContext, Client, Server
 from feitian.runtime.forked import can_fork, run_in_child
-from feitian.runtime.raft_store_snapshots import read_snapshot, snapshot_name, write_snapshot
+from feitian.runtime.raft_store_snapshots import read_snapshot_meta, snapshot_name, write_snapshot
 from feitian.security.core import Right, requires
 
 log = logging.getLogger(__name__)
@@ -84,12 +85,19 @@ class PreparedRestore(Protocol):
 
     def install(self, prepared: Any) -> None: ...
 
+    def release(self) -> None:
+        """Drop the current state before a new one is prepared: it is about to be replaced, and holding both at
+        once would double the memory of a large state. The replica refuses reads meanwhile (``installing``)."""
+        ...
+
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
     """Mark a shared future's exception as seen: every waiter may have given up on it already."""
     if not future.cancelled():
         future.exception()
 
+
+APPLY_SLICE = 512  # committed entries applied between two turns of the event loop
 
 # The reason of a refusal by a replica whose own log cannot be written (``cause``: why, e.g. ``disk_full``). It
 # is this replica's trouble, not the service's: another replica takes over as leader, so callers retry elsewhere.
@@ -204,18 +212,22 @@ class Replica:
             client,
             self._unreachable,
             self._snapshot_reported,
+            self._snapshot_data,
         )
         self.snapshots = SnapshotReceiver(config.cluster, config.id, config.data_dir, self._snapshot_arrived)
         self._cycle: _Cycle | None = None  # the Ready being carried out (resumed after a failure)
         self._sm_index = 0  # the last index the state machine holds (applied entry or restored snapshot)
         self.loop_errors = 0
         self.last_loop_error = ""
+        # True while a snapshot from the leader replaces the state machine's state (PreparedRestore): the old
+        # state is released first, so the service must not read the state machine meanwhile.
+        self.installing = False
         self.snapshot_bytes = 0  # size of the last snapshot taken here
         self.snapshot_seconds = 0.0  # how long taking it took
         self._snapshot_due = config.snapshot_every_entries
         self._log_bytes = 0  # bytes of the entries applied since the last snapshot began
         self._snapshot_task: asyncio.Task[None] | None = None
-        self._snapshot_taken: Snapshot | None = None  # written and read back; the log is compacted next
+        self._snapshot_taken: SnapshotMeta | None = None  # written and checked; the log is compacted next
         self._wakeup = asyncio.Event()
         self._applying_ahead = False  # the leader applied its outstanding Ready first and is persisting it
         self._proposals: dict[int, tuple[int, asyncio.Future[Any]]] = {}  # index -> (term, future)
@@ -251,10 +263,12 @@ class Replica:
             None, DurableLog.open, self.config.data_dir, voters, self.config.segment_size_bytes
         )
         snapshot = self.log.snapshot
-        if snapshot.data:
-            self.sm.restore(snapshot.data)
+        data, self.log.loaded_snapshot_data = self.log.loaded_snapshot_data, b""  # restored, then let go
+        if data:
+            self.sm.restore(data)
         self._sm_index = snapshot.meta.index
-        self.snapshot_bytes = len(snapshot.data)
+        self.snapshot_bytes = len(data)
+        del data
         cfg = Config(
             id=self.config.id,
             election_tick=self.config.election_ticks,
@@ -465,6 +479,12 @@ class Replica:
             self.node.report_snapshot(peer_id, failed=failed)
             self._wakeup.set()
 
+    async def _snapshot_data(self, meta: SnapshotMeta) -> bytes:
+        """What a snapshot sent to a follower holds (the log keeps snapshots' data in their files only)."""
+        if self.log is None:
+            raise UnavailableError("replica not started")
+        return await self.log.snapshot_data(meta)
+
     def _snapshot_arrived(self, message: InstallSnapshot) -> None:
         """A snapshot arrived whole (in chunks): step it in as if it had come as one message."""
         self.core.step(message)
@@ -536,7 +556,7 @@ class Replica:
             cycle.sent = True
             self._send(ready.messages)
         if cycle.ahead and not cycle.applied:
-            self._apply(ready)
+            await self._apply(ready)
             cycle.applied = True
         if not cycle.persisted:
             inline = self.config.leader_sync_inline if node.role is Role.LEADER else self.config.follower_sync_inline
@@ -554,7 +574,7 @@ class Replica:
         if not cycle.applied:
             if ready.snapshot is not None and ready.snapshot.meta.index > self._sm_index:
                 await self._restore_snapshot(ready.snapshot)
-            self._apply(ready)
+            await self._apply(ready)
             cycle.applied = True
         node.advance(ready)
 
@@ -595,19 +615,28 @@ class Replica:
         when the state machine can: ``PreparedRestore``)."""
         if snapshot.data:
             if isinstance(self.sm, PreparedRestore):
+                self.installing = True  # the state is gone until the new one is in: reads are refused
+                self.sm.release()
                 loop = asyncio.get_running_loop()
                 prepared = await loop.run_in_executor(None, self.sm.prepare_restore, snapshot.data)
                 self.sm.install(prepared)
+                self.installing = False
             else:
                 self.sm.restore(snapshot.data)
         self._sm_index = snapshot.meta.index
         self.snapshots_installed += 1
         self.snapshot_bytes, self._log_bytes = len(snapshot.data), 0
 
-    def _apply(self, ready: Ready) -> None:
+    async def _apply(self, ready: Ready) -> None:
         if ready.snapshot is not None and ready.snapshot.meta.index > self._sm_index:
             raise InternalError(f"replica {self.config.id}: a snapshot to apply before it was restored")
-        self._apply_entries(ready.committed_entries)
+        entries = ready.committed_entries
+        # A long backlog (a follower catching up, a new leader) is applied a slice at a time, letting the event
+        # loop run between slices: heartbeats and reads are answered meanwhile.
+        for start in range(0, len(entries), APPLY_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            self._apply_entries(entries[start : start + APPLY_SLICE])
         for read_state in ready.read_states:
             future_read = self._reads.get(read_state.context)
             if future_read is not None and not future_read.done():
@@ -690,7 +719,7 @@ class Replica:
             try:
                 await self.log.compact_to_written(taken, self.config.keep_entries_after_snapshot)
             except FeitianError as exc:
-                log.error("replica %d: recording snapshot %d failed: %s", self.config.id, taken.meta.index, exc.message)
+                log.error("replica %d: recording snapshot %d failed: %s", self.config.id, taken.index, exc.message)
         if self._snapshot_task is not None and not self._snapshot_task.done():
             return
         node = self.core
@@ -721,13 +750,16 @@ class Replica:
             else:
                 data = self.sm.snapshot()  # on the event loop: the state must not change meanwhile
                 await loop.run_in_executor(None, write_snapshot, directory, Snapshot(meta=meta, data=data))
-            snapshot = await loop.run_in_executor(None, read_snapshot, directory / snapshot_name(meta.term, meta.index))
+            path = directory / snapshot_name(meta.term, meta.index)
+            checked, size = await loop.run_in_executor(None, read_snapshot_meta, path)  # read back, checked
+            if checked != meta:
+                raise DataCorruptionError(f"replica {self.config.id}: {path} holds {checked}, not {meta}")
         except FeitianError as exc:  # e.g. a full disk: keep the longer log, try again at the next threshold
             log.error("replica %d: snapshot at %d failed: %s", self.config.id, meta.index, exc.message)
             return
         finally:
             self.log.busy_io = False
-        self.snapshot_bytes = len(snapshot.data)
+        self.snapshot_bytes = size
         self.snapshot_seconds = round(loop.time() - started, 3)
         log.info(
             "replica %d: snapshot at %d: %d bytes in %.2fs",
@@ -736,7 +768,7 @@ class Replica:
             self.snapshot_bytes,
             self.snapshot_seconds,
         )
-        self._snapshot_taken = snapshot
+        self._snapshot_taken = meta
         self._wakeup.set()
 
     def stats(self) -> ReplicaStats:

@@ -19,12 +19,16 @@ from pathlib import Path
 from feitian.consensus import ConfState, Entry, HardState, MemoryStorage, Ready, Snapshot, SnapshotMeta, bootstrap
 from feitian.errors import FeitianError
 from feitian.runtime.raft_store import RaftStore
+from feitian.runtime.raft_store_snapshots import read_snapshot
 
 # A write that takes longer than this (the disk is busy: another process's large writes, a snapshot of ours)
 # sends the writes of the next OFFLOAD_FOR_S to the worker thread even when inline writes were asked for, so
 # the event loop does not wait for a slow disk.
 SLOW_FSYNC_S = 0.01
 OFFLOAD_FOR_S = 10.0
+# A Ready with more entries than this (a follower catching up) is written on the worker thread: encoding and
+# writing megabytes would stall the event loop.
+INLINE_MAX_ENTRIES = 256
 
 
 class DurableLog:
@@ -36,6 +40,7 @@ class DurableLog:
         self.slow_fsyncs = 0  # writes that took over SLOW_FSYNC_S
         self.entries_persisted = 0
         self.busy_io = False  # the owner writes something large meanwhile (a snapshot): no inline writes
+        self.loaded_snapshot_data = b""  # the snapshot's data as opened: the owner restores it, then drops it
         self._offload_until = 0.0
         self.segment_size_bytes = 64 << 20
 
@@ -53,16 +58,31 @@ class DurableLog:
             state = store.load()
         memory = MemoryStorage()
         if state.snapshot is not None:
-            memory.apply_snapshot(state.snapshot)
+            memory.apply_snapshot(_without_data(state.snapshot))
         memory.append(state.entries)
         memory.set_hard_state(state.hard_state)
         log = cls(store, memory)
         log.segment_size_bytes = segment_size_bytes
+        log.loaded_snapshot_data = state.snapshot.data if state.snapshot is not None else b""
         return log
 
     @property
     def snapshot(self) -> Snapshot:
+        """The latest snapshot's meta, *without its data*: the data lives in the snapshot file only
+        (:meth:`snapshot_data`), not in memory — a large state is not held twice."""
         return self.memory.snapshot()
+
+    async def snapshot_data(self, meta: SnapshotMeta) -> bytes:
+        """The data of the snapshot ``meta`` names, read from its file on a worker thread (b"" if there is no
+        file: a snapshot without data). DataCorruptionError if the file is damaged."""
+        path = self.store.snapshot_path(meta)
+
+        def read() -> bytes:
+            if not path.is_file():
+                return b""
+            return read_snapshot(path).data
+
+        return await asyncio.get_running_loop().run_in_executor(None, read)
 
     def inline_ok(self) -> bool:
         """Whether a write may run on the event loop now: not while the disk is slow (an fsync took over
@@ -86,12 +106,12 @@ class DurableLog:
                 self.memory.set_hard_state(hard_state)
                 return
         loop = asyncio.get_running_loop()
-        if inline and ready.snapshot is None and self.inline_ok():
+        if inline and ready.snapshot is None and len(ready.entries) <= INLINE_MAX_ENTRIES and self.inline_ok():
             self._write(hard_state, ready.entries, ready.snapshot)
         else:
             await loop.run_in_executor(self._executor, self._write, hard_state, ready.entries, ready.snapshot)
         if ready.snapshot is not None:
-            self.memory.apply_snapshot(ready.snapshot)
+            self.memory.apply_snapshot(_without_data(ready.snapshot))
         if ready.entries:
             self.memory.append(ready.entries)
         if ready.hard_state is not None:
@@ -111,9 +131,10 @@ class DurableLog:
     async def compact(self, index: int, conf: ConfState, data: bytes, keep_entries: int) -> None:
         """Record the state machine's snapshot at applied ``index``; keep ``keep_entries`` before it in memory
         for followers that lag a little (older ones get the snapshot)."""
-        snapshot = self.memory.create_snapshot(index, conf, data)
+        meta = self.snapshot_meta(index, conf)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.store.compact, snapshot)
+        await loop.run_in_executor(self._executor, self.store.compact, Snapshot(meta=meta, data=data))
+        self.memory.create_snapshot(index, conf, b"")
         self.memory.compact(max(self.memory.first_index(), index - keep_entries))
 
     def snapshot_meta(self, index: int, conf: ConfState) -> SnapshotMeta:
@@ -124,14 +145,13 @@ class DurableLog:
     def snapshot_dir(self) -> Path:
         return self.store.snapshot_dir
 
-    async def compact_to_written(self, snapshot: Snapshot, keep_entries: int) -> None:
+    async def compact_to_written(self, meta: SnapshotMeta, keep_entries: int) -> None:
         """As :meth:`compact`, for a snapshot whose file is written already (``write_snapshot`` into
-        :attr:`snapshot_dir`, e.g. by a forked child) and was read back: only the log's record is written."""
-        meta = snapshot.meta
+        :attr:`snapshot_dir`, e.g. by a forked child) and was checked: only the log's record is written."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.store.compact_to_written, meta)
         if meta.index > self.memory.snapshot().meta.index:
-            self.memory.create_snapshot(meta.index, meta.conf, snapshot.data)
+            self.memory.create_snapshot(meta.index, meta.conf, b"")
         self.memory.compact(max(self.memory.first_index(), meta.index - keep_entries))
 
     async def reopen(self) -> None:
@@ -151,3 +171,7 @@ class DurableLog:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.store.close)
         self._executor.shutdown(wait=True)
+
+
+def _without_data(snapshot: Snapshot) -> Snapshot:
+    return Snapshot(meta=snapshot.meta) if snapshot.data else snapshot

@@ -13,7 +13,8 @@ the call's raw payload:
    checks the size and the crc32c of what it received, and steps the message, with the data read back from its
    spool file, into its core — exactly as if it had arrived whole.
 
-Memory is bounded on both ends: the sender slices the snapshot it already holds (no copies); the receiver
+Memory is bounded on both ends: the sender reads the snapshot's file (a leader keeps snapshots' data on disk, not
+in memory) and slices it (no copies); the receiver
 writes each chunk to a spool file (``snapshot-incoming-*`` in the replica's data directory) on a worker thread
 and reads it back once, whole, when it installs it (it must hold it then to restore its state machine).
 Checksums run on worker threads too, so the event loop never stalls on a large snapshot. One transfer per peer
@@ -28,12 +29,12 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from crc32c import crc32c
 
-from feitian.consensus import InstallSnapshot, Snapshot
+from feitian.consensus import InstallSnapshot, Snapshot, SnapshotMeta
 from feitian.errors import DataCorruptionError, FeitianError, InvalidArgumentError
 from feitian.rpc import CallContext, Client, Request
 from feitian.runtime.files import SpoolFile
@@ -75,6 +76,7 @@ class SnapshotSender:
         address: str,
         client: Client,
         report: Callable[[int, bool], None],
+        load: Callable[[SnapshotMeta], Awaitable[bytes]] | None = None,
         *,
         chunk_bytes: int = CHUNK_BYTES,
     ) -> None:
@@ -83,6 +85,7 @@ class SnapshotSender:
         self.address = address
         self.client = client
         self.report = report  # (peer id, failed)
+        self.load = load  # the data of a snapshot whose message carries none (kept in a file, not in memory)
         self.chunk_bytes = chunk_bytes
         self.task: asyncio.Task[None] | None = None
         self.sending: tuple[int, int] | None = None  # (index, term) of the snapshot under way
@@ -100,11 +103,13 @@ class SnapshotSender:
 
     async def _send(self, message: InstallSnapshot) -> None:
         loop = asyncio.get_running_loop()
-        data = message.snapshot.data
         meta = message.snapshot.meta
-        total = len(data)
         started = loop.time()
         try:
+            data = message.snapshot.data
+            if not data and self.load is not None:
+                data = await self.load(meta)
+            total = len(data)
             crc = await loop.run_in_executor(None, crc32c, data)
             bare = msgspec.structs.replace(message, snapshot=Snapshot(meta=meta))
 

@@ -18,9 +18,9 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
-from feitian.consensus import AppendEntries, InstallSnapshot, Message
+from feitian.consensus import AppendEntries, InstallSnapshot, Message, SnapshotMeta
 from feitian.errors import FeitianError
 from feitian.replica.snapshot_transfer import SnapshotSender
 from feitian.rpc import Client, Request
@@ -101,6 +101,7 @@ class Transport:
         client: Client,
         unreachable: Callable[[int], None],
         report_snapshot: Callable[[int, bool], None],
+        snapshot_data: Callable[[SnapshotMeta], Awaitable[bytes]],
         *,
         max_queued_batches: int = 256,
         send_timeout_s: float = 2.0,
@@ -111,6 +112,7 @@ class Transport:
         self.client = client
         self.unreachable = unreachable
         self.report_snapshot = report_snapshot
+        self.snapshot_data = snapshot_data
         self.max_queued_batches = max_queued_batches
         self.send_timeout_s = send_timeout_s
         self.max_step_bytes = max_step_bytes
@@ -166,7 +168,7 @@ class Transport:
                 self.warn(f"no address for replica {message.to_id}; dropping its snapshot")
                 return
             sender = self._snapshots[message.to_id] = SnapshotSender(
-                self.cluster, message.to_id, address, self.client, self.report_snapshot
+                self.cluster, message.to_id, address, self.client, self.report_snapshot, self.snapshot_data
             )
         sender.start(message)
 

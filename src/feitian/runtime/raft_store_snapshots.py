@@ -24,11 +24,11 @@ from pathlib import Path
 import msgspec
 from crc32c import crc32c
 
-from feitian.consensus.types import Snapshot
+from feitian.consensus.types import Snapshot, SnapshotMeta
 from feitian.errors import DataCorruptionError
 from feitian.runtime.files import atomic_write, read_bytes, translating
 
-__all__ = ["SnapshotFile", "list_snapshots", "read_snapshot", "snapshot_name", "write_snapshot"]
+__all__ = ["SnapshotFile", "list_snapshots", "read_snapshot", "read_snapshot_meta", "snapshot_name", "write_snapshot"]
 
 _MAGIC = b"FTRAFTSN"
 _VERSION = 1
@@ -36,6 +36,7 @@ _HEADER = struct.Struct("<8sHHIQ")
 _SUFFIX = ".snap"
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(Snapshot)
+_META_DECODER = msgspec.msgpack.Decoder(tuple[SnapshotMeta, msgspec.Raw])
 
 
 @dataclass(frozen=True)
@@ -84,33 +85,51 @@ def write_snapshot(directory: Path, snapshot: Snapshot) -> Path:
     return path
 
 
+def read_snapshot_meta(path: Path) -> tuple[SnapshotMeta, int]:
+    """Check the snapshot file at ``path`` whole (length, checksum, name) and return its meta and the size of its
+    body, without copying the data out; DataCorruptionError naming the file if it is damaged."""
+    body = _checked_body(path, read_bytes(path))
+    try:
+        meta, _data = _META_DECODER.decode(body)  # the data stays a view of the buffer (msgspec.Raw)
+    except msgspec.DecodeError as exc:
+        raise _corrupt(path, f"undecodable body: {exc}") from exc
+    if _parse_name(path.name) != (meta.term, meta.index):
+        raise _corrupt(path, f"contents are snapshot term={meta.term} index={meta.index}")
+    return meta, len(body)
+
+
 def read_snapshot(path: Path) -> Snapshot:
     """Read and verify the snapshot file at ``path``; DataCorruptionError naming the file if it is damaged."""
-    buf = read_bytes(path)
-
-    def corrupt(what: str) -> DataCorruptionError:
-        return DataCorruptionError(
-            f"raft store load snapshot {path}: {what}",
-            hint="the snapshot was damaged after it was written; restore this replica from its peers",
-            path=str(path),
-        )
-
-    if len(buf) < _HEADER.size:
-        raise corrupt(f"file is {len(buf)} bytes, shorter than its {_HEADER.size}-byte header")
-    magic, version, _flags, crc, length = _HEADER.unpack_from(buf)
-    if magic != _MAGIC:
-        raise corrupt(f"bad magic {magic!r}")
-    if version != _VERSION:
-        raise corrupt(f"unsupported snapshot format version {version}")
-    if len(buf) != _HEADER.size + length:
-        raise corrupt(f"header says {length} body bytes, file has {len(buf) - _HEADER.size}")
-    body = memoryview(buf)[_HEADER.size :]
-    if _checksum(buf[: _HEADER.size], body) != crc:
-        raise corrupt("checksum mismatch")
+    body = _checked_body(path, read_bytes(path))
     try:
         snapshot = _DECODER.decode(body)
     except msgspec.DecodeError as exc:
-        raise corrupt(f"undecodable body: {exc}") from exc
+        raise _corrupt(path, f"undecodable body: {exc}") from exc
     if _parse_name(path.name) != (snapshot.meta.term, snapshot.meta.index):
-        raise corrupt(f"contents are snapshot term={snapshot.meta.term} index={snapshot.meta.index}")
+        raise _corrupt(path, f"contents are snapshot term={snapshot.meta.term} index={snapshot.meta.index}")
     return snapshot
+
+
+def _corrupt(path: Path, what: str) -> DataCorruptionError:
+    return DataCorruptionError(
+        f"raft store load snapshot {path}: {what}",
+        hint="the snapshot was damaged after it was written; restore this replica from its peers",
+        path=str(path),
+    )
+
+
+def _checked_body(path: Path, buf: bytes) -> memoryview:
+    """The body of a snapshot file's bytes, once its header, length and checksum are checked."""
+    if len(buf) < _HEADER.size:
+        raise _corrupt(path, f"file is {len(buf)} bytes, shorter than its {_HEADER.size}-byte header")
+    magic, version, _flags, crc, length = _HEADER.unpack_from(buf)
+    if magic != _MAGIC:
+        raise _corrupt(path, f"bad magic {magic!r}")
+    if version != _VERSION:
+        raise _corrupt(path, f"unsupported snapshot format version {version}")
+    if len(buf) != _HEADER.size + length:
+        raise _corrupt(path, f"header says {length} body bytes, file has {len(buf) - _HEADER.size}")
+    body = memoryview(buf)[_HEADER.size :]
+    if _checksum(buf[: _HEADER.size], body) != crc:
+        raise _corrupt(path, "checksum mismatch")
+    return body

@@ -116,6 +116,13 @@ class CoordStateMachine:
         slow half of :meth:`restore`)."""
         return decode_snapshot(data, self.limits)
 
+    def release(self) -> None:
+        """Drop the state (an empty tree, no sessions) ahead of :meth:`install` of a new one, so the two are not
+        held at once. The state is not usable until then."""
+        self.tree = Tree(self.limits)
+        self.sessions = SessionTable(self.limits)
+        self.dedupe = DedupeTable(self.limits.dedupe_window, self.limits.max_dedupe_clients)
+
     def install(self, restored: Restored) -> None:
         """Replace the state with one :meth:`prepare_restore` built (the fast half of :meth:`restore`)."""
         self.tree, self.sessions, self.dedupe, self.history = (
