@@ -219,4 +219,6 @@ def test_lost_quorum_is_named_and_timeout_bounds_coord_commands(cluster_dir: str
 
     feitian("cluster", "start", "coord-1", "coord-2", "coord-3", "--cluster", cluster_dir, check=True)
     back = feitian("coord", "get", "/q", "--timeout", "20", "--cluster", cluster_dir, check=True)
-    assert back.stdout.strip() == "v1"  # the refused write was never applied
+    # v1, or v2: if coord-3 still led when the others stopped, it put the write in its log before it found the
+    # quorum gone; that write's outcome was unknown, and Raft may commit it once a majority is back.
+    assert back.stdout.strip() in ("v1", "v2")
