@@ -92,6 +92,8 @@ class ReplicaRouter:
         per_attempt = self.attempt_timeout_s if attempt_timeout_s is None else attempt_timeout_s
         failures = 0
         last: FeitianError | None = None
+        # A write whose attempt timed out, lost its connection or lost its leader may still be applied later.
+        unknown = False
         while True:
             left = deadline - loop.time()
             if left <= 0:
@@ -113,6 +115,7 @@ class ReplicaRouter:
                     self.move_on(target)
             except (ConnectionLostError, UnavailableError, DeadlineExceededError) as exc:
                 last = self.observed[target] = exc
+                unknown = unknown or not isinstance(exc, UnavailableError) or exc.fields.get("outcome") == "unknown"
                 self._failed_until[target] = loop.time() + FAILED_AVOID_S
                 if leader:
                     self.leader = None
@@ -129,7 +132,15 @@ class ReplicaRouter:
             if failures % len(self.addresses) == 0:
                 pause = min(MAX_RETRY_PAUSE_S, RETRY_PAUSE_S * 2 ** (failures // len(self.addresses) - 1))
                 await asyncio.sleep(min(max(0.0, deadline - loop.time()), pause * (0.5 + self.rng.random() / 2)))
-        raise self.gave_up(type(request).__name__, self.timeout_s if timeout_s is None else timeout_s, last)
+        error = self.gave_up(type(request).__name__, self.timeout_s if timeout_s is None else timeout_s, last)
+        if unknown and not getattr(request, "idempotent", False):
+            error = UnavailableError(
+                error.message + "; an earlier attempt of this write may still be applied",
+                hint=error.hint,
+                reason=error.fields.get("reason", ""),
+                outcome="unknown",
+            )
+        raise error
 
     def gave_up(self, name: str, waited_s: float, last: FeitianError | None = None) -> UnavailableError:
         """The error after ``waited_s`` without an answer, saying what was observed of each replica since it last

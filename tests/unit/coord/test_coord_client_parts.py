@@ -10,7 +10,7 @@ import pytest
 from feitian.cli.coord import parse_ops
 from feitian.coord.connection import ReplicaRouter
 from feitian.coord.core import CheckOp, CreateOp, DeleteOp, NodeStat, Selector, SetOp
-from feitian.coord.messages import TXN_RULE, StatusRequest, TxnRequest
+from feitian.coord.messages import TXN_RULE, SetRequest, StatusRequest, TxnRequest
 from feitian.coord.recipes.lock import contenders
 from feitian.coord.watch import selector_for
 from feitian.errors import InvalidArgumentError, NotLeaderError, UnavailableError
@@ -109,3 +109,23 @@ async def test_stale_leader_hints_naming_each_other_pause_the_caller_instead_of_
     with pytest.raises(UnavailableError):
         await router.call(StatusRequest(), leader=True)
     assert 2 <= rpc.calls <= 30
+
+
+async def test_a_write_whose_attempt_may_have_been_applied_gives_up_with_an_unknown_outcome() -> None:
+    """A write sent to a leader that then lost its quorum may sit in that leader's log and commit later: when
+    the router gives up, it says so (outcome "unknown"); a read that gave up has no such outcome."""
+
+    class LostQuorum:
+        async def call(self, target: str, request: object, timeout: float) -> object:
+            await asyncio.sleep(0)
+            if target == "tcp://a" and isinstance(request, SetRequest):
+                raise UnavailableError("leadership lost before the proposal committed", outcome="unknown")
+            raise NotLeaderError("not the leader", leader_hint=None)
+
+    router = ReplicaRouter(LostQuorum(), ["tcp://a", "tcp://b"], timeout_s=0.3)  # type: ignore[arg-type]
+    with pytest.raises(UnavailableError) as write:
+        await router.call(SetRequest(path="/k", value=b"v", client_id="c", request_seq=1), leader=True)
+    assert write.value.fields.get("outcome") == "unknown" and "may still be applied" in write.value.message
+    with pytest.raises(UnavailableError) as read:
+        await router.call(StatusRequest(), leader=True)
+    assert "outcome" not in read.value.fields
