@@ -224,7 +224,9 @@ class Replica:
         self.installing = False
         self.snapshot_bytes = 0  # size of the last snapshot taken here
         self.snapshot_seconds = 0.0  # how long taking it took
-        self._snapshot_due = config.snapshot_every_entries
+        # Each snapshot's thresholds are stretched by a random factor in [1, 1.5), drawn per replica and per
+        # snapshot: replicas apply the same entries, and without it they would all snapshot at the same index.
+        self._snapshot_stretch = 1.0
         self._log_bytes = 0  # bytes of the entries applied since the last snapshot began
         self._snapshot_task: asyncio.Task[None] | None = None
         self._snapshot_taken: SnapshotMeta | None = None  # written and checked; the log is compacted next
@@ -707,12 +709,14 @@ class Replica:
     async def _maybe_compact(self) -> None:
         """Between Readies: record a snapshot taken in the background, or start one when due.
 
-        A snapshot is due ``snapshot_every_entries`` entries after the last one, stretched by a random 0-25 % so
-        replicas do not all take theirs at the same moment, once the log since then holds at least
-        ``snapshot_log_ratio`` times the last snapshot's bytes. The state machine is snapshotted in a forked child
-        (``snapshot_in_child``, the default where fork exists) that writes the snapshot file while this process
-        goes on; the file is read back and checked on a worker thread; only then, here, is the log compacted
-        (one small record). Without fork the state machine is snapshotted here and the file written on a thread."""
+        A snapshot is due ``snapshot_every_entries`` entries after the last one, once the log since then holds at
+        least ``snapshot_log_ratio`` times the last snapshot's bytes — both stretched by a random 0-50 % drawn per
+        replica and per snapshot, so replicas (which apply the same entries) do not all snapshot at once: on a
+        machine hosting several, their children would take every core together. The state machine is snapshotted
+        in a forked child (``snapshot_in_child``, the default where fork exists) that writes the snapshot file
+        while this process goes on; the file is read back and checked on a worker thread; only then, here, is the
+        log compacted (one small record). Without fork the state machine is snapshotted here and the file written
+        on a thread."""
         assert self.log is not None
         taken, self._snapshot_taken = self._snapshot_taken, None
         if taken is not None:
@@ -724,12 +728,13 @@ class Replica:
             return
         node = self.core
         applied = node.applied_index
-        if applied - self.log.snapshot.meta.index < self._snapshot_due:
+        stretch = self._snapshot_stretch
+        if applied - self.log.snapshot.meta.index < self.config.snapshot_every_entries * stretch:
             return
-        if self._log_bytes < self.config.snapshot_log_ratio * self.snapshot_bytes:
+        if self._log_bytes < self.config.snapshot_log_ratio * self.snapshot_bytes * stretch:
             return
         self._log_bytes = 0
-        self._snapshot_due = round(self.config.snapshot_every_entries * (1 + self.rng.random() / 4))
+        self._snapshot_stretch = 1 + self.rng.random() / 2
         meta = self.log.snapshot_meta(applied, node.conf_state)
         self._snapshot_task = asyncio.get_running_loop().create_task(self._take_snapshot(meta))
 
