@@ -10,7 +10,10 @@ the default SIGINT/SIGTERM handlers and lets go of the parent's signal wake-up d
 it never reaches the parent's event loop), asks the kernel to SIGKILL it if the parent dies (Linux: it must not
 outlive the parent and hold the parent's files), runs ``fn``, and leaves with ``os._exit`` (no atexit
 handlers, no buffered output of the parent's flushed twice). A failure's text comes back through a pipe. The
-parent waits on a worker thread; if the waiting task is cancelled, the child is SIGKILLed.
+parent waits on a worker thread; if the waiting task is cancelled, the child is SIGKILLed. Meanwhile the
+parent's garbage collector leaves alone the objects that existed at the fork (``gc.freeze``, undone when the
+child is gone): a collection writes into every tracked object's header, which would copy every page shared with
+the child.
 
 Only ``fn``'s own code runs in the child: no event loop, no threads. It must not take locks another thread of
 the parent may have held at the fork (``logging`` re-creates its own locks after a fork).
@@ -33,6 +36,22 @@ from feitian.errors import UnavailableError
 MAX_ERROR_BYTES = 4096
 CHILD_NICENESS = 10  # the child runs at a lower priority than the parent
 _PR_SET_PDEATHSIG = 1
+
+
+_children = 0  # children alive: the collector is frozen while any is (the process's GC is global state too)
+
+
+def _freeze() -> None:
+    global _children
+    _children += 1
+    gc.freeze()
+
+
+def _unfreeze() -> None:
+    global _children
+    _children -= 1
+    if _children == 0:
+        gc.unfreeze()
 
 
 def can_fork() -> bool:
@@ -67,9 +86,16 @@ async def run_in_child(fn: Callable[[], None], what: str) -> None:
     """Run ``fn`` in a forked child and wait for it; UnavailableError (naming ``what``) if it fails."""
     read_fd, write_fd = os.pipe()
     parent = os.getpid()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads (see the docstring)
-        pid = os.fork()
+    # While the child lives, the parent's collections must not traverse the objects it shares with the child:
+    # writing their GC headers copies every page they sit on (hundreds of milliseconds for a large state).
+    _freeze()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads (see the docstring)
+            pid = os.fork()
+    except BaseException:
+        _unfreeze()
+        raise
     if pid == 0:
         os.close(read_fd)
         _in_child(fn, write_fd, parent)
@@ -94,6 +120,8 @@ async def run_in_child(fn: Callable[[], None], what: str) -> None:
         with contextlib.suppress(Exception):
             await waiting
         raise
+    finally:
+        _unfreeze()
     if code != 0:
         detail = error.decode(errors="replace") or f"exit code {code}"
         raise UnavailableError(f"{what}: the child process failed: {detail}")
