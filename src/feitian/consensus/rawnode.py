@@ -258,7 +258,7 @@ class RawNode:
         self._outstanding = rd
         return rd
 
-    def take_committed(self) -> tuple[Entry, ...]:
+    def take_committed(self, limit: int | None = None) -> tuple[Entry, ...]:
         """Committed entries beyond the outstanding Ready's, to apply *now* instead of after its ``advance``.
 
         For a driver that has already applied the outstanding Ready's ``committed_entries`` and is still
@@ -267,7 +267,7 @@ class RawNode:
         The entries returned count as applied at once; no later Ready hands them out again. Stops before any
         entry that is not a plain command (configuration changes take effect in ``advance``, in order), and
         returns nothing without an outstanding Ready, while a snapshot is pending, or when the outstanding Ready
-        carries a snapshot or a configuration change."""
+        carries a snapshot or a configuration change. At most ``limit`` entries (the rest come in later Readies)."""
         rd = self._outstanding
         if rd is None or rd.snapshot is not None:
             return ()
@@ -275,9 +275,9 @@ class RawNode:
             return ()
         log = self._raft.log
         after = max(log.applied, rd.committed_entries[-1].index if rd.committed_entries else 0)
-        taken = []
+        taken: list[Entry] = []
         for entry in log.committed_entries_after(after):
-            if entry.kind is not EntryKind.NORMAL:
+            if entry.kind is not EntryKind.NORMAL or (limit is not None and len(taken) >= limit):
                 break
             taken.append(entry)
         if taken:

@@ -466,7 +466,7 @@ class Replica:
         for message in req.messages:
             node.step(message)
         if self._applying_ahead:
-            taken = node.take_committed()
+            taken = node.take_committed(APPLY_SLICE)  # bounded: this runs as the frame arrives, on the loop
             if taken:
                 self._apply_entries(taken)
                 self._serve_reads()
