@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 
 __all__ = ["DEFAULT_INTERVAL_S", "RECENT_STALLS", "STALL_MS", "LoopLag"]
 
 DEFAULT_INTERVAL_S = 0.025
 STALL_MS = 100.0  # lateness counted as a stall (``stalls``)
 RECENT_STALLS = 32  # the stalls remembered with their times (the newest; older ones are dropped)
+BUSY_SHARE = 0.75  # a stall with the process on a CPU at least this share of the time is its own work
 
 
 class LoopLag:
@@ -36,12 +38,15 @@ class LoopLag:
         self.max_at = 0.0  # loop time when it ended (0 before the first)
         self.stalls = 0  # wake-ups at least STALL_MS late
         self.samples = 0
+        # The longest stall during which the process was on a CPU most of the time: its own work (a long
+        # callback, a collection), as opposed to waiting for a machine busy with other processes.
+        self.max_busy_ms = 0.0
         self.recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=RECENT_STALLS)  # (at, ms)
         self._task: asyncio.Task[None] | None = None
 
     def reset(self) -> None:
         """Forget what was seen so far (the figures then count from now)."""
-        self.max_ms, self.max_at, self.stalls = 0.0, 0.0, 0
+        self.max_ms, self.max_at, self.stalls, self.max_busy_ms = 0.0, 0.0, 0, 0.0
         self.recent.clear()
 
     def start(self) -> None:
@@ -57,17 +62,22 @@ class LoopLag:
         loop = asyncio.get_running_loop()
         interval = self.interval_s
         while True:
-            due = loop.time() + interval
+            started, cpu = loop.time(), time.process_time()
+            due = started + interval
             await asyncio.sleep(interval)
             now = loop.time()
-            self.observe(max(0.0, (now - due) * 1000), now)
+            busy = (time.process_time() - cpu) / max(now - started, 1e-9)
+            self.observe(max(0.0, (now - due) * 1000), now, busy)
 
-    def observe(self, late_ms: float, now: float) -> None:
-        """Record one wake-up ``late_ms`` late at loop time ``now``."""
+    def observe(self, late_ms: float, now: float, busy: float = 1.0) -> None:
+        """Record one wake-up ``late_ms`` late at loop time ``now``; ``busy``: the share of that time this process
+        was running on a CPU (about 1: its own work held the loop; well below: it waited for the machine)."""
         self.samples += 1
         if late_ms >= STALL_MS:
             self.stalls += 1
             self.recent.append((now, late_ms))
+            if busy >= BUSY_SHARE:
+                self.max_busy_ms = max(self.max_busy_ms, late_ms)
         if late_ms > self.max_ms:
             self.max_ms = late_ms
             self.max_at = now
@@ -85,6 +95,7 @@ class LoopLag:
             "loop_lag_max_ago_s": ago,
             "loop_stalls": str(self.stalls),
             "loop_stalls_recent": recent,
+            "loop_lag_max_busy_ms": f"{self.max_busy_ms:.1f}",
         }
 
     @staticmethod

@@ -14,10 +14,12 @@ LOCKS, SESSIONS, BURST = 500, 20, 20
 REPLICA_FIGURES = {
     "role", "rss_bytes", "rss_peak_bytes", "loop_lag_max_ms", "loop_stalls", "nodes", "sessions", "snapshot_index",
     "snapshot_bytes", "snapshot_bytes_from", "snapshot_seconds", "snapshots_installed", "applied_index",
+    "loop_lag_max_busy_ms",
 }  # fmt: skip
 TARGETS = {
     "every lock held, no session lost",
     "longest loop stall ms",
+    "longest loop stall while the replica itself ran, ms",
     "RSS per replica GiB",
     "follower catch-up s",
     "lock failover s",

@@ -45,3 +45,11 @@ async def test_recent_stalls_are_reported_with_their_age_and_reset_forgets() -> 
     lag.reset()
     assert (lag.max_ms, lag.stalls, list(lag.recent)) == (0.0, 0, [])
     assert lag.detail()["loop_stalls_recent"] == ""
+
+
+async def test_a_stall_counts_as_the_process_own_only_when_it_was_running() -> None:
+    lag = LoopLag()
+    lag.observe(300.0, 1.0, busy=0.1)  # late, but the process hardly ran: it waited for the machine
+    lag.observe(250.0, 2.0, busy=0.95)  # late while running: its own work held the loop
+    assert lag.max_ms == 300.0 and lag.max_busy_ms == 250.0
+    assert lag.detail()["loop_lag_max_busy_ms"] == "250.0"
