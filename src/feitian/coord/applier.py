@@ -10,6 +10,7 @@ and wakes the long polls of subscribers when the revision moved. The proposer re
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 from feitian.base.clock import Clock
 from feitian.coord.core import Applied, CoordStateMachine, SessionTracker
@@ -46,8 +47,8 @@ class AppliedFeed:
         """Decode a snapshot into a new state (on a worker thread: the driver's ``PreparedRestore``)."""
         return self.sm.prepare_restore(data)
 
-    def release(self) -> None:
-        self.sm.release()
+    def release(self) -> Iterator[None]:
+        return self.sm.release()
 
     def install(self, restored: Restored) -> None:
         self.sm.install(restored)

@@ -26,7 +26,7 @@ import itertools
 import logging
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -85,9 +85,10 @@ class PreparedRestore(Protocol):
 
     def install(self, prepared: Any) -> None: ...
 
-    def release(self) -> None:
+    def release(self) -> Iterator[None]:
         """Drop the current state before a new one is prepared: it is about to be replaced, and holding both at
-        once would double the memory of a large state. The replica refuses reads meanwhile (``installing``)."""
+        once would double the memory of a large state. The replica refuses reads meanwhile (``installing``).
+        Returns steps that free the old state a piece at a time; the driver runs one per turn of the loop."""
         ...
 
 
@@ -618,7 +619,8 @@ class Replica:
         if snapshot.data:
             if isinstance(self.sm, PreparedRestore):
                 self.installing = True  # the state is gone until the new one is in: reads are refused
-                self.sm.release()
+                for _ in self.sm.release():
+                    await asyncio.sleep(0)  # the old state is freed a piece at a time, between turns of the loop
                 loop = asyncio.get_running_loop()
                 prepared = await loop.run_in_executor(None, self.sm.prepare_restore, snapshot.data)
                 self.sm.install(prepared)

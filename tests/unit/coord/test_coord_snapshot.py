@@ -176,3 +176,15 @@ def test_a_snapshot_of_many_chunks_round_trips(monkeypatch: pytest.MonkeyPatch) 
     restored = CoordStateMachine()
     restored.restore(data)
     assert restored.snapshot() == data
+
+
+def test_release_frees_the_old_tree_in_steps_and_install_brings_the_new_one() -> None:
+    h = busy()
+    for i in range(20_000):
+        h.create(f"/r/n{i:05d}", parents=True)
+    data = h.sm.snapshot()
+    steps = h.sm.release()
+    assert list(h.sm.tree.nodes) == ["/"]  # released at once; the old tree goes as the steps run
+    assert sum(1 for _ in steps) >= 2
+    h.sm.install(h.sm.prepare_restore(data))
+    assert h.sm.snapshot() == data

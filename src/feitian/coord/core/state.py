@@ -8,6 +8,7 @@ saw with the revision they saw it at.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from feitian.coord.core.commands import (
@@ -116,12 +117,16 @@ class CoordStateMachine:
         slow half of :meth:`restore`)."""
         return decode_snapshot(data, self.limits)
 
-    def release(self) -> None:
+    def release(self) -> Iterator[None]:
         """Drop the state (an empty tree, no sessions) ahead of :meth:`install` of a new one, so the two are not
-        held at once. The state is not usable until then."""
+        held at once. The state is not usable until then. Returns the steps that free the old tree, a few
+        thousand nodes each: run one between turns of the event loop (freeing a million nodes at once would hold
+        it for a second)."""
+        old = self.tree
         self.tree = Tree(self.limits)
         self.sessions = SessionTable(self.limits)
         self.dedupe = DedupeTable(self.limits.dedupe_window, self.limits.max_dedupe_clients)
+        return _free(old)
 
     def install(self, restored: Restored) -> None:
         """Replace the state with one :meth:`prepare_restore` built (the fast half of :meth:`restore`)."""
@@ -407,3 +412,18 @@ _NAMES: dict[type, str] = {
     CreateSession: "create session",
     CloseSession: "close session",
 }
+
+
+FREE_STEP = 8192  # nodes freed per step of releasing a tree
+
+
+def _free(tree: Tree) -> Iterator[None]:
+    nodes, ephemerals = tree.nodes, tree.ephemerals
+    while nodes:
+        for _ in range(min(FREE_STEP, len(nodes))):
+            nodes.popitem()
+        yield
+    while ephemerals:
+        for _ in range(min(FREE_STEP // 64, len(ephemerals))):
+            ephemerals.popitem()
+        yield
