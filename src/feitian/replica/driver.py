@@ -184,7 +184,7 @@ class ReplicaStats(msgspec.Struct):
     snapshot_bytes: int = 0  # the last snapshot this replica took
     snapshot_seconds: float = 0.0  # and how long taking it took
     snapshots_sent: int = 0  # snapshots sent whole to followers that had fallen behind
-    slow_fsyncs: int = 0  # log writes that took over 10 ms (the next 10 s of writes then leave the event loop)
+    slow_fsyncs: int = 0  # log writes that took over 50 ms (the next 5 s of writes then leave the event loop)
 
 
 class Replica:

@@ -24,8 +24,8 @@ from feitian.runtime.raft_store_snapshots import read_snapshot
 # A write that takes longer than this (the disk is busy: another process's large writes, a snapshot of ours)
 # sends the writes of the next OFFLOAD_FOR_S to the worker thread even when inline writes were asked for, so
 # the event loop does not wait for a slow disk.
-SLOW_FSYNC_S = 0.01
-OFFLOAD_FOR_S = 10.0
+SLOW_FSYNC_S = 0.05
+OFFLOAD_FOR_S = 5.0
 # A Ready with more entries than this (a follower catching up) is written on the worker thread: encoding and
 # writing megabytes would stall the event loop.
 INLINE_MAX_ENTRIES = 256
