@@ -15,7 +15,7 @@ from feitian.dfs.chunk_file import PAGE, ChunkGeometry
 from feitian.dfs.chunk_messages import ReadChunk
 from feitian.dfs.client import DfsClient
 from feitian.dfs.master_messages import Locate, LocateReply
-from feitian.testing.dfs import TEST_CLIENT_CONFIG, DfsCluster
+from feitian.testing.dfs import DfsCluster, running_dfs
 from feitian.testing.waiting import wait_for_condition
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -23,15 +23,11 @@ KiB, MiB = 1 << 10, 1 << 20
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[tuple[DfsCluster, DfsClient]]:
-    cluster = DfsCluster(tmp_path, masters=1, chunkservers=4, chunk_size_bytes=1 * MiB,
-                         chunkserver_options={"scrub_interval_s": 1.0})  # fmt: skip
-    await asyncio.to_thread(cluster.start)
-    client = await cluster.client(TEST_CLIENT_CONFIG)
-    try:
-        yield cluster, client
-    finally:
-        await client.rpc.close()
-        assert await asyncio.to_thread(cluster.stop) == []
+    scrub = {"scrub_interval_s": 1.0}
+    async with running_dfs(
+        tmp_path, masters=1, chunkservers=4, chunk_size_bytes=1 * MiB, chunkserver_options=scrub
+    ) as w:
+        yield w
 
 
 async def located(client: DfsClient, path: str) -> LocateReply:

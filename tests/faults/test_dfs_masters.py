@@ -14,7 +14,7 @@ import pytest
 
 from feitian.dfs.client import DfsClient
 from feitian.errors import FeitianError
-from feitian.testing.dfs import TEST_CLIENT_CONFIG, DfsCluster
+from feitian.testing.dfs import DfsCluster, running_dfs
 from feitian.testing.waiting import wait_for_condition
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -23,14 +23,8 @@ KiB, MiB = 1 << 10, 1 << 20
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[tuple[DfsCluster, DfsClient]]:
     options = {"lease_ttl_s": 2.0}
-    cluster = DfsCluster(tmp_path, masters=3, chunkservers=3, chunk_size_bytes=1 * MiB, master_options=options)
-    await asyncio.to_thread(cluster.start)
-    client = await cluster.client(TEST_CLIENT_CONFIG)
-    try:
-        yield cluster, client
-    finally:
-        await client.rpc.close()
-        assert await asyncio.to_thread(cluster.stop) == []
+    async with running_dfs(tmp_path, masters=3, chunkservers=3, chunk_size_bytes=1 * MiB, master_options=options) as w:
+        yield w
 
 
 async def test_sigkill_master_leader_under_load(world: tuple[DfsCluster, DfsClient]) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from feitian.dfs.client import DfsClient
 from feitian.testing.cli import feitian
-from feitian.testing.dfs import TEST_CLIENT_CONFIG, DfsCluster
+from feitian.testing.dfs import TEST_CLIENT_CONFIG, DfsCluster, running_dfs
 from feitian.testing.waiting import wait_for_condition
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -22,14 +22,8 @@ KiB, MiB = 1 << 10, 1 << 20
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[tuple[DfsCluster, DfsClient]]:
-    cluster = DfsCluster(tmp_path, masters=3, chunkservers=4, chunk_size_bytes=1 * MiB)
-    await asyncio.to_thread(cluster.start)
-    client = await cluster.client(TEST_CLIENT_CONFIG)
-    try:
-        yield cluster, client
-    finally:
-        await client.rpc.close()
-        assert await asyncio.to_thread(cluster.stop) == []
+    async with running_dfs(tmp_path, masters=3, chunkservers=4, chunk_size_bytes=1 * MiB) as world:
+        yield world
 
 
 async def racks_of(client: DfsClient, path: str) -> list[set[str]]:

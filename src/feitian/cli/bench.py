@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from feitian.cli.output import emit_json
 
 SECONDS = click.FloatRange(min=0, min_open=True)
 ROUNDS = click.IntRange(min=1)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _dir_option(help_text: str) -> Callable[[F], F]:
+    return click.option("--dir", "directory", default=None, metavar="DIR", help=help_text)
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+_insecure_option = click.option(
+    "--insecure", is_flag=True, help="Without Zhongkui (mutual TLS and capabilities are on by default)."
+)
 
 
 @click.group()
@@ -18,7 +34,7 @@ def bench() -> None:
 @bench.command("rpc")
 @click.option("--seconds", type=SECONDS, default=3.0, show_default=True, help="Seconds per measurement.")
 @click.option("--no-peers", is_flag=True, help="Measure feitian only.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_json_option
 def bench_rpc(seconds: float, no_peers: bool, as_json: bool) -> None:
     """Kuafu RPC: 100 B latency, 100 B throughput (64 in flight), 1 MiB upload (8 in flight).
 
@@ -40,14 +56,8 @@ def bench_rpc(seconds: float, no_peers: bool, as_json: bool) -> None:
 @click.option(
     "--replicas", type=click.Choice(["1", "3", "5"]), default="3", show_default=True, help="Replica processes."
 )
-@click.option(
-    "--dir",
-    "directory",
-    default=None,
-    metavar="DIR",
-    help="Where the replicas keep their data (default: the system temp dir); choose the disk to measure.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_dir_option("Where the replicas keep their data (default: the system temp dir); choose the disk to measure.")
+@_json_option
 def bench_consensus(seconds: float, replicas: str, directory: str | None, as_json: bool) -> None:
     """The replicated log: 100-byte proposals at 1, 16 and 64 in flight, with fsync, on real processes.
 
@@ -66,7 +76,7 @@ def bench_consensus(seconds: float, replicas: str, directory: str | None, as_jso
 @bench.command("security")
 @click.option("--seconds", type=SECONDS, default=2.0, show_default=True, help="Seconds per measurement.")
 @click.option("--rounds", type=ROUNDS, default=3, show_default=True, help="Alternating insecure/secured RPC rounds.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_json_option
 def bench_security(seconds: float, rounds: int, as_json: bool) -> None:
     """Zhongkui's cost: secured connections per second, and the RPC figures with security off and on.
 
@@ -89,15 +99,9 @@ def bench_security(seconds: float, rounds: int, as_json: bool) -> None:
 @click.option(
     "--replicas", type=click.Choice(["1", "3"]), default="3", show_default=True, help="Replicas (and etcd members)."
 )
-@click.option(
-    "--dir",
-    "directory",
-    default=None,
-    metavar="DIR",
-    help="Where both clusters keep their data (default: the system temp dir); choose the disk to measure.",
-)
+@_dir_option("Where both clusters keep their data (default: the system temp dir); choose the disk to measure.")
 @click.option("--no-etcd", is_flag=True, help="Measure feitian only.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_json_option
 def bench_coord(
     seconds: float, rounds: int, replicas: str, directory: str | None, no_etcd: bool, as_json: bool
 ) -> None:
@@ -130,16 +134,10 @@ def bench_coord(
     "--seconds", type=click.IntRange(5, 3600), default=30, show_default=True, help="Length of the run in seconds."
 )
 @click.option("--clients", type=click.IntRange(1, 256), default=10, show_default=True, help="Closed-loop clients.")
-@click.option("--insecure", is_flag=True, help="Without Zhongkui (mutual TLS and capabilities are on by default).")
+@_insecure_option
 @click.option("--seed", default=1, show_default=True, help="Seed of the fault schedule and of the clients' choices.")
-@click.option(
-    "--dir",
-    "directory",
-    default=None,
-    metavar="DIR",
-    help="Where the replicas keep their data (default: the system temp dir).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_dir_option("Where the replicas keep their data (default: the system temp dir).")
+@_json_option
 def bench_coord_faults(
     seconds: int, clients: int, insecure: bool, seed: int, directory: str | None, as_json: bool
 ) -> None:
@@ -176,14 +174,8 @@ def bench_coord_faults(
     show_default=True,
     help="Empty files created for the metadata rate.",
 )
-@click.option(
-    "--dir",
-    "directory",
-    default=None,
-    metavar="DIR",
-    help="Where the cluster keeps its data (default: the system temp dir); choose the disk to measure.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_dir_option("Where the cluster keeps its data (default: the system temp dir); choose the disk to measure.")
+@_json_option
 def bench_dfs(size_mib: int, creates: int, directory: str | None, as_json: bool) -> None:
     """Pangu: write and read throughput with 3 replicas and 1, metadata creates/s, re-replication after a
     SIGKILL, and the disk's own write+fdatasync and page-cache read rates in the same run."""
@@ -233,16 +225,10 @@ def bench_dfs(size_mib: int, creates: int, directory: str | None, as_json: bool)
     show_default=True,
     help="The replicas' keep_entries_after_snapshot.",
 )
-@click.option("--insecure", is_flag=True, help="Without Zhongkui (mutual TLS and capabilities are on by default).")
-@click.option(
-    "--dir",
-    "directory",
-    default=None,
-    metavar="DIR",
-    help="Where the replicas keep their data (default: the system temp dir).",
-)
+@_insecure_option
+@_dir_option("Where the replicas keep their data (default: the system temp dir).")
 @click.option("--keep", is_flag=True, help="Leave the clusters' directories (logs, data) behind and say where.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_json_option
 def bench_coord_scale(
     locks: int,
     sessions: int,

@@ -8,8 +8,11 @@ every process it started, by pid.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +151,18 @@ class DfsCluster:
             if status.role == "leader":
                 return spec.name
         raise AssertionError("no dfs master leads")
+
+
+@contextlib.asynccontextmanager
+async def running_dfs(directory: str | os.PathLike[str], **options: Any) -> AsyncIterator[tuple[DfsCluster, DfsClient]]:
+    """A started :class:`DfsCluster` (``options`` as its constructor's) and a client of it (``TEST_CLIENT_CONFIG``);
+    afterwards the client is closed and every process stopped by pid (an AssertionError if one would not stop)."""
+    cluster = DfsCluster(directory, **options)
+    await asyncio.to_thread(cluster.start)
+    client = await cluster.client(TEST_CLIENT_CONFIG)
+    try:
+        yield cluster, client
+    finally:
+        await client.rpc.close()
+        stuck = await asyncio.to_thread(cluster.stop)
+        assert stuck == [], f"processes that would not stop: {stuck}"

@@ -13,7 +13,7 @@ import pytest
 
 from feitian.dfs.client import DfsClient
 from feitian.dfs.master_messages import Locate, LocateReply
-from feitian.testing.dfs import TEST_CLIENT_CONFIG, DfsCluster
+from feitian.testing.dfs import DfsCluster, running_dfs
 from feitian.testing.waiting import wait_for_condition
 
 MiB = 1 << 20
@@ -23,14 +23,10 @@ MiB = 1 << 20
 async def world(tmp_path: Path) -> AsyncIterator[tuple[DfsCluster, DfsClient]]:
     # Small disks, so that a few files make utilization differ by more than the balance threshold (10 %).
     disks = {"capacity_bytes": 32 * MiB}
-    cluster = DfsCluster(tmp_path, masters=1, chunkservers=3, chunk_size_bytes=1 * MiB, chunkserver_options=disks)
-    await asyncio.to_thread(cluster.start)
-    client = await cluster.client(TEST_CLIENT_CONFIG)
-    try:
-        yield cluster, client
-    finally:
-        await client.rpc.close()
-        assert await asyncio.to_thread(cluster.stop) == []
+    async with running_dfs(
+        tmp_path, masters=1, chunkservers=3, chunk_size_bytes=1 * MiB, chunkserver_options=disks
+    ) as w:
+        yield w
 
 
 async def chunks_by_server(client: DfsClient) -> dict[str, int]:
