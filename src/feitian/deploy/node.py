@@ -190,13 +190,15 @@ async def run_node(role_name: str, config: NodeConfig, role: Role) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     lag.start()
-    extra = await role.start(ctx, options)
-    metrics = None
-    if node.metrics:
+    metrics, metrics_url = None, ""
+    if node.metrics:  # listening before the role starts: a bad address or a taken port stops the node at once
         from feitian.rpc.metrics import MetricsServer  # aiohttp: imported only by nodes that serve /metrics
 
         metrics = MetricsServer(stats, node.metrics)
-        extra = {**extra, "metrics": await metrics.start()}
+        metrics_url = await metrics.start()
+    extra = await role.start(ctx, options)
+    if metrics is not None:
+        extra = {**extra, "metrics": metrics_url}
     addresses = await server.start(node.listen)
     if security is not None:
         await security.make_agent(client).start()
