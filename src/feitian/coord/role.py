@@ -22,7 +22,7 @@ from feitian.coord.recipes.naming import Registration, register
 from feitian.errors import ConfigError
 from feitian.replica.options import ReplicaOptions
 from feitian.replica.status import add_replica_stats
-from feitian.rpc.status import Metric
+from feitian.rpc import Metric
 
 if TYPE_CHECKING:
     from feitian.coord.rest import RestLimits  # imported when used: aiohttp only for replicas serving REST

@@ -19,7 +19,7 @@ from feitian.authority.service import AuthorityService
 from feitian.authority.store import AuthorityStore
 from feitian.deploy.node import NodeContext
 from feitian.errors import ConfigError
-from feitian.rpc.status import Metric
+from feitian.rpc import Metric
 from feitian.runtime.files import DirLock
 from feitian.security import ClusterAuthority, load_private_key
 

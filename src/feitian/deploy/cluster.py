@@ -38,8 +38,7 @@ from feitian import __version__
 from feitian.deploy.cluster_security import ClusterSecurity
 from feitian.deploy.node import EndpointFile
 from feitian.errors import AlreadyExistsError, ConflictError, FeitianError, NotFoundError, UnavailableError
-from feitian.rpc import Client, ClientConfig, Health, HealthReply, NuwaAddress, Resolver
-from feitian.rpc.status import Stats, StatsReply
+from feitian.rpc import Client, ClientConfig, Health, HealthReply, NuwaAddress, Resolver, Stats, StatsReply
 from feitian.runtime.eventloop import run
 from feitian.runtime.files import atomic_write
 from feitian.runtime.procs import ProcessRef, is_running, spawn_detached, stop_processes

@@ -15,9 +15,8 @@ from feitian.dfs.roles import ChunkServerRole, DfsMasterRole
 from feitian.errors import InvalidArgumentError
 from feitian.replica.options import ReplicaOptions
 from feitian.replica.status import add_replica_stats
-from feitian.rpc import CallContext
+from feitian.rpc import CallContext, Metric
 from feitian.rpc.proxy import Proxy, ProxyConfig
-from feitian.rpc.status import Metric
 
 
 class EchoOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

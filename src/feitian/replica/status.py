@@ -5,7 +5,7 @@ show the same Raft figures under the same names whatever the service."""
 from __future__ import annotations
 
 from feitian.replica.driver import Replica
-from feitian.rpc.status import Metric, NodeStats, Replication
+from feitian.rpc import Metric, NodeStats, Replication
 
 __all__ = ["REPLICA_METRICS", "add_replica_stats"]
 
