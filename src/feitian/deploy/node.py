@@ -192,7 +192,7 @@ async def run_node(role_name: str, config: NodeConfig, role: Role) -> None:
     lag.start()
     metrics, metrics_url = None, ""
     if node.metrics:  # listening before the role starts: a bad address or a taken port stops the node at once
-        from feitian.rpc.metrics import MetricsServer  # aiohttp: imported only by nodes that serve /metrics
+        from feitian.rpc.metrics import MetricsServer  # prometheus_client: only in nodes that serve /metrics
 
         metrics = MetricsServer(stats, node.metrics)
         metrics_url = await metrics.start()
