@@ -145,9 +145,13 @@ def up(
 @cluster_option
 @click.option("--timeout", type=TIMEOUT, default=2.0, show_default=True, help="Seconds to wait for each health answer.")
 @identity_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def status(cluster_dir: str | None, timeout: float, identity: str | None, as_json: bool) -> None:
-    """Show each process of the cluster and whether it answers its health check.
+@click.option(
+    "--stats", "with_stats", is_flag=True, help="Also list each node's counters and gauges (what /metrics shows)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with each node's full node.Stats reply).")
+def status(cluster_dir: str | None, timeout: float, identity: str | None, with_stats: bool, as_json: bool) -> None:
+    """Show each process of the cluster and its uniform status (node.Stats): whether it is healthy, its uptime
+    and version, and a replica's role and term.
 
     Exits 3 if any process is not healthy.
     """
@@ -160,6 +164,9 @@ def status(cluster_dir: str | None, timeout: float, identity: str | None, as_jso
             ["NAME", "ROLE", "PID", "STATE", "ENDPOINTS", "DETAIL"],
             [[r.name, r.role, r.pid, r.state, _endpoints(r), r.detail] for r in rows],
         )
+        if with_stats:
+            click.echo()
+            table(["NAME", "METRIC", "KIND", "VALUE"], _figures(rows))
     bad = [r.name for r in rows if r.state != "ok"]
     if bad:
         raise UnavailableError(f"not healthy: {', '.join(bad)}", hint=f"see the logs in {lc.dir}/logs")
@@ -256,6 +263,20 @@ def _given(ctx: click.Context, name: str) -> bool:
 
 def _endpoints(p: ProcessRecord | ProcessStatus) -> str:
     return " ".join(p.addresses + [f"{k}={v}" for k, v in p.extra.items()])
+
+
+def _figures(rows: list[ProcessStatus]) -> list[list[object]]:
+    out: list[list[object]] = []
+    for r in rows:
+        if r.stats is None:
+            continue
+        out.extend([r.name, name, "counter", value] for name, value in r.stats.counters.items())
+        out.extend([r.name, name, "gauge", _number(value)] for name, value in r.stats.gauges.items())
+    return out
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() else f"{value:.3f}".rstrip("0")
 
 
 def _stuck(lc: LocalCluster, stuck: list[str]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
@@ -20,6 +21,8 @@ from feitian.coord.client import CoordClient
 from feitian.coord.recipes.naming import Registration, register
 from feitian.errors import ConfigError
 from feitian.replica.options import ReplicaOptions
+from feitian.replica.status import add_replica_stats
+from feitian.rpc import Metric
 
 if TYPE_CHECKING:
     from feitian.coord.rest import RestLimits  # imported when used: aiohttp only for replicas serving REST
@@ -38,6 +41,24 @@ class CoordOptions(ReplicaOptions, frozen=True, forbid_unknown_fields=True):
         default_factory=dict
     )  # replica id -> REST base URL, so followers redirect writes to the leader
     rest_limits: dict[str, float] = msgspec.field(default_factory=dict)  # RestLimits fields to override
+
+
+COORD_METRICS = (
+    Metric("coord_revision", "gauge", "the revision of the coordination tree this replica has applied"),
+    Metric("coord_nodes", "gauge", "nodes in the coordination tree"),
+    Metric("coord_sessions", "gauge", "open client sessions"),
+    Metric("coord_history_events", "gauge", "change events kept for watches to resume from"),
+)
+
+
+def coord_figures(sm: Any) -> Callable[[], dict[str, float]]:
+    """The figures of a coord replica's state machine (``CoordStateMachine``), as its status call reads them."""
+    return lambda: {
+        "coord_revision": sm.revision,
+        "coord_nodes": len(sm.tree.nodes),
+        "coord_sessions": len(sm.sessions),
+        "coord_history_events": len(sm.history),
+    }
 
 
 class CoordRole:
@@ -61,6 +82,8 @@ class CoordRole:
         self._replica = CoordReplica(config, node.client, limits=limits)
         self._replica.register(node.server)
         await self._replica.start()
+        add_replica_stats(node.stats, self._replica.replica)
+        node.stats.add_source(COORD_METRICS, coord_figures(self._replica.sm))
         extra = {"replica_id": str(options.id)}
         if options.rest:
             from feitian.coord.rest import RestApi

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,6 +19,7 @@ from feitian.authority.service import AuthorityService
 from feitian.authority.store import AuthorityStore
 from feitian.deploy.node import NodeContext
 from feitian.errors import ConfigError
+from feitian.rpc import Metric
 from feitian.runtime.files import DirLock
 from feitian.security import ClusterAuthority, load_private_key
 
@@ -27,6 +29,24 @@ __all__ = ["AuthorityOptions", "AuthorityRole"]
 class AuthorityOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     authority_key: str
     ca_cert: str
+
+
+AUTHORITY_METRICS = (
+    Metric("authority_principals", "gauge", "principals (services and users) the authority knows"),
+    Metric("authority_revocations", "gauge", "entries in the revocation list"),
+    Metric("authority_revocation_version", "gauge", "the revocation list's version (it grows with each change)"),
+    Metric("authority_waiting_polls", "gauge", "nodes waiting in a long poll for the next revocation change"),
+)
+
+
+def authority_figures(service: AuthorityService) -> Callable[[], dict[str, float]]:
+    store = service.store
+    return lambda: {
+        "authority_principals": len(store.principals),
+        "authority_revocations": len(store.revocations),
+        "authority_revocation_version": store.revocations.version,
+        "authority_waiting_polls": service.waiting,
+    }
 
 
 class AuthorityRole:
@@ -53,6 +73,7 @@ class AuthorityRole:
         store = AuthorityStore(node.data_dir)
         self.service = AuthorityService(store, ca, security.view, security.clock)
         node.server.add_service(self.service)
+        node.stats.add_source(AUTHORITY_METRICS, authority_figures(self.service))
         refresh_s = security.section.revocation_refresh_s
         self._fresh = asyncio.get_running_loop().create_task(self.service.keep_fresh(refresh_s))
         return {"principal": security.principal.id}

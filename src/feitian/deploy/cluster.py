@@ -38,7 +38,7 @@ from feitian import __version__
 from feitian.deploy.cluster_security import ClusterSecurity
 from feitian.deploy.node import EndpointFile
 from feitian.errors import AlreadyExistsError, ConflictError, FeitianError, NotFoundError, UnavailableError
-from feitian.rpc import Client, ClientConfig, Health, HealthReply, NuwaAddress, Resolver
+from feitian.rpc import Client, ClientConfig, Health, HealthReply, NuwaAddress, Resolver, Stats, StatsReply
 from feitian.runtime.eventloop import run
 from feitian.runtime.files import atomic_write
 from feitian.runtime.procs import ProcessRef, is_running, spawn_detached, stop_processes
@@ -55,6 +55,7 @@ class NodeSpec(msgspec.Struct, frozen=True):
     role_options: dict[str, Any] = {}
     rpc: dict[str, Any] = {}
     listen: list[str] = []  # fixed addresses (replicas must know each other's); default: a free port
+    metrics: str = ""  # [node] metrics (serve /metrics here); default: `up` picks a free 127.0.0.1 port
 
 
 class ProcessRecord(msgspec.Struct):
@@ -102,6 +103,7 @@ class ProcessStatus(msgspec.Struct):
     addresses: list[str]
     detail: str = ""
     extra: dict[str, str] = {}  # what the node published besides its addresses (a coord replica's "rest" URL)
+    stats: StatsReply | None = None  # the node's node.Stats reply (None: stopped, unreachable, or an older node)
 
 
 def default_spec(
@@ -177,6 +179,13 @@ def replica_specs(role: str, n: int, role_options: dict[str, Any] | None = None)
         NodeSpec(f"{role}-{i}", role, {**(role_options or {}), "id": i, "peers": peers}, rpc, [peers[str(i)]])
         for i in range(1, n + 1)
     ]
+
+
+def with_metrics(specs: Sequence[NodeSpec]) -> list[NodeSpec]:
+    """``specs``, each serving ``/metrics``: those without a ``metrics`` address get a free 127.0.0.1 port, fixed
+    in its config so it stays the same when the node restarts."""
+    ports = iter(free_ports(sum(1 for s in specs if not s.metrics)))
+    return [s if s.metrics else msgspec.structs.replace(s, metrics=f"tcp://127.0.0.1:{next(ports)}") for s in specs]
 
 
 def free_ports(n: int) -> list[int]:
@@ -284,6 +293,7 @@ class LocalCluster:
             say(f"security: authority, CA and {len(services) + 1} identities in {self.security.dir}")
         else:
             say("WARNING: starting an insecure cluster: every node trusts every caller")
+        specs = with_metrics(specs)
         try:
             first = [s for s in specs if s.role == AUTHORITY]  # the authority starts first; the others need it
             for group in (first, [s for s in specs if s.role != AUTHORITY]):
@@ -320,6 +330,8 @@ class LocalCluster:
                 "data_dir": os.path.join(self.dir, "data", spec.name),
             },
         }
+        if spec.metrics:
+            doc["node"]["metrics"] = spec.metrics
         if spec.rpc:
             doc["rpc"] = spec.rpc
         if spec.role_options:
@@ -484,10 +496,18 @@ class LocalCluster:
                 if not is_running(proc.ref):
                     return row("stopped", self._unrecorded(proc))
                 try:
-                    health: HealthReply = await client.call(proc.addresses[0], Health(), timeout=timeout_s)
+                    stats: StatsReply = await client.call(proc.addresses[0], Stats(), timeout=timeout_s)
+                except NotFoundError:  # a node of an older version, without node.Stats: ask kuafu.Health
+                    try:
+                        health: HealthReply = await client.call(proc.addresses[0], Health(), timeout=timeout_s)
+                    except FeitianError as exc:
+                        return row("unreachable", str(exc))
+                    return row(health.status, f"up {health.uptime_s:.0f}s, version {health.version}")
                 except FeitianError as exc:
                     return row("unreachable", str(exc))
-                return row(health.status, f"up {health.uptime_s:.0f}s, version {health.version}")
+                status = row(stats.status, stats_detail(stats))
+                status.stats = stats
+                return status
 
             return list(await asyncio.gather(*(one(p) for p in state.processes)))
 
@@ -503,6 +523,14 @@ class LocalCluster:
         if not stuck:
             os.unlink(self.state_path)
         return stopped, stuck
+
+
+def stats_detail(stats: StatsReply) -> str:
+    """One line for humans: uptime, version, and a replica's place in its group ("leader, term 3")."""
+    text = f"up {stats.uptime_s:.0f}s, version {stats.version}"
+    if stats.replication is not None:
+        text += f", {stats.replication.role.replace('_', '-')} in term {stats.replication.term}"
+    return text
 
 
 def _pin_listen(proc: ProcessRecord) -> None:

@@ -22,6 +22,12 @@ With ``[security]`` the node serves mutual TLS only and checks every call (ZK-4)
 endpoint file it has fetched the revocation list from the authority, and it keeps it fresh and its capabilities
 renewed while it runs. ``NodeContext.client`` calls other services as this node.
 
+Every node answers ``node.Stats`` (feitian.rpc.status): the same shape for every role — name, role, version,
+uptime, its place in a replicated group where it has one, and named counters and gauges that the role adds to
+``NodeContext.stats``. With ``[node] metrics = "tcp://HOST:PORT"`` it also serves those figures at
+``http://HOST:PORT/metrics`` in the Prometheus text format (feitian.rpc.metrics) and publishes that URL as
+``extra["metrics"]`` in its endpoint file.
+
 Every node's ``kuafu.Health`` reply carries in its ``detail`` the longest event-loop stall since it started
 (``loop_lag_max_ms``, ``loop_lag_max_ago_s``, ``loop_stalls``: ``runtime/looplag.py``) and its open
 connections (``connections``).
@@ -43,6 +49,7 @@ from feitian import __version__
 from feitian.deploy.node_security import NodeSecurity, SecuritySection
 from feitian.errors import ConfigError, InvalidArgumentError
 from feitian.rpc import Client, ClientConfig, Server, ServerConfig
+from feitian.rpc.status import Metric, NodeStats, add_stats_handler, rpc_source
 from feitian.runtime.files import atomic_write
 from feitian.runtime.looplag import LoopLag
 
@@ -57,6 +64,7 @@ class NodeSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     run_dir: str = ""
     data_dir: str = ""
     log_level: str = "info"
+    metrics: str = ""  # serve /metrics (Prometheus text) here, e.g. "tcp://127.0.0.1:9101"; "" = off
 
 
 class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -80,10 +88,16 @@ class EndpointFile(msgspec.Struct, frozen=True):
 
 class NodeContext:
     """What a role gets: its config, the node's Kuafu server, its directories, a client that calls other
-    services as this node, and the node's security (None when it runs without)."""
+    services as this node, the node's security (None when it runs without) and its :class:`NodeStats`, where
+    the role adds its figures (``node.Stats`` and ``/metrics`` show them)."""
 
     def __init__(
-        self, config: NodeConfig, server: Server, client: Client | None = None, security: NodeSecurity | None = None
+        self,
+        config: NodeConfig,
+        server: Server,
+        client: Client | None = None,
+        security: NodeSecurity | None = None,
+        stats: NodeStats | None = None,
     ) -> None:
         self.config = config
         self.name = config.node.name
@@ -92,6 +106,7 @@ class NodeContext:
         self.security = security
         self.data_dir = config.node.data_dir
         self.run_dir = config.node.run_dir
+        self.stats = stats or NodeStats(config.node.name, config.node.role, cluster=config.node.cluster)
 
 
 class Role(Protocol):
@@ -102,6 +117,16 @@ class Role(Protocol):
         ...
 
     async def stop(self) -> None: ...
+
+
+LOOP_METRICS = (
+    Metric("loop_stalls", "counter", "event-loop wake-ups at least 100 ms late (runtime/looplag.py)"),
+    Metric("loop_lag_max_ms", "gauge", "the longest event-loop stall since the node started serving"),
+)
+
+
+def loop_lag_source(stats: NodeStats, lag: LoopLag) -> None:
+    stats.add_source(LOOP_METRICS, lambda: {"loop_stalls": lag.stalls, "loop_lag_max_ms": lag.max_ms})
 
 
 def load_config(path: str) -> NodeConfig:
@@ -152,7 +177,11 @@ async def run_node(role_name: str, config: NodeConfig, role: Role) -> None:
     else:
         server = Server(server_cfg, health=health, security=security.server_guard)
         client = security.client(node.name)
-    ctx = NodeContext(config, server, client, security)
+    stats = NodeStats(node.name, node.role, cluster=node.cluster, health=lambda: health()[0])
+    rpc_source(stats, server)
+    loop_lag_source(stats, lag)
+    add_stats_handler(server, stats)
+    ctx = NodeContext(config, server, client, security, stats)
     options = decode_section(config.role, role.options_type, "role")
     if node.data_dir:
         os.makedirs(node.data_dir, exist_ok=True)
@@ -161,7 +190,15 @@ async def run_node(role_name: str, config: NodeConfig, role: Role) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     lag.start()
+    metrics, metrics_url = None, ""
+    if node.metrics:  # listening before the role starts: a bad address or a taken port stops the node at once
+        from feitian.rpc.metrics import MetricsServer  # prometheus_client: only in nodes that serve /metrics
+
+        metrics = MetricsServer(stats, node.metrics)
+        metrics_url = await metrics.start()
     extra = await role.start(ctx, options)
+    if metrics is not None:
+        extra = {**extra, "metrics": metrics_url}
     addresses = await server.start(node.listen)
     if security is not None:
         await security.make_agent(client).start()
@@ -177,6 +214,8 @@ async def run_node(role_name: str, config: NodeConfig, role: Role) -> None:
     finally:
         log.info("node %s stopping", node.name)
         await role.stop()
+        if metrics is not None:
+            await metrics.stop()
         if security is not None and security.agent is not None:
             await security.agent.stop()
         await server.stop()

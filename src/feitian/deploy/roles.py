@@ -14,7 +14,8 @@ from feitian.deploy.node import NodeContext, Role
 from feitian.dfs.roles import ChunkServerRole, DfsMasterRole
 from feitian.errors import InvalidArgumentError
 from feitian.replica.options import ReplicaOptions
-from feitian.rpc import CallContext
+from feitian.replica.status import add_replica_stats
+from feitian.rpc import CallContext, Metric
 from feitian.rpc.proxy import Proxy, ProxyConfig
 
 
@@ -62,6 +63,12 @@ class ProxyOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_inflight_bytes_per_client: int = 64 << 20
 
 
+PROXY_METRICS = (
+    Metric("proxy_clients", "gauge", "local programs connected to the proxy's socket"),
+    Metric("proxy_upstreams", "gauge", "servers the proxy holds a connection to"),
+)
+
+
 class ProxyRole:
     """The per-machine Kuafu proxy (KUAFU-4); publishes its socket as ``extra["socket"]``."""
 
@@ -83,6 +90,10 @@ class ProxyRole:
             )
         )
         await self._proxy.start()
+        proxy = self._proxy
+        node.stats.add_source(
+            PROXY_METRICS, lambda: {"proxy_clients": proxy.client_count, "proxy_upstreams": proxy.upstream_count}
+        )
         return {"socket": path}
 
     async def stop(self) -> None:
@@ -92,6 +103,9 @@ class ProxyRole:
 
 class KvOptions(ReplicaOptions, frozen=True, forbid_unknown_fields=True):
     pass
+
+
+KV_METRICS = (Metric("kv_keys", "gauge", "keys in the replicated key-value store"),)
 
 
 class KvRole:
@@ -115,6 +129,8 @@ class KvRole:
         self._replica.register(node.server)
         node.server.add_service(KvService(self._replica, state))
         await self._replica.start()
+        add_replica_stats(node.stats, self._replica)
+        node.stats.add_source(KV_METRICS, lambda: {"kv_keys": len(state.data)})
         return {"replica_id": str(options.id)}
 
     async def stop(self) -> None:

@@ -7,14 +7,57 @@ module only reads those attributes, so the services never import the deploy laye
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from feitian.dfs.options import ChunkServerOptions, MasterOptions
 from feitian.errors import ConfigError
+from feitian.replica.status import add_replica_stats
+from feitian.rpc import Metric
 
 __all__ = ["ChunkServerRole", "DfsMasterRole"]
 
 log = logging.getLogger(__name__)
+
+
+MASTER_METRICS = (
+    Metric("dfs_namespace_nodes", "gauge", "files and directories in the namespace"),
+    Metric("dfs_chunks", "gauge", "chunks the master tracks"),
+    Metric("dfs_chunkservers", "gauge", "chunk servers the master knows (live or not)"),
+)
+
+CHUNKSERVER_METRICS = (
+    Metric("chunk_replicas", "gauge", "chunk replicas stored on this server"),
+    Metric("chunk_used_bytes", "gauge", "bytes those replicas take"),
+    Metric("chunk_capacity_bytes", "gauge", "bytes this server offers (lowered to what the disk can still hold)"),
+    Metric("chunk_corrupt_pending", "gauge", "replicas found corrupt (checksum mismatch), not yet told to the master"),
+    Metric("chunk_scrubbed_bytes", "counter", "bytes the scrubber has verified"),
+    Metric("chunk_scrub_passes", "counter", "complete scrubber passes over every replica"),
+)
+
+
+def master_figures(sm: Any) -> Callable[[], dict[str, float]]:
+    """A Pangu master's state machine figures, each read in constant time (a scrape never walks the tree)."""
+    return lambda: {
+        "dfs_namespace_nodes": len(sm.tree.nodes),
+        "dfs_chunks": len(sm.table.chunks),
+        "dfs_chunkservers": len(sm.table.servers),
+    }
+
+
+def chunkserver_figures(service: Any) -> Callable[[], dict[str, float]]:
+    def read() -> dict[str, float]:
+        capacity, used = service.store.usage()
+        return {
+            "chunk_replicas": len(service.store.chunks),
+            "chunk_used_bytes": used,
+            "chunk_capacity_bytes": capacity,
+            "chunk_corrupt_pending": len(service.corrupt_found),
+            "chunk_scrubbed_bytes": service.scrubbed_bytes,
+            "chunk_scrub_passes": service.scrub_passes,
+        }
+
+    return read
 
 
 class DfsMasterRole:
@@ -34,6 +77,8 @@ class DfsMasterRole:
         self._master.replica.register(node.server)
         MasterService(self._master).register(node.server)
         await self._master.start()
+        add_replica_stats(node.stats, self._master.replica)
+        node.stats.add_source(MASTER_METRICS, master_figures(self._master.sm))
         return {"replica_id": str(options.id)}
 
     async def stop(self) -> None:
@@ -70,6 +115,7 @@ class ChunkServerRole:
         service = ChunkService(node.name, options.rack, store, node.client)
         service.quarantined = quarantined
         service.register(node.server)
+        node.stats.add_source(CHUNKSERVER_METRICS, chunkserver_figures(service))
         masters = master_caller(node.client, list(options.masters), attempt_timeout_s=2.0)
         server = node.server
         heartbeats = HeartbeatLoop(

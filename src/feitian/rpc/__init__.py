@@ -8,6 +8,7 @@ from feitian.rpc.core.frame import FrameLimits
 from feitian.rpc.core.messages import Echo, Health, HealthReply, Request
 from feitian.rpc.resolver import MemoryResolver, Resolver
 from feitian.rpc.server import Server, handler
+from feitian.rpc.status import Metric, NodeStats, Replication, Stats, StatsReply
 
 __all__ = [
     "Call",
@@ -20,13 +21,18 @@ __all__ = [
     "HealthReply",
     "LaneConfig",
     "MemoryResolver",
+    "Metric",
+    "NodeStats",
     "NuwaAddress",
     "PeerInfo",
+    "Replication",
     "Reply",
     "Request",
     "Resolver",
     "Server",
     "ServerConfig",
+    "Stats",
+    "StatsReply",
     "TcpAddress",
     "UnixAddress",
     "handler",
