@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -302,8 +301,8 @@ class FileWriter:
             self.base += previous
             self.pipe = None
         after = self.last.chunk_id if self.last is not None else 0
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.dfs.config.timeout_s
+        clock = self.dfs.clock
+        deadline_ns = clock.monotonic_ns() + int(self.dfs.config.timeout_s * 1e9)
         while True:
             exclude = tuple(sorted(self.excluded))
             request = AddChunkRequest(self.path, self.file_id, self.lease_id, after, previous, exclude)
@@ -313,7 +312,7 @@ class FileWriter:
             except UnavailableError as exc:
                 # The master waits for chunk servers registering with a new leader itself; here only servers
                 # that failed this writer earlier may be all there is: try them again, once.
-                if exc.fields.get("reason") != "no_servers" or not self.excluded or loop.time() > deadline:
+                if exc.fields.get("reason") != "no_servers" or not self.excluded or clock.monotonic_ns() > deadline_ns:
                     raise
                 self.excluded.clear()
         self.last = grant.location
@@ -449,8 +448,9 @@ class FileWriter:
 
     async def _renew_loop(self) -> None:
         while True:
-            remaining_s = (self.lease_expires_ns - time.time_ns()) / 1e9  # the master's clock, roughly ours
-            await asyncio.sleep(min(self.dfs.config.lease_renew_s, max(0.1, remaining_s / 3)))
+            clock = self.dfs.clock
+            remaining_s = (self.lease_expires_ns - clock.wall_ns()) / 1e9  # the master's clock, roughly ours
+            await clock.sleep(min(self.dfs.config.lease_renew_s, max(0.1, remaining_s / 3)))
             try:
                 try:
                     grant = await self.dfs.master(RenewRequest(self.path, self.file_id, self.lease_id))
