@@ -120,7 +120,7 @@ class DfsClient:
         if problems:
             raise InvalidArgumentError("dfs client config: " + "; ".join(problems))
         self.rpc = client
-        self.masters = master_caller(client, masters, timeout_s=self.config.timeout_s)
+        self.masters = master_caller(client, masters, timeout_s=self.config.timeout_s, clock=self.clock)
         self.presenter = TokenPresenter(client)
         self.holder = holder or default_holder()
 

@@ -72,7 +72,7 @@ class ChunkServerRole:
         service = ChunkService(node.name, options.rack, store, node.client, clock=clock)
         service.quarantined = quarantined
         service.register(node.server)
-        masters = master_caller(node.client, list(options.masters), attempt_timeout_s=2.0)
+        masters = master_caller(node.client, list(options.masters), attempt_timeout_s=2.0, clock=clock)
         server = node.server
         heartbeats = HeartbeatLoop(
             service,
