@@ -84,6 +84,7 @@ class PeriodicTask:
         self.skipped = 0  # whole intervals missed because a run started that late (a stall, a clock jump)
         self.last_error: Exception | None = None
         self.last_started_ns: int | None = None  # on the clock's monotonic timeline
+        self.late_ns = 0  # how much later than due the current (or last) run started
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -123,6 +124,7 @@ class PeriodicTask:
             await clock.sleep_until_ns(due)
             started = clock.monotonic_ns()
             self.last_started_ns = started
+            self.late_ns = max(0, started - due)
             interval_ns = int(self.interval_s * _NS)
             if interval_ns > 0 and started - due >= interval_ns:
                 self.skipped += (started - due) // interval_ns
