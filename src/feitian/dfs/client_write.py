@@ -46,6 +46,7 @@ from feitian.dfs.master_messages import (
     WriteTokens,
 )
 from feitian.errors import ConflictError, FeitianError, InvalidArgumentError, NotFoundError, UnavailableError
+from feitian.runtime.periodic import PeriodicTask
 
 if TYPE_CHECKING:
     from feitian.dfs.client import DfsClient
@@ -84,7 +85,11 @@ class FileWriter:
         piece = max(self.block, dfs.config.piece_bytes - dfs.config.piece_bytes % self.block)
         self.piece = min(piece, self.chunk_size)
         self.lease_expires_ns = reply.lease_expires_ns
-        self._renewer = asyncio.get_running_loop().create_task(self._renew_loop())
+        self._renew_runs = 0  # the first run only plans: the lease was just granted
+        self._renewer = PeriodicTask(
+            f"write {path}: lease renewal", self._renew_once, dfs.config.lease_renew_s, clock=dfs.clock, logger=log
+        )
+        self._renewer.start()
         self._opened = False
 
     async def __aenter__(self) -> FileWriter:
@@ -446,11 +451,11 @@ class FileWriter:
 
     # -- the lease -----------------------------------------------------------------------------------------------
 
-    async def _renew_loop(self) -> None:
-        while True:
-            clock = self.dfs.clock
-            remaining_s = (self.lease_expires_ns - clock.wall_ns()) / 1e9  # the master's clock, roughly ours
-            await clock.sleep(min(self.dfs.config.lease_renew_s, max(0.1, remaining_s / 3)))
+    async def _renew_once(self) -> float | None:
+        """Renew the lease (not on the first run), then say when to next: every ``lease_renew_s``, sooner as the
+        lease runs out (a third of what is left, at least 0.1 s) — after a failed renewal too, so retries come
+        faster near the expiry. A lost lease ends the loop and fails the writer's next call."""
+        if self._renew_runs:
             try:
                 try:
                     grant = await self.dfs.master(RenewRequest(self.path, self.file_id, self.lease_id))
@@ -458,17 +463,17 @@ class FileWriter:
                 except ConflictError as exc:
                     log.error("write %s: lost the write lease: %s", self.path, exc)
                     self.error = exc
-                    return
+                    self._renewer.cancel()
+                    return None
                 pipe = self.pipe
                 if pipe is not None:  # tokens expire with the old lease expiry: fresh ones for the next writes
                     grant = await self.dfs.master(WriteTokens(self.path, self.file_id, self.lease_id, pipe.chunk_id))
                     pipe.update_tokens(grant)
-            except asyncio.CancelledError:
-                raise
             except FeitianError as exc:
                 log.warning("write %s: lease renewal failed (retrying): %s", self.path, exc)
-            except Exception:
-                log.exception("write %s: lease renewal failed", self.path)
+        self._renew_runs += 1
+        remaining_s = (self.lease_expires_ns - self.dfs.clock.wall_ns()) / 1e9  # the master's clock, roughly ours
+        return min(self.dfs.config.lease_renew_s, max(0.1, remaining_s / 3))
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):

@@ -8,6 +8,7 @@
     ...
     beat.runs, beat.errors        # runs finished (failed ones included), runs that raised
     await beat.stop()             # cancels a run in progress and waits for the task to end
+    beat.cancel()                 # the same without waiting (from synchronous code)
 
 Schedule:
 
@@ -97,14 +98,19 @@ class PeriodicTask:
             raise InvalidArgumentError(f"periodic task {self.name} is already running", task=self.name)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
 
+    def cancel(self) -> asyncio.Task[None] | None:
+        """Cancel the loop without waiting for it to end (for synchronous code, e.g. a ``__del__``); returns the
+        task, if one was running."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+        return task
+
     async def stop(self) -> None:
         """Cancel the loop (a run in progress included) and wait until it has ended; idempotent. Called from the
         task's own body, it only cancels (the body ends at its next await)."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        if task is asyncio.current_task():
+        task = self.cancel()
+        if task is None or task is asyncio.current_task():
             return
         await asyncio.wait({task})  # a cancellation of the caller still reaches the caller
         if not task.cancelled() and task.exception() is not None:

@@ -234,3 +234,18 @@ async def test_the_real_clocks_wait_on_their_own_timeline() -> None:
     await stalled.sleep(0.02)
     assert stalled.monotonic_ns() >= before + 20_000_000
     assert real.monotonic_ns() - real_before < 4_000_000_000  # waited 20 ms, not the 5 s offset
+
+
+async def test_cancel_stops_the_loop_without_waiting() -> None:
+    clock = ManualClock(start_s=0.0)
+    body = Recorder(clock)
+    task = PeriodicTask("c", body, 1.0, clock=clock)
+    task.start()
+    await clock.advance(1.0)
+    handle = task.cancel()
+    assert handle is not None and not task.running
+    await asyncio.wait({handle})
+    assert handle.cancelled() and clock.sleepers == 0
+    await clock.advance(3.0)
+    assert body.at == [0.0, 1.0]
+    assert task.cancel() is None
