@@ -9,6 +9,7 @@
     beat.runs, beat.errors        # runs finished (failed ones included), runs that raised
     await beat.stop()             # cancels a run in progress and waits for the task to end
     beat.cancel()                 # the same without waiting (from synchronous code)
+    beat.wake()                   # run now (or right after the run under way), not at the next interval
 
 Schedule:
 
@@ -20,6 +21,8 @@ Schedule:
   :class:`~feitian.base.clock.RandomSource`, so many nodes started together do not beat in step.
 * The body may return a number of seconds: the next run is then that long after this run **ends** (a renewal
   that wants to run at half the remaining lifetime, a poll that backs off). ``None`` keeps the interval.
+* :meth:`PeriodicTask.wake` cuts the wait short: a loop that waits "until the next deadline or until something
+  changed" (a leader change, a new item) is a periodic task whose body returns the time to its next deadline.
 * A run that raises is logged (a :class:`~feitian.errors.FeitianError` as one warning line, anything else with
   its traceback) and counted in :attr:`PeriodicTask.errors`; the loop goes on, after ``error_delay_s`` when
   given. Cancellation is never swallowed: :meth:`PeriodicTask.stop` ends the task, even in the middle of a run.
@@ -87,6 +90,9 @@ class PeriodicTask:
         self.last_started_ns: int | None = None  # on the clock's monotonic timeline
         self.late_ns = 0  # how much later than due the current (or last) run started
         self._task: asyncio.Task[None] | None = None
+        self._sleeping = False  # the task waits for its next run
+        self._wake_sent = False  # wake() cancelled that wait (told apart from stop() by Task.uncancel)
+        self._wake_asked = False  # wake() came during a run: the next run follows at once
 
     @property
     def running(self) -> bool:
@@ -116,6 +122,18 @@ class PeriodicTask:
         if not task.cancelled() and task.exception() is not None:
             self.log.error("periodic task %s ended: %r", self.name, task.exception())
 
+    def wake(self) -> None:
+        """Run now instead of at the next due time; during a run, run again as soon as it ends. The schedule
+        goes on from that run's start. No effect when the task is not running."""
+        task = self._task
+        if task is None or task.done():
+            return
+        if not self._sleeping:
+            self._wake_asked = True
+        elif not self._wake_sent:
+            self._wake_sent = True
+            task.cancel()  # the wait ends; _wait() takes this cancellation back
+
     def next_wait_ns(self) -> int:
         """One interval, with the jitter drawn."""
         interval_ns = int(self.interval_s * _NS)
@@ -127,7 +145,7 @@ class PeriodicTask:
         clock = self.clock
         due = clock.monotonic_ns() + (self.next_wait_ns() if self.delay_first else 0)
         while True:
-            await clock.sleep_until_ns(due)
+            await self._wait(due)
             started = clock.monotonic_ns()
             self.last_started_ns = started
             self.late_ns = max(0, started - due)
@@ -152,6 +170,23 @@ class PeriodicTask:
                 due = clock.monotonic_ns() + int(max(0.0, after) * _NS)
             else:
                 due = started + self.next_wait_ns()
+
+    async def _wait(self, due_ns: int) -> None:
+        if self._wake_asked:
+            self._wake_asked = False
+            await asyncio.sleep(0)  # a turn for the rest of the loop, as any wait gives
+            return
+        self._sleeping = True
+        try:
+            await self.clock.sleep_until_ns(due_ns)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            # Only wake()'s own cancellation is taken back: a stop() (or any other cancel) still ends the task.
+            if not self._wake_sent or task is None or task.uncancel() > 0:
+                raise
+        finally:
+            self._sleeping = False
+            self._wake_sent = False
 
     def _failed(self, exc: Exception) -> None:
         self.errors += 1

@@ -249,3 +249,51 @@ async def test_cancel_stops_the_loop_without_waiting() -> None:
     await clock.advance(3.0)
     assert body.at == [0.0, 1.0]
     assert task.cancel() is None
+
+
+async def test_wake_runs_now_and_the_schedule_goes_on_from_there() -> None:
+    clock = ManualClock(start_s=0.0)
+    body = Recorder(clock)
+    task = PeriodicTask("w", body, 10.0, clock=clock)
+    task.start()
+    await clock.advance(3.0)
+    task.wake()
+    task.wake()  # twice while asleep: one run
+    await clock.settle()
+    assert body.at == [0.0, 3.0] and task.late_ns == 0
+    await clock.advance(10.0)
+    assert body.at == [0.0, 3.0, 13.0]  # the interval counts from the woken run
+    assert task.running
+    await task.stop()
+
+
+async def test_wake_during_a_run_runs_again_right_after_it() -> None:
+    clock = ManualClock(start_s=0.0)
+    starts: list[float] = []
+    task: PeriodicTask
+
+    async def body() -> None:
+        starts.append(clock.monotonic_ns() / _NS)
+        if len(starts) == 2:
+            task.wake()  # e.g. a change noticed while running
+        await clock.sleep(1.0)
+
+    task = PeriodicTask("w", body, 10.0, clock=clock)
+    task.start()
+    await clock.advance(25.0)
+    assert starts == [0.0, 10.0, 11.0, 21.0]
+    await task.stop()
+
+
+async def test_stop_after_wake_still_ends_the_task() -> None:
+    clock = ManualClock(start_s=0.0)
+    body = Recorder(clock)
+    task = PeriodicTask("w", body, 10.0, clock=clock)
+    task.start()
+    await clock.settle()
+    handle = task._task
+    task.wake()  # the wait is cancelled for the wake ...
+    await task.stop()  # ... and for the stop, before the task ran again: the stop wins
+    assert handle is not None and handle.cancelled() and body.at == [0.0]
+    task.wake()  # not running: nothing happens
+    assert not task.running
