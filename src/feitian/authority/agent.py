@@ -10,12 +10,13 @@ Every guarded node runs one :class:`SecurityAgent`:
 * **Capabilities.** Long-lived services get capabilities minted in advance (``feitian cluster up`` writes them
   next to the node's identity). The agent renews them from the authority at half their remaining lifetime,
   writes them back to the file, and presents the fresh chains on the node client's open connections.
+
+Both loops are :class:`~feitian.runtime.periodic.PeriodicTask` runs on the injected clock, which the agent
+also reads and waits on for its first fetch, so a test drives it with a manual clock.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from feitian.authority.messages import GetRevocations, Issue
 from feitian.base.clock import Clock
 from feitian.errors import FeitianError, UnavailableError
 from feitian.rpc import Client
+from feitian.runtime.periodic import PeriodicTask
 from feitian.security import RevocationList, RevocationView
 from feitian.security.identity_files import write_capabilities
 from feitian.security.kuafu import CapabilitySet
@@ -58,39 +60,48 @@ class SecurityAgent:
         self.clock = clock
         self.refresh_s = refresh_s
         self.capabilities_path = capabilities_path
-        self._tasks: list[asyncio.Task[None]] = []
         self.fetches = 0
+        self.fetch_failures = 0
         self.renewals = 0
+        self._known = -1  # the version of the list installed last
+        self._renew_at_ns: int | None = None  # wall time of the next renewal, once it is within _MAX_RENEW_WAIT_S
+        # A long poll after another; a failed one is retried after _RETRY_S.
+        self.poller = PeriodicTask("security-revocations", self._poll_once, 0.0, clock=clock, logger=log)
+        # Wakes when the next renewal is due (or after _MAX_RENEW_WAIT_S, to notice a changed wall clock); a
+        # failed renewal is retried after _RENEW_RETRY_S.
+        self.renewer = PeriodicTask(
+            "capability renewal from the authority",
+            self._renew_once,
+            _MAX_RENEW_WAIT_S,
+            clock=clock,
+            error_delay_s=_RENEW_RETRY_S,
+            logger=log,
+        )
 
     async def start(self, timeout_s: float = 30.0) -> None:
         """Fetch the revocation list once (retrying up to ``timeout_s``), then keep it fresh in the background."""
         if not self.authority:
             return
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + timeout_s
-        known = -1
+        clock = self.clock
+        give_up_ns = clock.monotonic_ns() + int(timeout_s * 1e9)
         while True:
             try:
-                known = await self._fetch(known, 0.0)
+                self._known = await self._fetch(self._known, 0.0)
                 break
             except FeitianError as exc:
-                if loop.time() > give_up:
+                if clock.monotonic_ns() >= give_up_ns:
                     raise UnavailableError(
                         f"no revocation list from the authority at {self.authority} within {timeout_s:.0f}s: {exc}",
                         hint="is the authority running? (feitian cluster status)",
                     ) from exc
-                await asyncio.sleep(min(_RETRY_S, max(0.0, give_up - loop.time())))
-        self._tasks.append(loop.create_task(self._poll(known), name="security-revocations"))
+                await clock.sleep(min(_RETRY_S, max(0.0, (give_up_ns - clock.monotonic_ns()) / 1e9)))
+        self.poller.start()
         if self.credentials.earliest_expiry() is not None:
-            self._tasks.append(loop.create_task(self._renew(), name="security-renewal"))
+            self.renewer.start()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await self.poller.stop()
+        await self.renewer.stop()
 
     async def _fetch(self, known: int, wait_s: float) -> int:
         reply = await self.client.call(
@@ -100,34 +111,40 @@ class SecurityAgent:
         self.fetches += 1
         return reply.version
 
-    async def _poll(self, known: int) -> None:
-        while True:
-            try:
-                known = await self._fetch(known, self.refresh_s)
-            except FeitianError as exc:
-                age = self.view.age_ns(self.clock.monotonic_ns())
-                log.warning(
-                    "cannot refresh revocations from %s (list %.1fs old): %s",
-                    self.authority,
-                    (age or 0) / 1e9,
-                    exc,
-                )
-                await asyncio.sleep(_RETRY_S)
+    async def _poll_once(self) -> float | None:
+        """One long poll; a failure is logged with the list's age and retried after _RETRY_S."""
+        try:
+            self._known = await self._fetch(self._known, self.refresh_s)
+        except FeitianError as exc:
+            self.fetch_failures += 1
+            age = self.view.age_ns(self.clock.monotonic_ns())
+            log.warning(
+                "cannot refresh revocations from %s (list %.1fs old): %s",
+                self.authority,
+                (age or 0) / 1e9,
+                exc,
+            )
+            return _RETRY_S
+        return None  # the next poll at once
 
-    async def _renew(self) -> None:
-        while True:
-            expiry = self.credentials.earliest_expiry()
-            if expiry is None:
-                return
-            remaining_s = (expiry - self.clock.wall_ns()) / 1e9
-            await asyncio.sleep(min(_MAX_RENEW_WAIT_S, max(_MIN_RENEW_S, remaining_s / 2)))
-            if remaining_s / 2 > _MAX_RENEW_WAIT_S:
-                continue  # not yet: wait in steps, so a changed clock is noticed
-            try:
-                await self.renew()
-            except FeitianError as exc:
-                log.warning("cannot renew capabilities from %s: %s", self.authority, exc)
-                await asyncio.sleep(_RENEW_RETRY_S)
+    async def _renew_once(self) -> float | None:
+        """Renew when the time planned has come, then plan the next renewal at half the remaining lifetime of the
+        earliest-expiring capability; returns how long to wait. A failure (raised) keeps the plan, so the
+        renewal is retried after _RENEW_RETRY_S."""
+        if self._renew_at_ns is not None and self.clock.wall_ns() >= self._renew_at_ns:
+            await self.renew()
+            self._renew_at_ns = None
+        expiry = self.credentials.earliest_expiry()
+        if expiry is None:
+            await self.renewer.stop()  # nothing expires any more
+            return None
+        now_ns = self.clock.wall_ns()
+        remaining_s = (expiry - now_ns) / 1e9
+        wait_s = min(_MAX_RENEW_WAIT_S, max(_MIN_RENEW_S, remaining_s / 2))
+        if remaining_s / 2 <= _MAX_RENEW_WAIT_S:
+            self._renew_at_ns = now_ns + int(wait_s * 1e9)
+        # else not yet: wait in steps, so a changed clock is noticed
+        return wait_s
 
     async def renew(self) -> int:
         """Ask the authority for everything the policy allows this node; present it; returns how many."""

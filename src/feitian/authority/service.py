@@ -95,7 +95,7 @@ class AuthorityService:
     async def keep_fresh(self, interval_s: float) -> None:
         """This node is the source of the list: its own view is always fresh (refresh it periodically)."""
         while True:
-            await asyncio.sleep(interval_s)
+            await self.clock.sleep(interval_s)
             self.view.update(self.store.revocations, self.clock.monotonic_ns())
 
     # -- any authenticated principal ---------------------------------------------------------------------------

@@ -1,13 +1,18 @@
 """Injected time and randomness (ARCHITECTURE.md, Invariants: pure cores get time and randomness injected).
 
 Pure cores never read a clock: they take ``now_ns`` as an argument. Drivers get a :class:`Clock` from their
-constructor so a seeded simulation can substitute a virtual one.
+constructor and both read time and wait on it (``await clock.sleep(s)``), never on the event loop's clock, so a
+test or a seeded simulation can substitute a virtual one (``feitian.testing.clock.ManualClock``) and run a driver
+without real waiting. Periodic work goes through :class:`feitian.runtime.periodic.PeriodicTask`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Protocol
+
+_NS = 1_000_000_000
 
 
 class Clock(Protocol):
@@ -19,15 +24,39 @@ class Clock(Protocol):
         """Nanoseconds since the Unix epoch (for expiries shared across machines)."""
         ...
 
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on this clock's monotonic timeline (``<= 0``: just yield to the loop once)."""
+        ...
+
+    async def sleep_until_ns(self, deadline_ns: int) -> None:
+        """Wait until :meth:`monotonic_ns` reaches ``deadline_ns`` (already passed: yield to the loop once)."""
+        ...
+
 
 class MonotonicClock:
-    """The real clock."""
+    """The real clock; waits are asyncio timers, checked against ``time.monotonic_ns`` so a wake-up is never early
+    (a loop whose timers round to milliseconds, as uvloop's do, sleeps again for the rest)."""
 
     def monotonic_ns(self) -> int:
         return time.monotonic_ns()
 
     def wall_ns(self) -> int:
         return time.time_ns()
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        await self.sleep_until_ns(time.monotonic_ns() + int(seconds * _NS))
+
+    async def sleep_until_ns(self, deadline_ns: int) -> None:
+        left = deadline_ns - time.monotonic_ns()
+        if left <= 0:
+            await asyncio.sleep(0)
+            return
+        while left > 0:
+            await asyncio.sleep(left / _NS)
+            left = deadline_ns - time.monotonic_ns()
 
 
 class StallAdjustedClock:
@@ -51,6 +80,18 @@ class StallAdjustedClock:
 
     def wall_ns(self) -> int:
         return self.clock.wall_ns()
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await self.clock.sleep(0)
+            return
+        await self.sleep_until_ns(self.monotonic_ns() + int(seconds * _NS))
+
+    async def sleep_until_ns(self, deadline_ns: int) -> None:
+        """On this clock's timeline: a stall counted while waiting moves the wake-up later by as much."""
+        await self.clock.sleep_until_ns(deadline_ns + self.stalled_ns)
+        while self.monotonic_ns() < deadline_ns:
+            await self.clock.sleep_until_ns(deadline_ns + self.stalled_ns)
 
     def woke(self, intended_ns: int) -> int:
         """The owner meant to wake at ``intended_ns`` (on the underlying clock) and woke now; returns the stall

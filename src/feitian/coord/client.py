@@ -97,12 +97,14 @@ class CoordClient:
         client_id: str | None = None,
     ) -> None:
         self.rpc = rpc
-        self.router = ReplicaRouter(rpc, list(addresses), timeout_s=timeout_s, attempt_timeout_s=attempt_timeout_s)
+        self.clock = clock or MonotonicClock()
+        self.router = ReplicaRouter(
+            rpc, list(addresses), timeout_s=timeout_s, attempt_timeout_s=attempt_timeout_s, clock=self.clock
+        )
         self.session_ttl_ms = session_ttl_ms
         self.timeout_s = timeout_s
         self.attempt_timeout_s = attempt_timeout_s
         self.watch_wait_ms = watch_wait_ms
-        self.clock = clock or MonotonicClock()
         self.client_id = client_id or f"c-{secrets.token_hex(8)}"
         self._seq = 0
         self._window = asyncio.Semaphore(DEDUPE_WINDOW)

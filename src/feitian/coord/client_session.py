@@ -148,7 +148,7 @@ class Session:
                 due = self.lease.next_heartbeat_ns(last_sent, now)
                 if now < due:
                     wake = min(due, self.lease.jeopardy_at_ns if state is LeaseState.SAFE else self.lease.expires_at_ns)
-                    await asyncio.sleep(max(0, wake - now) / _NS)
+                    await self.clock.sleep_until_ns(wake)
                     continue
                 last_sent = await self._heartbeat()
         except asyncio.CancelledError:

@@ -10,10 +10,10 @@ on when it fails. The session, its lease and its subscriptions live above this a
 
 from __future__ import annotations
 
-import asyncio
 import random
 from typing import Any, TypeVar
 
+from feitian.base.clock import Clock, MonotonicClock
 from feitian.errors import (
     ConnectionLostError,
     DeadlineExceededError,
@@ -42,6 +42,7 @@ class ReplicaRouter:
         timeout_s: float = 30.0,
         attempt_timeout_s: float = 2.0,
         rng: random.Random | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if not addresses:
             raise InvalidArgumentError("a Nuwa client needs at least one replica address")
@@ -50,17 +51,18 @@ class ReplicaRouter:
         self.timeout_s = timeout_s
         self.attempt_timeout_s = attempt_timeout_s
         self.rng = rng or random.Random()
+        self.clock = clock or MonotonicClock()  # deadlines, back-off pauses, how long a failed replica is skipped
         self.leader: str | None = None
         self._next = self.rng.randrange(len(self.addresses))
         self.current = self.addresses[self._next]
         self.calls = 0  # attempts sent, by kind of request: tests count them
         self.calls_by_method: dict[str, int] = {}
-        self._failed_until: dict[str, float] = {}  # replica -> loop time until which it is skipped
+        self._failed_until: dict[str, int] = {}  # replica -> clock time (ns) until which it is skipped
         self.observed: dict[str, FeitianError] = {}  # replica -> how it last failed a call (until it answers)
 
     def _avoided(self, address: str) -> bool:
         until = self._failed_until.get(address)
-        return until is not None and until > asyncio.get_running_loop().time()
+        return until is not None and until > self.clock.monotonic_ns()
 
     def _rotate(self) -> str:
         """The next replica, skipping those that failed just now (unless every one did)."""
@@ -87,15 +89,15 @@ class ReplicaRouter:
         """Send ``request`` to the leader (``leader=True``) or the current replica, retrying on other replicas
         until ``timeout_s``. ``retry_lost=False``: a call whose connection broke is not sent again (its
         outcome is unknown); writes carry a request_seq, so they can be retried."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.timeout_s if timeout_s is None else timeout_s)
+        clock = self.clock
+        deadline_ns = clock.monotonic_ns() + int((self.timeout_s if timeout_s is None else timeout_s) * 1e9)
         per_attempt = self.attempt_timeout_s if attempt_timeout_s is None else attempt_timeout_s
         failures = 0
         last: FeitianError | None = None
         # A write whose attempt timed out, lost its connection or lost its leader may still be applied later.
         unknown = False
         while True:
-            left = deadline - loop.time()
+            left = (deadline_ns - clock.monotonic_ns()) / 1e9
             if left <= 0:
                 break
             target = (self.leader or self._rotate()) if leader else self.current
@@ -116,7 +118,7 @@ class ReplicaRouter:
             except (ConnectionLostError, UnavailableError, DeadlineExceededError) as exc:
                 last = self.observed[target] = exc
                 unknown = unknown or not isinstance(exc, UnavailableError) or exc.fields.get("outcome") == "unknown"
-                self._failed_until[target] = loop.time() + FAILED_AVOID_S
+                self._failed_until[target] = clock.monotonic_ns() + int(FAILED_AVOID_S * 1e9)
                 if leader:
                     self.leader = None
                 self.move_on(target)
@@ -131,7 +133,8 @@ class ReplicaRouter:
             failures += 1
             if failures % len(self.addresses) == 0:
                 pause = min(MAX_RETRY_PAUSE_S, RETRY_PAUSE_S * 2 ** (failures // len(self.addresses) - 1))
-                await asyncio.sleep(min(max(0.0, deadline - loop.time()), pause * (0.5 + self.rng.random() / 2)))
+                left = max(0.0, (deadline_ns - clock.monotonic_ns()) / 1e9)
+                await clock.sleep(min(left, pause * (0.5 + self.rng.random() / 2)))
         error = self.gave_up(type(request).__name__, self.timeout_s if timeout_s is None else timeout_s, last)
         if unknown and not getattr(request, "idempotent", False):
             error = UnavailableError(

@@ -22,6 +22,7 @@ import time
 import msgspec
 
 from feitian.authority.agent import SecurityAgent
+from feitian.base.clock import MonotonicClock
 from feitian.errors import ConfigError
 from feitian.rpc import Client, ClientConfig
 from feitian.security import Guard, ReplayCache, RevocationView, TlsIdentity
@@ -52,7 +53,7 @@ class SecuritySection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ConfigError("invalid [security] section", problems=problems)
 
 
-class SystemClock:
+class SystemClock(MonotonicClock):
     """The real clock, read by builtins directly (the guard reads it on every call)."""
 
     wall_ns = staticmethod(time.time_ns)

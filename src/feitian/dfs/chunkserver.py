@@ -10,11 +10,11 @@ installs it once complete. Heartbeats, reports and the scrubber run in
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from crc32c import crc32c
 
+from feitian.base.clock import Clock
 from feitian.dfs.chunk_messages import (
     ADMIN_READ,
     ADMIN_WRITE,
@@ -55,8 +55,9 @@ def _tag(exc: FeitianError, server_id: str) -> FeitianError:
 
 
 class ChunkService:
-    def __init__(self, server_id: str, rack: str, store: ChunkStore, client: Client) -> None:
+    def __init__(self, server_id: str, rack: str, store: ChunkStore, client: Client, *, clock: Clock) -> None:
         self.server_id = server_id
+        self.clock = clock
         self.rack = rack
         self.store = store
         self.client = client
@@ -153,7 +154,7 @@ class ChunkService:
 
     async def copy(self, ctx: CallContext, req: CopyChunk) -> CopyReply:
         """Stream the first ``req.length`` bytes of this replica to the target, reading ahead one piece."""
-        started = time.monotonic()
+        started = self.clock.monotonic_ns()
         chunk_id = req.chunk.chunk_id
         chunk = self.store.get("copy", chunk_id)
         if chunk.replica.record.version != req.version:
@@ -189,7 +190,7 @@ class ChunkService:
         finally:
             if pending is not None:
                 pending.cancel()
-        return CopyReply(total, round(time.monotonic() - started, 3))
+        return CopyReply(total, round((self.clock.monotonic_ns() - started) / 1e9, 3))
 
     async def stats(self, ctx: CallContext, req: GetStats) -> ChunkServerStats:
         capacity, used = self.store.usage()

@@ -5,20 +5,22 @@
   leader wants a full chunk report (a new leader does) and which replicas to delete (garbage).
 * **The scrubber** re-reads every replica at ``scrub_bytes_per_s`` at most, every ``scrub_interval_s``, and
   verifies each block's crc32c; a mismatch marks the replica corrupt and tells the master, which replaces it.
+
+Both are :class:`~feitian.runtime.periodic.PeriodicTask` loops on the injected clock (a failed beat or pass is
+logged and counted, the loop goes on), so a test drives them with a manual clock.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Callable
 
+from feitian.base.clock import Clock
 from feitian.dfs.chunkserver import ChunkService
 from feitian.dfs.master_messages import ChunkReport, Heartbeat, HeartbeatReply
-from feitian.errors import DataCorruptionError, FeitianError, NotFoundError
+from feitian.errors import DataCorruptionError, NotFoundError
 from feitian.replica.leader_caller import LeaderCaller
+from feitian.runtime.periodic import PeriodicTask
 
 __all__ = ["HeartbeatLoop", "Scrubber"]
 
@@ -26,8 +28,16 @@ log = logging.getLogger(__name__)
 
 
 class HeartbeatLoop:
+    """Beats every ``interval_s`` from the start of one beat to the start of the next; the first at once."""
+
     def __init__(
-        self, service: ChunkService, masters: LeaderCaller, address: Callable[[], str], interval_s: float
+        self,
+        service: ChunkService,
+        masters: LeaderCaller,
+        address: Callable[[], str],
+        interval_s: float,
+        *,
+        clock: Clock,
     ) -> None:
         self.service = service
         self.masters = masters
@@ -35,29 +45,13 @@ class HeartbeatLoop:
         self.interval_s = interval_s
         self.deleted: list[int] = []
         self.beats = 0
-        self._task: asyncio.Task[None] | None = None
+        self.task = PeriodicTask("heartbeat to the dfs master", self.beat, interval_s, clock=clock, logger=log)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self.task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                await self.beat()
-            except asyncio.CancelledError:
-                raise
-            except FeitianError as exc:
-                log.warning("heartbeat to the dfs master failed: %s", exc)
-            except Exception:
-                log.exception("heartbeat failed")
-            await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+        await self.task.stop()
 
     async def beat(self) -> None:
         service, store = self.service, self.service.store
@@ -95,31 +89,28 @@ class HeartbeatLoop:
 
 
 class Scrubber:
-    def __init__(self, service: ChunkService, interval_s: float, bytes_per_s: int) -> None:
+    """A pass ``interval_s`` after start, then ``interval_s`` after the end of each pass (a pass over a large
+    store can take longer than the interval: the pause between passes stays). ``interval_s`` <= 0: off."""
+
+    def __init__(self, service: ChunkService, interval_s: float, bytes_per_s: int, *, clock: Clock) -> None:
         self.service = service
         self.interval_s = interval_s
         self.bytes_per_s = max(1, bytes_per_s)
-        self._task: asyncio.Task[None] | None = None
+        self.clock = clock
+        self.task = PeriodicTask(
+            "scrub pass", self._pass, max(0.0, interval_s), clock=clock, delay_first=True, logger=log
+        )
 
     def start(self) -> None:
         if self.interval_s > 0:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self.task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.task.stop()
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.scrub_all()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("scrub pass failed")
+    async def _pass(self) -> float:
+        await self.scrub_all()
+        return self.interval_s  # the next pass that long after this one ended
 
     async def scrub_all(self) -> list[int]:
         """One pass over every replica; returns the chunks found corrupt."""
@@ -130,7 +121,7 @@ class Scrubber:
             chunk = store.chunks.get(chunk_id)
             if chunk is None or chunk.corrupt:
                 continue
-            started = time.monotonic()
+            started = self.clock.monotonic_ns()
             try:
                 checked = await store.scrub(chunk_id, step)
             except NotFoundError:
@@ -141,8 +132,8 @@ class Scrubber:
                 found.append(chunk_id)
                 continue
             service.scrubbed_bytes += checked
-            pause = checked / self.bytes_per_s - (time.monotonic() - started)
+            pause = checked / self.bytes_per_s - (self.clock.monotonic_ns() - started) / 1e9
             if pause > 0:
-                await asyncio.sleep(pause)
+                await self.clock.sleep(pause)
         service.scrub_passes += 1
         return found

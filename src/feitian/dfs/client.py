@@ -16,7 +16,6 @@ servers, authorized by chunk tokens the master hands out with each chunk. Import
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import socket
@@ -26,6 +25,7 @@ from typing import Any
 import fsspec  # type: ignore[import-untyped]
 import msgspec
 
+from feitian.base.clock import Clock, MonotonicClock
 from feitian.dfs.core import (
     DeleteResult,
     DirEntry,
@@ -112,13 +112,15 @@ class DfsClient:
         config: DfsClientConfig | None = None,
         *,
         holder: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config or DfsClientConfig()
+        self.clock = clock or MonotonicClock()  # waits, polls and the write lease's renewals
         problems = self.config.problems()
         if problems:
             raise InvalidArgumentError("dfs client config: " + "; ".join(problems))
         self.rpc = client
-        self.masters = master_caller(client, masters, timeout_s=self.config.timeout_s)
+        self.masters = master_caller(client, masters, timeout_s=self.config.timeout_s, clock=self.clock)
         self.presenter = TokenPresenter(client)
         self.holder = holder or default_holder()
 
@@ -318,15 +320,14 @@ class DfsClient:
 
     async def wait_healthy(self, timeout_s: float = 60.0, poll_s: float = 0.2) -> FsckReply:
         """Wait until fsck reports nothing missing, corrupt or under-replicated, and no copy in flight."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+        deadline_ns = self.clock.monotonic_ns() + int(timeout_s * 1e9)
         while True:
             report = await self.fsck()
             if report.healthy and not report.copies_in_flight and not report.stale:
                 return report
-            if loop.time() > deadline:
+            if self.clock.monotonic_ns() > deadline_ns:
                 raise UnavailableError(f"not healthy after {timeout_s:.0f}s: {report}")
-            await asyncio.sleep(poll_s)
+            await self.clock.sleep(poll_s)
 
 
 fsspec.register_implementation("pangu", "feitian.dfs.fsspec_adapter.PanguFileSystem", clobber=True)

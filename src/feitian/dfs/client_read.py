@@ -228,4 +228,4 @@ async def tail(dfs: DfsClient, path: str, offset: int, *, follow: bool, poll_s: 
                     continue
         if not follow:
             return
-        await asyncio.sleep(poll_s)
+        await dfs.clock.sleep(poll_s)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +46,7 @@ from feitian.dfs.master_messages import (
     WriteTokens,
 )
 from feitian.errors import ConflictError, FeitianError, InvalidArgumentError, NotFoundError, UnavailableError
+from feitian.runtime.periodic import PeriodicTask
 
 if TYPE_CHECKING:
     from feitian.dfs.client import DfsClient
@@ -85,7 +85,11 @@ class FileWriter:
         piece = max(self.block, dfs.config.piece_bytes - dfs.config.piece_bytes % self.block)
         self.piece = min(piece, self.chunk_size)
         self.lease_expires_ns = reply.lease_expires_ns
-        self._renewer = asyncio.get_running_loop().create_task(self._renew_loop())
+        self._renew_runs = 0  # the first run only plans: the lease was just granted
+        self._renewer = PeriodicTask(
+            f"write {path}: lease renewal", self._renew_once, dfs.config.lease_renew_s, clock=dfs.clock, logger=log
+        )
+        self._renewer.start()
         self._opened = False
 
     async def __aenter__(self) -> FileWriter:
@@ -302,8 +306,8 @@ class FileWriter:
             self.base += previous
             self.pipe = None
         after = self.last.chunk_id if self.last is not None else 0
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.dfs.config.timeout_s
+        clock = self.dfs.clock
+        deadline_ns = clock.monotonic_ns() + int(self.dfs.config.timeout_s * 1e9)
         while True:
             exclude = tuple(sorted(self.excluded))
             request = AddChunkRequest(self.path, self.file_id, self.lease_id, after, previous, exclude)
@@ -313,7 +317,7 @@ class FileWriter:
             except UnavailableError as exc:
                 # The master waits for chunk servers registering with a new leader itself; here only servers
                 # that failed this writer earlier may be all there is: try them again, once.
-                if exc.fields.get("reason") != "no_servers" or not self.excluded or loop.time() > deadline:
+                if exc.fields.get("reason") != "no_servers" or not self.excluded or clock.monotonic_ns() > deadline_ns:
                     raise
                 self.excluded.clear()
         self.last = grant.location
@@ -447,10 +451,11 @@ class FileWriter:
 
     # -- the lease -----------------------------------------------------------------------------------------------
 
-    async def _renew_loop(self) -> None:
-        while True:
-            remaining_s = (self.lease_expires_ns - time.time_ns()) / 1e9  # the master's clock, roughly ours
-            await asyncio.sleep(min(self.dfs.config.lease_renew_s, max(0.1, remaining_s / 3)))
+    async def _renew_once(self) -> float | None:
+        """Renew the lease (not on the first run), then say when to next: every ``lease_renew_s``, sooner as the
+        lease runs out (a third of what is left, at least 0.1 s) — after a failed renewal too, so retries come
+        faster near the expiry. A lost lease ends the loop and fails the writer's next call."""
+        if self._renew_runs:
             try:
                 try:
                     grant = await self.dfs.master(RenewRequest(self.path, self.file_id, self.lease_id))
@@ -458,17 +463,17 @@ class FileWriter:
                 except ConflictError as exc:
                     log.error("write %s: lost the write lease: %s", self.path, exc)
                     self.error = exc
-                    return
+                    self._renewer.cancel()
+                    return None
                 pipe = self.pipe
                 if pipe is not None:  # tokens expire with the old lease expiry: fresh ones for the next writes
                     grant = await self.dfs.master(WriteTokens(self.path, self.file_id, self.lease_id, pipe.chunk_id))
                     pipe.update_tokens(grant)
-            except asyncio.CancelledError:
-                raise
             except FeitianError as exc:
                 log.warning("write %s: lease renewal failed (retrying): %s", self.path, exc)
-            except Exception:
-                log.exception("write %s: lease renewal failed", self.path)
+        self._renew_runs += 1
+        remaining_s = (self.lease_expires_ns - self.dfs.clock.wall_ns()) / 1e9  # the master's clock, roughly ours
+        return min(self.dfs.config.lease_renew_s, max(0.1, remaining_s / 3))
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):

@@ -96,6 +96,7 @@ class ChunkServerRole:
         self._store: Any = None
 
     async def start(self, node: Any, options: Any) -> dict[str, str]:
+        from feitian.base.clock import MonotonicClock
         from feitian.dfs.chunk_store import ChunkStore, StoreConfig
         from feitian.dfs.chunkserver import BULK_LANE, ChunkService
         from feitian.dfs.chunkserver_loops import HeartbeatLoop, Scrubber
@@ -112,16 +113,21 @@ class ChunkServerRole:
         )
         self._store = store
         quarantined = await store.open()
-        service = ChunkService(node.name, options.rack, store, node.client)
+        clock = MonotonicClock()
+        service = ChunkService(node.name, options.rack, store, node.client, clock=clock)
         service.quarantined = quarantined
         service.register(node.server)
         node.stats.add_source(CHUNKSERVER_METRICS, chunkserver_figures(service))
-        masters = master_caller(node.client, list(options.masters), attempt_timeout_s=2.0)
+        masters = master_caller(node.client, list(options.masters), attempt_timeout_s=2.0, clock=clock)
         server = node.server
         heartbeats = HeartbeatLoop(
-            service, masters, lambda: server.addresses[0] if server.addresses else "", options.heartbeat_interval_s
+            service,
+            masters,
+            lambda: server.addresses[0] if server.addresses else "",
+            options.heartbeat_interval_s,
+            clock=clock,
         )
-        scrubber = Scrubber(service, options.scrub_interval_s, options.scrub_bytes_per_s)
+        scrubber = Scrubber(service, options.scrub_interval_s, options.scrub_bytes_per_s, clock=clock)
         heartbeats.start()
         scrubber.start()
         self._parts = [heartbeats, scrubber]

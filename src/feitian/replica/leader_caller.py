@@ -11,10 +11,10 @@ the kv client and by Pangu's clients and chunk servers to reach the masters.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from typing import Any, TypeVar
 
+from feitian.base.clock import Clock, MonotonicClock
 from feitian.errors import (
     ConnectionLostError,
     DeadlineExceededError,
@@ -40,6 +40,7 @@ class LeaderCaller:
         attempt_timeout_s: float = 5.0,
         service: str = "replica",
         fatal_reasons: tuple[str, ...] = ("disk_full",),
+        clock: Clock | None = None,
     ) -> None:
         if not addresses:
             raise InvalidArgumentError(f"no {service} addresses given", hint=f"does the cluster run any {service}?")
@@ -49,6 +50,7 @@ class LeaderCaller:
         self.addresses = list(addresses)
         self.timeout_s = timeout_s
         self.attempt_timeout_s = attempt_timeout_s
+        self.clock = clock or MonotonicClock()  # the call's deadline and the back-off between replicas
         self.leader: str | None = None
         self._rotation = itertools.cycle(self.addresses)
 
@@ -63,14 +65,14 @@ class LeaderCaller:
     ) -> R:
         """Call the leader. ``retry_lost``: the request may be sent again after a connection broke with it in
         flight (it is idempotent, or the caller copes with a repeat); otherwise ConnectionLostError is raised."""
-        loop = asyncio.get_running_loop()
+        clock = self.clock
         budget = self.timeout_s if timeout_s is None else timeout_s
-        deadline = loop.time() + budget
+        deadline_ns = clock.monotonic_ns() + int(budget * 1e9)
         attempt = self.attempt_timeout_s if attempt_timeout_s is None else attempt_timeout_s
         last: Exception | None = None
         while True:
             target = self.leader or next(self._rotation)
-            remaining = deadline - loop.time()
+            remaining = (deadline_ns - clock.monotonic_ns()) / 1e9
             if remaining <= 0:
                 break
             try:
@@ -82,7 +84,7 @@ class LeaderCaller:
                 self.leader = hint if hint != target else None
                 last = exc
                 if self.leader is None:
-                    await asyncio.sleep(BACKOFF_S)
+                    await clock.sleep(BACKOFF_S)
             except ConnectionLostError as exc:
                 self.leader = None
                 last = exc
@@ -95,7 +97,7 @@ class LeaderCaller:
                     raise  # retrying elsewhere will not help
                 self.leader = None
                 last = exc
-                await asyncio.sleep(BACKOFF_S)
+                await clock.sleep(BACKOFF_S)
         raise UnavailableError(
             f"{type(request).__name__}: no {self.service} answered within {budget:.0f}s: {last}",
             hint="is the cluster running? `feitian cluster status`",

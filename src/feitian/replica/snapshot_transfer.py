@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from crc32c import crc32c
 
+from feitian.base.clock import Clock, MonotonicClock
 from feitian.consensus import InstallSnapshot, Snapshot, SnapshotMeta
 from feitian.errors import DataCorruptionError, FeitianError, InvalidArgumentError
 from feitian.rpc import CallContext, Client, Request
@@ -79,6 +80,7 @@ class SnapshotSender:
         load: Callable[[SnapshotMeta], Awaitable[bytes]] | None = None,
         *,
         chunk_bytes: int = CHUNK_BYTES,
+        clock: Clock | None = None,
     ) -> None:
         self.cluster = cluster
         self.peer_id = peer_id
@@ -87,6 +89,7 @@ class SnapshotSender:
         self.report = report  # (peer id, failed)
         self.load = load  # the data of a snapshot whose message carries none (kept in a file, not in memory)
         self.chunk_bytes = chunk_bytes
+        self.clock = clock or MonotonicClock()  # measures how long a transfer took
         self.task: asyncio.Task[None] | None = None
         self.sending: tuple[int, int] | None = None  # (index, term) of the snapshot under way
         self.sent = 0  # transfers completed
@@ -104,7 +107,7 @@ class SnapshotSender:
     async def _send(self, message: InstallSnapshot) -> None:
         loop = asyncio.get_running_loop()
         meta = message.snapshot.meta
-        started = loop.time()
+        started = self.clock.monotonic_ns()
         try:
             data = message.snapshot.data
             if not data and self.load is not None:
@@ -151,7 +154,7 @@ class SnapshotSender:
                 meta.term,
                 total,
                 self.peer_id,
-                loop.time() - started,
+                (self.clock.monotonic_ns() - started) / 1e9,
             )
             self.report(self.peer_id, False)
         except asyncio.CancelledError:

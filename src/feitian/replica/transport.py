@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from feitian.base.clock import Clock, MonotonicClock
 from feitian.consensus import AppendEntries, InstallSnapshot, Message, SnapshotMeta
 from feitian.errors import FeitianError
 from feitian.replica.snapshot_transfer import SnapshotSender
@@ -106,8 +106,10 @@ class Transport:
         max_queued_batches: int = 256,
         send_timeout_s: float = 2.0,
         max_step_bytes: int = MAX_STEP_BYTES,
+        clock: Clock | None = None,
     ) -> None:
         self.cluster = cluster
+        self.clock = clock or MonotonicClock()  # rate-limits warnings; measures snapshot transfers
         self.peers = dict(peers)
         self.client = client
         self.unreachable = unreachable
@@ -118,13 +120,13 @@ class Transport:
         self.max_step_bytes = max_step_bytes
         self._senders: dict[int, _PeerSender] = {}
         self._snapshots: dict[int, SnapshotSender] = {}
-        self._warned_at = -1e9
+        self._warned_at_ns: int | None = None
 
     def warn(self, what: str) -> None:
         """Log a transport problem, at most once a minute (the rest at debug level)."""
-        now = time.monotonic()
-        if now - self._warned_at >= 60:
-            self._warned_at = now
+        now_ns = self.clock.monotonic_ns()
+        if self._warned_at_ns is None or now_ns - self._warned_at_ns >= 60 * 1_000_000_000:
+            self._warned_at_ns = now_ns
             log.warning("%s (repeats within a minute are logged at debug level)", what)
         else:
             log.debug("%s", what)
@@ -168,7 +170,13 @@ class Transport:
                 self.warn(f"no address for replica {message.to_id}; dropping its snapshot")
                 return
             sender = self._snapshots[message.to_id] = SnapshotSender(
-                self.cluster, message.to_id, address, self.client, self.report_snapshot, self.snapshot_data
+                self.cluster,
+                message.to_id,
+                address,
+                self.client,
+                self.report_snapshot,
+                self.snapshot_data,
+                clock=self.clock,
             )
         sender.start(message)
 

@@ -291,9 +291,9 @@ class Channel:
             log.debug("connect %s gave up: %s", self.endpoint, exc)
 
     async def _connect_loop(self) -> ClientConnection:
-        loop = asyncio.get_running_loop()
+        clock = self.client.clock
         cfg = self.client.config
-        give_up = loop.time() + cfg.connect_timeout_s
+        give_up_ns = clock.monotonic_ns() + int(cfg.connect_timeout_s * 1e9)
         attempt = 0
         while True:
             try:
@@ -308,7 +308,7 @@ class Channel:
                 self.last_error = exc
             delay = self.client.backoff.delay_s(attempt, self.client.rng)
             attempt += 1
-            if loop.time() + delay > give_up:
+            if clock.monotonic_ns() + int(delay * 1e9) > give_up_ns:
                 reason = last.fields.get("reason") if isinstance(last, FeitianError) else None
                 raise UnavailableError(
                     f"cannot connect to {self.endpoint} ({attempt} attempts): {_describe(last)}",
@@ -316,7 +316,7 @@ class Channel:
                     endpoint=self.endpoint,
                     **({"reason": reason} if reason else {}),
                 )
-            await asyncio.sleep(delay)
+            await clock.sleep(delay)
 
     async def _open(self) -> ClientConnection:
         loop = asyncio.get_running_loop()

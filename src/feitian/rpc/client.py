@@ -32,6 +32,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from feitian.base.clock import Clock, MonotonicClock
 from feitian.errors import (
     ConnectionLostError,
     DeadlineExceededError,
@@ -128,6 +129,7 @@ class Client:
         rng: random.Random | None = None,
         tls: ClientTls | None = None,
         credentials: Credentials | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config or ClientConfig()
         self.config.validate()
@@ -143,6 +145,9 @@ class Client:
         self.credentials = credentials
         self.resolver = resolver
         self.rng = rng or random.Random()
+        # Connect retries and endpoint health. Call deadlines and keepalives stay on the event loop's clock:
+        # they are asyncio timeouts and protocol timers (ARCHITECTURE.md, Invariants).
+        self.clock = clock or MonotonicClock()
         self.backoff = Backoff(self.config.backoff_base_s, self.config.backoff_max_s)
         self._channels: dict[str, Channel] = {}
         self._routes: dict[str, ServiceRoute] = {}
@@ -424,7 +429,7 @@ class Client:
                     f"{address}: this client has no resolver for nuwa:// addresses",
                     hint="create the Client with resolver=...",
                 )
-            route = self._routes[address] = ServiceRoute(parsed, self.resolver)
+            route = self._routes[address] = ServiceRoute(parsed, self.resolver, self.clock)
         loop = asyncio.get_running_loop()
         while True:
             endpoint = await route.pick()

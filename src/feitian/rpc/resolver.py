@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from feitian.base.clock import Clock
 from feitian.errors import UnavailableError
 from feitian.rpc.core.address import NuwaAddress
 from feitian.rpc.core.balance import Balancer
@@ -61,8 +62,9 @@ class MemoryResolver:
 class ServiceRoute:
     """Endpoint selection for one ``nuwa://`` address, driven by a resolver."""
 
-    def __init__(self, address: NuwaAddress, resolver: Resolver) -> None:
+    def __init__(self, address: NuwaAddress, resolver: Resolver, clock: Clock) -> None:
         self.address = address
+        self.clock = clock  # when an endpoint failed, and whether it may be tried again
         self._resolver = resolver
         self.balancer = Balancer()
         self._resolving: asyncio.Future[None] | None = None
@@ -73,7 +75,7 @@ class ServiceRoute:
         has no live server."""
         if self.balancer.needs_resolve:
             await self._refresh()
-        endpoint = self.balancer.pick(_now_ns())
+        endpoint = self.balancer.pick(self.clock.monotonic_ns())
         if endpoint is None:
             raise UnavailableError(
                 f"{self.address}: no live server is registered", hint="is the service running and registered in Nuwa?"
@@ -93,14 +95,10 @@ class ServiceRoute:
             done.set_result(None)
 
     def report_failure(self, endpoint: str) -> None:
-        self.balancer.report_failure(endpoint, _now_ns())
+        self.balancer.report_failure(endpoint, self.clock.monotonic_ns())
 
     def report_success(self, endpoint: str) -> None:
         self.balancer.report_success(endpoint)
 
     def close(self) -> None:
         self._unwatch()
-
-
-def _now_ns() -> int:
-    return int(asyncio.get_running_loop().time() * 1e9)

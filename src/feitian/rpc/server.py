@@ -29,13 +29,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
 from feitian import __version__
+from feitian.base.clock import Clock, MonotonicClock
 from feitian.errors import (
     FeitianError,
     InternalError,
@@ -107,8 +107,11 @@ class Server:
         *,
         health: Callable[[], tuple[str, dict[str, str]]] | None = None,
         security: ServerSecurity | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config or ServerConfig()
+        # Uptime and the shutdown grace. Call deadlines stay on the event loop's clock: they are asyncio timeouts.
+        self.clock = clock or MonotonicClock()
         self.config.validate()
         self._health = health
         self.security = security
@@ -124,7 +127,7 @@ class Server:
         self._connections: set[ServerConnection] = set()
         self._idle_waiters: list[asyncio.Future[None]] = []
         self.addresses: list[str] = []
-        self._started_at = time.monotonic()
+        self._started_at_ns = self.clock.monotonic_ns()
         self._closing = False
         self.add_handler(Health, self._on_health, lane=SYSTEM_LANE)
         self.add_handler(Echo, self._on_echo, lane=SYSTEM_LANE)
@@ -252,12 +255,13 @@ class Server:
             srv.close()
         for conn in list(self._connections):
             conn.send(encode_frame(Kind.GOAWAY, 0))
-        deadline = asyncio.get_running_loop().time() + grace
-        while any(c.jobs for c in self._connections) and asyncio.get_running_loop().time() < deadline:
+        clock = self.clock
+        deadline_ns = clock.monotonic_ns() + int(grace * 1e9)
+        while any(c.jobs for c in self._connections) and clock.monotonic_ns() < deadline_ns:
             waiter = asyncio.get_running_loop().create_future()
             self._idle_waiters.append(waiter)
             try:
-                await asyncio.wait_for(waiter, max(0.0, deadline - asyncio.get_running_loop().time()))
+                await asyncio.wait_for(waiter, max(0.0, (deadline_ns - clock.monotonic_ns()) / 1e9))
             except TimeoutError:
                 break
         for lane in self._lanes.values():
@@ -390,7 +394,7 @@ class Server:
             self.config.role,
             __version__,
             os.getpid(),
-            round(time.monotonic() - self._started_at, 3),
+            round((self.clock.monotonic_ns() - self._started_at_ns) / 1e9, 3),
             detail,
         )
 

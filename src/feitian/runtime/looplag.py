@@ -10,18 +10,21 @@
     lag.detail()             # the same as strings, for a node's health reply
     await lag.stop()
 
-A task sleeps ``interval_s`` again and again and records by how much it woke up late. While the loop is blocked
-(a long callback, a garbage collection, a large encode on the loop), every timer and ready callback waits with
-it: the lateness of this one timer is what a heartbeat or an election timer suffered at that moment. A stall
-of S seconds is seen as a lateness of between S - interval_s and S. Times are the loop's own clock
-(``loop.time()``), the clock its timers run on; the cost is one wake-up every ``interval_s``.
+A :class:`~feitian.runtime.periodic.PeriodicTask` wakes every ``interval_s`` and records by how much it woke up
+late. While the loop is blocked (a long callback, a garbage collection, a large encode on the loop), every timer
+and ready callback waits with it: the lateness of this one timer is what a heartbeat or an election timer
+suffered at that moment. A stall of S seconds is seen as a lateness of between S - interval_s and S. Times are
+the injected clock's (the real monotonic clock by default, the one the loop's timers run on); the cost is one
+wake-up every ``interval_s``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import time
+
+from feitian.base.clock import Clock, MonotonicClock
+from feitian.runtime.periodic import PeriodicTask
 
 __all__ = ["DEFAULT_INTERVAL_S", "RECENT_STALLS", "STALL_MS", "LoopLag"]
 
@@ -32,17 +35,19 @@ BUSY_SHARE = 0.75  # a stall with the process on a CPU at least this share of th
 
 
 class LoopLag:
-    def __init__(self, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+    def __init__(self, interval_s: float = DEFAULT_INTERVAL_S, *, clock: Clock | None = None) -> None:
         self.interval_s = interval_s
+        self.clock = clock or MonotonicClock()
         self.max_ms = 0.0  # the longest lateness since start
-        self.max_at = 0.0  # loop time when it ended (0 before the first)
+        self.max_at = 0.0  # clock time (monotonic seconds) when it ended (0 before the first)
         self.stalls = 0  # wake-ups at least STALL_MS late
         self.samples = 0
         # The longest stall during which the process was on a CPU most of the time: its own work (a long
         # callback, a collection), as opposed to waiting for a machine busy with other processes.
         self.max_busy_ms = 0.0
         self.recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=RECENT_STALLS)  # (at, ms)
-        self._task: asyncio.Task[None] | None = None
+        self._task = PeriodicTask("loop-lag", self._wake, interval_s, clock=self.clock)
+        self._cpu = 0.0  # process CPU time at the previous wake-up
 
     def reset(self) -> None:
         """Forget what was seen so far (the figures then count from now)."""
@@ -50,24 +55,20 @@ class LoopLag:
         self.recent.clear()
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
+        self._cpu = time.process_time()
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._task.stop()
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        interval = self.interval_s
-        while True:
-            started, cpu = loop.time(), time.process_time()
-            due = started + interval
-            await asyncio.sleep(interval)
-            now = loop.time()
-            busy = (time.process_time() - cpu) / max(now - started, 1e-9)
-            self.observe(max(0.0, (now - due) * 1000), now, busy)
+    async def _wake(self) -> None:
+        task, cpu = self._task, time.process_time()
+        previous, self._cpu = self._cpu, cpu
+        if task.runs == 0:
+            return  # the first run is at start: nothing was waited for yet
+        now_ns = task.last_started_ns or self.clock.monotonic_ns()
+        busy = (cpu - previous) / max((self.interval_s * 1e9 + task.late_ns) / 1e9, 1e-9)
+        self.observe(task.late_ns / 1e6, now_ns / 1e9, busy)
 
     def observe(self, late_ms: float, now: float, busy: float = 1.0) -> None:
         """Record one wake-up ``late_ms`` late at loop time ``now``; ``busy``: the share of that time this process
@@ -87,7 +88,7 @@ class LoopLag:
         ``loop_lag_max_ago_s`` (how long ago it ended; empty before any wake-up), ``loop_stalls`` (wake-ups >=
         STALL_MS late) and ``loop_stalls_recent``: the newest stalls as ``AGO_S:MS`` pairs, space-separated, so
         a caller can tell the stalls of the last minute from older ones."""
-        now = asyncio.get_running_loop().time()
+        now = self.clock.monotonic_ns() / 1e9
         ago = f"{now - self.max_at:.1f}" if self.max_ms > 0 else ""
         recent = " ".join(f"{now - at:.1f}:{ms:.0f}" for at, ms in self.recent)
         return {

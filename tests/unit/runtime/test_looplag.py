@@ -53,3 +53,21 @@ async def test_a_stall_counts_as_the_process_own_only_when_it_was_running() -> N
     lag.observe(250.0, 2.0, busy=0.95)  # late while running: its own work held the loop
     assert lag.max_ms == 300.0 and lag.max_busy_ms == 250.0
     assert lag.detail()["loop_lag_max_busy_ms"] == "250.0"
+
+
+async def test_on_a_manual_clock_a_jump_is_a_stall_of_the_jump_less_one_interval() -> None:
+    from feitian.testing.clock import ManualClock
+
+    clock = ManualClock(start_s=0.0)
+    lag = LoopLag(interval_s=0.025, clock=clock)
+    lag.start()
+    try:
+        await clock.advance(0.1)
+        assert lag.samples == 4 and lag.max_ms == 0.0 and lag.stalls == 0  # every wake-up on time
+        await clock.jump(0.3)  # the loop "stood still" for 300 ms: the timer due 25 ms in fired 275 ms late
+        assert lag.samples == 5 and round(lag.max_ms, 3) == 275.0 and lag.stalls == 1
+        assert lag.max_at == 0.4
+        await clock.advance(0.5)
+        assert lag.detail()["loop_lag_max_ago_s"] == "0.5"
+    finally:
+        await lag.stop()

@@ -74,7 +74,7 @@ class Registration:
                 raise
             except FeitianError as exc:
                 log.warning("nuwa: cannot register %s yet: %s", self.path, exc.message)
-                await asyncio.sleep(RETRY_S)
+                await self.client.clock.sleep(RETRY_S)
 
     async def _register(self, session_id: int) -> None:
         try:
@@ -204,7 +204,7 @@ class NameCache:
             except FeitianError as exc:  # no replica answered for a while: keep trying from the same revision
                 log.warning("nuwa name cache: subscription interrupted: %s", exc.message)
                 self._mark_all_old()
-                await asyncio.sleep(RETRY_S)
+                await self.client.clock.sleep(RETRY_S)
 
     def _mark_all_old(self) -> None:
         for name in self._changed_during:  # lookups under way may miss what the gap held

@@ -32,7 +32,8 @@ class Queue:
         ``timeout_s``. The timeout only ever interrupts the wait: a take under way (its delete sent) finishes
         and returns the item. Cancelling ``get()`` instead may lose an item whose delete was already sent —
         it is taken, but nobody receives it."""
-        give_up = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
+        clock = self.client.clock
+        give_up_ns = None if timeout_s is None else clock.monotonic_ns() + int(timeout_s * 1e9)
         while True:
             children, values, revision = await list_all(self.client, self.dir, values=True, missing_ok=True)
             for stat, value in zip(children, values, strict=True):
@@ -41,8 +42,9 @@ class Queue:
                 except (NotFoundError, ConflictError):
                     continue  # another consumer took it
                 return value
+            left = None if give_up_ns is None else max(0.0, (give_up_ns - clock.monotonic_ns()) / 1e9)
             try:  # the deadline covers the waits only
-                async with asyncio.timeout_at(give_up), self.client.watch(self.dir, since=revision) as watch:
+                async with asyncio.timeout(left), self.client.watch(self.dir, since=revision) as watch:
                     async for event in watch:
                         if isinstance(event, Resync) or event.kind is EventKind.CREATED:
                             break
