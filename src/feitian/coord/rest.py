@@ -149,8 +149,14 @@ class RestApi:
         self.node_name = node_name
         self.rest_peers = dict(rest_peers or {})
         self.limits = limits or RestLimits()
+        ssl_context = None
+        if security is not None:
+            from feitian.security.tls import server_context
+
+            ssl_context = server_context(security.identity)  # a fresh one: the gateway relaxes its verify mode
         self.gateway = HttpGateway(
-            security=security,
+            guard=security.guard if security is not None else None,
+            ssl_context=ssl_context,
             limits=self.limits.gateway(),
             leader_url=self._leader_url,
             openapi=openapi_document,

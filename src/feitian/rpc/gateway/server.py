@@ -4,8 +4,9 @@ A service builds an :class:`HttpGateway`, adds its routes to ``gateway.app.route
 :meth:`HttpGateway.context` (authentication and the capability check of the operation's rule) and
 :meth:`HttpGateway.json_body` (a bounded JSON body). The gateway does the rest:
 
-* **Authentication (Zhongkui).** With a ``security`` (the node's ``NodeSecurity``) it serves HTTPS with mutual TLS
-  (``site.py``): a request without a client certificate gets a 401 saying one is required. Credentials come in
+* **Authentication (Zhongkui).** With a ``guard`` (``feitian.security.guard.Guard``) and a TLS server context
+  (``feitian.security.tls.server_context``) it serves HTTPS with mutual TLS (``site.py``): a request without a
+  client certificate gets a 401 saying one is required. Credentials come in
   headers and are verified once per TLS connection: ``X-Feitian-Capability: <base64 chain>`` (repeatable, or
   comma-separated) and ``Authorization: Bearer <base64 token>``. Without security it serves plain HTTP and every
   caller may do everything (as with Kuafu).
@@ -29,7 +30,7 @@ import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -50,9 +51,6 @@ from feitian.rpc.context import CallContext, PeerInfo
 from feitian.rpc.core.address import TcpAddress, parse_address
 from feitian.rpc.core.messages import ErrorInfo
 from feitian.rpc.gateway.site import TlsSite
-
-if TYPE_CHECKING:
-    from feitian.security.core import MethodRule
 
 __all__ = [
     "SHUTDOWN_S",
@@ -104,15 +102,19 @@ class HttpCaller:
 
 
 class HttpGateway:
-    """One node's HTTP server (see the module docstring). ``security``: the node's ``NodeSecurity`` (None: plain
-    HTTP); ``leader_url``: the leader's base URL, or "" (none known, or this node leads); ``openapi``: the
-    document served at ``/openapi.json``; ``label`` starts log lines; ``example_path`` and ``docs`` go into the
-    answers that tell a client how to connect."""
+    """One node's HTTP server (see the module docstring). ``guard``: the node's security guard (None: plain HTTP,
+    everyone may do everything); ``ssl_context``: with a guard, a fresh server context from
+    ``feitian.security.tls.server_context`` (the gateway asks for a client certificate without insisting, so that
+    a client without one is told so). The gateway does not import ``feitian.security`` (``feitian.rpc`` sits below
+    it): services pass these in. ``leader_url``: the leader's base URL, or "" (none known, or this node leads);
+    ``openapi``: the document served at ``/openapi.json``; ``label`` starts log lines; ``example_path`` and
+    ``docs`` go into the answers that tell a client how to connect."""
 
     def __init__(
         self,
         *,
-        security: Any = None,
+        guard: Any = None,
+        ssl_context: ssl.SSLContext | None = None,
         limits: GatewayLimits | None = None,
         leader_url: Callable[[], str] | None = None,
         openapi: Callable[[], dict[str, Any]] | None = None,
@@ -120,8 +122,10 @@ class HttpGateway:
         example_path: str = "/",
         docs: str = "docs/security.md",
     ) -> None:
-        self.security = security
-        self.guard = security.guard if security is not None else None
+        if guard is not None and ssl_context is None:
+            raise InvalidArgumentError("http gateway: a guard needs a TLS server context (client certificates)")
+        self.guard = guard
+        self.ssl_context = ssl_context
         self.limits = limits or GatewayLimits()
         self.leader_url = leader_url or (lambda: "")
         self.openapi = openapi
@@ -150,10 +154,9 @@ class HttpGateway:
             self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_S, handler_cancellation=True
         )
         await self._runner.setup()
-        if self.security is not None:
-            from feitian.security.tls import server_context
-
-            ssl_context = server_context(self.security.identity)
+        if self.guard is not None:
+            assert self.ssl_context is not None
+            ssl_context = self.ssl_context
             # Asked for, not insisted on: a client without a certificate gets a 401 saying so (the middleware),
             # not a bare handshake failure. One that is presented must still come from the cluster's CA.
             ssl_context.verify_mode = ssl.CERT_OPTIONAL
@@ -306,8 +309,9 @@ class HttpGateway:
                 self.guard.present_token(caller.conn, raw)
             caller.presented.add(digest)
 
-    def authorize(self, request: web.Request, rule: MethodRule[Any] | None, req: Any, method: str) -> HttpCaller:
-        """The caller, once the operation ``method`` on ``req`` passes ``rule`` (UnauthenticatedError or
+    def authorize(self, request: web.Request, rule: Any, req: Any, method: str) -> HttpCaller:
+        """The caller, once the operation ``method`` on ``req`` passes ``rule`` (a ``feitian.security.core.MethodRule``,
+        or None: no capability needed; UnauthenticatedError or
         PermissionDeniedError otherwise). Without security: everyone passes."""
         caller = self.caller(request)
         if self.guard is not None:
@@ -315,7 +319,7 @@ class HttpGateway:
         return caller
 
     def context(
-        self, request: web.Request, rule: MethodRule[Any] | None, req: Any, method: str, timeout_s: float | None = None
+        self, request: web.Request, rule: Any, req: Any, method: str, timeout_s: float | None = None
     ) -> CallContext:
         """The call context of an authorized operation: its caller and a deadline ``timeout_s`` (default:
         ``default_timeout_s``) from now."""
