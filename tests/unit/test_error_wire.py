@@ -184,6 +184,16 @@ def test_a_reason_is_its_enum_member_on_both_sides_and_a_string_on_the_wire() ->
     assert newer.reason == "lease_moved_to_mars" and not isinstance(newer.reason, errors.ConflictReason)
 
 
+def test_security_refusals_pick_their_class_from_the_reason() -> None:
+    from feitian.security.core.reasons import Reason, refusal
+
+    assert Reason is errors.AccessReason
+    assert type(refusal(Reason.WRONG_PATH, "x")) is errors.PermissionDeniedError
+    assert type(refusal(Reason.PROXY_DISABLED, "x")) is errors.PermissionDeniedError
+    assert type(refusal(Reason.TLS_REQUIRED, "x")) is errors.UnauthenticatedError
+    assert refusal(Reason.EXPIRED, "x").fields["reason"] is Reason.EXPIRED
+
+
 def test_subclasses_share_their_category_reasons() -> None:
     assert errors.NotLeaderError.Reason is errors.UnavailableReason
     assert errors.OverloadedError("x", reason="replay_cache_full").reason is errors.UnavailableReason.REPLAY_CACHE_FULL

@@ -23,7 +23,18 @@ _T = TypeVar("_T")
 Reason = AccessReason
 
 
-_DENIED = frozenset({Reason.WIDENED_DELEGATION, Reason.WRONG_HOLDER, Reason.NOT_GRANTED})
+_DENIED = frozenset(
+    {
+        Reason.WIDENED_DELEGATION,
+        Reason.WRONG_HOLDER,
+        Reason.NOT_GRANTED,
+        Reason.PROXY_DISABLED,
+        Reason.MISSING_RIGHT,
+        Reason.WRONG_CHUNK,
+        Reason.WRONG_PATH,
+        Reason.WRONG_SERVER,
+    }
+)
 
 
 def refusal(reason: Reason, message: str, *, hint: str | None = None, **fields: Any) -> FeitianError:
