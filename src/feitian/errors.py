@@ -106,7 +106,7 @@ class AlreadyExistsReason(StrEnum):
 
 
 class ConflictReason(StrEnum):
-    BUSY = "busy"  # dfs: the file is being changed by another operation
+    BUSY = "busy"  # dfs: the chunk is being written; a copy waits for its writer
     IS_A_DIRECTORY = "is_a_directory"
     NOT_A_DIRECTORY = "not_a_directory"
     NOT_EMPTY = "not_empty"
@@ -114,17 +114,17 @@ class ConflictReason(StrEnum):
     OPEN_FOR_WRITING = "open_for_writing"
     UNDER_REPLICATED = "under_replicated"
     LEASE_EXPIRED = "lease_expired"  # dfs: the write lease ran out
-    NO_LEASE = "no_lease"  # dfs: the writer holds no lease on the file
-    STALE_LEASE = "stale_lease"  # dfs: a lease of an older generation
-    STALE_READER = "stale_reader"  # dfs: the reader's view of the chunk is older than the replica
-    STALE_REPLICA = "stale_replica"
+    NO_LEASE = "no_lease"  # dfs: the file is not open for writing under that lease
+    STALE_LEASE = "stale_lease"  # dfs: the lease is not the file's current one
+    STALE_READER = "stale_reader"  # dfs: the reader asked for an older version than the replica holds
+    STALE_REPLICA = "stale_replica"  # dfs: the replica is older than the version asked for
     STALE_VERSION = "stale_version"
     STALE_COPY = "stale_copy"
     VERSION_AHEAD = "version_ahead"
     VERSION_NOT_OWNED = "version_not_owned"
-    MISSING_BYTES = "missing_bytes"  # dfs: a write that leaves a gap in the chunk
+    MISSING_BYTES = "missing_bytes"  # dfs: the replica has fewer bytes than its pipeline agreed on
     OUT_OF_ORDER = "out_of_order"
-    SEALED = "sealed"  # dfs: the chunk is sealed and takes no more writes
+    SEALED = "sealed"  # dfs: the chunk is sealed at its length
     NO_COPY = "no_copy"
 
 
@@ -157,7 +157,7 @@ class AccessReason(StrEnum):
     PROXY_DISABLED = "proxy_disabled"  # rpc: this proxy does not forward
     MISSING_RIGHT = "missing_right"  # dfs: a chunk token without the right for the operation
     WRONG_CHUNK = "wrong_chunk"  # dfs: a chunk token for another chunk
-    WRONG_PATH = "wrong_path"  # dfs: a lease or token for another path
+    WRONG_PATH = "wrong_path"  # dfs: the file or chunk is not at the path named
     WRONG_SERVER = "wrong_server"  # dfs: a chunk token for another chunkserver
 
 

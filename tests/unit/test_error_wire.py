@@ -206,8 +206,13 @@ def _reason_literals() -> list[str]:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if not (isinstance(node, ast.keyword) and node.arg == "reason"):
                 continue
-            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-                found.append(f"{path.relative_to(SRC)}:{node.value.lineno}: reason={node.value.value!r}")
+            values = [node.value]
+            while values:  # the value, and both branches of a conditional expression
+                value = values.pop()
+                if isinstance(value, ast.IfExp):
+                    values += [value.body, value.orelse]
+                elif isinstance(value, ast.Constant | ast.JoinedStr):
+                    found.append(f"{path.relative_to(SRC)}:{value.lineno}: reason={ast.unparse(value)}")
     return found
 
 

@@ -100,11 +100,6 @@ class RestLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         )
 
 
-# Errors are answered with their class's http_status (feitian.errors) in the gateway's JSON form.
-_error_body = error_body
-_json = json_response
-
-
 def _builtins(obj: Any) -> Any:
     return msgspec.to_builtins(obj)  # bytes -> base64 strings, structs -> dicts
 
@@ -244,7 +239,7 @@ class RestApi:
     async def _status(self, request: web.Request) -> web.Response:
         req = StatusRequest()
         ctx = self._context(request, STATUS_RULE, req, "coord.Status")
-        return _json(_builtins(await self.service.status(ctx, req)))
+        return json_response(_builtins(await self.service.status(ctx, req)))
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
         path = self._path("get", request.match_info["path"])
@@ -265,7 +260,7 @@ class RestApi:
             out = _builtins(page)
             if not list_req.values:
                 out.pop("values", None)
-            return _json(out)
+            return json_response(out)
         req = GetRequest(path, stale)
         ctx = self._context(request, READ_RULE, req, "coord.Get")
         result = await self.service.get(ctx, req)
@@ -276,7 +271,7 @@ class RestApi:
                 "X-Feitian-Revision": str(result.revision),
             }
             return web.Response(body=result.value, content_type="application/octet-stream", headers=headers)
-        return _json(_builtins(result))
+        return json_response(_builtins(result))
 
     async def _create(self, request: web.Request) -> web.Response:
         path = self._path("create", request.match_info["path"])
@@ -295,7 +290,7 @@ class RestApi:
             **self._dedupe(request),
         )
         ctx = self._context(request, CREATE_RULE, req, "coord.Create")
-        return _json(_builtins(await self.service.create(ctx, req)), 201)
+        return json_response(_builtins(await self.service.create(ctx, req)), 201)
 
     async def _set(self, request: web.Request) -> web.Response:
         path = self._path("set", request.match_info["path"])
@@ -319,13 +314,13 @@ class RestApi:
             **self._dedupe(request),
         )
         ctx = self._context(request, SET_RULE, req, "coord.Set")
-        return _json(_builtins(await self.service.set(ctx, req)))
+        return json_response(_builtins(await self.service.set(ctx, req)))
 
     async def _delete(self, request: web.Request) -> web.Response:
         path = self._path("delete", request.match_info["path"])
         req = DeleteRequest(path=path, expected_version=int_param(request, "version"), **self._dedupe(request))
         ctx = self._context(request, DELETE_RULE, req, "coord.Delete")
-        return _json(_builtins(await self.service.delete(ctx, req)))
+        return json_response(_builtins(await self.service.delete(ctx, req)))
 
     async def _txn(self, request: web.Request) -> web.Response:
         body = await self._body(request, _TXN_KEYS)
@@ -337,7 +332,7 @@ class RestApi:
             self._path(f"txn op {i}", op.path)
         req = TxnRequest(ops=ops, session_id=opt_int(body, "session_id", "txn") or 0, **self._dedupe(request))
         ctx = self._context(request, TXN_RULE, req, "coord.Txn")
-        return _json(_builtins(await self.service.txn(ctx, req)))
+        return json_response(_builtins(await self.service.txn(ctx, req)))
 
     # -- sessions --------------------------------------------------------------------------------------------
 
@@ -348,7 +343,7 @@ class RestApi:
             raise InvalidArgumentError("create session: ttl_ms is required")
         req = CreateSessionRequest(ttl_ms=ttl_ms, **self._dedupe(request))
         ctx = self._context(request, SESSION_RULE, req, "coord.CreateSession")
-        return _json(_builtins(await self.service.create_session(ctx, req)), 201)
+        return json_response(_builtins(await self.service.create_session(ctx, req)), 201)
 
     def _session_id(self, request: web.Request) -> int:
         raw = request.match_info["id"]
@@ -360,12 +355,12 @@ class RestApi:
     async def _heartbeat(self, request: web.Request) -> web.Response:
         req = HeartbeatRequest(self._session_id(request))
         ctx = self._context(request, SESSION_RULE, req, "coord.Heartbeat")
-        return _json(_builtins(await self.service.heartbeat(ctx, req)))
+        return json_response(_builtins(await self.service.heartbeat(ctx, req)))
 
     async def _close_session(self, request: web.Request) -> web.Response:
         req = CloseSessionRequest(session_id=self._session_id(request), **self._dedupe(request))
         ctx = self._context(request, SESSION_RULE, req, "coord.CloseSession")
-        return _json(_builtins(await self.service.close_session(ctx, req)))
+        return json_response(_builtins(await self.service.close_session(ctx, req)))
 
     # -- subscriptions ---------------------------------------------------------------------------------------
 
@@ -389,7 +384,7 @@ class RestApi:
             if not stream:
                 req = WatchRequest(selector, since, int(wait_s * 1000))
                 ctx = self._context(request, SELECT_RULE, req, "coord.Watch", timeout_s=wait_s + 5)
-                return _json(_watch_json(await self.service.watch(ctx, req)))
+                return json_response(_watch_json(await self.service.watch(ctx, req)))
             return await self._stream(request, selector, since)
         finally:
             self._watches -= 1
@@ -412,7 +407,7 @@ class RestApi:
                 try:  # the caller's rights are checked again for every poll (a revocation ends the stream)
                     ctx = self._context(request, SELECT_RULE, req, "coord.Watch", timeout_s=keepalive_s + 5)
                 except FeitianError as exc:
-                    await response.write(msgspec.json.encode(_error_body(exc)) + b"\n")
+                    await response.write(msgspec.json.encode(error_body(exc)) + b"\n")
                     break
                 polling = asyncio.ensure_future(self.service.watch(ctx, req))
                 closing = asyncio.ensure_future(self.gateway.closing.wait())
@@ -427,7 +422,7 @@ class RestApi:
                 try:
                     reply = polling.result()
                 except FeitianError as exc:  # e.g. no leader for a while: tell the subscriber, and end
-                    await response.write(msgspec.json.encode(_error_body(exc)) + b"\n")
+                    await response.write(msgspec.json.encode(error_body(exc)) + b"\n")
                     break
             await response.write_eof()
         except ConnectionError:  # the subscriber went away

@@ -198,7 +198,7 @@ class ChunkReplica:
             raise ConflictError(
                 f"read {self.what}: version {version} requested, replica at {r.version} ({stale})",
                 version=r.version,
-                reason=ConflictReason.STALE_READER if version < r.version else "stale_replica",
+                reason=ConflictReason.STALE_READER if version < r.version else ConflictReason.STALE_REPLICA,
             )
         readable = max(self.readable_length, min(committed_length, r.length))
         if offset + length > readable:
