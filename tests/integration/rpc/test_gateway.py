@@ -6,6 +6,7 @@ capabilities is exercised through Nuwa's routes in tests/integration/coord/test_
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -61,7 +62,7 @@ class Shelf:
 
 @pytest.fixture
 async def shelf() -> AsyncIterator[tuple[Shelf, str]]:
-    service = Shelf(GatewayLimits(max_requests=2, max_body_bytes=1024))
+    service = Shelf(GatewayLimits(max_requests=2, max_body_bytes=1024, body_timeout_s=0.5))
     url = await service.gateway.start("tcp://127.0.0.1:0")
     try:
         yield service, url
@@ -118,6 +119,24 @@ async def test_overload_is_503_with_retry_after(shelf: tuple[Shelf, str]) -> Non
         assert [status for status, _, _ in await asyncio.gather(*held)] == [200, 200]
         status, _, _ = await _call(http, "PUT", url + "/v1/items/b", json={})
         assert status == 201  # served again once the requests in flight finished
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_cut_off(shelf: tuple[Shelf, str]) -> None:
+    service, url = shelf
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    try:
+        head = "PUT /v1/items/slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        writer.write(head.encode() + b'{"size": ')  # and nothing more
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+        assert status_line.startswith(b"HTTP/1.1 504 "), status_line
+        headers = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode().lower()
+        length = int(headers.split("content-length:")[1].split("\r\n")[0])
+        body = json.loads(await asyncio.wait_for(reader.readexactly(length), 10))
+        assert body["error"]["code"] == "deadline_exceeded" and "body_timeout_s" in body["error"]["message"]
+    finally:
+        writer.close()
+    assert "slow" not in service.items
 
 
 async def test_not_the_leader_redirects_when_the_leader_is_known(shelf: tuple[Shelf, str]) -> None:
