@@ -7,8 +7,9 @@ registered here (a class defined elsewhere would exist only once its module is i
 ``tests/unit/test_errors.py`` checks that no other module defines one.
 
 A ``reason`` field that callers branch on is a member of the class's declared :class:`~enum.StrEnum`
-(``ConflictError.Reason.NO_LEASE``), never free text. On the wire it is the member's string value, so an older
-peer reads it unchanged; a value this side does not know (a newer peer) stays a plain string.
+(``ConflictReason.NO_LEASE``, also ``ConflictError.Reason``), never free text. On the wire it is the member's
+string value, so an older peer reads it unchanged; a value this side does not know (a newer peer) stays a plain
+string.
 
 The one wire form of an error is ``feitian.rpc.core.messages.ErrorInfo``: code, message, hint, fields and
 ``retryable``. A code this side does not know decodes (:func:`error_from_wire`) to a generic error that keeps
