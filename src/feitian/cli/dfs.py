@@ -21,7 +21,7 @@ import click
 from feitian.cli.cluster import cluster_option
 from feitian.cli.identity import identity_option
 from feitian.cli.output import emit_json, note, table
-from feitian.errors import EXIT_UNAVAILABLE, EXIT_USAGE, FeitianError, UnavailableError
+from feitian.errors import EXIT_UNAVAILABLE, EXIT_USAGE, FeitianError, UnavailableError, UnavailableReason
 from feitian.runtime.eventloop import run
 
 T = TypeVar("T")
@@ -70,7 +70,7 @@ def _cli_hints(command: str) -> Iterator[None]:
     except FeitianError as exc:
         hints = HINTS.get(command, {})
         hint = hints.get(str(exc.fields.get("reason", ""))) or hints.get(exc.code)
-        if exc.fields.get("reason") == "no_servers" and command in ("put", "cp"):
+        if exc.fields.get("reason") == UnavailableReason.NO_SERVERS and command in ("put", "cp"):
             available = exc.fields.get("available", 0)
             hint = f"use --replication {available}, or start more chunk servers" if available else exc.hint
         if hint:

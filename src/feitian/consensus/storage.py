@@ -31,22 +31,12 @@ from __future__ import annotations
 from typing import Protocol
 
 from feitian.consensus.types import ConfState, Entry, HardState, Snapshot, SnapshotMeta
-from feitian.errors import ConflictError, InvalidArgumentError, NotFoundError
+from feitian.errors import ConflictError, InvalidArgumentError
+from feitian.errors import LogCompactedError as LogCompactedError  # defined in feitian.errors, re-exported here
+from feitian.errors import LogUnavailableError as LogUnavailableError
 
 # Size charged per entry on top of its data, roughly its encoded header.
 ENTRY_OVERHEAD_BYTES = 16
-
-
-class LogCompactedError(NotFoundError):
-    """The requested entries were compacted into a snapshot."""
-
-    code = "log_compacted"
-
-
-class LogUnavailableError(NotFoundError):
-    """The requested entries are beyond the end of the log."""
-
-    code = "log_unavailable"
 
 
 def entry_size_bytes(entry: Entry) -> int:

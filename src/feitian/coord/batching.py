@@ -34,7 +34,13 @@ from feitian.coord.messages import (
     WriteBatchRequest,
     WriteRequest,
 )
-from feitian.errors import CallCancelledError, InvalidArgumentError, NotFoundError, PermissionDeniedError
+from feitian.errors import (
+    CallCancelledError,
+    InvalidArgumentError,
+    NotFoundError,
+    NotFoundReason,
+    PermissionDeniedError,
+)
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_WRITES", "MAX_ITEM_BYTES", "WriteBatcher", "batchable_size"]
 
@@ -56,7 +62,7 @@ _WRITES = (CreateRequest, SetRequest, DeleteRequest, TxnRequest)
 def _send_alone(exc: Exception) -> bool:
     """Whether a refusal of a whole batch may not meet its writes sent one by one."""
     if isinstance(exc, NotFoundError):  # a server without coord.WriteBatch
-        return exc.fields.get("reason") == "unknown_method"
+        return exc.fields.get("reason") == NotFoundReason.UNKNOWN_METHOD
     return isinstance(exc, PermissionDeniedError | InvalidArgumentError)
 
 

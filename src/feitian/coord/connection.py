@@ -21,6 +21,7 @@ from feitian.errors import (
     InvalidArgumentError,
     NotLeaderError,
     UnavailableError,
+    UnavailableReason,
 )
 from feitian.rpc import Client, Request
 
@@ -160,13 +161,13 @@ class ReplicaRouter:
                 hint=f"the replicas elect a leader only while a majority ({majority} of {n}) of them is up and "
                 "connected; `feitian cluster status` shows which are stopped, `feitian cluster start NODE` "
                 "starts one again",
-                reason="no_leader",
+                reason=UnavailableReason.NO_LEADER,
             )
         return UnavailableError(
             f"{name}: no replica of {', '.join(self.addresses)} answered within {waited_s:g}s"
             + (f" ({observed})" if observed else f" (last: {last.message})" if last is not None else ""),
             hint="is the coordination service running? `feitian cluster status` shows the coord replicas",
-            reason="unreachable",
+            reason=UnavailableReason.UNREACHABLE,
         )
 
     def move_on(self, failed: str) -> None:

@@ -6,8 +6,12 @@ Schemas are JSON Schema 2020-12. Values travel as base64 strings (``value``); re
 
 from __future__ import annotations
 
-import copy
 from typing import Any
+
+from feitian.rpc.gateway.openapi import json_content as _json_content
+from feitian.rpc.gateway.openapi import openapi_document as _assemble
+from feitian.rpc.gateway.openapi import ref as _ref
+from feitian.rpc.gateway.openapi import responses as _responses
 
 __all__ = ["openapi_document"]
 
@@ -15,10 +19,6 @@ _INT = {"type": "integer"}
 _STR = {"type": "string"}
 _BOOL = {"type": "boolean"}
 _B64 = {"type": "string", "contentEncoding": "base64"}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _obj(properties: dict[str, Any], required: list[str] | None = None, *, closed: bool = True) -> dict[str, Any]:
@@ -174,43 +174,7 @@ _SCHEMAS: dict[str, Any] = {
         },
         closed=False,
     ),
-    "Error": _obj(
-        {
-            "error": _obj(
-                {
-                    "code": _STR,
-                    "message": _STR,
-                    "hint": {"type": ["string", "null"]},
-                    "fields": {"type": "object"},
-                }
-            )
-        }
-    ),
 }
-
-
-def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"content": {"application/json": {"schema": schema}}}
-
-
-def _responses(ok_status: str, ok_schema: str, description: str, *errors: str) -> dict[str, Any]:
-    out: dict[str, Any] = {ok_status: {"description": description, **_json_content(_ref(ok_schema))}}
-    notes = {
-        "307": "not the leader: the same request at the leader's REST URL (Location)",
-        "400": "invalid argument",
-        "401": "unauthenticated (missing, expired, revoked or untrusted credential)",
-        "403": "permission denied (no capability covers the operation)",
-        "404": "not found",
-        "409": "already exists, or a version/condition mismatch (conflict)",
-        "410": "the session expired",
-        "405": "the path does not take this method (Allow names those it takes)",
-        "413": "a value, transaction or request body over its limit (message_too_large)",
-        "503": "unavailable: no leader, not the leader (leader_hint), or overloaded (Retry-After); retry",
-        "504": "deadline exceeded",
-    }
-    for code in ("400", "401", "403", "405", "503", "504", *errors):
-        out[code] = {"description": notes[code], **_json_content(_ref("Error"))}
-    return out
 
 
 _PATH_PARAM = {
@@ -380,33 +344,14 @@ _PATHS: dict[str, Any] = {
     },
 }
 
-_DOCUMENT: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {
-        "title": "Nuwa coordination service",
-        "version": "1",
-        "description": "feitian's coordination service (docs/coord.md, 'REST API'). In a secured cluster every "
-        "request needs a client certificate from the cluster CA and capabilities or a token covering the "
-        "operation (coord:<path> with read, create, write or delete).",
-    },
-    "paths": _PATHS,
-    "components": {
-        "schemas": _SCHEMAS,
-        "securitySchemes": {
-            "clusterCertificate": {"type": "mutualTLS", "description": "a certificate issued by the cluster CA"},
-            "capability": {
-                "type": "apiKey",
-                "in": "header",
-                "name": "X-Feitian-Capability",
-                "description": "a base64 capability chain held by the certificate's principal (repeatable)",
-            },
-            "token": {"type": "http", "scheme": "bearer", "description": "a token from `feitian token mint`"},
-        },
-    },
-    "security": [{"clusterCertificate": [], "capability": []}, {"clusterCertificate": [], "token": []}],
-}
+_DESCRIPTION = (
+    "feitian's coordination service (docs/coord.md, 'REST API'). In a secured cluster every "
+    "request needs a client certificate from the cluster CA and capabilities or a token covering the "
+    "operation (coord:<path> with read, create, write or delete)."
+)
 
 
 def openapi_document() -> dict[str, Any]:
-    """A fresh copy of the document (callers may change it)."""
-    return copy.deepcopy(_DOCUMENT)
+    """A fresh copy of the document (callers may change it); the error schema, error responses and security
+    schemes are the HTTP gateway's (``feitian.rpc.gateway.openapi``)."""
+    return _assemble(title="Nuwa coordination service", description=_DESCRIPTION, paths=_PATHS, schemas=_SCHEMAS)

@@ -37,11 +37,14 @@ from feitian.dfs.chunk_file import ChunkFile, ChunkGeometry
 from feitian.dfs.core import ChunkReplica, ReplicaRecord, ReplicaReport, block_checksums, verify_blocks
 from feitian.errors import (
     ConflictError,
+    ConflictReason,
     DataCorruptionError,
     FeitianError,
     InvalidArgumentError,
     NotFoundError,
+    NotFoundReason,
     UnavailableError,
+    UnavailableReason,
 )
 from feitian.runtime.files import ensure_dir, fsync_dir, remove_durably, translating
 
@@ -262,7 +265,7 @@ class ChunkStore:
                 f"write chunk {geometry.chunk_id} v{version}: no replica on this server (only a new chunk, at "
                 "version 1, is created by its first write)",
                 chunk_id=geometry.chunk_id,
-                reason="no_replica",
+                reason=NotFoundReason.NO_REPLICA,
             )
         replica = ChunkReplica.create(
             geometry.chunk_id,
@@ -435,11 +438,14 @@ class ChunkStore:
             self.staging[chunk_id] = _Staging(file, version, sealed)
         staging = self.staging.get(chunk_id)
         if staging is None or staging.version != version:
-            raise ConflictError(f"copy of chunk {chunk_id}: no copy of v{version} in progress", reason="no_copy")
+            raise ConflictError(
+                f"copy of chunk {chunk_id}: no copy of v{version} in progress", reason=ConflictReason.NO_COPY
+            )
         async with staging.lock:
             if offset != staging.received or offset + len(data) > total_length:
                 raise ConflictError(
-                    f"copy of chunk {chunk_id}: piece at {offset}, expected {staging.received}", reason="out_of_order"
+                    f"copy of chunk {chunk_id}: piece at {offset}, expected {staging.received}",
+                    reason=ConflictReason.OUT_OF_ORDER,
                 )
             block = geometry.block_size_bytes
             if len(data) % block and offset + len(data) != total_length:
@@ -530,6 +536,6 @@ class ChunkStore:
             raise UnavailableError(
                 f"write {self.dir}: disk full (no space left on device)",
                 hint=f"free space on the filesystem holding {self.dir}",
-                reason="disk_full",
+                reason=UnavailableReason.DISK_FULL,
                 path=str(self.dir),
             )

@@ -37,7 +37,7 @@ from feitian.dfs.chunk_messages import (
 )
 from feitian.dfs.chunk_store import ChunkStore
 from feitian.dfs.presenter import TokenPresenter
-from feitian.errors import ConflictError, DataCorruptionError, FeitianError, InternalError
+from feitian.errors import ConflictError, ConflictReason, DataCorruptionError, FeitianError, InternalError
 from feitian.rpc import CallContext, Client, Server
 
 __all__ = ["BULK_LANE", "ChunkService"]
@@ -160,7 +160,7 @@ class ChunkService:
         if chunk.replica.record.version != req.version:
             raise ConflictError(
                 f"copy chunk {chunk_id}: this replica is v{chunk.replica.record.version}, not v{req.version}",
-                reason="stale_replica",
+                reason=ConflictReason.STALE_REPLICA,
             )
         target_version = req.target_version or req.version
         await self.presenter.ensure(req.target_address, chunk_id, target_version, req.target_token)

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 from feitian.dfs.chunk_messages import ChainLink, CommitThrough, WriteChunk, WriteReply
 from feitian.dfs.master_messages import ChunkGrant
 from feitian.dfs.presenter import is_token_refusal
-from feitian.errors import ConflictError, DeadlineExceededError, FeitianError, InternalError, UnavailableError
+from feitian.errors import (
+    ConflictError,
+    ConflictReason,
+    DeadlineExceededError,
+    FeitianError,
+    InternalError,
+    UnavailableError,
+)
 
 if TYPE_CHECKING:
     from feitian.dfs.client import DfsClient
@@ -25,7 +32,15 @@ if TYPE_CHECKING:
 __all__ = ["ChunkPipeline", "PipelineFailure"]
 
 Buffer = bytes | bytearray | memoryview
-_FATAL_REASONS = frozenset({"stale_version", "stale_lease", "no_lease", "lease_expired", "sealed"})
+_FATAL_REASONS = frozenset(
+    {
+        ConflictReason.STALE_VERSION,
+        ConflictReason.STALE_LEASE,
+        ConflictReason.NO_LEASE,
+        ConflictReason.LEASE_EXPIRED,
+        ConflictReason.SEALED,
+    }
+)
 
 
 class PipelineFailure(Exception):

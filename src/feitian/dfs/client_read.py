@@ -20,6 +20,7 @@ from feitian.dfs.master_messages import ChunkGrant, Locate, LocateReply, ReportC
 from feitian.dfs.presenter import is_token_refusal
 from feitian.errors import (
     ConflictError,
+    ConflictReason,
     DataCorruptionError,
     FeitianError,
     InvalidArgumentError,
@@ -164,7 +165,7 @@ class FileReader:
                     if is_token_refusal(exc):
                         grant = await dfs.master(Tokens(self.path, grant.location.chunk_id))
                         continue
-                    if isinstance(exc, ConflictError) and exc.fields.get("reason") == "stale_reader":
+                    if isinstance(exc, ConflictError) and exc.fields.get("reason") == ConflictReason.STALE_READER:
                         raise _Relocate() from None
                     if isinstance(exc, DataCorruptionError):
                         log.warning("read %s: %s on %s; reading another replica", self.path, exc, server_id)

@@ -45,7 +45,15 @@ from feitian.dfs.master_messages import (
     RenewRequest,
     WriteTokens,
 )
-from feitian.errors import ConflictError, FeitianError, InvalidArgumentError, NotFoundError, UnavailableError
+from feitian.errors import (
+    ConflictError,
+    ConflictReason,
+    FeitianError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+    UnavailableReason,
+)
 from feitian.runtime.periodic import PeriodicTask
 
 if TYPE_CHECKING:
@@ -159,7 +167,7 @@ class FileWriter:
             try:
                 self.length = await self.dfs.master(request)
             except ConflictError as exc:
-                if exc.fields.get("reason") != "no_lease":
+                if exc.fields.get("reason") != ConflictReason.NO_LEASE:
                     raise
                 status = await self.dfs.stat(self.path)  # a retried close whose first attempt succeeded
                 if status.lease_holder is not None or status.length != self.base + max(0, last_length):
@@ -193,7 +201,7 @@ class FileWriter:
         except NotFoundError:
             pass  # removed already (a retry of a delete whose reply was lost)
         except ConflictError as exc:
-            if exc.fields.get("reason") not in ("no_lease", "stale_lease"):
+            if exc.fields.get("reason") not in (ConflictReason.NO_LEASE, ConflictReason.STALE_LEASE):
                 log.warning("write %s: giving up the file failed: %s", self.path, exc)
         except FeitianError as exc:
             log.warning(
@@ -317,7 +325,11 @@ class FileWriter:
             except UnavailableError as exc:
                 # The master waits for chunk servers registering with a new leader itself; here only servers
                 # that failed this writer earlier may be all there is: try them again, once.
-                if exc.fields.get("reason") != "no_servers" or not self.excluded or clock.monotonic_ns() > deadline_ns:
+                if (
+                    exc.fields.get("reason") != UnavailableReason.NO_SERVERS
+                    or not self.excluded
+                    or clock.monotonic_ns() > deadline_ns
+                ):
                     raise
                 self.excluded.clear()
         self.last = grant.location

@@ -36,7 +36,7 @@ from feitian.dfs.core import (
 from feitian.dfs.core.records import FileNode
 from feitian.dfs.master_tokens import TokenMinter
 from feitian.dfs.options import MasterOptions
-from feitian.errors import FeitianError, NotLeaderError, UnavailableError
+from feitian.errors import FeitianError, NotLeaderError, UnavailableError, UnavailableReason
 from feitian.replica.driver import Replica, ReplicaConfig
 from feitian.rpc import Client
 
@@ -170,7 +170,9 @@ class DfsMaster:
             raise NotLeaderError(f"dfs master {self.node_name} is not the leader", leader_hint=hint)
         leadership = self.leadership
         if leadership is None or not leadership.ready:
-            raise UnavailableError(f"dfs master {self.node_name}: leader starting, retry", reason="leader_starting")
+            raise UnavailableError(
+                f"dfs master {self.node_name}: leader starting, retry", reason=UnavailableReason.LEADER_STARTING
+            )
         return leadership
 
     async def propose(self, command: Command) -> Any:

@@ -42,13 +42,16 @@ from feitian.dfs.core import (
 from feitian.dfs.core.records import ChunkRecord, FileNode
 from feitian.dfs.master_messages import ChunkGrant, Heartbeat, HeartbeatReply, ServerAddress
 from feitian.errors import (
+    AccessReason,
     ConflictError,
+    ConflictReason,
     FeitianError,
     InternalError,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
     UnavailableError,
+    UnavailableReason,
 )
 
 if TYPE_CHECKING:
@@ -110,7 +113,7 @@ class Leadership:
             if principal.name != req.server_id:
                 raise PermissionDeniedError(
                     f"heartbeat for {req.server_id!r} from {principal.describe()}: a chunk server speaks for itself",
-                    reason="wrong_server",
+                    reason=AccessReason.WRONG_SERVER,
                 )
             self.server_keys[req.server_id] = principal.public_key
         info = self.sm.server(req.server_id)
@@ -232,7 +235,7 @@ class Leadership:
             if waited_ns >= PLACE_WAIT_NS:  # the caller's attempt must not time out: it retries this one
                 raise UnavailableError(
                     f"{op} {path}: chunk servers are still registering with a new master leader",
-                    reason="leader_starting",
+                    reason=UnavailableReason.LEADER_STARTING,
                 )
             await asyncio.sleep(PLACE_POLL_S)
             waited_ns += int(PLACE_POLL_S * SECOND_NS)
@@ -253,7 +256,7 @@ class Leadership:
             hint=f"write with a replication of at most {len(chosen)}, or start more chunk servers"
             if chosen
             else "start chunk servers (`feitian dfs servers` lists them)",
-            reason="no_servers",
+            reason=UnavailableReason.NO_SERVERS,
             needed=needed,
             available=len(chosen),
         )
@@ -363,7 +366,7 @@ class Leadership:
             raise UnavailableError(
                 f"recover {path}: no reachable replica of chunk {chunk_id} holds its {floor} acknowledged bytes",
                 hint="the chunk servers holding it may come back; retry",
-                reason="no_survivor",
+                reason=UnavailableReason.NO_SURVIVOR,
             )
         agreed = chunk.length if chunk.sealed else min(i.length for _, i in survivors)
         names = tuple(s for s, _ in survivors)
@@ -416,7 +419,7 @@ class Leadership:
             raise UnavailableError(
                 f"rebuild chunk {chunk.chunk_id}: {len(survivors) + len(done)} replicas, the file needs "
                 f"{file.min_write_replicas}",
-                reason="no_servers",
+                reason=UnavailableReason.NO_SERVERS,
             )
         return tuple(done)
 
@@ -539,7 +542,9 @@ class Leadership:
         path = self.sm.path_of(file.inode)
         lease = file.lease
         if lease is None or lease.lease_id != lease_id:
-            raise ConflictError(f"release {path}: lease {lease_id} is not the file's", reason="stale_lease")
+            raise ConflictError(
+                f"release {path}: lease {lease_id} is not the file's", reason=ConflictReason.STALE_LEASE
+            )
         if file.chunks:
             last = self.sm.table.chunks[file.chunks[-1]]
             if not last.sealed:

@@ -81,7 +81,7 @@ from feitian.dfs.master_messages import (
     Tokens,
     WriteTokens,
 )
-from feitian.errors import ConflictError, NotFoundError, PermissionDeniedError
+from feitian.errors import AccessReason, ConflictError, ConflictReason, NotFoundError, PermissionDeniedError
 from feitian.rpc import CallContext, Server
 
 __all__ = ["MasterService"]
@@ -155,7 +155,7 @@ class MasterService:
         file = self.sm.tree.file(op, file_id)
         actual = self.sm.path_of(file_id)
         if actual != join_path(split_path(op, path, self.sm.config)):
-            raise PermissionDeniedError(f"{op} {path}: file {file_id} is {actual}", reason="wrong_path")
+            raise PermissionDeniedError(f"{op} {path}: file {file_id} is {actual}", reason=AccessReason.WRONG_PATH)
         return file
 
     def _lease_expiry(self) -> int:
@@ -200,7 +200,7 @@ class MasterService:
                 raise PermissionDeniedError(
                     f"rename {req.path} -> {req.dst}: no proof of the right to create {dst}",
                     hint="call dfs.AuthorizeCreate for the destination first (the client does)",
-                    reason="not_granted",
+                    reason=AccessReason.NOT_GRANTED,
                 )
         result: RenameResult = await self.master.propose(Rename(req.path, req.dst, self.master.now_ns(), req.overwrite))
         return result
@@ -330,7 +330,7 @@ class MasterService:
                 return leadership.grant(location, _key(ctx), write=True, lease_expires_ns=lease.expires_ns)
             raise ConflictError(
                 f"add chunk to {req.path}: the last chunk is {last}, not {req.after_chunk} (another writer?)",
-                reason="not_last_chunk",
+                reason=ConflictReason.NOT_LAST_CHUNK,
             )
         grant: ChunkGrant = await leadership.add_chunk(file, req.lease_id, req.previous_length, req.exclude, _key(ctx))
         return grant
@@ -355,7 +355,9 @@ class MasterService:
         if chunk.writer_lease_id == req.lease_id:
             lease = file.lease
             if lease is None or lease.lease_id != req.lease_id:
-                raise ConflictError(f"write {req.path}: lease {req.lease_id} is not the file's", reason="stale_lease")
+                raise ConflictError(
+                    f"write {req.path}: lease {req.lease_id} is not the file's", reason=ConflictReason.STALE_LEASE
+                )
             location = self.sm.chunk_location(req.chunk_id)
             return leadership.grant(location, _key(ctx), write=True, lease_expires_ns=lease.expires_ns)
         grant: ChunkGrant = await leadership.recover_chunk(
@@ -368,7 +370,9 @@ class MasterService:
         file = self._open_file("recover", req.path, req.file_id)
         lease = file.lease
         if lease is None or lease.lease_id != req.lease_id:
-            raise ConflictError(f"recover {req.path}: lease {req.lease_id} is not the file's", reason="stale_lease")
+            raise ConflictError(
+                f"recover {req.path}: lease {req.lease_id} is not the file's", reason=ConflictReason.STALE_LEASE
+            )
         grant: ChunkGrant = await leadership.recover_chunk(
             file, req.lease_id, req.chunk_id, req.version, req.failed, req.acked_length, req.rebuild, _key(ctx)
         )
@@ -398,7 +402,9 @@ class MasterService:
         leadership = await self._read()
         chunk = self.sm.table.chunk("read", req.chunk_id)
         if self.sm.path_of(chunk.file_id) != join_path(split_path("read", req.path, self.sm.config)):
-            raise PermissionDeniedError(f"read {req.path}: chunk {req.chunk_id} is not in it", reason="wrong_path")
+            raise PermissionDeniedError(
+                f"read {req.path}: chunk {req.chunk_id} is not in it", reason=AccessReason.WRONG_PATH
+            )
         grant: ChunkGrant = leadership.grant(self.sm.chunk_location(req.chunk_id), _key(ctx), write=False)
         return grant
 
@@ -408,7 +414,9 @@ class MasterService:
         if chunk is None:
             return
         if self.sm.path_of(chunk.file_id) != join_path(split_path("report", req.path, self.sm.config)):
-            raise PermissionDeniedError(f"report {req.path}: chunk {req.chunk_id} is not in it", reason="wrong_path")
+            raise PermissionDeniedError(
+                f"report {req.path}: chunk {req.chunk_id} is not in it", reason=AccessReason.WRONG_PATH
+            )
         if req.server_id in chunk.replicas:
             leadership.cluster.report_corrupt(req.server_id, req.chunk_id)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from feitian.dfs.core import chunk_resource
-from feitian.errors import UnavailableError
+from feitian.errors import UnavailableError, UnavailableReason
 from feitian.security import MAX_TOKEN_TTL_NS, CapabilityChain, Right, mint_token, new_nonce
 from feitian.security.core.resources import parse_resource, resources_cover
 
@@ -54,7 +54,7 @@ class TokenMinter:
         raise UnavailableError(
             "mint chunk token: this master holds no capability for dfs-chunk:* (read, write)",
             hint="the dfs-master role's grants (deploy/cluster_security.py ROLE_GRANTS) give it one",
-            reason="no_chunk_capability",
+            reason=UnavailableReason.NO_CHUNK_CAPABILITY,
         )
 
     def mint(

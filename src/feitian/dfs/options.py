@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from feitian.dfs.core import ClusterConfig, NamespaceConfig, PlacementPolicy
+from feitian.errors import UnavailableReason
 from feitian.replica.leader_caller import LeaderCaller
 from feitian.replica.options import ReplicaOptions
 from feitian.rpc import Client
@@ -85,4 +86,10 @@ class ChunkServerOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True
 def master_caller(client: Client, addresses: list[str], **options: Any) -> LeaderCaller:
     """Calls the Pangu master leader among ``addresses`` (``options``: LeaderCaller's timeouts). A full disk or
     no usable chunk server ends a call at once: another master would answer the same."""
-    return LeaderCaller(client, addresses, service="dfs master", fatal_reasons=("disk_full", "no_servers"), **options)
+    return LeaderCaller(
+        client,
+        addresses,
+        service="dfs master",
+        fatal_reasons=(UnavailableReason.DISK_FULL, UnavailableReason.NO_SERVERS),
+        **options,
+    )

@@ -11,12 +11,22 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 
+from feitian.errors import AccessReason
 from feitian.rpc import Client
 
 __all__ = ["TokenPresenter", "is_token_refusal"]
 
 MAX_REMEMBERED = 4096
-_REFUSALS = frozenset({"not_granted", "missing", "expired", "issued_before_start", "replayed", "wrong_holder"})
+_REFUSALS = frozenset(
+    {
+        AccessReason.NOT_GRANTED,
+        AccessReason.MISSING,
+        AccessReason.EXPIRED,
+        AccessReason.ISSUED_BEFORE_START,
+        AccessReason.REPLAYED,
+        AccessReason.WRONG_HOLDER,
+    }
+)
 
 
 def is_token_refusal(exc: BaseException) -> bool:

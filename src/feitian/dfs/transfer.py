@@ -24,7 +24,14 @@ from typing import IO, TYPE_CHECKING
 
 from feitian.dfs.core import FileStatus, FileType, NamespaceConfig, NodeKind
 from feitian.dfs.core.paths import join_path, split_path
-from feitian.errors import ConflictError, FeitianError, InvalidArgumentError, NotFoundError, PermissionDeniedError
+from feitian.errors import (
+    ConflictError,
+    ConflictReason,
+    FeitianError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from feitian.runtime.files import os_error
 
 if TYPE_CHECKING:
@@ -61,7 +68,7 @@ async def into_remote_dir(dfs: DfsClient, op: str, name: str, dst: str) -> str:
     except (NotFoundError, PermissionDeniedError):  # the operation itself then says what is wrong
         is_dir = False
     except ConflictError as exc:  # a component is a file: the operation itself says so
-        if exc.fields.get("reason") != "not_a_directory":
+        if exc.fields.get("reason") != ConflictReason.NOT_A_DIRECTORY:
             raise
         is_dir = False
     if not is_dir:
@@ -86,7 +93,7 @@ async def remote_file(dfs: DfsClient, op: str, path: str) -> FileStatus:
             f"{op} {path}: is a directory",
             hint=f"{op} works on a file; `feitian dfs ls {path}` lists the directory",
             path=path,
-            reason="is_a_directory",
+            reason=ConflictReason.IS_A_DIRECTORY,
         )
     return status
 

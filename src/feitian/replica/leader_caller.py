@@ -21,6 +21,7 @@ from feitian.errors import (
     InvalidArgumentError,
     NotLeaderError,
     UnavailableError,
+    UnavailableReason,
 )
 from feitian.rpc import Client, Request
 
@@ -39,7 +40,7 @@ class LeaderCaller:
         timeout_s: float = 30.0,
         attempt_timeout_s: float = 5.0,
         service: str = "replica",
-        fatal_reasons: tuple[str, ...] = ("disk_full",),
+        fatal_reasons: tuple[str, ...] = (UnavailableReason.DISK_FULL,),
         clock: Clock | None = None,
     ) -> None:
         if not addresses:

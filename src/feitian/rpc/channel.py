@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from feitian.errors import (
+    AccessReason,
     ConnectionLostError,
     DeadlineExceededError,
     FeitianError,
@@ -109,7 +110,7 @@ class ClientConnection(FrameStream):
         else:
             message = f"connect {where}: TLS handshake failed ({reason})"
             hint = "is the server part of this cluster? its certificate must come from the cluster's authority"
-        self._refuse(UnauthenticatedError(message, hint=hint, reason="tls_handshake", endpoint=where))
+        self._refuse(UnauthenticatedError(message, hint=hint, reason=AccessReason.TLS_HANDSHAKE, endpoint=where))
 
     def _refuse(self, exc: FeitianError) -> None:
         if not self.ready.done():

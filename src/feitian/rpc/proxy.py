@@ -18,7 +18,7 @@ every local program sending to it.
 Security: in a secured cluster (``secured=True``) the proxy refuses to forward. Its shared connection to a server
 is authenticated as the *proxy*, so forwarding would let any local program act with the proxy's identity, and
 with capabilities other programs presented on the same connection (a confused deputy). Every local program is
-answered with ``PermissionDeniedError(reason="proxy_disabled")`` and the refusal is logged with the program's
+answered with ``PermissionDeniedError(reason=AccessReason.PROXY_DISABLED)`` and the refusal is logged with the program's
 kernel-reported credentials (SO_PEERCRED: pid, uid, gid). docs/security.md describes the design that would make
 proxying safe (per-program sessions authenticated end to end).
 """
@@ -36,7 +36,7 @@ from typing import Any
 import msgspec
 
 from feitian import __version__
-from feitian.errors import FeitianError, InvalidArgumentError, PermissionDeniedError, ProtocolError
+from feitian.errors import AccessReason, FeitianError, InvalidArgumentError, PermissionDeniedError, ProtocolError
 from feitian.rpc.client import Channel, Client, ClientConnection
 from feitian.rpc.config import ClientConfig
 from feitian.rpc.core.address import TcpAddress
@@ -225,7 +225,7 @@ class LocalConnection(FrameStream):
             f"{self.proxy.config.name} does not forward calls in a secured cluster: it would act with its own "
             "identity on your behalf (a confused deputy)",
             hint="call the server directly with your identity (drop --proxy / proxy_path); see docs/security.md",
-            reason="proxy_disabled",
+            reason=AccessReason.PROXY_DISABLED,
         )
 
     def peer_credentials(self) -> str:

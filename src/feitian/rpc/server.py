@@ -41,6 +41,7 @@ from feitian.errors import (
     InternalError,
     InvalidArgumentError,
     NotFoundError,
+    NotFoundReason,
     OverloadedError,
 )
 from feitian.rpc.config import LaneConfig, ServerConfig
@@ -309,7 +310,7 @@ class Server:
         if method is None:
             name = frame.name.decode("utf-8", "replace")
             error = NotFoundError(
-                f"unknown method {name!r} on {self.config.name}", reason="unknown_method", method=name
+                f"unknown method {name!r} on {self.config.name}", reason=NotFoundReason.UNKNOWN_METHOD, method=name
             )
             if not reply:
                 log.warning("one-way message to unknown method %r from %s dropped", name, conn.peer_label())

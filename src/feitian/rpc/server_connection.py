@@ -19,6 +19,7 @@ import msgspec
 
 from feitian import __version__
 from feitian.errors import (
+    AccessReason,
     DeadlineExceededError,
     FeitianError,
     InternalError,
@@ -192,7 +193,7 @@ class ServerConnection(FrameStream):
         refusal = UnauthenticatedError(
             message,
             hint="connect with a cluster identity (--identity / FEITIAN_IDENTITY; see docs/security.md)",
-            reason="tls_required",
+            reason=AccessReason.TLS_REQUIRED,
         )
         body = _encoder.encode(ErrorInfo.from_exception(refusal))
         assert self.transport is not None
@@ -304,7 +305,7 @@ class ServerConnection(FrameStream):
         try:
             body = _encoder.encode(ErrorInfo.from_exception(exc))
         except (TypeError, msgspec.EncodeError):
-            body = _encoder.encode(ErrorInfo(exc.code, exc.message, exc.hint))
+            body = _encoder.encode(ErrorInfo(exc.wire_code, exc.message, exc.hint, retryable=exc.retryable))
         self.send(encode_frame(Kind.ERROR, rid, body))
 
     def job_started(self, job: CallJob) -> None:

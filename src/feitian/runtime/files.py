@@ -28,11 +28,13 @@ from feitian.errors import (
     AlreadyExistsError,
     ConflictError,
     DataCorruptionError,
+    DataCorruptionReason,
     FeitianError,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
     UnavailableError,
+    UnavailableReason,
 )
 
 __all__ = [
@@ -56,7 +58,7 @@ def is_disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` (an OSError or a translated error) means the filesystem is out of space or quota."""
     if isinstance(exc, OSError):
         return exc.errno in _DISK_FULL
-    return isinstance(exc, FeitianError) and exc.fields.get("reason") == "disk_full"
+    return isinstance(exc, FeitianError) and exc.fields.get("reason") == UnavailableReason.DISK_FULL
 
 
 def os_error(exc: OSError, op: str, path: str | os.PathLike[str]) -> FeitianError:
@@ -71,7 +73,7 @@ def os_error(exc: OSError, op: str, path: str | os.PathLike[str]) -> FeitianErro
         return UnavailableError(
             f"{where}: disk full ({what})",
             hint=f"free space on the filesystem holding {os.fspath(path)}; writes succeed again after that",
-            reason="disk_full",
+            reason=UnavailableReason.DISK_FULL,
             **fields,
         )
     if code == errno.EIO:
@@ -79,17 +81,17 @@ def os_error(exc: OSError, op: str, path: str | os.PathLike[str]) -> FeitianErro
             return DataCorruptionError(
                 f"{where}: the device returned an I/O error; the stored bytes cannot be read",
                 hint="check the disk (dmesg); restore this replica from its peers",
-                reason="io_error",
+                reason=DataCorruptionReason.IO_ERROR,
                 **fields,
             )
         return UnavailableError(
             f"{where}: the device reported an I/O error; the written data may not be durable",
             hint="check the disk (dmesg); reopen the store to continue from what is on disk",
-            reason="io_error",
+            reason=UnavailableReason.IO_ERROR,
             **fields,
         )
     if code == errno.EROFS:
-        return UnavailableError(f"{where}: read-only filesystem", reason="read_only", **fields)
+        return UnavailableError(f"{where}: read-only filesystem", reason=UnavailableReason.READ_ONLY, **fields)
     if code in (errno.EACCES, errno.EPERM):
         return PermissionDeniedError(f"{where}: permission denied", **fields)
     if code == errno.ENOENT:
@@ -98,7 +100,7 @@ def os_error(exc: OSError, op: str, path: str | os.PathLike[str]) -> FeitianErro
         return AlreadyExistsError(f"{where}: already exists", **fields)
     if code in (errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.EINVAL):
         return InvalidArgumentError(f"{where}: {detail}", **fields)
-    return UnavailableError(f"{where}: {detail} ({name})", reason="os_error", **fields)
+    return UnavailableError(f"{where}: {detail} ({name})", reason=UnavailableReason.OS_ERROR, **fields)
 
 
 @contextlib.contextmanager

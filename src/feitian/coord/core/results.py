@@ -6,11 +6,10 @@ round-trips through msgpack in snapshots and can travel on the wire unchanged.
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
-from feitian.errors import FeitianError, error_class_for_code
+from feitian.errors import FeitianError
+from feitian.rpc.core.messages import ErrorInfo
 
 __all__ = [
     "BatchApplied",
@@ -128,20 +127,26 @@ class BatchApplied(msgspec.Struct, frozen=True, kw_only=True, tag="batch", tag_f
     count: int
 
 
-class ErrorValue(msgspec.Struct, frozen=True, kw_only=True, tag="error", tag_field="result"):
-    """A feitian error as plain data: how the dedupe table stores an error result."""
-
-    code: str
-    message: str
-    hint: str | None = None
-    fields: dict[str, Any] = msgspec.field(default_factory=dict)
+class ErrorValue(ErrorInfo, frozen=True, kw_only=True, tag="error", tag_field="result"):
+    """:class:`~feitian.rpc.core.messages.ErrorInfo` as a write result: the same fields and decoding, tagged like
+    the other results (``result: "error"``) so the dedupe table, snapshots and ``WriteBatchReply`` can hold it in
+    the :data:`StoredResult` union. Encoded as before this class became an ErrorInfo, plus ``retryable`` (absent
+    in results stored by older code, which still decode)."""
 
     @classmethod
     def from_error(cls, error: FeitianError) -> ErrorValue:
-        return cls(code=error.code, message=error.message, hint=error.hint, fields=dict(error.fields))
+        # Every field is kept (not only the wire types ErrorInfo.from_exception keeps), exactly as stored so far:
+        # a replayed write must answer what it answered the first time.
+        return cls(
+            code=error.wire_code,
+            message=error.message,
+            hint=error.hint,
+            fields=dict(error.fields),
+            retryable=error.retryable,
+        )
 
     def to_error(self) -> FeitianError:
-        return error_class_for_code(self.code)(self.message, hint=self.hint, **self.fields)
+        return self.to_exception()
 
 
 WriteResult = (

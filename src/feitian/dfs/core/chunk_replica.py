@@ -28,7 +28,7 @@ from feitian.dfs.core.chunk_format import (
     truncated_checksums,
     verified_slice,
 )
-from feitian.errors import ConflictError, InvalidArgumentError
+from feitian.errors import ConflictError, ConflictReason, InvalidArgumentError
 
 __all__ = ["ChunkReplica", "ReplicaRecord", "WriteOutcome"]
 
@@ -82,14 +82,14 @@ class ChunkReplica:
                 "pipeline replaced that writer)",
                 chunk_id=self.record.chunk_id,
                 version=mine,
-                reason="stale_version",
+                reason=ConflictReason.STALE_VERSION,
             )
         if version > mine:
             raise ConflictError(
                 f"{op} {self.what}: this replica is at version {mine}, behind {version}; it missed a pipeline sync",
                 chunk_id=self.record.chunk_id,
                 version=mine,
-                reason="version_ahead",
+                reason=ConflictReason.VERSION_AHEAD,
             )
 
     def plan_write(self, version: int, seq: int, offset: int, length: int) -> BlockWrite | None:
@@ -103,17 +103,19 @@ class ChunkReplica:
             raise ConflictError(
                 f"{op} {self.what}: write {seq} arrived before write {r.next_seq} (out of order)",
                 expected_seq=r.next_seq,
-                reason="out_of_order",
+                reason=ConflictReason.OUT_OF_ORDER,
             )
         if r.sealed and (r.append_only or offset + length > r.length):
             raise ConflictError(
-                f"{op} {self.what}: the chunk is sealed at {r.length} bytes", length=r.length, reason="sealed"
+                f"{op} {self.what}: the chunk is sealed at {r.length} bytes",
+                length=r.length,
+                reason=ConflictReason.SEALED,
             )
         if r.append_only and offset != r.length:
             raise ConflictError(
                 f"{op} {self.what}: append at offset {offset}, the chunk ends at {r.length} (out of order)",
                 expected_offset=r.length,
-                reason="out_of_order",
+                reason=ConflictReason.OUT_OF_ORDER,
             )
         return plan_block_write(r.length, offset, length, r.capacity_bytes, r.block_size_bytes)
 
@@ -164,11 +166,11 @@ class ChunkReplica:
             raise ConflictError(
                 f"{op} {self.what}: this replica has only {r.length} bytes, the pipeline agreed on {length}",
                 length=r.length,
-                reason="missing_bytes",
+                reason=ConflictReason.MISSING_BYTES,
             )
         if r.sealed and length != r.length:
             raise ConflictError(
-                f"{op} {self.what}: sealed at {r.length} bytes, cannot change to {length}", reason="sealed"
+                f"{op} {self.what}: sealed at {r.length} bytes, cannot change to {length}", reason=ConflictReason.SEALED
             )
         r.checksums = truncated_checksums(r.checksums, r.length, length, last_block, r.block_size_bytes)
         if version != r.version:
@@ -196,7 +198,7 @@ class ChunkReplica:
             raise ConflictError(
                 f"read {self.what}: version {version} requested, replica at {r.version} ({stale})",
                 version=r.version,
-                reason="stale_reader" if version < r.version else "stale_replica",
+                reason=ConflictReason.STALE_READER if version < r.version else ConflictReason.STALE_REPLICA,
             )
         readable = max(self.readable_length, min(committed_length, r.length))
         if offset + length > readable:

@@ -12,7 +12,7 @@ import datetime
 
 from feitian.dfs.core.config import NamespaceConfig
 from feitian.dfs.core.records import FileNode, Lease, LeaseMode
-from feitian.errors import ConflictError, InvalidArgumentError
+from feitian.errors import ConflictError, ConflictReason, InvalidArgumentError
 
 __all__ = ["check_expiry", "check_lease", "describe_time", "lease_is_live", "takeover_blocked"]
 
@@ -74,7 +74,7 @@ def check_lease(
             f"{op} {path}: file is not open for writing (lease {lease_id} was released or never granted)",
             path=path,
             lease_id=lease_id,
-            reason="no_lease",
+            reason=ConflictReason.NO_LEASE,
         )
     if lease.lease_id != lease_id:
         raise ConflictError(
@@ -84,7 +84,7 @@ def check_lease(
             lease_id=lease_id,
             current_lease_id=lease.lease_id,
             holder=lease.holder,
-            reason="stale_lease",
+            reason=ConflictReason.STALE_LEASE,
         )
     if not allow_expired and now_ns >= lease.expires_ns:
         raise ConflictError(
@@ -92,6 +92,6 @@ def check_lease(
             hint="renew the lease before writing",
             path=path,
             lease_id=lease_id,
-            reason="lease_expired",
+            reason=ConflictReason.LEASE_EXPIRED,
         )
     return lease

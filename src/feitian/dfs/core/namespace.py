@@ -57,7 +57,7 @@ from feitian.dfs.core.records import (
     ServerState,
 )
 from feitian.dfs.core.tree import Tree
-from feitian.errors import ConflictError, FeitianError, InvalidArgumentError
+from feitian.errors import ConflictError, ConflictReason, FeitianError, InvalidArgumentError
 
 __all__ = ["DfsStateMachine"]
 
@@ -272,7 +272,7 @@ class DfsStateMachine(NamespaceReads):
             holder=lease.holder,
             lease_id=lease.lease_id,
             expires_ns=lease.expires_ns,
-            reason="open_for_writing",
+            reason=ConflictReason.OPEN_FOR_WRITING,
         )
 
     # -- namespace commands --------------------------------------------------------------------------------------
@@ -398,7 +398,7 @@ class DfsStateMachine(NamespaceReads):
                 f"{op} {path}: chunk {chunk.chunk_id} version {chunk.version} was set by lease "
                 f"{chunk.writer_lease_id}; bump its version under lease {lease_id} before writing it",
                 chunk_id=chunk.chunk_id,
-                reason="version_not_owned",
+                reason=ConflictReason.VERSION_NOT_OWNED,
             )
 
     def _add_chunk(self, c: AddChunk) -> ChunkLocation:
@@ -495,14 +495,16 @@ class DfsStateMachine(NamespaceReads):
                 f"{what}: the copy is version {c.version} with {c.length} bytes, the chunk is version "
                 f"{chunk.version} with {chunk.length} bytes; discard the copy",
                 chunk_id=chunk.chunk_id,
-                reason="stale_copy",
+                reason=ConflictReason.STALE_COPY,
             )
         if c.server_id in chunk.replicas:
             return self._location(chunk)
         if server.state is not ServerState.ACTIVE:
             raise InvalidArgumentError(f"{what}: the server is {server.state}")
         if not self.chunk_is_quiescent(chunk.chunk_id, self.clock_ns):
-            raise ConflictError(f"{what}: the chunk is being written; copy it when its writer is done", reason="busy")
+            raise ConflictError(
+                f"{what}: the chunk is being written; copy it when its writer is done", reason=ConflictReason.BUSY
+            )
         if len(chunk.replicas) >= self.config.max_replication:
             raise InvalidArgumentError(f"{what}: the chunk already has max_replication {self.config.max_replication}")
         self.table.set_replicas(chunk, [*chunk.replicas, c.server_id])
@@ -520,7 +522,7 @@ class DfsStateMachine(NamespaceReads):
                 f"{op} {c.server_id} from chunk {chunk.chunk_id} ({c.reason}): it would leave "
                 f"{len(chunk.replicas) - 1} replicas, the file needs {file.replication}",
                 chunk_id=chunk.chunk_id,
-                reason="under_replicated",
+                reason=ConflictReason.UNDER_REPLICATED,
             )
         self.table.set_replicas(chunk, [s for s in chunk.replicas if s != c.server_id])
         return self._location(chunk)

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 import msgspec
 
 from feitian.dfs.core.leases import describe_time
-from feitian.errors import InvalidArgumentError, PermissionDeniedError
+from feitian.errors import AccessReason, InvalidArgumentError, PermissionDeniedError
 
 __all__ = [
     "CHUNK_COMPONENT",
@@ -140,22 +140,22 @@ def check_chunk_access(
     what = f"{right} chunk {chunk_id} v{version} on {server_id}"
     if claims.server_id != server_id:
         raise PermissionDeniedError(
-            f"{what}: the token is for chunk server {claims.server_id!r}", reason="wrong_server"
+            f"{what}: the token is for chunk server {claims.server_id!r}", reason=AccessReason.WRONG_SERVER
         )
     if claims.chunk_id != chunk_id or claims.version != version:
         raise PermissionDeniedError(
             f"{what}: the token is for chunk {claims.chunk_id} v{claims.version}",
-            reason="wrong_chunk",
+            reason=AccessReason.WRONG_CHUNK,
             token_chunk_id=claims.chunk_id,
             token_version=claims.version,
         )
     if right not in claims.rights:
         raise PermissionDeniedError(
-            f"{what}: the token grants only {sorted(str(r) for r in claims.rights)}", reason="missing_right"
+            f"{what}: the token grants only {sorted(str(r) for r in claims.rights)}", reason=AccessReason.MISSING_RIGHT
         )
     if now_ns >= claims.expires_ns:
         raise PermissionDeniedError(
             f"{what}: the token expired at {describe_time(claims.expires_ns, now_ns)}",
-            reason="expired",
+            reason=AccessReason.EXPIRED,
             expires_ns=claims.expires_ns,
         )

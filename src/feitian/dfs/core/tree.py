@@ -12,7 +12,15 @@ from collections.abc import Callable, Iterator
 from feitian.dfs.core.config import NamespaceConfig
 from feitian.dfs.core.paths import join_path, split_path
 from feitian.dfs.core.records import ROOT_INODE, DirNode, FileNode
-from feitian.errors import AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError
+from feitian.errors import (
+    AlreadyExistsError,
+    AlreadyExistsReason,
+    ConflictError,
+    ConflictReason,
+    InvalidArgumentError,
+    NotFoundError,
+    NotFoundReason,
+)
 
 __all__ = ["Node", "Tree"]
 
@@ -20,12 +28,15 @@ Node = DirNode | FileNode
 
 
 def _is_a_directory(op: str, path: str) -> ConflictError:
-    return ConflictError(f"{op} {path}: is a directory", path=path, reason="is_a_directory")
+    return ConflictError(f"{op} {path}: is a directory", path=path, reason=ConflictReason.IS_A_DIRECTORY)
 
 
 def _not_a_directory(op: str, path: str, component: str) -> ConflictError:
     return ConflictError(
-        f"{op} {path}: {component} is a file, not a directory", path=path, component=component, reason="not_a_directory"
+        f"{op} {path}: {component} is a file, not a directory",
+        path=path,
+        component=component,
+        reason=ConflictReason.NOT_A_DIRECTORY,
     )
 
 
@@ -70,7 +81,7 @@ class Tree:
     def resolve_dir(self, op: str, path: str) -> DirNode:
         _, node = self.resolve(op, path)
         if isinstance(node, FileNode):
-            raise ConflictError(f"{op} {path}: not a directory", path=path, reason="not_a_directory")
+            raise ConflictError(f"{op} {path}: not a directory", path=path, reason=ConflictReason.NOT_A_DIRECTORY)
         return node
 
     def path_of(self, inode: int) -> str:
@@ -126,7 +137,7 @@ class Tree:
                         f"{op} {path}: parent directory {join_path(segments[: depth + 1])} does not exist",
                         path=path,
                         hint="create the parent first, or pass parents=True",
-                        reason="no_parent",
+                        reason=NotFoundReason.NO_PARENT,
                     )
                 return node, len(segments) - 1 - depth
             node = self.nodes[child]
@@ -234,7 +245,9 @@ class Tree:
             existing = self.nodes[existing_id]
             if isinstance(existing, DirNode):
                 raise AlreadyExistsError(
-                    f"{op} {src} -> {dst}: destination is an existing directory", path=dst, reason="dir_exists"
+                    f"{op} {src} -> {dst}: destination is an existing directory",
+                    path=dst,
+                    reason=AlreadyExistsReason.DIR_EXISTS,
                 )
             if isinstance(node, DirNode):
                 raise ConflictError(f"{op} {src} -> {dst}: cannot replace a file with a directory", path=dst)
@@ -285,7 +298,7 @@ class Tree:
             raise ConflictError(
                 f"{op} {path}: directory is not empty ({len(node.children)} entries)",
                 path=path,
-                reason="not_empty",
+                reason=ConflictReason.NOT_EMPTY,
                 hint="pass recursive=True to delete the subtree",
             )
         return node, list(self.walk(node))

@@ -14,11 +14,11 @@ encode (a Struct, ``str``, ``dict[str, str]``, ``None``, ...).
 from __future__ import annotations
 
 import typing
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import msgspec
 
-from feitian.errors import FeitianError, InternalError, error_class_for_code
+from feitian.errors import FeitianError, error_from_wire
 
 R = TypeVar("R")
 
@@ -76,26 +76,27 @@ class HelloAck(msgspec.Struct, frozen=True, tag="kuafu.HelloAck"):
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, tag="kuafu.Error"):
-    """Body of an ERROR frame: a feitian error in wire form."""
+    """A feitian error in wire form: the body of an ERROR frame, and (as ``feitian.coord``'s ``ErrorValue``, the
+    same fields under another tag) a stored error result. The one wire form of an error.
+
+    ``retryable`` says whether the sender's class may be retried, so a peer that does not know ``code`` (it is
+    newer) still knows; absent (None) in frames from peers older than this field."""
 
     code: str
     message: str
     hint: str | None = None
     fields: dict[str, Any] = {}
+    retryable: bool | None = None
 
     WIRE_FIELD_TYPES: ClassVar[tuple[type[Any], ...]] = (str, int, float, bool, type(None), list, dict)
 
     @classmethod
-    def from_exception(cls, exc: FeitianError) -> ErrorInfo:
+    def from_exception(cls, exc: FeitianError) -> Self:
         fields = {k: v for k, v in exc.fields.items() if isinstance(v, cls.WIRE_FIELD_TYPES)}
-        return cls(exc.code, exc.message, exc.hint, fields)
+        return cls(code=exc.wire_code, message=exc.message, hint=exc.hint, fields=fields, retryable=exc.retryable)
 
     def to_exception(self) -> FeitianError:
-        klass = error_class_for_code(self.code)
-        try:
-            return klass(self.message, hint=self.hint, **self.fields)
-        except TypeError:  # fields the local class does not accept (an older peer)
-            return InternalError(f"{self.code}: {self.message}", hint=self.hint)
+        return error_from_wire(self.code, self.message, hint=self.hint, fields=self.fields, retryable=self.retryable)
 
 
 # -- the standard methods every feitian server answers ---------------------------------------------------------

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from feitian.errors import DataCorruptionError, InvalidArgumentError, UnavailableError
+from feitian.errors import DataCorruptionError, InvalidArgumentError, UnavailableError, UnavailableReason
 
 __all__ = [
     "DEFAULT_MAX_STALENESS_NS",
@@ -216,14 +216,14 @@ class RevocationView:
         if self._fetched_at_ns is None:
             raise UnavailableError(
                 "verify credentials: no revocation list fetched from the cluster authority yet",
-                reason="revocations_stale",
+                reason=UnavailableReason.REVOCATIONS_STALE,
             )
         age = now_ns - self._fetched_at_ns
         if age > self.max_staleness_ns:
             raise UnavailableError(
                 f"verify credentials: revocation list is {age / 1e9:.1f}s old, over the "
                 f"{self.max_staleness_ns / 1e9:.1f}s bound",
-                reason="revocations_stale",
+                reason=UnavailableReason.REVOCATIONS_STALE,
             )
         return self._list
 

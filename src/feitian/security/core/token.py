@@ -25,7 +25,7 @@ from typing import Annotated
 
 import msgspec
 
-from feitian.errors import InvalidArgumentError, OverloadedError
+from feitian.errors import InvalidArgumentError, OverloadedError, UnavailableReason
 from feitian.security.core.capability import (
     DEFAULT_CLOCK_SKEW_NS,
     MAX_CHAIN_BYTES,
@@ -296,7 +296,7 @@ class ReplayCache:
         if len(self._expiries) >= self.max_entries:
             raise OverloadedError(
                 f"token: replay cache full ({self.max_entries} unexpired tokens); retry later",
-                reason="replay_cache_full",
+                reason=UnavailableReason.REPLAY_CACHE_FULL,
             )
         self._expiries[key] = expires_ns
         heapq.heappush(self._heap, (expires_ns, key))

@@ -1,4 +1,4 @@
-"""Where a secured replica's REST API listens: HTTPS with client certificates, and a readable refusal otherwise.
+"""Where a secured node's HTTP gateway listens: HTTPS with client certificates, and a readable refusal otherwise.
 
 aiohttp's own TLS site hands every connection to the event loop's TLS transport, which answers a plaintext HTTP
 request with a reset (``curl: (56)``) and a client without a certificate with a bare handshake failure, and logs
@@ -6,7 +6,7 @@ neither. :class:`TlsSite` accepts connections itself and looks at the first byte
 
 * ``0x16`` (a TLS handshake record): the connection goes to aiohttp over TLS. The server asks for a certificate
   but does not insist (``CERT_OPTIONAL``), so a client without one completes the handshake and gets a ``401``
-  JSON error saying that a client certificate is required (``RestApi`` refuses every request without one); a
+  JSON error saying that a client certificate is required (the gateway refuses every request without one); a
   certificate that is presented must still come from the cluster CA, or the handshake fails — logged with its
   reason.
 * anything else (a plaintext HTTP request): the request is read (up to ``PLAINTEXT_READ_BYTES``) and answered in
@@ -33,14 +33,15 @@ HANDSHAKE_TIMEOUT_S = 10.0  # for the first byte, and again for the TLS handshak
 PLAINTEXT_READ_BYTES = 64 << 10  # of a plaintext request, read before answering (so the close is not a reset)
 
 
-def plaintext_refusal(url: str) -> bytes:
-    """The plain-text HTTP answer to a request without TLS on the HTTPS port at ``url``."""
+def plaintext_refusal(url: str, example_path: str = "/", docs: str = "docs/security.md") -> bytes:
+    """The plain-text HTTP answer to a request without TLS on the HTTPS port at ``url``; the example asks for
+    ``example_path`` and the last line points at ``docs``."""
     body = (
         f"this port speaks HTTPS with client certificates (mutual TLS), not plain HTTP: use {url}/ with a "
         "certificate issued by the cluster's CA, e.g.\n"
         f"  curl --cacert DIR/security/ca.pem --cert DIR/security/identities/admin.crt "
-        f"--key DIR/security/identities/admin.key {url}/v1/status\n"
-        "(DIR: the cluster directory; docs/coord.md, REST API)\n"
+        f"--key DIR/security/identities/admin.key {url}{example_path}\n"
+        f"(DIR: the cluster directory; {docs})\n"
     ).encode()
     head = (
         "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
@@ -50,10 +51,25 @@ def plaintext_refusal(url: str) -> bytes:
 
 
 class TlsSite(web.BaseSite):
-    """An aiohttp site serving ``runner`` over TLS on ``host:port`` (port 0: any), see the module docstring."""
+    """An aiohttp site serving ``runner`` over TLS on ``host:port`` (port 0: any), see the module docstring.
+    ``example_path`` and ``docs`` go into the plaintext refusal (:func:`plaintext_refusal`), ``label`` starts
+    its log lines."""
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, ssl_context: ssl.SSLContext) -> None:
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext,
+        *,
+        example_path: str = "/",
+        docs: str = "docs/security.md",
+        label: str = "http",
+    ) -> None:
         super().__init__(runner, ssl_context=ssl_context, backlog=1024)
+        self.label = label  # starts each log line (Nuwa's: "rest")
+        self.example_path = example_path
+        self.docs = docs
         self.host = host
         self.requested_port = port
         self.sock: socket.socket | None = None
@@ -82,7 +98,7 @@ class TlsSite(web.BaseSite):
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         self.sock = socket.create_server((self.host, self.requested_port), family=family, backlog=self._backlog)
         self.sock.setblocking(False)
-        self._accepting = asyncio.get_running_loop().create_task(self._accept(self.sock), name="rest-accept")
+        self._accepting = asyncio.get_running_loop().create_task(self._accept(self.sock), name=f"{self.label}-accept")
 
     async def stop(self) -> None:
         if self._accepting is not None:
@@ -100,7 +116,7 @@ class TlsSite(web.BaseSite):
             try:
                 conn, peer = await loop.sock_accept(sock)
             except OSError as exc:  # e.g. out of file descriptors: say so, and keep serving the others
-                log.warning("rest: accept failed: %s", exc)
+                log.warning("%s: accept failed: %s", self.label, exc)
                 await asyncio.sleep(0.1)
                 continue
             conn.setblocking(False)
@@ -127,24 +143,26 @@ class TlsSite(web.BaseSite):
                 )
             except ssl.SSLError as exc:
                 self.failed_handshakes += 1
-                log.info("rest: TLS handshake from %s failed: %s", peer, describe_ssl_error(exc))
+                log.info("%s: TLS handshake from %s failed: %s", self.label, peer, describe_ssl_error(exc))
                 return
             except (OSError, TimeoutError) as exc:
-                log.info("rest: TLS handshake from %s did not complete: %s", peer, exc or type(exc).__name__)
+                log.info("%s: TLS handshake from %s did not complete: %s", self.label, peer, exc or type(exc).__name__)
                 return
         except Exception:  # a bug: this connection goes, the site serves on
-            log.exception("rest: serving a connection from %s failed", peer)
+            log.exception("%s: serving a connection from %s failed", self.label, peer)
         finally:
             if not handed_over:
                 conn.close()
 
     async def _refuse_plaintext(self, loop: asyncio.AbstractEventLoop, conn: socket.socket, peer: str) -> None:
         self.refused_plaintext += 1
-        log.info("rest: refused a plaintext request from %s: this port speaks HTTPS with client certificates", peer)
+        log.info(
+            "%s: refused a plaintext request from %s: this port speaks HTTPS with client certificates", self.label, peer
+        )
         with contextlib.suppress(OSError, TimeoutError):
             await _drain(loop, conn, PLAINTEXT_READ_BYTES)  # what the client sent: closing unread data resets
             async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
-                await loop.sock_sendall(conn, plaintext_refusal(self.url))
+                await loop.sock_sendall(conn, plaintext_refusal(self.url, self.example_path, self.docs))
             conn.shutdown(socket.SHUT_WR)
 
 
