@@ -35,9 +35,8 @@ ALLOWED = {
     "authority/store.py": "the wall-clock creation time stored with a principal",
     "coord/backup.py": "a unique suffix for a kept directory's name",
     "coord/role.py": "polls for the server's first address at start-up (no timing logic)",
-    "coord/rest_site.py": "a pause after a failed accept() (an OS error)",
-    # The REST gateway moves to feitian.rpc's shared HTTP gateway in issue 17; its deadline goes with it.
-    "coord/rest.py": "a REST call's deadline (asyncio timeout); moves with the shared HTTP gateway",
+    "rpc/gateway/site.py": "a pause after a failed accept() (an OS error)",
+    "rpc/gateway/server.py": "an HTTP call's deadline, turned into loop time for the RPC CallContext",
     # Owned by another change of issue 17, which moves their loops onto feitian.runtime.periodic.
     "coord/service.py": "pending: leader duties move to the replicated-service kit",
     "dfs/master_leader.py": "pending: leader duties move to the replicated-service kit",
