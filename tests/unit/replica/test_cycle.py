@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
 from feitian.consensus import (
@@ -16,6 +19,7 @@ from feitian.consensus import (
     SnapshotMeta,
     SoftState,
 )
+from feitian.replica import cycle as cycle_module
 from feitian.replica.cycle import CycleStep, ReadyCycle, apply_entry, carry_out
 
 S = CycleStep
@@ -134,3 +138,16 @@ def test_apply_entry_applies_normal_entries_with_data_only() -> None:
     assert isinstance(error, ValueError)
     assert sm.applied == [3]
     assert failures == [4]
+
+
+def test_the_cycle_is_pure() -> None:
+    """The cycle is shared with the simulator: it imports no I/O, clock, randomness or asyncio."""
+    path = Path(cycle_module.__file__)
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    assert not names & {"asyncio", "socket", "time", "random", "os", "io", "threading", "pathlib"}
+    assert names <= {"__future__", "enum", "dataclasses", "collections", "typing", "feitian"}

@@ -231,7 +231,7 @@ def run_service_seed(
     seed: int,
     *,
     nodes: int = 3,
-    steps: int = 1000,
+    steps: int = 600,
     trace: bool = False,
     mutant: str | None = None,
 ) -> SimResult:
