@@ -15,6 +15,7 @@ from feitian.testing.sim.service_mutants import (
     DOUBLE_GRANT,
     EARLY_TAKEOVER,
     LOCAL_CLOCK,
+    NO_DEDUPE,
     REPLICA_DRIFT,
 )
 
@@ -85,6 +86,7 @@ MUTANT_SEEDS = 20
     [
         ("coord", DOUBLE_GRANT, "granted to session"),
         ("coord", LOCAL_CLOCK, "differs from another replica's"),
+        ("coord", NO_DEDUPE, "exactly-once"),
         ("dfs", EARLY_TAKEOVER, "was taken over by"),
         ("dfs", REPLICA_DRIFT, "differs from another replica's"),
     ],

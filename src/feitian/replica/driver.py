@@ -530,16 +530,17 @@ class Replica:
         that commit more are applied as they arrive (_on_step), so an answer never waits for its fsync."""
         node = self.core
         assert self.log is not None
-        ready = cycle.ready
-        while (step := cycle.next_step()) is not None:
+        ready, steps = cycle.ready, cycle.steps
+        while (at := cycle.position) < len(steps):  # next_step() and done(), inlined: this runs per Ready
+            step = steps[at]
             if step is CycleStep.SEND:
-                cycle.done(step)
+                cycle.position = at + 1  # marked done first: a message is sent at most once
                 self._send(ready.messages)
             elif step is CycleStep.APPLY:
                 if ready.snapshot is not None and ready.snapshot.meta.index > self._sm_index:
                     await self._restore_snapshot(ready.snapshot)
                 await self._apply(ready)
-                cycle.done(step)
+                cycle.position = at + 1
             elif step is CycleStep.PERSIST:
                 inline = (
                     self.config.leader_sync_inline if node.role is Role.LEADER else self.config.follower_sync_inline
@@ -551,10 +552,10 @@ class Replica:
                     await self._recover_persist(ready, exc)
                 finally:
                     self._applying_ahead = False
-                cycle.done(step)
+                cycle.position = at + 1
             else:
                 node.advance(ready)
-                cycle.done(step)
+                cycle.position = at + 1
 
     async def _recover_persist(self, ready: Ready, error: FeitianError) -> None:
         """Writing a Ready failed (a full disk, an I/O error). Refuse new proposals, fail those waiting, and retry

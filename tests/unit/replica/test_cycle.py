@@ -151,3 +151,10 @@ def test_the_cycle_is_pure() -> None:
             names.add(node.module.split(".")[0])
     assert not names & {"asyncio", "socket", "time", "random", "os", "io", "threading", "pathlib"}
     assert names <= {"__future__", "enum", "dataclasses", "collections", "typing", "feitian"}
+
+
+def test_steps_are_done_in_order() -> None:
+    cycle = ReadyCycle.plan(_ready(), HardState(term=1), Role.FOLLOWER)
+    with pytest.raises(ValueError, match="out of order"):
+        cycle.done(S.SEND)  # the follower must persist first
+    assert cycle.next_step() is S.PERSIST

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from feitian.consensus import Entry
+from feitian.consensus import Entry, Role
 from feitian.coord.core import (
     Applied,
     CloseSession,
@@ -115,11 +115,12 @@ class CoordModel:
         for node_id in sorted(sim.nodes):
             node = sim.nodes[node_id]
             tracker = self.trackers.setdefault(node_id, SessionTracker())
-            if not sim.is_leader(node):
+            if node.raw is None or node.raw.role is not Role.LEADER:
                 if tracker.active:
                     tracker.step_down()
                 continue
-            assert node.raw is not None
+            if node_id in sim.paused_until:
+                continue  # a paused leader keeps its tracker; it acts again when it resumes
             term = node.raw.term
             if tracker.active and tracker.epoch != term:
                 tracker.step_down()
@@ -247,13 +248,15 @@ class CoordModel:
         if isinstance(result, FeitianError):
             return  # e.g. the session the first answer was kept under has ended since: the retry meets that
         key = (client.client_id, getattr(request, "request_seq", 0))
-        first = self.answers.setdefault(key, result)
+        first = self.answers.get(key)
+        if first is None:
+            self.answers[key] = result
+            return
         if first != result:
             raise InvariantViolation(
                 f"coord exactly-once: {client.client_id} request {key[1]} answered {result!r}, first {first!r}"
             )
-        if first is not result:
-            self.counts["retried_answers_equal"] += 1
+        self.counts["retried_answers_equal"] += 1
 
     def _learn(self, client: _Client, request: Command | None, result: object) -> None:
         if isinstance(result, SessionCreated):

@@ -7,6 +7,7 @@ simulator. ``python -m feitian.testing.sim coord --mutant NAME`` (or ``dfs``) ru
   replaces it instead of failing with AlreadyExistsError — a lock granted twice, the old holder never told.
 * coord ``local-clock``: nondeterministic apply: a created node records the replica's own wall clock
   (``time.time_ns()``) in its value, so replicas that applied the same entries hold different states.
+* coord ``no-dedupe``: the exactly-once table never finds a retried request, so a retry applies a second time.
 * dfs ``early-takeover``: a write lease is taken over by another holder while it is live (the takeover check
   ignores the lease's expiry and grace).
 * dfs ``replica-drift``: nondeterministic apply: a new chunk's replica list is kept in a per-process order
@@ -23,16 +24,18 @@ from unittest import mock
 
 from feitian.coord.core import CreateOp
 from feitian.coord.core import tree as coord_tree
+from feitian.coord.core.dedupe import DedupeTable
 from feitian.dfs.core import namespace as dfs_namespace
 from feitian.dfs.core.chunk_table import ChunkTable
 from feitian.errors import InvalidArgumentError
 
 DOUBLE_GRANT = "double-grant"
 LOCAL_CLOCK = "local-clock"
+NO_DEDUPE = "no-dedupe"
 EARLY_TAKEOVER = "early-takeover"
 REPLICA_DRIFT = "replica-drift"
 SERVICE_MUTANTS: dict[str, tuple[str, ...]] = {
-    "coord": (DOUBLE_GRANT, LOCAL_CLOCK),
+    "coord": (DOUBLE_GRANT, LOCAL_CLOCK, NO_DEDUPE),
     "dfs": (EARLY_TAKEOVER, REPLICA_DRIFT),
 }
 
@@ -77,6 +80,8 @@ def applied(service: str, name: str | None) -> Iterator[None]:
         patch = mock.patch.object(coord_tree.Tree, "create", _double_grant_create)
     elif name == LOCAL_CLOCK:
         patch = mock.patch.object(coord_tree.Tree, "create", _local_clock_create)
+    elif name == NO_DEDUPE:
+        patch = mock.patch.object(DedupeTable, "lookup", lambda self, *args: None)
     elif name == EARLY_TAKEOVER:
         patch = mock.patch.object(dfs_namespace, "takeover_blocked", lambda lease, now_ns, config: False)
     else:
