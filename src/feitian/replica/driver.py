@@ -8,8 +8,9 @@
     result = await replica.propose(b"command", timeout=5)   # NotLeaderError(leader_hint=address) elsewhere
     await replica.read_barrier()        # after this, local reads are linearizable (ReadIndex)
 
-One task runs the Ready cycle: persist (write + fdatasync on a worker thread; everything proposed meanwhile
-rides the next fsync, which is the group commit), then send messages (a leader sends first and writes
+One task runs the Ready cycle (its order is :mod:`feitian.replica.cycle`, shared with the simulator): persist
+(write + fdatasync on a worker thread; everything proposed meanwhile rides the next fsync, which is the group
+commit), then send messages (a leader sends first and writes
 meanwhile, so its fsync and the followers' overlap), apply committed entries, answer
 proposers and waiting reads, and ``advance``. Inputs — proposals, reads, messages from peers, ticks — are
 stepped into the core directly on the event-loop thread, which is the only thread that touches it.
@@ -27,7 +28,6 @@ import logging
 import os
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
@@ -35,7 +35,6 @@ import msgspec
 from feitian.consensus import (
     Config,
     Entry,
-    EntryKind,
     InstallSnapshot,
     Message,
     RawNode,
@@ -43,7 +42,6 @@ from feitian.consensus import (
     Role,
     Snapshot,
     SnapshotMeta,
-    may_send_before_persist,
 )
 from feitian.errors import (
     DataCorruptionError,
@@ -54,6 +52,8 @@ from feitian.errors import (
     NotLeaderError,
     UnavailableError,
 )
+from feitian.replica.cycle import CycleStep, ReadyCycle, apply_entry
+from feitian.replica.cycle import StateMachine as StateMachine  # the protocol services implement, re-exported
 from feitian.replica.log import DurableLog
 from feitian.replica.snapshot_transfer import SnapshotChunk, SnapshotReceiver
 from feitian.replica.transport import RAFT_RESOURCE, Step, Transport
@@ -63,16 +63,6 @@ from feitian.runtime.raft_store_snapshots import read_snapshot_meta, snapshot_na
 from feitian.security.core import Right, requires
 
 log = logging.getLogger(__name__)
-
-
-class StateMachine(Protocol):
-    def apply(self, index: int, data: bytes) -> Any:
-        """Apply a committed command; the result goes back to the proposer (if it is waiting here)."""
-        ...
-
-    def snapshot(self) -> bytes: ...
-
-    def restore(self, data: bytes) -> None: ...
 
 
 @runtime_checkable
@@ -90,6 +80,10 @@ class PreparedRestore(Protocol):
         once would double the memory of a large state. The replica refuses reads meanwhile (``installing``).
         Returns steps that free the old state a piece at a time; the driver runs one per turn of the loop."""
         ...
+
+
+def _apply_failed(entry: Entry, exc: Exception) -> None:
+    log.error("state machine failed applying entry %d", entry.index, exc_info=exc)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -154,19 +148,6 @@ class ReplicaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return out
 
 
-@dataclass(slots=True)
-class _Cycle:
-    """A Ready being carried out, and which of its steps are done."""
-
-    ready: Ready
-    planned: bool = False
-    early: bool = False  # messages go out before the write (a leader's)
-    ahead: bool = False  # committed entries are applied before the write (a leader's)
-    sent: bool = False
-    applied: bool = False
-    persisted: bool = False
-
-
 class ReplicaStats(msgspec.Struct):
     role: str
     term: int
@@ -216,7 +197,7 @@ class Replica:
             self._snapshot_data,
         )
         self.snapshots = SnapshotReceiver(config.cluster, config.id, config.data_dir, self._snapshot_arrived)
-        self._cycle: _Cycle | None = None  # the Ready being carried out (resumed after a failure)
+        self._cycle: ReadyCycle | None = None  # the Ready being carried out (resumed after a failure)
         self._sm_index = 0  # the last index the state machine holds (applied entry or restored snapshot)
         self.loop_errors = 0
         self.last_loop_error = ""
@@ -535,51 +516,46 @@ class Replica:
                     if self._snapshot_taken is not None:  # taken in the background: record it now
                         await self._maybe_compact()
                     return
-                self._cycle = _Cycle(ready)
+                assert self.log is not None
+                self._cycle = ReadyCycle.plan(ready, self.log.memory.hard_state, node.role)
             await self._carry_out(self._cycle)
             self._cycle = None
             self._serve_reads()
             await self._maybe_compact()
 
-    async def _carry_out(self, cycle: _Cycle) -> None:
-        """One Ready, step by step; each step is marked done, so a failure resumes with the step that failed (and
-        the state machine never applies an entry twice: ``_sm_index``)."""
+    async def _carry_out(self, cycle: ReadyCycle) -> None:
+        """One Ready, step by step in the order :class:`ReadyCycle` decides (a leader sends and applies while it
+        writes); each step is marked done, so a failure resumes with the step that failed (and the state machine
+        never applies an entry twice: ``_sm_index``). While a leader writes on a worker thread, acknowledgements
+        that commit more are applied as they arrive (_on_step), so an answer never waits for its fsync."""
         node = self.core
         assert self.log is not None
-        ready = cycle.ready
-        if not cycle.planned:
-            # A leader sends while it writes (thesis §10.2.1); everyone else persists first.
-            cycle.early = bool(ready.messages) and may_send_before_persist(ready, self.log.memory.hard_state, node.role)
-            # A leader also applies what is committed before writing: committed entries are durable on a quorum
-            # whatever its own disk holds. While it writes on a worker thread, acknowledgements that commit more
-            # are applied as they arrive (_on_step), so an answer never waits for its fsync.
-            cycle.ahead = node.role is Role.LEADER and ready.snapshot is None
-            cycle.planned = True
-        if cycle.early and not cycle.sent:
-            cycle.sent = True
-            self._send(ready.messages)
-        if cycle.ahead and not cycle.applied:
-            await self._apply(ready)
-            cycle.applied = True
-        if not cycle.persisted:
-            inline = self.config.leader_sync_inline if node.role is Role.LEADER else self.config.follower_sync_inline
-            self._applying_ahead = cycle.ahead
-            try:
-                await self.log.persist(ready, inline=inline)
-            except FeitianError as exc:
-                await self._recover_persist(ready, exc)
-            finally:
-                self._applying_ahead = False
-            cycle.persisted = True
-        if not cycle.sent:
-            cycle.sent = True
-            self._send(ready.messages)
-        if not cycle.applied:
-            if ready.snapshot is not None and ready.snapshot.meta.index > self._sm_index:
-                await self._restore_snapshot(ready.snapshot)
-            await self._apply(ready)
-            cycle.applied = True
-        node.advance(ready)
+        ready, steps = cycle.ready, cycle.steps
+        while (at := cycle.position) < len(steps):  # next_step() and done(), inlined: this runs per Ready
+            step = steps[at]
+            if step is CycleStep.SEND:
+                cycle.position = at + 1  # marked done first: a message is sent at most once
+                self._send(ready.messages)
+            elif step is CycleStep.APPLY:
+                if ready.snapshot is not None and ready.snapshot.meta.index > self._sm_index:
+                    await self._restore_snapshot(ready.snapshot)
+                await self._apply(ready)
+                cycle.position = at + 1
+            elif step is CycleStep.PERSIST:
+                inline = (
+                    self.config.leader_sync_inline if node.role is Role.LEADER else self.config.follower_sync_inline
+                )
+                self._applying_ahead = cycle.ahead
+                try:
+                    await self.log.persist(ready, inline=inline)
+                except FeitianError as exc:
+                    await self._recover_persist(ready, exc)
+                finally:
+                    self._applying_ahead = False
+                cycle.position = at + 1
+            else:
+                node.advance(ready)
+                cycle.position = at + 1
 
     async def _recover_persist(self, ready: Ready, error: FeitianError) -> None:
         """Writing a Ready failed (a full disk, an I/O error). Refuse new proposals, fail those waiting, and retry
@@ -670,13 +646,7 @@ class Replica:
                 continue  # applied already, before a failure interrupted this Ready
             self._sm_index = entry.index
             self._log_bytes += len(entry.data)
-            result: Any = None
-            if entry.kind == EntryKind.NORMAL and entry.data:
-                try:
-                    result = self.sm.apply(entry.index, entry.data)
-                except Exception as exc:  # a state machine must be deterministic: report, keep going
-                    log.exception("state machine failed applying entry %d", entry.index)
-                    result = exc
+            result = apply_entry(self.sm, entry, _apply_failed)
             pending = self._proposals.pop(entry.index, None)
             if pending is not None:
                 term, future = pending

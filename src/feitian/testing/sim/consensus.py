@@ -67,11 +67,14 @@ class SimOptions:
     # "mixed": every fault and workload at rates drawn from the seed. "reads": ReadIndex reads at a high rate
     # under leader pauses, crashes, partitions and long message delays (the faults that threaten read safety).
     profile: str = "mixed"
+    # A service whose state machine runs on every replica (feitian.testing.sim.service): "coord" or "dfs".
+    service: str | None = None
 
 
 def replay_command(options: SimOptions) -> str:
+    target = options.service or "consensus"
     command = (
-        f"python -m feitian.testing.sim consensus --seed {options.seed} --nodes {options.nodes} --steps {options.steps}"
+        f"python -m feitian.testing.sim {target} --seed {options.seed} --nodes {options.nodes} --steps {options.steps}"
     )
     if options.profile != "mixed":
         command += f" --profile {options.profile}"
@@ -205,7 +208,7 @@ class ConsensusSimulation:
         spare = options.nodes + 1  # starts with empty storage; joins only through membership changes
         snapshot, hard_state = bootstrap(founders)
         for node_id in (*founders, spare):
-            node = SimNode(node_id=node_id, config=self._config(node_id))
+            node = self._make_node(node_id)
             if node_id != spare:
                 node.disk.apply_snapshot(snapshot)
                 node.disk.set_hard_state(hard_state)
@@ -214,6 +217,9 @@ class ConsensusSimulation:
         self._prev_commit = 0
         self._seen_leader_terms: set[tuple[int, int]] = set()
         self.liveness_ticks_used = -1
+
+    def _make_node(self, node_id: int) -> SimNode:
+        return SimNode(node_id=node_id, config=self._config(node_id))
 
     def _config(self, node_id: int) -> Config:
         return Config(
@@ -599,7 +605,7 @@ class ConsensusSimulation:
             raise InvariantViolation(f"replica {node.node_id}: core applied {applied}, state machine {node.sm.index}")
         if applied <= node.disk.snapshot().meta.index:
             return
-        node.disk.create_snapshot(applied, node.raw.conf_state, node.sm.image())
+        node.disk.create_snapshot(applied, node.raw.conf_state, node.image())
         keep = self.rng.choice([0, 2, 10, 50])
         node.disk.compact(max(node.disk.first_index() - 1, applied - keep))
         self.log(f"replica {node.node_id} snapshots at {applied}, log from {node.disk.first_index()}")
