@@ -18,7 +18,7 @@ from collections.abc import Callable
 from feitian.dfs.chunkserver import ChunkService
 from feitian.dfs.master_messages import ChunkReport, Heartbeat, HeartbeatReply
 from feitian.errors import DataCorruptionError, FeitianError, NotFoundError
-from feitian.replica.leader_caller import LeaderCaller
+from feitian.replica.router import Router
 
 __all__ = ["HeartbeatLoop", "Scrubber"]
 
@@ -26,9 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class HeartbeatLoop:
-    def __init__(
-        self, service: ChunkService, masters: LeaderCaller, address: Callable[[], str], interval_s: float
-    ) -> None:
+    def __init__(self, service: ChunkService, masters: Router, address: Callable[[], str], interval_s: float) -> None:
         self.service = service
         self.masters = masters
         self.address = address

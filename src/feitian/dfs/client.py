@@ -9,9 +9,10 @@
         await f.flush()                                  # returns when every replica has it durably
     data = await dfs.read("/data/a.bin", offset=0, length=100)
 
-Metadata goes to the master leader (redirects followed); bytes go straight between the client and the chunk
-servers, authorized by chunk tokens the master hands out with each chunk. Importing this module registers the
-``pangu://`` fsspec filesystem (:mod:`feitian.dfs.fsspec_adapter`).
+Metadata goes to the master leader through the replicated-service kit's router (redirects followed, retries by
+its rules, never past the deadline of a Kuafu call being handled when used inside a handler). Bytes go straight
+between the client and the chunk servers, authorized by chunk tokens the master hands out with each chunk.
+Importing this module registers the ``pangu://`` fsspec filesystem (:mod:`feitian.dfs.fsspec_adapter`).
 """
 
 from __future__ import annotations

@@ -11,13 +11,14 @@ from typing import Any
 
 import msgspec
 
+from feitian.base.clock import Clock, MonotonicClock
 from feitian.errors import (
     ConflictError,
-    FeitianError,
     InvalidArgumentError,
 )
-from feitian.replica.driver import Replica, ReplicaStats
-from feitian.replica.leader_caller import LeaderCaller
+from feitian.replica.driver import ReplicaConfig, ReplicaStats
+from feitian.replica.router import Router
+from feitian.replica.service import ReplicatedService
 from feitian.rpc import CallContext, Client, Request, handler
 from feitian.security.core import MethodRule, Right, requires
 
@@ -118,34 +119,32 @@ _READ: MethodRule[Any] = requires(Right.READ, KV_RESOURCE)
 _WRITE: MethodRule[Any] = requires(Right.WRITE, KV_RESOURCE)
 
 
-class KvService:
-    def __init__(self, replica: Replica, state: KvStateMachine) -> None:
-        self.replica = replica
-        self.state = state
+class KvService(ReplicatedService):
+    """One kv replica on the replicated-service kit: ``register`` serves consensus traffic, ``server.add_service``
+    the ``kv.*`` handlers. It has no leader-only duties."""
 
-    async def _propose(self, command: Command) -> Any:
-        result = await self.replica.propose(_command_encoder.encode(command))
-        if isinstance(result, FeitianError):
-            raise result
-        return result
+    def __init__(self, config: ReplicaConfig, client: Client, *, clock: Clock | None = None) -> None:
+        self.state = KvStateMachine()
+        super().__init__("kv", config, self.state, client, clock=clock or MonotonicClock())
 
     @handler(Put, requires=_WRITE)
     async def put(self, ctx: CallContext, req: Put) -> PutReply:
         _check_key(req.key, req.value)
-        version = await self._propose(PutCommand(req.key, req.value, req.expect_version))
+        command = PutCommand(req.key, req.value, req.expect_version)
+        version = await self.propose(ctx, _command_encoder.encode(command), f"put {req.key!r}")
         return PutReply(version)
 
     @handler(Delete, requires=_WRITE)
     async def delete(self, ctx: CallContext, req: Delete) -> bool:
         _check_key(req.key)
-        existed: bool = await self._propose(DeleteCommand(req.key))
+        existed: bool = await self.propose(ctx, _command_encoder.encode(DeleteCommand(req.key)), f"delete {req.key!r}")
         return existed
 
     @handler(Get, requires=_READ)
     async def get(self, ctx: CallContext, req: Get) -> GetReply:
         _check_key(req.key)
         if not req.stale:
-            await self.replica.read_barrier()
+            await self.read_barrier(ctx, self.propose_timeout_s)
         item = self.state.data.get(req.key)
         if item is None:
             return GetReply(False)
@@ -160,15 +159,20 @@ class KvService:
 
 
 class KvClient:
-    """Sends writes to the leader (following NotLeaderError hints) and fails over between replicas
-    (:class:`~feitian.replica.leader_caller.LeaderCaller`). It is a test workload's client: a write whose outcome
-    is unknown (its connection broke, its attempt timed out) is sent again only with ``retry_lost``."""
+    """Sends writes to the leader (following NotLeaderError hints) and fails over between replicas (the kit's
+    :class:`~feitian.replica.router.Router`). It is a test workload's client: a write whose outcome is unknown
+    (its connection broke, its leader was lost) is sent again only with ``retry_lost``."""
 
     def __init__(
         self, client: Client, addresses: list[str], *, timeout_s: float = 10.0, attempt_timeout_s: float = 2.0
     ) -> None:
-        self.caller = LeaderCaller(
-            client, addresses, timeout_s=timeout_s, attempt_timeout_s=attempt_timeout_s, service="kv replica"
+        self.caller = Router(
+            client,
+            addresses,
+            timeout_s=timeout_s,
+            attempt_timeout_s=attempt_timeout_s,
+            service="kv replica",
+            fatal_reasons=("disk_full",),
         )
         self.addresses = self.caller.addresses
 
