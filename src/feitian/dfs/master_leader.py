@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import random
@@ -56,6 +57,7 @@ from feitian.errors import (
     UnavailableError,
 )
 from feitian.rpc import Client
+from feitian.rpc.context import current_deadline
 
 __all__ = ["Leadership", "MasterContext"]
 
@@ -332,8 +334,13 @@ class Leadership:
         while running is not None and not running.done():
             await asyncio.wait([running])
             running = self.recovering_chunks.get(chunk_id)
+        # Not bounded by the deadline of the call that started it (its proposals would inherit it): the recovery
+        # outlives a caller that gives up, and a retry joins it.
+        unbounded = contextvars.copy_context()
+        unbounded.run(current_deadline.set, None)
         task = asyncio.get_running_loop().create_task(
-            self._recover_chunk(file, lease_id, chunk_id, version, failed, acked_length, rebuild, caller_key)
+            self._recover_chunk(file, lease_id, chunk_id, version, failed, acked_length, rebuild, caller_key),
+            context=unbounded,
         )
         self.recovering_chunks[chunk_id] = task
 

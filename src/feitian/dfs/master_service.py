@@ -1,7 +1,9 @@
 """The master's RPC service: every ``dfs.*`` method (rules in :mod:`feitian.dfs.master_messages`).
 
 Writes go through the replicated log (``propose``); reads pass a read barrier first. Each handler refuses on a
-follower with NotLeaderError naming the leader.
+follower with NotLeaderError naming the leader. The namespace writes a client may retry (mkdir, rename, delete,
+set replication, create, open for writing, close) carry its ``client_id`` and ``request_seq``: the command then
+carries a :class:`~feitian.replica.core.RequestKey` and is applied once, a retry answered with the first result.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ from feitian.dfs.master_messages import (
     WriteTokens,
 )
 from feitian.errors import ConflictError, NotFoundError, PermissionDeniedError
+from feitian.replica.core.dedupe import RequestKey, request_key
 from feitian.rpc import CallContext, Server
 
 __all__ = ["MasterService"]
@@ -97,6 +100,11 @@ def _caller_key(ctx: CallContext) -> bytes:
 def _principal_id(ctx: CallContext) -> str:
     principal = ctx.peer.principal
     return principal.id if principal is not None else ""
+
+
+def _request(ctx: CallContext, req: Any) -> RequestKey | None:
+    """The request's dedupe key (None when the client sent no ``client_id``)."""
+    return request_key(_principal_id(ctx), req.client_id, req.request_seq, req)
 
 
 class MasterService:
@@ -150,6 +158,10 @@ class MasterService:
         await self.master.leader_read_barrier()
         return leadership
 
+    def _done_before(self, op: str, request: RequestKey | None) -> bool:
+        """Whether this request was applied already (a retry): its checks were passed then."""
+        return request is not None and self.sm.dedupe.check(op, request) is not None
+
     def _open_file(self, op: str, path: str, file_id: int) -> FileNode:
         """The open file ``file_id``, which must be at ``path`` (the path the caller's right was checked on)."""
         file = self.sm.tree.file(op, file_id)
@@ -171,7 +183,7 @@ class MasterService:
 
     async def mkdir(self, ctx: CallContext, req: MkdirRequest) -> MkdirResult:
         self.master.leader()
-        command = Mkdir(req.path, self.master.now_ns(), req.parents)
+        command = Mkdir(req.path, self.master.now_ns(), req.parents, _request(ctx, req))
         result: MkdirResult = await self.master.propose_command(command)
         return result
 
@@ -195,7 +207,8 @@ class MasterService:
 
     async def rename(self, ctx: CallContext, req: RenameRequest) -> RenameResult:
         leadership = self.master.leader()
-        if self.master.security is not None:
+        request = _request(ctx, req)
+        if self.master.security is not None and not self._done_before("rename", request):
             dst = join_path(split_path("rename", req.dst, self.sm.config))
             if not leadership.take_create_nonce(req.create_nonce, _principal_id(ctx), dst):
                 raise PermissionDeniedError(
@@ -204,17 +217,14 @@ class MasterService:
                     reason="not_granted",
                 )
         result: RenameResult = await self.master.propose_command(
-            Rename(req.path, req.dst, self.master.now_ns(), req.overwrite)
+            Rename(req.path, req.dst, self.master.now_ns(), req.overwrite, request)
         )
         return result
 
     async def delete(self, ctx: CallContext, req: DeleteRequest) -> DeleteResult:
         self.master.leader()
         command = Delete(
-            req.path,
-            self.master.now_ns(),
-            req.recursive,
-            lease_id=req.lease_id,
+            req.path, self.master.now_ns(), req.recursive, lease_id=req.lease_id, request=_request(ctx, req)
         )
         result: DeleteResult = await self.master.propose_command(command)
         return result
@@ -222,7 +232,7 @@ class MasterService:
     async def set_replication(self, ctx: CallContext, req: SetReplicationRequest) -> FileStatus:
         self.master.leader()
         status: FileStatus = await self.master.propose_command(
-            SetReplication(req.path, req.replication, self.master.now_ns())
+            SetReplication(req.path, req.replication, self.master.now_ns(), _request(ctx, req))
         )
         return status
 
@@ -288,6 +298,7 @@ class MasterService:
                 req.holder,
                 req.mode,
                 expires,
+                _request(ctx, req),
             )
         )
         return self._open_reply(req.path, result.file_id, result.lease_id, result.lease_expires_ns)
@@ -295,7 +306,7 @@ class MasterService:
     async def open_write(self, ctx: CallContext, req: OpenWrite) -> OpenReply:
         self.master.leader()
         grant: LeaseGrant = await self.master.propose_command(
-            AcquireLease(req.path, req.holder, req.mode, self.master.now_ns(), self._lease_expiry())
+            AcquireLease(req.path, req.holder, req.mode, self.master.now_ns(), self._lease_expiry(), _request(ctx, req))
         )
         return self._open_reply(req.path, grant.file_id, grant.lease_id, grant.expires_ns)
 
@@ -322,6 +333,7 @@ class MasterService:
                 self.master.now_ns(),
                 req.last_chunk_length,
                 bool(file.chunks),
+                _request(ctx, req),
             )
         )
         return length
