@@ -60,19 +60,15 @@ class ReplicatedService:
         clock: Clock,
         rng: random.Random | None = None,
         start_entry: Callable[[int], bytes] | None = None,
-        on_leader_change: Callable[[int], None] | None = None,
     ) -> None:
         self.name = name
         self.clock = clock
-        self._also_on_leader_change = on_leader_change
         self.replica = Replica(config, state_machine, client, rng=rng, on_leader_change=self._leader_changed)
         self.duties = LeaderDuties(self.replica, name=name, start_entry=start_entry)
         self.propose_timeout_s = config.default_timeout_s
 
     def _leader_changed(self, leader_id: int) -> None:
         self.duties.leader_changed(leader_id)
-        if self._also_on_leader_change is not None:
-            self._also_on_leader_change(leader_id)
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
 
