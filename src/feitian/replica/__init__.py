@@ -10,7 +10,16 @@ replicated-service kit").
   of rules, honours the caller's deadline and reports an outcome that may be unknown.
 """
 
-from feitian.replica.core import ClientRecord, DedupeTable, StoredEntry, client_key
+from feitian.replica.core import (
+    ClientRecord,
+    DedupeTable,
+    ReplyCodec,
+    RequestKey,
+    StoredEntry,
+    StoredReply,
+    client_key,
+    request_key,
+)
 from feitian.replica.driver import Replica, ReplicaConfig, ReplicaStats, StateMachine
 from feitian.replica.duties import LeaderDuties
 from feitian.replica.router import Router
@@ -24,9 +33,13 @@ __all__ = [
     "ReplicaConfig",
     "ReplicaStats",
     "ReplicatedService",
+    "ReplyCodec",
+    "RequestKey",
     "Router",
     "StateMachine",
     "StoredEntry",
+    "StoredReply",
     "client_key",
     "remaining_s",
+    "request_key",
 ]
