@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from feitian.dfs.client import DfsClient
-from feitian.errors import FeitianError
+from feitian.dfs.master_messages import DeleteRequest, MkdirRequest
+from feitian.errors import FeitianError, InvalidArgumentError, NotFoundError
 from feitian.testing.dfs import DfsCluster, running_dfs
 from feitian.testing.waiting import wait_for_condition
 
@@ -83,3 +84,29 @@ async def test_abandoned_writer_lease_is_recovered(world: tuple[DfsCluster, DfsC
     await wait_for_condition(recovered, 30, "the master recovered the lease (expiry + takeover grace)")
     assert await client.read("/lease/abandoned") == data
     assert await client.append("/lease/abandoned", b"more") == len(data) + 4
+
+
+async def test_a_write_retried_after_a_leader_change_is_applied_once(world: tuple[DfsCluster, DfsClient]) -> None:
+    """A namespace write applied by the leader whose reply never reached the client (here: the first attempt's
+    answer is set aside), then the leader is killed: the client's retry of the same request reaches the new
+    leader and gets the first result back — not AlreadyExistsError / NotFoundError from applying it twice."""
+    cluster, client = world
+    await client.mkdir("/once")
+    leader = await cluster.leader(client.rpc)
+    address = next(s.listen[0] for s in cluster.specs if s.name == leader)
+    mkdir = MkdirRequest("/once/d", parents=False, client_id="retrying-client", request_seq=1)
+    delete = DeleteRequest("/once/d", client_id="retrying-client", request_seq=2)
+    first_mkdir = await client.rpc.call(address, mkdir, timeout=10)  # applied; its answer is "lost"
+    assert first_mkdir.created
+    first_delete = await client.rpc.call(address, delete, timeout=10)
+    assert first_delete.dirs == 1
+    cluster.kill(leader)
+    # The retries, as the router sends them: to whichever master leads now (redirects and elections followed).
+    assert await client.masters.call(mkdir) == first_mkdir
+    assert await client.masters.call(delete) == first_delete
+    assert await cluster.leader(client.rpc) != leader
+    assert not await client.exists("/once/d")  # the retried mkdir did not create it again after the delete
+    with pytest.raises(NotFoundError):  # a new request is applied: the directory is gone
+        await client.masters.call(DeleteRequest("/once/d", client_id="retrying-client", request_seq=3))
+    with pytest.raises(InvalidArgumentError, match="different request"):  # a number reused for another write
+        await client.masters.call(MkdirRequest("/once/e", parents=False, client_id="retrying-client", request_seq=1))

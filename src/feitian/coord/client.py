@@ -31,7 +31,6 @@ from typing import Any, TypeVar
 from feitian.base.clock import Clock, MonotonicClock
 from feitian.coord.batching import WriteBatcher, batchable_size
 from feitian.coord.client_session import Session
-from feitian.coord.connection import ReplicaRouter
 from feitian.coord.core import (
     DEFAULT_SESSION_TTL_MS,
     CoordLimits,
@@ -70,6 +69,7 @@ from feitian.coord.recipes.election import Election
 from feitian.coord.recipes.lock import Lock
 from feitian.coord.watch import DEFAULT_WAIT_MS, Watch, selector_for
 from feitian.errors import DeadlineExceededError, FeitianError, UnavailableError
+from feitian.replica.router import Router
 from feitian.rpc import Client, Request
 
 __all__ = ["DEDUPE_WINDOW", "CoordClient"]
@@ -98,8 +98,14 @@ class CoordClient:
     ) -> None:
         self.rpc = rpc
         self.clock = clock or MonotonicClock()
-        self.router = ReplicaRouter(
-            rpc, list(addresses), timeout_s=timeout_s, attempt_timeout_s=attempt_timeout_s, clock=self.clock
+        self.router = Router(
+            rpc,
+            list(addresses),
+            timeout_s=timeout_s,
+            attempt_timeout_s=attempt_timeout_s,
+            service="coordination service",
+            unreachable_hint="is the coordination service running? `feitian cluster status` shows the coord replicas",
+            clock=self.clock,
         )
         self.session_ttl_ms = session_ttl_ms
         self.timeout_s = timeout_s

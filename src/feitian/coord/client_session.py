@@ -26,7 +26,6 @@ import logging
 from collections.abc import Callable
 
 from feitian.base.clock import Clock
-from feitian.coord.connection import ReplicaRouter
 from feitian.coord.core import ClientLease, LeaseState, SessionTiming
 from feitian.coord.messages import CloseSessionRequest, HeartbeatRequest
 from feitian.errors import (
@@ -34,6 +33,7 @@ from feitian.errors import (
     PermissionDeniedError,
     SessionExpiredError,
 )
+from feitian.replica.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ StateListener = Callable[["Session", LeaseState], None]
 class Session:
     """A live (or lost) session. Made by ``CoordClient.session()``; see the module docstring."""
 
-    def __init__(self, router: ReplicaRouter, session_id: int, ttl_ms: int, sent_ns: int, clock: Clock) -> None:
+    def __init__(self, router: Router, session_id: int, ttl_ms: int, sent_ns: int, clock: Clock) -> None:
         self.router = router
         self.session_id = session_id
         self.ttl_ms = ttl_ms

@@ -2,14 +2,15 @@
 
 ::
 
-    node = CoordReplica(replica_config, rpc_client)     # Replica + AppliedFeed + LeaderSessions + handlers
+    node = CoordReplica(replica_config, rpc_client)     # a ReplicatedService: AppliedFeed, LeaderSessions, handlers
     node.register(server)                              # raft.Step and coord.* (lanes coord.watch / coord.session
     await node.start()                                 # when the server has them)
 
 * **Writes** are validated (``validate_command``: a bad request costs no log entry), proposed to the log with
   the caller's principal, ``client_id``/``request_seq`` and ``session_id``, and answered with the state
-  machine's result once a majority has them on disk. Only the leader accepts them (NotLeaderError with
-  ``leader_hint`` elsewhere). Clients can never send ``ExpireSessions`` or ``StartLeaderTerm``.
+  machine's result once a majority has them on disk. Only the leader accepts them (the kit's NotLeaderError
+  with ``leader_hint`` elsewhere), waiting no longer than the caller's deadline. Clients can never send
+  ``ExpireSessions`` or ``StartLeaderTerm``.
 * **Reads** are linearizable: a read barrier (ReadIndex) first, on any replica. ``stale=True`` skips the
   barrier and answers from this replica's state, which may be behind.
 * **Heartbeats** are answered by the leader after a leadership confirmation (``session_keeper.py``).
@@ -101,9 +102,10 @@ from feitian.coord.messages import (
     WriteBatchRequest,
     WriteRequest,
 )
-from feitian.coord.session_keeper import LeaderSessions
-from feitian.errors import FeitianError, InternalError, InvalidArgumentError, NotLeaderError, UnavailableError
-from feitian.replica.driver import Replica, ReplicaConfig
+from feitian.coord.session_keeper import LeaderSessions, start_leader_term
+from feitian.errors import FeitianError, InternalError, InvalidArgumentError, UnavailableError
+from feitian.replica.driver import ReplicaConfig
+from feitian.replica.service import ReplicatedService, remaining_s
 from feitian.rpc import CallContext, Client, Server
 
 log = logging.getLogger(__name__)
@@ -141,15 +143,10 @@ _COMMAND_OF: dict[type, type] = {
 }
 
 
-def _remaining_s(ctx: CallContext, default: float, margin: float = 0.05) -> float:
-    if ctx.deadline is None:
-        return default
-    return max(0.01, min(default, ctx.deadline - asyncio.get_running_loop().time() - margin))
-
-
 class CoordService:
-    def __init__(self, replica: Replica, feed: AppliedFeed, sessions: LeaderSessions) -> None:
-        self.replica = replica
+    def __init__(self, node: ReplicatedService, feed: AppliedFeed, sessions: LeaderSessions) -> None:
+        self.node = node
+        self.replica = node.replica
         self.feed = feed
         self.sm = feed.sm
         self.sessions = sessions
@@ -181,7 +178,7 @@ class CoordService:
 
     async def _barrier(self, ctx: CallContext, stale: bool) -> None:
         if not stale:
-            await self.replica.read_barrier(timeout=_remaining_s(ctx, DEFAULT_BARRIER_TIMEOUT_S))
+            await self.node.read_barrier(ctx, DEFAULT_BARRIER_TIMEOUT_S)
         if self.replica.installing:
             raise UnavailableError(
                 f"replica {self.replica.config.id} is installing a snapshot from the leader",
@@ -196,12 +193,7 @@ class CoordService:
 
     async def _propose_applied(self, ctx: CallContext, command: Command) -> Applied:
         validate_command(command, self.sm.limits)  # refuse a bad request before it costs a log entry
-        if not self.replica.is_leader:
-            raise NotLeaderError(
-                f"{type(command).__name__}: replica {self.replica.config.id} is not the leader",
-                leader_hint=self.replica.leader_address or "",
-            )
-        applied = await self.replica.propose(encode_command(command), timeout=_remaining_s(ctx, 10.0))
+        applied = await self.node.propose(ctx, encode_command(command), type(command).__name__)
         if not isinstance(applied, Applied):
             raise InternalError(f"coord: the state machine returned {type(applied).__name__}")
         return applied
@@ -288,7 +280,7 @@ class CoordService:
         return result
 
     async def heartbeat(self, ctx: CallContext, req: HeartbeatRequest) -> HeartbeatReply:
-        timeout = _remaining_s(ctx, DEFAULT_BARRIER_TIMEOUT_S)
+        timeout = remaining_s(ctx, DEFAULT_BARRIER_TIMEOUT_S)
         return await self.sessions.heartbeat(req.session_id, principal_of(ctx), timeout)
 
     async def close_session(self, ctx: CallContext, req: CloseSessionRequest) -> SessionClosed:
@@ -368,8 +360,9 @@ class CoordService:
         return SnapshotInfo(revision=self.sm.revision, applied_index=self.sm.applied_index, size_bytes=len(data))
 
 
-class CoordReplica:
-    """One replica of the coordination service: consensus driver, state machine, session duties, handlers."""
+class CoordReplica(ReplicatedService):
+    """One replica of the coordination service, on the replicated-service kit: state machine, session duties
+    (``StartLeaderTerm`` as the start-of-term entry, the expiry loop as a leader-only task), handlers."""
 
     def __init__(
         self,
@@ -379,34 +372,15 @@ class CoordReplica:
         limits: CoordLimits = DEFAULT_LIMITS,
         clock: Clock | None = None,
     ) -> None:
-        self.clock = clock or MonotonicClock()
-        self.session_clock = StallAdjustedClock(self.clock)  # session deadlines never count server stalls
+        clock = clock or MonotonicClock()
+        self.session_clock = StallAdjustedClock(clock)  # session deadlines never count server stalls
         self.sm = CoordStateMachine(limits)
         self.tracker = SessionTracker(max_expire_batch=limits.max_expire_batch)
         self.feed = AppliedFeed(self.sm, self.tracker, self.session_clock)
-        self.sessions: LeaderSessions | None = None
-        self.replica = Replica(config, self.feed, client, on_leader_change=self._leader_changed)
-        self.sessions = LeaderSessions(self.replica, self.sm, self.tracker, self.session_clock)
-        self.service = CoordService(self.replica, self.feed, self.sessions)
-        self._task: asyncio.Task[None] | None = None
-
-    def _leader_changed(self, leader_id: int) -> None:
-        if self.sessions is not None:
-            self.sessions.leader_changed(leader_id)
+        super().__init__("coord", config, self.feed, client, clock=clock, start_entry=start_leader_term)
+        self.sessions = LeaderSessions(self.duties, self.sm, self.tracker, self.session_clock)
+        self.service = CoordService(self, self.feed, self.sessions)
 
     def register(self, server: Server) -> None:
-        self.replica.register(server)
+        super().register(server)
         self.service.register(server)
-
-    async def start(self) -> None:
-        await self.replica.start()
-        assert self.sessions is not None
-        self._task = asyncio.get_running_loop().create_task(self.sessions.run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self.sessions is not None:
-            await self.sessions.stop()
-        await self.replica.stop()

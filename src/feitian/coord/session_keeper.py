@@ -1,16 +1,17 @@
 """The leader's side of sessions (NUWA-3): taking over, heartbeats, expiry — the driver checklist of docs/coord.md.
 
-One task (:meth:`LeaderSessions.run`) follows this replica's leadership:
+It runs on the replicated-service kit's leadership duties (:class:`feitian.replica.LeaderDuties`):
 
-1. on becoming leader of term T it proposes ``StartLeaderTerm(epoch=T)``; once that entry has applied, every
-   entry of earlier leaders has too, and the :class:`SessionTracker` starts with every live session at a full
-   TTL from that moment. On losing leadership (or a new term) it calls ``step_down()``;
+1. the duties propose ``StartLeaderTerm(epoch=T)`` on becoming leader of term T; once that entry has applied,
+   every entry of earlier leaders has too, and (``on_ready``) the :class:`SessionTracker` starts with every live
+   session at a full TTL from that moment. On losing leadership (or a new term) the duties call
+   ``step_down()``;
 2. ``AppliedFeed`` reports every applied entry to the tracker (sessions started and ended);
 3. :meth:`heartbeat` checks the session's owner, extends its deadline, confirms leadership with a ReadIndex
    round that began after the heartbeat arrived, and only then answers — a deposed leader that does not know it
    yet never extends a client's lease;
-4. at the tracker's next deadline it proposes ``ExpireSessions``; if that proposal fails while still leader,
-   the sessions are due again (``expiry_failed``).
+4. a leader-only task (:meth:`run`) proposes ``ExpireSessions`` at the tracker's next deadline; if that proposal
+   fails while still leader, the sessions are due again (``expiry_failed``).
 
 ``ExpireSessions`` and ``StartLeaderTerm`` are proposed only here: no client request can carry them.
 """
@@ -30,96 +31,83 @@ from feitian.coord.core import (
     encode_command,
 )
 from feitian.coord.messages import HeartbeatReply
-from feitian.errors import FeitianError, NotLeaderError, PermissionDeniedError
-from feitian.replica.driver import Replica
+from feitian.errors import FeitianError, PermissionDeniedError
+from feitian.replica.duties import LeaderDuties
 
 log = logging.getLogger(__name__)
 
 _NS = 1_000_000_000
-LEADERSHIP_POLL_S = 0.05  # how often leadership is re-checked besides the driver's leader-change callback
+EXPIRY_POLL_S = 0.05  # the expiry loop wakes at least this often (a stall is seen within about this long)
 STALL_LOG_NS = 200_000_000  # stalls longer than this are logged
+
+
+def start_leader_term(term: int) -> bytes:
+    """The start-of-term entry the duties propose."""
+    return encode_command(StartLeaderTerm(epoch=term))
 
 
 class LeaderSessions:
     def __init__(
-        self, replica: Replica, sm: CoordStateMachine, tracker: SessionTracker, clock: StallAdjustedClock
+        self, duties: LeaderDuties, sm: CoordStateMachine, tracker: SessionTracker, clock: StallAdjustedClock
     ) -> None:
-        self.replica = replica
+        self.duties = duties
+        self.replica = duties.replica
         self.sm = sm
         self.tracker = tracker
         # Session time, shared with the AppliedFeed: it stands still while this process's event loop was stalled,
         # which only the run loop below can see (StallAdjustedClock.woke).
         self.clock = clock
         self._wake = asyncio.Event()
-        self._taking_over = False
         self._expiring: set[asyncio.Task[None]] = set()
         self.expired_sessions = 0  # sessions this replica expired while leader
         self.polls = 0  # iterations of the run loop
+        duties.on_ready(self._became_ready)
+        duties.on_step_down(self._stepped_down)
+        duties.add_task(self.run)
 
-    def leader_changed(self, _leader_id: int) -> None:
-        """The driver's ``on_leader_change`` callback."""
-        self._wake.set()
+    def _became_ready(self, term: int) -> None:
+        self.tracker.become_leader(term, self.sm.session_ttls(), self.clock.monotonic_ns())
+        log.info("coord: leader of term %d tracks %d session(s)", term, len(self.tracker))
 
-    # -- the loop --------------------------------------------------------------------------------------------
+    def _stepped_down(self) -> None:
+        if self.tracker.active:
+            log.info("coord: stepping down from session tracking (epoch %d)", self.tracker.epoch)
+        self.tracker.step_down()
+
+    # -- the expiry loop (a leader-only task) ------------------------------------------------------------------
 
     async def run(self) -> None:
         real = self.clock.clock
-        while True:
-            self._step()
-            self.polls += 1
-            timeout = LEADERSHIP_POLL_S
-            deadline = self.tracker.next_deadline_ns() if self.tracker.active else None
-            if deadline is not None:
-                timeout = min(timeout, max(0.0, (deadline - self.clock.monotonic_ns()) / _NS))
-            intended = real.monotonic_ns() + int(timeout * _NS)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            if not self._wake.is_set():  # the timer fired: was it late? (a stall counts before any expiry)
-                stalled = self.clock.woke(intended)
-                if stalled > STALL_LOG_NS:
-                    log.warning(
-                        "coord: the event loop stalled for %.0f ms; session deadlines move on by as much",
-                        stalled / 1e6,
-                    )
-            self._wake.clear()
+        try:
+            while True:
+                self._expire_due()
+                self.polls += 1
+                timeout = EXPIRY_POLL_S
+                deadline = self.tracker.next_deadline_ns() if self.tracker.active else None
+                if deadline is not None:
+                    timeout = min(timeout, max(0.0, (deadline - self.clock.monotonic_ns()) / _NS))
+                intended = real.monotonic_ns() + int(timeout * _NS)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                if not self._wake.is_set():  # the timer fired: was it late? (a stall counts before any expiry)
+                    stalled = self.clock.woke(intended)
+                    if stalled > STALL_LOG_NS:
+                        log.warning(
+                            "coord: the event loop stalled for %.0f ms; session deadlines move on by as much",
+                            stalled / 1e6,
+                        )
+                self._wake.clear()
+        finally:
+            for task in list(self._expiring):
+                task.cancel()
+            await asyncio.gather(*self._expiring, return_exceptions=True)
 
-    def _step(self) -> None:
-        node = self.replica.node
-        if node is None:
-            return
-        leader, term = self.replica.is_leader, node.term
-        tracker = self.tracker
-        if tracker.active and (not leader or tracker.epoch != term):
-            log.info("coord: stepping down from session tracking (epoch %d, term now %d)", tracker.epoch, term)
-            tracker.step_down()
-        if not leader:
-            return
-        if not tracker.active:
-            if not self._taking_over:
-                self._taking_over = True
-                task = asyncio.get_running_loop().create_task(self._take_over(term))
-                self._expiring.add(task)
-                task.add_done_callback(self._expiring.discard)
-            return
-        command = tracker.due(self.clock.monotonic_ns())
+    def _expire_due(self) -> None:
+        command = self.tracker.due(self.clock.monotonic_ns())
         if command is not None:
             task = asyncio.get_running_loop().create_task(self._expire(command))
             self._expiring.add(task)
             task.add_done_callback(self._expiring.discard)
-
-    async def _take_over(self, term: int) -> None:
-        try:
-            await self.replica.propose(encode_command(StartLeaderTerm(epoch=term)))
-        except FeitianError as exc:
-            log.info("coord: StartLeaderTerm(%d) did not commit: %s", term, exc.message)
-            return
-        finally:
-            self._taking_over = False  # after a failure the next poll tries again
-        self._wake.set()
-        node = self.replica.node
-        if self.replica.is_leader and node is not None and node.term == term and not self.tracker.active:
-            self.tracker.become_leader(term, self.sm.session_ttls(), self.clock.monotonic_ns())
-            log.info("coord: leader of term %d tracks %d session(s)", term, len(self.tracker))
 
     async def _expire(self, command: ExpireSessions) -> None:
         try:
@@ -132,20 +120,7 @@ class LeaderSessions:
         self.expired_sessions += len(command.session_ids)
         log.info("coord: expired session(s) %s", ", ".join(f"{s:#x}" for s in command.session_ids))
 
-    async def stop(self) -> None:
-        for task in list(self._expiring):
-            task.cancel()
-        await asyncio.gather(*self._expiring, return_exceptions=True)
-
     # -- heartbeats ------------------------------------------------------------------------------------------
-
-    def _not_leader(self, what: str) -> NotLeaderError:
-        hint = "" if self.replica.is_leader else (self.replica.leader_address or "")
-        return NotLeaderError(
-            f"{what}: replica {self.replica.config.id} is not the leader"
-            + (" (it is taking over)" if self.replica.is_leader else ""),
-            leader_hint=hint,
-        )
 
     async def heartbeat(self, session_id: int, principal: str, timeout_s: float) -> HeartbeatReply:
         arrived_ns = self.clock.monotonic_ns()
@@ -154,7 +129,7 @@ class LeaderSessions:
         # committed before it) a session missing from the state machine may only be one it has not applied yet:
         # the answer is "not the leader yet", never "expired".
         if not self.replica.is_leader or not self.tracker.active:
-            raise self._not_leader(what)
+            raise self.duties.not_leader(what)
         owner = self.sm.session_owner(session_id)  # SessionExpiredError when it is gone
         if owner != principal:
             raise PermissionDeniedError(f"{what}: the session belongs to another principal", session_id=session_id)
@@ -170,5 +145,5 @@ class LeaderSessions:
             and self.tracker.active
             and self.tracker.epoch == epoch
         ):
-            raise self._not_leader(what)
+            raise self.duties.not_leader(what)
         return HeartbeatReply(session_id=session_id, ttl_ms=ttl_ms, epoch=epoch)

@@ -118,18 +118,17 @@ class KvRole:
         self._replica: Any = None
 
     async def start(self, node: NodeContext, options: Any) -> dict[str, str]:
-        from feitian.replica.driver import Replica
-        from feitian.replica.kv import KvService, KvStateMachine
+        from feitian.replica.kv import KvService
 
         assert isinstance(options, KvOptions)
         config = options.replica_config(role="kv", data_dir=node.data_dir, cluster=node.config.node.cluster)
-        state = KvStateMachine()
         # Replicas talk to each other as this node (mutual TLS in a secured cluster), like any other caller.
-        self._replica = Replica(config, state, node.client)
+        self._replica = KvService(config, node.client)
         self._replica.register(node.server)
-        node.server.add_service(KvService(self._replica, state))
+        node.server.add_service(self._replica)
         await self._replica.start()
-        add_replica_stats(node.stats, self._replica)
+        add_replica_stats(node.stats, self._replica.replica)
+        state = self._replica.state
         node.stats.add_source(KV_METRICS, lambda: {"kv_keys": len(state.data)})
         return {"replica_id": str(options.id)}
 

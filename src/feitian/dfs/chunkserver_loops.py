@@ -19,7 +19,7 @@ from feitian.base.clock import Clock
 from feitian.dfs.chunkserver import ChunkService
 from feitian.dfs.master_messages import ChunkReport, Heartbeat, HeartbeatReply
 from feitian.errors import DataCorruptionError, NotFoundError
-from feitian.replica.leader_caller import LeaderCaller
+from feitian.replica.router import Router
 from feitian.runtime.periodic import PeriodicTask
 
 __all__ = ["HeartbeatLoop", "Scrubber"]
@@ -33,7 +33,7 @@ class HeartbeatLoop:
     def __init__(
         self,
         service: ChunkService,
-        masters: LeaderCaller,
+        masters: Router,
         address: Callable[[], str],
         interval_s: float,
         *,

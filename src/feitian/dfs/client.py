@@ -9,13 +9,18 @@
         await f.flush()                                  # returns when every replica has it durably
     data = await dfs.read("/data/a.bin", offset=0, length=100)
 
-Metadata goes to the master leader (redirects followed); bytes go straight between the client and the chunk
-servers, authorized by chunk tokens the master hands out with each chunk. Importing this module registers the
-``pangu://`` fsspec filesystem (:mod:`feitian.dfs.fsspec_adapter`).
+Metadata goes to the master leader through the replicated-service kit's router (redirects followed, retries by
+its rules, never past the deadline of a Kuafu call being handled when used inside a handler). The namespace writes
+(mkdir, rename, delete, set replication, create, open for writing, close) carry this client's ``client_id`` and a
+``request_seq``, so a retry after a lost reply or a leader change is applied once (at most ``DEDUPE_WINDOW``
+such writes in flight per client). Bytes go straight between the client and the chunk servers, authorized by
+chunk tokens the master hands out with each chunk. Importing this module registers the ``pangu://`` fsspec
+filesystem (:mod:`feitian.dfs.fsspec_adapter`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -35,6 +40,7 @@ from feitian.dfs.core import (
     MkdirResult,
     RenameResult,
 )
+from feitian.dfs.core.namespace import DEDUPE_WINDOW
 from feitian.dfs.master_messages import (
     AuthorizeCreate,
     Balance,
@@ -123,17 +129,33 @@ class DfsClient:
         self.masters = master_caller(client, masters, timeout_s=self.config.timeout_s, clock=self.clock)
         self.presenter = TokenPresenter(client)
         self.holder = holder or default_holder()
+        self.client_id = secrets.token_hex(8)  # this client's writes, to the master's dedupe table
+        self._seq = 0
+        self._writes = asyncio.Semaphore(DEDUPE_WINDOW)  # the table remembers this many writes per client
 
-    async def master(self, request: Any, *, retry_lost: bool = True, slow: bool = False) -> Any:
+    async def master(
+        self,
+        request: Any,
+        *,
+        slow: bool = False,
+        timeout_s: float | None = None,
+        attempt_timeout_s: float | None = None,
+    ) -> Any:
         """Call the master leader. ``slow``: the call may take long on the master (pipeline recovery probes
-        replicas and may copy a chunk), so one attempt gets most of the budget."""
-        attempt = self.config.timeout_s if slow else None
-        return await self.masters.call(request, retry_lost=retry_lost, attempt_timeout_s=attempt)
+        replicas and may copy a chunk), so one attempt gets most of the budget. A write that carries a
+        ``request_seq`` gets the next one: retried on a new leader, it is applied once."""
+        attempt = self.config.timeout_s if slow else attempt_timeout_s
+        if "request_seq" not in type(request).__struct_fields__:
+            return await self.masters.call(request, timeout_s=timeout_s, attempt_timeout_s=attempt)
+        async with self._writes:
+            self._seq += 1
+            request = msgspec.structs.replace(request, client_id=self.client_id, request_seq=self._seq)
+            return await self.masters.call(request, timeout_s=timeout_s, attempt_timeout_s=attempt)
 
     # -- namespace -----------------------------------------------------------------------------------------------
 
     async def mkdir(self, path: str, *, parents: bool = True) -> MkdirResult:
-        result: MkdirResult = await self.master(MkdirRequest(path, parents), retry_lost=parents)
+        result: MkdirResult = await self.master(MkdirRequest(path, parents))
         return result
 
     async def stat(self, path: str) -> FileStatus:
@@ -158,11 +180,11 @@ class DfsClient:
     async def rename(self, src: str, dst: str, *, overwrite: bool = False) -> RenameResult:
         """Atomic: the destination appears with the source's contents as the source disappears."""
         nonce: bytes = await self.master(AuthorizeCreate(dst))
-        result: RenameResult = await self.master(RenameRequest(src, dst, overwrite, nonce), retry_lost=False)
+        result: RenameResult = await self.master(RenameRequest(src, dst, overwrite, nonce))
         return result
 
     async def delete(self, path: str, *, recursive: bool = False) -> DeleteResult:
-        result: DeleteResult = await self.master(DeleteRequest(path, recursive), retry_lost=False)
+        result: DeleteResult = await self.master(DeleteRequest(path, recursive))
         return result
 
     async def set_replication(self, path: str, replication: int) -> FileStatus:
@@ -210,7 +232,7 @@ class DfsClient:
             LeaseMode(mode),
         )
         try:
-            reply: OpenReply = await self.master(request, retry_lost=False)
+            reply: OpenReply = await self.master(request)
         except UnavailableError as exc:
             if not isinstance(exc, ConnectionLostError) and exc.fields.get("outcome") != "unknown":
                 raise

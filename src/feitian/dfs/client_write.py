@@ -190,14 +190,14 @@ class FileWriter:
             for piece in self.pipe.pieces:
                 if piece.task is not None:
                     piece.task.cancel()
-        masters, budget, attempt = self.dfs.masters, ABORT_TIMEOUT_S, ABORT_TIMEOUT_S / 2
+        budget, attempt = ABORT_TIMEOUT_S, ABORT_TIMEOUT_S / 2
         try:
             if remove:
                 request = DeleteRequest(self.path, False, self.lease_id)
-                await masters.call(request, timeout_s=budget, attempt_timeout_s=attempt)
+                await self.dfs.master(request, timeout_s=budget, attempt_timeout_s=attempt)
             else:
                 release = ReleaseRequest(self.path, self.file_id, self.lease_id)
-                await masters.call(release, timeout_s=budget, attempt_timeout_s=attempt)
+                await self.dfs.master(release, timeout_s=budget, attempt_timeout_s=attempt)
         except NotFoundError:
             pass  # removed already (a retry of a delete whose reply was lost)
         except ConflictError as exc:

@@ -1,24 +1,24 @@
 """A Pangu master replica (PANGU-1): the namespace replicated by Raft, and the leader's duties.
 
-Every master runs :class:`feitian.replica.driver.Replica` over :class:`MasterStateMachine` (the pure
+Every master is a :class:`feitian.replica.ReplicatedService` over :class:`MasterStateMachine` (the pure
 :class:`~feitian.dfs.core.DfsStateMachine` plus a note of which chunks each command touched). Only the leader
-answers clients and chunk servers; a follower refuses with NotLeaderError carrying the leader's address, which
-clients follow. Reads of metadata on the leader first pass a read barrier (ReadIndex), so they are linearizable:
-a deposed leader that has not noticed yet cannot answer from stale state.
+answers clients and chunk servers; a follower refuses with the kit's NotLeaderError carrying the leader's
+address, which clients follow. Reads of metadata on the leader first pass a read barrier (ReadIndex), so they
+are linearizable: a deposed leader that has not noticed yet cannot answer from stale state.
 
-When a replica becomes leader it builds a :class:`~feitian.dfs.master_leader.Leadership` (the cluster's soft
-state: heartbeats, reports, repair) once it has applied everything committed before; until then it answers
-UnavailableError("leader starting"), which clients retry.
+The leader's duties run on the kit's :class:`~feitian.replica.LeaderDuties`: once this replica has applied
+everything committed before its term (a read barrier, the duties' start of term) it builds a
+:class:`~feitian.dfs.master_leader.Leadership` (the cluster's soft state: heartbeats, reports, repair) and runs
+the maintenance loop as a leader-only task; until then it refuses as a leader still taking over, which clients
+retry. On step-down both stop.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from feitian.base.clock import Clock, MonotonicClock
 from feitian.dfs.core import (
@@ -34,14 +34,13 @@ from feitian.dfs.core import (
     encode_command,
 )
 from feitian.dfs.core.records import FileNode
+from feitian.dfs.master_leader import Leadership
 from feitian.dfs.master_tokens import TokenMinter
 from feitian.dfs.options import MasterOptions
-from feitian.errors import FeitianError, NotLeaderError, UnavailableError, UnavailableReason
-from feitian.replica.driver import Replica, ReplicaConfig
+from feitian.errors import FeitianError
+from feitian.replica.driver import ReplicaConfig
+from feitian.replica.service import ReplicatedService
 from feitian.rpc import Client
-
-if TYPE_CHECKING:
-    from feitian.dfs.master_leader import Leadership
 
 __all__ = ["DfsMaster", "MasterStateMachine"]
 
@@ -76,7 +75,7 @@ class MasterStateMachine(DfsStateMachine):
         return []
 
 
-class DfsMaster:
+class DfsMaster(ReplicatedService):
     """One master replica: the replicated namespace, the leader's duties and the client-facing service."""
 
     def __init__(
@@ -92,7 +91,6 @@ class DfsMaster:
     ) -> None:
         self.node_name = node_name
         self.options = options
-        self.clock = clock or MonotonicClock()
         self.rng = rng or random.Random()
         self.client = client
         self.security = security
@@ -100,60 +98,41 @@ class DfsMaster:
         self.config = options.namespace_config()
         self.cluster_config = options.cluster_config()
         self.sm = MasterStateMachine(self.config, self._chunks_changed)
-        self.replica = Replica(
-            replica_config,
-            self.sm,
-            client,
-            rng=self.rng,
-            on_leader_change=lambda _leader: self._wake.set(),
+        super().__init__(
+            f"dfs master {node_name}", replica_config, self.sm, client, clock=clock or MonotonicClock(), rng=self.rng
         )
-        self.leadership: Leadership | None = None  # while this replica leads
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.leadership: Leadership | None = None  # while this replica leads and is ready
+        self.duties.on_ready(self._became_ready)
+        self.duties.on_step_down(self._step_down)
+        self.duties.add_task(self._maintain)
 
-    # -- lifecycle -----------------------------------------------------------------------------------------------
+    # -- the leader's duties -------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        await self.replica.start()
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._step_down()
-        await self.replica.stop()
-
-    async def _run(self) -> None:
-        """Follow leadership changes (woken by the replica, checked every interval anyway) and run the leader's
-        maintenance ticks."""
-        from feitian.dfs.master_leader import Leadership
-
-        interval = self.options.maintenance_interval_s
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
-            self._wake.clear()
-            try:
-                if self.replica.is_leader and self.leadership is None:
-                    leadership = Leadership(self, self.clock.wall_ns())
-                    self.leadership = leadership
-                    await leadership.start()
-                elif not self.replica.is_leader and self.leadership is not None:
-                    await self._step_down()
-                if self.leadership is not None and self.leadership.ready:
-                    await self.leadership.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("master %s: leader duties failed; retrying", self.node_name)
+    def _became_ready(self, term: int) -> None:
+        leadership = Leadership(self, self.clock.wall_ns())
+        leadership.next_chunk_id = self.sm.next_chunk_id
+        leadership.ready = True
+        self.leadership = leadership
+        log.info("master %s leads term %d: %d chunk servers registered", self.node_name, term, len(self.sm.servers()))
 
     async def _step_down(self) -> None:
         leadership, self.leadership = self.leadership, None
         if leadership is not None:
             log.info("master %s is no longer the leader", self.node_name)
             await leadership.stop()
+
+    async def _maintain(self) -> None:
+        """The leader's maintenance rounds (a leader-only task): one at once, then every interval."""
+        while True:
+            leadership = self.leadership
+            if leadership is not None:
+                try:
+                    await leadership.tick()
+                except FeitianError as exc:
+                    log.warning("master %s: a maintenance round failed: %s; retrying", self.node_name, exc)
+                except Exception:
+                    log.exception("master %s: a maintenance round failed; retrying", self.node_name)
+            await self.clock.sleep(self.options.maintenance_interval_s)
 
     def _chunks_changed(self, chunk_ids: list[int], now_ns: int) -> None:
         leadership = self.leadership
@@ -164,25 +143,20 @@ class DfsMaster:
     # -- what handlers use ---------------------------------------------------------------------------------------
 
     def leader(self) -> Leadership:
-        """The leader's duties; NotLeaderError (with the leader's address) on a follower."""
-        if not self.replica.is_leader:
-            hint = self.replica.leader_address or ""
-            raise NotLeaderError(f"dfs master {self.node_name} is not the leader", leader_hint=hint)
+        """The leader's duties; the kit's NotLeaderError (with the leader's address) elsewhere."""
+        self.duties.require_ready(f"dfs master {self.node_name}")
         leadership = self.leadership
-        if leadership is None or not leadership.ready:
-            raise UnavailableError(
-                f"dfs master {self.node_name}: leader starting, retry", reason=UnavailableReason.LEADER_STARTING
-            )
+        if leadership is None:
+            raise self.duties.not_leader(f"dfs master {self.node_name}")
         return leadership
 
-    async def propose(self, command: Command) -> Any:
-        result = await self.replica.propose(encode_command(command))
-        if isinstance(result, FeitianError):
-            raise result
-        return result
+    async def propose_command(self, command: Command) -> Any:
+        """Replicate a namespace command (bounded by the deadline of the call being handled) and return its
+        result; NotLeaderError on a follower."""
+        return await self.propose(None, encode_command(command), type(command).__name__)
 
-    async def read_barrier(self) -> None:
-        await self.replica.read_barrier()
+    async def leader_read_barrier(self) -> None:
+        await self.read_barrier(None)
 
     def now_ns(self) -> int:
         return max(self.clock.wall_ns(), self.sm.clock_ns)

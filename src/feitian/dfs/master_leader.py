@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
-import time
+import random
 from collections.abc import Coroutine, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from feitian.dfs.chunk_file import ChunkGeometry
 from feitian.dfs.chunk_messages import ChunkInfo, CopyChunk, GetChunkInfo, SyncChunk
@@ -24,9 +25,12 @@ from feitian.dfs.core import (
     BumpChunkVersion,
     ChunkLocation,
     CloseFile,
+    ClusterConfig,
     ClusterState,
+    Command,
     CopyReason,
     CopyTask,
+    DfsStateMachine,
     ExpiredLease,
     FileType,
     LeaseMode,
@@ -41,6 +45,8 @@ from feitian.dfs.core import (
 )
 from feitian.dfs.core.records import ChunkRecord, FileNode
 from feitian.dfs.master_messages import ChunkGrant, Heartbeat, HeartbeatReply, ServerAddress
+from feitian.dfs.master_tokens import TokenMinter
+from feitian.dfs.options import MasterOptions
 from feitian.errors import (
     AccessReason,
     ConflictError,
@@ -53,22 +59,40 @@ from feitian.errors import (
     UnavailableError,
     UnavailableReason,
 )
+from feitian.rpc import Client
+from feitian.rpc.context import current_deadline
 
-if TYPE_CHECKING:
-    from feitian.dfs.master import DfsMaster
-
-__all__ = ["Leadership"]
+__all__ = ["Leadership", "MasterContext"]
 
 log = logging.getLogger(__name__)
 SECOND_NS = 1_000_000_000
-NONCE_TTL_S = 60.0
+NONCE_TTL_NS = 60 * 1_000_000_000
 PLACE_POLL_S = 0.2  # while chunk servers register with a new leader, how often a write waiting for them looks
 PLACE_WAIT_NS = 2 * SECOND_NS  # and how long one call waits before answering "retry" (leader_starting)
 _GOOD = (ReplicaState.GOOD, ReplicaState.UNCONFIRMED)
 
 
+class MasterContext(Protocol):
+    """What the leader's duties use of their master (``DfsMaster``): named here, so this module does not import
+    the master that builds it."""
+
+    node_name: str
+    options: MasterOptions
+    cluster_config: ClusterConfig
+    client: Client
+    minter: TokenMinter
+    rng: random.Random
+
+    @property
+    def sm(self) -> DfsStateMachine: ...
+
+    async def propose_command(self, command: Command) -> Any: ...
+
+    def now_ns(self) -> int: ...
+
+
 class Leadership:
-    def __init__(self, master: DfsMaster, now_ns: int) -> None:
+    def __init__(self, master: MasterContext, now_ns: int) -> None:
         self.master = master
         self.sm = master.sm
         self.cluster = ClusterState(master.sm, now_ns, master.cluster_config)
@@ -79,18 +103,12 @@ class Leadership:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.recovering: set[int] = set()  # files under lease recovery
         self.recovering_chunks: dict[int, asyncio.Task[ChunkGrant]] = {}  # one pipeline recovery per chunk
-        self.create_nonces: dict[bytes, tuple[str, str, float]] = {}  # nonce -> (principal, path, expiry)
+        self.create_nonces: dict[bytes, tuple[str, str, int]] = {}  # nonce -> (principal, path, expiry ns)
         self.ticks = 0
         self.balancing = False  # `feitian dfs balance` asked: balance every round until nothing is left to move
         self.balance_every = max(1, round(master.options.balance_interval_s / master.options.maintenance_interval_s))
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        await self.master.read_barrier()  # everything committed by earlier leaders is applied here
-        self.next_chunk_id = self.sm.next_chunk_id
-        self.ready = True
-        log.info("master %s leads: %d chunk servers registered", self.master.node_name, len(self.sm.servers()))
 
     async def stop(self) -> None:
         self.ready = False
@@ -121,7 +139,7 @@ class Leadership:
         if info is None or info.address != req.address or info.rack != req.rack:
             from feitian.dfs.core import RegisterServer
 
-            await self.master.propose(
+            await self.master.propose_command(
                 RegisterServer(req.server_id, req.address, req.rack, max(1, req.capacity_bytes), now)
             )
             log.info("chunk server %s registered at %s (rack %s)", req.server_id, req.address, req.rack)
@@ -276,7 +294,7 @@ class Leadership:
             self.next_chunk_id += 1
             command = AddChunk(file.inode, lease_id, chunk_id, replicas, self.now(), previous_length)
             try:
-                location: ChunkLocation = await self.master.propose(command)
+                location: ChunkLocation = await self.master.propose_command(command)
             except InvalidArgumentError as exc:
                 if "already allocated" in exc.message:
                     continue  # another allocation took the id first
@@ -319,8 +337,13 @@ class Leadership:
         while running is not None and not running.done():
             await asyncio.wait([running])
             running = self.recovering_chunks.get(chunk_id)
+        # Not bounded by the deadline of the call that started it (its proposals would inherit it): the recovery
+        # outlives a caller that gives up, and a retry joins it.
+        unbounded = contextvars.copy_context()
+        unbounded.run(current_deadline.set, None)
         task = asyncio.get_running_loop().create_task(
-            self._recover_chunk(file, lease_id, chunk_id, version, failed, acked_length, rebuild, caller_key)
+            self._recover_chunk(file, lease_id, chunk_id, version, failed, acked_length, rebuild, caller_key),
+            context=unbounded,
         )
         self.recovering_chunks[chunk_id] = task
 
@@ -375,7 +398,7 @@ class Leadership:
         if rebuild:
             added = await self._replacements(file, chunk, names, failed, agreed, new_version)
         seal = chunk.sealed or not rebuild
-        location: ChunkLocation = await self.master.propose(
+        location: ChunkLocation = await self.master.propose_command(
             BumpChunkVersion(file.inode, lease_id, chunk_id, new_version, names + added, now, agreed, seal)
         )
         await asyncio.gather(*(self._sync(s, chunk_id, new_version, agreed, seal) for s in names))
@@ -467,11 +490,11 @@ class Leadership:
             if not await self._copy_bytes(task, sealed=chunk.sealed):
                 return
             now = self.now()
-            await self.master.propose(AddReplica(task.chunk_id, task.target, task.version, task.length, now))
+            await self.master.propose_command(AddReplica(task.chunk_id, task.target, task.version, task.length, now))
             if task.drop is not None:
                 moved = (CopyReason.BALANCE, CopyReason.SPREAD)
                 reason = RemovalReason.BALANCE if task.reason in moved else RemovalReason.DECOMMISSION
-                await self.master.propose(RemoveReplica(task.chunk_id, task.drop, reason))
+                await self.master.propose_command(RemoveReplica(task.chunk_id, task.drop, reason))
             log.info("%s copy of chunk %d: %s -> %s done", task.reason, task.chunk_id, task.source, task.target)
         except FeitianError as exc:
             log.warning("%s copy of chunk %d to %s: %s", task.reason, task.chunk_id, task.target, exc)
@@ -498,7 +521,7 @@ class Leadership:
             log.info("balance: done")
         for removal in plan.removals:
             try:
-                await self.master.propose(removal)
+                await self.master.propose_command(removal)
                 log.info("removed replica of chunk %d on %s (%s)", removal.chunk_id, removal.server_id, removal.reason)
             except FeitianError as exc:
                 log.info("remove replica of chunk %d on %s: %s", removal.chunk_id, removal.server_id, exc)
@@ -506,14 +529,14 @@ class Leadership:
             self.spawn(self.run_copy(task))
         for server_id in plan.decommissioned:
             with contextlib.suppress(FeitianError):
-                await self.master.propose(SetServerState(server_id, ServerState.DECOMMISSIONED))
+                await self.master.propose_command(SetServerState(server_id, ServerState.DECOMMISSIONED))
                 log.info("chunk server %s finished decommissioning: it holds nothing and gets nothing", server_id)
         for expired in self.sm.expired_leases(now):
             if expired.file_id not in self.recovering:
                 self.recovering.add(expired.file_id)
                 self.spawn(self.recover_lease(expired))
         self.cluster.forget_changes_before(now)
-        for nonce in [n for n, (_, _, t) in self.create_nonces.items() if t < time.monotonic()]:
+        for nonce in [n for n, (_, _, t) in self.create_nonces.items() if t < now]:
             del self.create_nonces[nonce]
         return len(plan.copies)
 
@@ -523,13 +546,15 @@ class Leadership:
             now = self.now()
             ttl = int(self.master.options.lease_ttl_s * SECOND_NS)
             holder = f"master:{self.master.node_name}"
-            grant = await self.master.propose(AcquireLease(expired.path, holder, LeaseMode.APPEND, now, now + ttl))
+            grant = await self.master.propose_command(
+                AcquireLease(expired.path, holder, LeaseMode.APPEND, now, now + ttl)
+            )
             file = self.sm.tree.file("recover lease", grant.file_id)
             if file.chunks:
                 last = self.sm.table.chunks[file.chunks[-1]]
                 if not last.sealed:
                     await self.recover_chunk(file, grant.lease_id, last.chunk_id, last.version, (), 0, False, b"")
-            await self.master.propose(CloseFile(grant.file_id, grant.lease_id, self.now()))
+            await self.master.propose_command(CloseFile(grant.file_id, grant.lease_id, self.now()))
             log.info("recovered the lease of %s (held by %r)", expired.path, expired.holder)
         except (FeitianError, NotFoundError) as exc:
             log.warning("lease recovery of %s: %s (retried later)", expired.path, exc)
@@ -549,15 +574,15 @@ class Leadership:
             last = self.sm.table.chunks[file.chunks[-1]]
             if not last.sealed:
                 await self.recover_chunk(file, lease_id, last.chunk_id, last.version, (), 0, False, b"")
-        length: int = await self.master.propose(CloseFile(file.inode, lease_id, self.now()))
+        length: int = await self.master.propose_command(CloseFile(file.inode, lease_id, self.now()))
         log.info("%s: its writer gave up; sealed and closed at %d bytes", path, length)
         return length
 
     def new_create_nonce(self, principal_id: str, path: str) -> bytes:
         nonce = os.urandom(16)
-        self.create_nonces[nonce] = (principal_id, path, time.monotonic() + NONCE_TTL_S)
+        self.create_nonces[nonce] = (principal_id, path, self.now() + NONCE_TTL_NS)
         return nonce
 
     def take_create_nonce(self, nonce: bytes, principal_id: str, path: str) -> bool:
         entry = self.create_nonces.pop(nonce, None)
-        return entry is not None and entry[0] == principal_id and entry[1] == path and entry[2] >= time.monotonic()
+        return entry is not None and entry[0] == principal_id and entry[1] == path and entry[2] >= self.now()

@@ -128,6 +128,9 @@ class ChunkGrant(msgspec.Struct, frozen=True):
 class MkdirRequest(Request[MkdirResult], frozen=True, tag="dfs.Mkdir"):
     path: str
     parents: bool = True
+    # Exactly-once retries: the client's id and this write's number (the kit's dedupe table); "" sends none.
+    client_id: str = ""
+    request_seq: int = 0
 
 
 class Stat(Request[FileStatus], frozen=True, tag="dfs.Stat"):
@@ -160,6 +163,9 @@ class RenameRequest(Request[RenameResult], frozen=True, tag="dfs.Rename"):
     dst: str
     overwrite: bool = False
     create_nonce: bytes = b""
+    # Exactly-once retries: the client's id and this write's number (the kit's dedupe table); "" sends none.
+    client_id: str = ""
+    request_seq: int = 0
 
 
 class DeleteRequest(Request[DeleteResult], frozen=True, tag="dfs.Delete"):
@@ -168,11 +174,17 @@ class DeleteRequest(Request[DeleteResult], frozen=True, tag="dfs.Delete"):
     path: str
     recursive: bool = False
     lease_id: int = 0
+    # Exactly-once retries: the client's id and this write's number (the kit's dedupe table); "" sends none.
+    client_id: str = ""
+    request_seq: int = 0
 
 
 class SetReplicationRequest(Request[FileStatus], frozen=True, tag="dfs.SetReplication"):
     path: str
     replication: int
+    # Exactly-once retries: the client's id and this write's number (the kit's dedupe table); "" sends none.
+    client_id: str = ""
+    request_seq: int = 0
 
 
 class DiskUsageReply(msgspec.Struct, frozen=True):
@@ -211,12 +223,18 @@ class CreateRequest(Request[OpenReply], frozen=True, tag="dfs.Create"):
     overwrite: bool = False
     parents: bool = True
     mode: LeaseMode = LeaseMode.APPEND
+    # Exactly-once retries: the client's id and this write's number (the kit's dedupe table); "" sends none.
+    client_id: str = ""
+    request_seq: int = 0
 
 
 class OpenWrite(Request[OpenReply], frozen=True, tag="dfs.OpenWrite"):
     path: str
     holder: str
     mode: LeaseMode = LeaseMode.APPEND
+    # Exactly-once retries: the client's id and this write's number (the kit's dedupe table); "" sends none.
+    client_id: str = ""
+    request_seq: int = 0
 
 
 class RenewRequest(Request[LeaseGrant], frozen=True, tag="dfs.Renew"):
@@ -232,6 +250,9 @@ class CloseRequest(Request[int], frozen=True, tag="dfs.Close"):
     file_id: int
     lease_id: int
     last_chunk_length: int = -1
+    # Exactly-once retries: the client's id and this write's number (the kit's dedupe table); "" sends none.
+    client_id: str = ""
+    request_seq: int = 0
 
 
 class ReleaseRequest(Request[int], frozen=True, tag="dfs.Release"):

@@ -1,7 +1,9 @@
 """The master's RPC service: every ``dfs.*`` method (rules in :mod:`feitian.dfs.master_messages`).
 
 Writes go through the replicated log (``propose``); reads pass a read barrier first. Each handler refuses on a
-follower with NotLeaderError naming the leader.
+follower with NotLeaderError naming the leader. The namespace writes a client may retry (mkdir, rename, delete,
+set replication, create, open for writing, close) carry its ``client_id`` and ``request_seq``: the command then
+carries a :class:`~feitian.replica.core.RequestKey` and is applied once, a retry answered with the first result.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ from feitian.dfs.master_messages import (
     WriteTokens,
 )
 from feitian.errors import AccessReason, ConflictError, ConflictReason, NotFoundError, PermissionDeniedError
+from feitian.replica.core.dedupe import RequestKey, request_key
 from feitian.rpc import CallContext, Server
 
 __all__ = ["MasterService"]
@@ -89,7 +92,7 @@ __all__ = ["MasterService"]
 SECOND_NS = 1_000_000_000
 
 
-def _key(ctx: CallContext) -> bytes:
+def _caller_key(ctx: CallContext) -> bytes:
     principal = ctx.peer.principal
     return principal.public_key if principal is not None else b""
 
@@ -97,6 +100,11 @@ def _key(ctx: CallContext) -> bytes:
 def _principal_id(ctx: CallContext) -> str:
     principal = ctx.peer.principal
     return principal.id if principal is not None else ""
+
+
+def _request(ctx: CallContext, req: Any) -> RequestKey | None:
+    """The request's dedupe key (None when the client sent no ``client_id``)."""
+    return request_key(_principal_id(ctx), req.client_id, req.request_seq, req)
 
 
 class MasterService:
@@ -147,8 +155,12 @@ class MasterService:
 
     async def _read(self) -> Any:
         leadership = self.master.leader()
-        await self.master.read_barrier()
+        await self.master.leader_read_barrier()
         return leadership
+
+    def _done_before(self, op: str, request: RequestKey | None) -> bool:
+        """Whether this request was applied already (a retry): its checks were passed then."""
+        return request is not None and self.sm.dedupe.check(op, request) is not None
 
     def _open_file(self, op: str, path: str, file_id: int) -> FileNode:
         """The open file ``file_id``, which must be at ``path`` (the path the caller's right was checked on)."""
@@ -171,7 +183,8 @@ class MasterService:
 
     async def mkdir(self, ctx: CallContext, req: MkdirRequest) -> MkdirResult:
         self.master.leader()
-        result: MkdirResult = await self.master.propose(Mkdir(req.path, self.master.now_ns(), req.parents))
+        command = Mkdir(req.path, self.master.now_ns(), req.parents, _request(ctx, req))
+        result: MkdirResult = await self.master.propose_command(command)
         return result
 
     async def stat(self, ctx: CallContext, req: Stat) -> FileStatus:
@@ -194,7 +207,8 @@ class MasterService:
 
     async def rename(self, ctx: CallContext, req: RenameRequest) -> RenameResult:
         leadership = self.master.leader()
-        if self.master.security is not None:
+        request = _request(ctx, req)
+        if self.master.security is not None and not self._done_before("rename", request):
             dst = join_path(split_path("rename", req.dst, self.sm.config))
             if not leadership.take_create_nonce(req.create_nonce, _principal_id(ctx), dst):
                 raise PermissionDeniedError(
@@ -202,18 +216,24 @@ class MasterService:
                     hint="call dfs.AuthorizeCreate for the destination first (the client does)",
                     reason=AccessReason.NOT_GRANTED,
                 )
-        result: RenameResult = await self.master.propose(Rename(req.path, req.dst, self.master.now_ns(), req.overwrite))
+        result: RenameResult = await self.master.propose_command(
+            Rename(req.path, req.dst, self.master.now_ns(), req.overwrite, request)
+        )
         return result
 
     async def delete(self, ctx: CallContext, req: DeleteRequest) -> DeleteResult:
         self.master.leader()
-        command = Delete(req.path, self.master.now_ns(), req.recursive, lease_id=req.lease_id)
-        result: DeleteResult = await self.master.propose(command)
+        command = Delete(
+            req.path, self.master.now_ns(), req.recursive, lease_id=req.lease_id, request=_request(ctx, req)
+        )
+        result: DeleteResult = await self.master.propose_command(command)
         return result
 
     async def set_replication(self, ctx: CallContext, req: SetReplicationRequest) -> FileStatus:
         self.master.leader()
-        status: FileStatus = await self.master.propose(SetReplication(req.path, req.replication, self.master.now_ns()))
+        status: FileStatus = await self.master.propose_command(
+            SetReplication(req.path, req.replication, self.master.now_ns(), _request(ctx, req))
+        )
         return status
 
     async def disk_usage(self, ctx: CallContext, req: DiskUsage) -> DiskUsageReply:
@@ -265,7 +285,7 @@ class MasterService:
         if 1 <= needed <= replication <= config.max_replication and chunk_size > 0:  # else the namespace refuses
             await leadership.check_placeable("create", req.path, needed, replication, chunk_size)
         expires = self._lease_expiry()
-        result: CreateResult = await self.master.propose(
+        result: CreateResult = await self.master.propose_command(
             Create(
                 req.path,
                 self.master.now_ns(),
@@ -278,14 +298,15 @@ class MasterService:
                 req.holder,
                 req.mode,
                 expires,
+                _request(ctx, req),
             )
         )
         return self._open_reply(req.path, result.file_id, result.lease_id, result.lease_expires_ns)
 
     async def open_write(self, ctx: CallContext, req: OpenWrite) -> OpenReply:
         self.master.leader()
-        grant: LeaseGrant = await self.master.propose(
-            AcquireLease(req.path, req.holder, req.mode, self.master.now_ns(), self._lease_expiry())
+        grant: LeaseGrant = await self.master.propose_command(
+            AcquireLease(req.path, req.holder, req.mode, self.master.now_ns(), self._lease_expiry(), _request(ctx, req))
         )
         return self._open_reply(req.path, grant.file_id, grant.lease_id, grant.expires_ns)
 
@@ -297,7 +318,7 @@ class MasterService:
     async def renew(self, ctx: CallContext, req: RenewRequest) -> LeaseGrant:
         self.master.leader()
         self._open_file("renew lease", req.path, req.file_id)
-        grant: LeaseGrant = await self.master.propose(
+        grant: LeaseGrant = await self.master.propose_command(
             RenewLease(req.file_id, req.lease_id, self.master.now_ns(), self._lease_expiry())
         )
         return grant
@@ -305,8 +326,15 @@ class MasterService:
     async def close(self, ctx: CallContext, req: CloseRequest) -> int:
         self.master.leader()
         file = self._open_file("close", req.path, req.file_id)
-        length: int = await self.master.propose(
-            CloseFile(req.file_id, req.lease_id, self.master.now_ns(), req.last_chunk_length, bool(file.chunks))
+        length: int = await self.master.propose_command(
+            CloseFile(
+                req.file_id,
+                req.lease_id,
+                self.master.now_ns(),
+                req.last_chunk_length,
+                bool(file.chunks),
+                _request(ctx, req),
+            )
         )
         return length
 
@@ -327,18 +355,20 @@ class MasterService:
                 and lease is not None
             ):
                 location = self.sm.chunk_location(last)
-                return leadership.grant(location, _key(ctx), write=True, lease_expires_ns=lease.expires_ns)
+                return leadership.grant(location, _caller_key(ctx), write=True, lease_expires_ns=lease.expires_ns)
             raise ConflictError(
                 f"add chunk to {req.path}: the last chunk is {last}, not {req.after_chunk} (another writer?)",
                 reason=ConflictReason.NOT_LAST_CHUNK,
             )
-        grant: ChunkGrant = await leadership.add_chunk(file, req.lease_id, req.previous_length, req.exclude, _key(ctx))
+        grant: ChunkGrant = await leadership.add_chunk(
+            file, req.lease_id, req.previous_length, req.exclude, _caller_key(ctx)
+        )
         return grant
 
     async def commit(self, ctx: CallContext, req: CommitRequest) -> ChunkLocation:
         self.master.leader()
         self._open_file("commit chunk", req.path, req.file_id)
-        location: ChunkLocation = await self.master.propose(
+        location: ChunkLocation = await self.master.propose_command(
             CommitChunk(req.file_id, req.lease_id, req.chunk_id, req.length, req.seal, self.master.now_ns())
         )
         return location
@@ -359,9 +389,9 @@ class MasterService:
                     f"write {req.path}: lease {req.lease_id} is not the file's", reason=ConflictReason.STALE_LEASE
                 )
             location = self.sm.chunk_location(req.chunk_id)
-            return leadership.grant(location, _key(ctx), write=True, lease_expires_ns=lease.expires_ns)
+            return leadership.grant(location, _caller_key(ctx), write=True, lease_expires_ns=lease.expires_ns)
         grant: ChunkGrant = await leadership.recover_chunk(
-            file, req.lease_id, req.chunk_id, chunk.version, (), chunk.length, True, _key(ctx)
+            file, req.lease_id, req.chunk_id, chunk.version, (), chunk.length, True, _caller_key(ctx)
         )
         return grant
 
@@ -374,7 +404,7 @@ class MasterService:
                 f"recover {req.path}: lease {req.lease_id} is not the file's", reason=ConflictReason.STALE_LEASE
             )
         grant: ChunkGrant = await leadership.recover_chunk(
-            file, req.lease_id, req.chunk_id, req.version, req.failed, req.acked_length, req.rebuild, _key(ctx)
+            file, req.lease_id, req.chunk_id, req.version, req.failed, req.acked_length, req.rebuild, _caller_key(ctx)
         )
         return grant
 
@@ -386,7 +416,7 @@ class MasterService:
         if lease is None or lease.lease_id != req.lease_id or chunk.writer_lease_id != req.lease_id:
             raise ConflictError(f"write {req.path}: lease {req.lease_id} does not write chunk {req.chunk_id}")
         location = self.sm.chunk_location(req.chunk_id)
-        grant: ChunkGrant = leadership.grant(location, _key(ctx), write=True, lease_expires_ns=lease.expires_ns)
+        grant: ChunkGrant = leadership.grant(location, _caller_key(ctx), write=True, lease_expires_ns=lease.expires_ns)
         return grant
 
     # -- reading -------------------------------------------------------------------------------------------------
@@ -394,7 +424,7 @@ class MasterService:
     async def locate(self, ctx: CallContext, req: Locate) -> LocateReply:
         leadership = await self._read()
         located = self.sm.locate(req.path, req.offset, req.length, allow_tail=req.allow_tail)
-        key = _key(ctx)
+        key = _caller_key(ctx)
         grants = tuple(leadership.grant(loc, key, write=False) for loc in located.chunks)
         return LocateReply(located.file_id, located.file_length, located.tail_open, grants)
 
@@ -405,7 +435,7 @@ class MasterService:
             raise PermissionDeniedError(
                 f"read {req.path}: chunk {req.chunk_id} is not in it", reason=AccessReason.WRONG_PATH
             )
-        grant: ChunkGrant = leadership.grant(self.sm.chunk_location(req.chunk_id), _key(ctx), write=False)
+        grant: ChunkGrant = leadership.grant(self.sm.chunk_location(req.chunk_id), _caller_key(ctx), write=False)
         return grant
 
     async def report_corrupt(self, ctx: CallContext, req: ReportCorrupt) -> None:
@@ -495,7 +525,7 @@ class MasterService:
         else:
             state = info.state  # decommissioning or decommissioned already: nothing to do
         if state is not info.state:
-            await self.master.propose(SetServerState(req.server_id, state))
+            await self.master.propose_command(SetServerState(req.server_id, state))
         return len(self.sm.chunks_on(req.server_id))
 
     async def status(self, ctx: CallContext, req: MasterStatus) -> MasterStatusReply:

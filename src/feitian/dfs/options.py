@@ -8,8 +8,8 @@ import msgspec
 
 from feitian.dfs.core import ClusterConfig, NamespaceConfig, PlacementPolicy
 from feitian.errors import UnavailableReason
-from feitian.replica.leader_caller import LeaderCaller
 from feitian.replica.options import ReplicaOptions
+from feitian.replica.router import Router
 from feitian.rpc import Client
 
 __all__ = ["ChunkServerOptions", "MasterOptions"]
@@ -83,13 +83,16 @@ class ChunkServerOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True
         return out
 
 
-def master_caller(client: Client, addresses: list[str], **options: Any) -> LeaderCaller:
-    """Calls the Pangu master leader among ``addresses`` (``options``: LeaderCaller's timeouts). A full disk or
-    no usable chunk server ends a call at once: another master would answer the same."""
-    return LeaderCaller(
+def master_caller(client: Client, addresses: list[str], **options: Any) -> Router:
+    """The kit's router to the Pangu master leader among ``addresses`` (``options``: the Router's timeouts; one
+    attempt 5 s unless given). A full disk or no usable chunk server ends a call at once: another master would
+    answer the same."""
+    options.setdefault("attempt_timeout_s", 5.0)
+    return Router(
         client,
         addresses,
         service="dfs master",
         fatal_reasons=(UnavailableReason.DISK_FULL, UnavailableReason.NO_SERVERS),
+        unreachable_hint="are the dfs masters running? `feitian cluster status` shows them",
         **options,
     )

@@ -8,12 +8,12 @@ import asyncio
 import pytest
 
 from feitian.cli.coord import parse_ops
-from feitian.coord.connection import ReplicaRouter
 from feitian.coord.core import CheckOp, CreateOp, DeleteOp, NodeStat, Selector, SetOp
 from feitian.coord.messages import TXN_RULE, SetRequest, StatusRequest, TxnRequest
 from feitian.coord.recipes.lock import contenders
 from feitian.coord.watch import selector_for
 from feitian.errors import InvalidArgumentError, NotLeaderError, UnavailableError
+from feitian.replica.router import Router
 from feitian.security.core import Right
 
 
@@ -105,7 +105,7 @@ async def test_stale_leader_hints_naming_each_other_pause_the_caller_instead_of_
             raise NotLeaderError("not the leader", leader_hint="tcp://b" if target == "tcp://a" else "tcp://a")
 
     rpc = Stale()
-    router = ReplicaRouter(rpc, ["tcp://a", "tcp://b"], timeout_s=0.3)  # type: ignore[arg-type]
+    router = Router(rpc, ["tcp://a", "tcp://b"], timeout_s=0.3)  # type: ignore[arg-type]
     with pytest.raises(UnavailableError):
         await router.call(StatusRequest(), leader=True)
     assert 2 <= rpc.calls <= 30
@@ -122,7 +122,7 @@ async def test_a_write_whose_attempt_may_have_been_applied_gives_up_with_an_unkn
                 raise UnavailableError("leadership lost before the proposal committed", outcome="unknown")
             raise NotLeaderError("not the leader", leader_hint=None)
 
-    router = ReplicaRouter(LostQuorum(), ["tcp://a", "tcp://b"], timeout_s=0.3)  # type: ignore[arg-type]
+    router = Router(LostQuorum(), ["tcp://a", "tcp://b"], timeout_s=0.3)  # type: ignore[arg-type]
     with pytest.raises(UnavailableError) as write:
         await router.call(SetRequest(path="/k", value=b"v", client_id="c", request_seq=1), leader=True)
     assert write.value.fields.get("outcome") == "unknown" and "may still be applied" in write.value.message

@@ -17,8 +17,8 @@ from feitian.coord.core import (
     SessionsExpired,
     encode_command,
 )
-from feitian.coord.core.dedupe import client_key
 from feitian.errors import AlreadyExistsError, ConflictError, InvalidArgumentError, SessionExpiredError
+from feitian.replica.core.dedupe import client_key
 
 
 def seq_create(seq: int, client: str = "client-1", principal: str = ALICE, **kw: object) -> CreateNode:

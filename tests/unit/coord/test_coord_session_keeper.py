@@ -12,6 +12,7 @@ from feitian.base.clock import MonotonicClock, StallAdjustedClock
 from feitian.coord.core import CoordStateMachine, CreateSession, SessionTracker, StartLeaderTerm
 from feitian.coord.session_keeper import LeaderSessions
 from feitian.errors import NotLeaderError, SessionExpiredError
+from feitian.replica.duties import LeaderDuties
 from feitian.testing.waiting import wait_for_condition
 
 
@@ -25,7 +26,7 @@ def _leader(sm: CoordStateMachine, tracker: SessionTracker) -> LeaderSessions:
     replica = types.SimpleNamespace(
         is_leader=True, node=types.SimpleNamespace(term=2), leader_address=None, config=types.SimpleNamespace(id=2)
     )
-    return LeaderSessions(replica, sm, tracker, _Clock())  # type: ignore[arg-type]
+    return LeaderSessions(LeaderDuties(replica), sm, tracker, _Clock())  # type: ignore[arg-type]
 
 
 async def test_a_leader_taking_over_never_calls_a_session_it_has_not_applied_yet_expired() -> None:
@@ -95,7 +96,7 @@ async def test_a_stalled_leader_does_not_expire_sessions_for_the_time_it_was_sta
     clock = StallAdjustedClock(MonotonicClock())
     tracker = SessionTracker()
     tracker.become_leader(2, sm.session_ttls(), clock.monotonic_ns())
-    keeper = LeaderSessions(replica, sm, tracker, clock)  # type: ignore[arg-type]
+    keeper = LeaderSessions(LeaderDuties(replica), sm, tracker, clock)  # type: ignore[arg-type]
     task = asyncio.ensure_future(keeper.run())
     try:
         await wait_for_condition(lambda: keeper.polls >= 2, 5, "the keeper waiting for the next deadline")

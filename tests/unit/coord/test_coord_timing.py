@@ -20,7 +20,7 @@ from feitian.coord.core import (
     SessionTracker,
     StartLeaderTerm,
 )
-from feitian.errors import NotLeaderError, SessionExpiredError
+from feitian.errors import InternalError, SessionExpiredError
 
 MS = 1_000_000
 T0 = 1_000_000 * MS  # an arbitrary monotonic start
@@ -97,7 +97,7 @@ def test_observe_follows_the_state_machine_and_ends_sessions() -> None:
 
 def test_an_inactive_tracker_refuses_heartbeats_and_proposes_nothing() -> None:
     tracker = SessionTracker()
-    with pytest.raises(NotLeaderError):
+    with pytest.raises(InternalError, match="not active"):
         tracker.heartbeat(1, T0)
     tracker.observe(started(1, 1_000), T0)
     assert tracker.due(T0 + 10**12) is None

@@ -1,5 +1,5 @@
 """A chunk server's heartbeat loop (dfs/chunkserver_loops.py) on a manual clock: a real chunk store on disk, the
-master leader replaced at the one call it makes (``LeaderCaller.call``), no real waiting."""
+master leader replaced at the one call it makes (``Router.call``), no real waiting."""
 
 from __future__ import annotations
 

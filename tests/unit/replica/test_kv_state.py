@@ -9,6 +9,7 @@ import msgspec
 
 from feitian.consensus import Config, Entry, HardState, RawNode, Ready
 from feitian.errors import ConflictError
+from feitian.replica.core import RequestKey
 from feitian.replica.kv import DeleteCommand, KvStateMachine, PutCommand
 from feitian.replica.log import DurableLog
 
@@ -36,6 +37,28 @@ def test_snapshot_round_trip() -> None:
     other = KvStateMachine()
     other.restore(sm.snapshot())
     assert other.data == sm.data and other.applied_index == 101
+
+
+def test_a_retried_write_is_applied_once_and_the_table_survives_a_snapshot() -> None:
+    sm = KvStateMachine()
+    key = RequestKey("", "client-1", 1, fingerprint=9)
+    assert sm.apply(2, enc(PutCommand("a", b"1", request=key))) == 1
+    assert sm.apply(3, enc(PutCommand("a", b"1", request=key))) == 1  # the retry: not version 2
+    assert sm.data == {"a": (b"1", 1)}
+    gone = RequestKey("", "client-1", 2, fingerprint=10)
+    assert sm.apply(4, enc(DeleteCommand("a", request=gone))) is True
+    assert sm.apply(5, enc(DeleteCommand("a", request=gone))) is True  # not False: the first answer
+    other = KvStateMachine()
+    other.restore(sm.snapshot())
+    assert other.apply(6, enc(PutCommand("a", b"1", request=key))) == 1 and "a" not in other.data
+
+
+def test_a_snapshot_written_before_the_dedupe_table_loads() -> None:
+    old = msgspec.msgpack.encode([7, {"k": (b"v", 3)}])  # [applied_index, data], as written before
+    sm = KvStateMachine()
+    sm.restore(old)
+    assert sm.applied_index == 7 and sm.data == {"k": (b"v", 3)} and len(sm.dedupe) == 0
+    assert sm.snapshot() == old  # and an empty table writes the same form
 
 
 async def test_durable_log_bootstraps_persists_and_reopens(tmp_path: Path) -> None:

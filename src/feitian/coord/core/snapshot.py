@@ -14,13 +14,14 @@ from typing import Protocol
 
 import msgspec
 
-from feitian.coord.core.dedupe import ClientRecord, DedupeTable
 from feitian.coord.core.events import Event, EventHistory
 from feitian.coord.core.limits import CoordLimits
 from feitian.coord.core.paths import ROOT, other_kind, parent_of
+from feitian.coord.core.results import StoredResult
 from feitian.coord.core.sessions import SessionRecord, SessionTable
 from feitian.coord.core.tree import Node, Tree
 from feitian.errors import DataCorruptionError, FeitianError
+from feitian.replica.core.dedupe import ClientRecord, DedupeTable
 
 __all__ = ["SNAPSHOT_FORMAT", "decode_snapshot", "encode_snapshot"]
 
@@ -54,7 +55,7 @@ class Snapshot(msgspec.Struct, kw_only=True):
     nodes: list[NodeRecord] = []  # format 2
     node_chunks: list[bytes] = []  # format 3: each the msgpack of a list of NodeRecords, in path order
     sessions: list[SessionRecord]
-    clients: list[ClientRecord]
+    clients: list[ClientRecord[StoredResult]]
     compacted_through: int
     history: list[tuple[Event, ...]]
 
@@ -62,7 +63,7 @@ class Snapshot(msgspec.Struct, kw_only=True):
 class _Source(Protocol):
     tree: Tree
     sessions: SessionTable
-    dedupe: DedupeTable
+    dedupe: DedupeTable[StoredResult]
     history: EventHistory
     revision: int
     applied_index: int
@@ -73,7 +74,7 @@ class _Source(Protocol):
 class Restored:
     tree: Tree
     sessions: SessionTable
-    dedupe: DedupeTable
+    dedupe: DedupeTable[StoredResult]
     history: EventHistory
     revision: int
     applied_index: int
@@ -132,7 +133,7 @@ def decode_snapshot(data: bytes, limits: CoordLimits) -> Restored:
         sessions.sessions[record.session_id] = record
     sessions.next_id = snapshot.next_session_id
     tree = _restore_tree(snapshot, sessions, limits)
-    dedupe = DedupeTable(limits.dedupe_window, limits.max_dedupe_clients)
+    dedupe: DedupeTable[StoredResult] = DedupeTable(limits.dedupe_window, limits.max_dedupe_clients)
     dedupe.restore(snapshot.clients)
     _expect(len(dedupe.clients) == len(snapshot.clients), "a client appears twice")
     try:

@@ -32,7 +32,6 @@ from feitian.coord.core.commands import (
     in_transaction,
     validate_command,
 )
-from feitian.coord.core.dedupe import DedupeTable
 from feitian.coord.core.events import Compacted, Event, EventBatch, EventHistory, Selector, SelectorKind
 from feitian.coord.core.limits import DEFAULT_LIMITS, CoordLimits
 from feitian.coord.core.paths import is_directory, other_kind, validate_path
@@ -59,6 +58,7 @@ from feitian.coord.core.sessions import SessionTable
 from feitian.coord.core.snapshot import Restored, decode_snapshot, encode_snapshot
 from feitian.coord.core.tree import Node, Tree
 from feitian.errors import FeitianError, InvalidArgumentError, NotFoundError, SessionExpiredError
+from feitian.replica.core.dedupe import DedupeTable
 
 __all__ = ["Applied", "CoordStateMachine"]
 
@@ -86,7 +86,7 @@ class CoordStateMachine:
         self.limits = limits.validate()
         self.tree = Tree(limits)
         self.sessions = SessionTable(limits)
-        self.dedupe = DedupeTable(limits.dedupe_window, limits.max_dedupe_clients)
+        self.dedupe: DedupeTable[StoredResult] = DedupeTable(limits.dedupe_window, limits.max_dedupe_clients)
         self.history = EventHistory(limits.history_max_events, limits.history_max_bytes)
         self.revision = 0  # +1 per command that changed the tree
         self.applied_index = 0

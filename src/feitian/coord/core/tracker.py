@@ -8,7 +8,8 @@ from the moment it took over (ZooKeeper's approach): a session can only live lon
 Driver contract (see ``docs/coord.md``):
 
 1. On becoming leader, propose ``StartLeaderTerm(epoch=term)``; when it has applied, call
-   ``become_leader(epoch, state.session_ttls(), now_ns)``. Until then ``heartbeat`` raises NotLeaderError.
+   ``become_leader(epoch, state.session_ttls(), now_ns)``. Until then the driver refuses heartbeats itself (the
+   replicated-service kit's NotLeaderError); ``heartbeat`` on an inactive tracker is a driver bug.
 2. After every applied command, call ``observe(state.last_applied, now_ns)``.
 3. Answer a heartbeat only after ``heartbeat()`` accepted it *and* a leadership confirmation (ReadIndex) that
    started after it arrived has succeeded; a deposed leader must never extend a client's lease.
@@ -24,7 +25,7 @@ from collections.abc import Iterable
 
 from feitian.coord.core.commands import ExpireSessions
 from feitian.coord.core.state import Applied
-from feitian.errors import NotLeaderError, SessionExpiredError
+from feitian.errors import InternalError, SessionExpiredError
 
 __all__ = ["SessionTracker"]
 
@@ -71,9 +72,10 @@ class SessionTracker:
 
     def heartbeat(self, session_id: int, now_ns: int) -> int:
         """Extend ``session_id`` to ``now_ns`` + its TTL and return the TTL (ms). SessionExpiredError when the
-        session is unknown, past its deadline or being expired; NotLeaderError when not tracking."""
+        session is unknown, past its deadline or being expired; InternalError when not tracking (the driver refuses
+        a heartbeat as "not the leader" before it gets here)."""
         if not self.active:
-            raise NotLeaderError("heartbeat: this replica is not the leader or is still taking over", leader_hint="")
+            raise InternalError("heartbeat: the session tracker is not active (the driver must check first)")
         deadline = self._deadlines.get(session_id)
         if deadline is None:
             raise SessionExpiredError(f"heartbeat: session {session_id:#x} does not exist", session_id=session_id)

@@ -17,6 +17,7 @@ import msgspec
 
 from feitian.dfs.core.records import FileType, LeaseMode, ServerState
 from feitian.errors import InvalidArgumentError
+from feitian.replica.core.dedupe import RequestKey
 
 __all__ = [
     "AcquireLease",
@@ -72,6 +73,7 @@ class Mkdir(_Command, frozen=True, tag="dfs.mkdir"):
     path: str
     now_ns: int
     parents: bool = False  # create missing parents; an existing directory is then not an error
+    request: RequestKey | None = None  # a client's write to apply once (the kit's dedupe table); None: no retries
 
 
 class Create(_Command, frozen=True, tag="dfs.create"):
@@ -92,6 +94,7 @@ class Create(_Command, frozen=True, tag="dfs.create"):
     holder: str = ""
     lease_mode: LeaseMode = LeaseMode.APPEND
     lease_expires_ns: int = 0
+    request: RequestKey | None = None  # a client's write to apply once (the kit's dedupe table); None: no retries
 
 
 class Rename(_Command, frozen=True, tag="dfs.rename"):
@@ -102,6 +105,7 @@ class Rename(_Command, frozen=True, tag="dfs.rename"):
     dst: str
     now_ns: int
     overwrite: bool = False
+    request: RequestKey | None = None  # a client's write to apply once (the kit's dedupe table); None: no retries
 
 
 class Delete(_Command, frozen=True, tag="dfs.delete"):
@@ -114,12 +118,14 @@ class Delete(_Command, frozen=True, tag="dfs.delete"):
     recursive: bool = False
     force: bool = False
     lease_id: int = 0
+    request: RequestKey | None = None  # a client's write to apply once (the kit's dedupe table); None: no retries
 
 
 class SetReplication(_Command, frozen=True, tag="dfs.set_replication"):
     path: str
     replication: int
     now_ns: int
+    request: RequestKey | None = None  # a client's write to apply once (the kit's dedupe table); None: no retries
 
 
 # -- write leases ------------------------------------------------------------------------------------------------
@@ -133,6 +139,7 @@ class AcquireLease(_Command, frozen=True, tag="dfs.acquire_lease"):
     mode: LeaseMode
     now_ns: int
     expires_ns: int
+    request: RequestKey | None = None  # a client's write to apply once (the kit's dedupe table); None: no retries
 
 
 class RenewLease(_Command, frozen=True, tag="dfs.renew_lease"):
@@ -150,6 +157,7 @@ class CloseFile(_Command, frozen=True, tag="dfs.close"):
     now_ns: int
     last_chunk_length: int = -1
     seal_last: bool = False
+    request: RequestKey | None = None  # a client's write to apply once (the kit's dedupe table); None: no retries
 
 
 # -- chunks ------------------------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 ``DfsStateMachine`` plugs into :class:`feitian.replica.driver.Replica` (``apply``, ``snapshot``, ``restore``).
 Every command is decided by the leader (chunk ids, servers, versions, lease expiries, the time) and applying it
-is deterministic. A refused command returns a :class:`FeitianError` *value* and changes nothing. Reads are
+is deterministic. A refused command returns a :class:`FeitianError` *value* and changes nothing. A client's
+write carrying a :class:`~feitian.replica.core.RequestKey` is applied once: a retry (after a lost reply or a
+leader change) gets the first result from the replicated-service kit's dedupe table, kept in snapshots. Reads are
 methods (:mod:`feitian.dfs.core.reads`); the leader-side soft state (liveness, reports) is in
 :mod:`feitian.dfs.core.cluster_state`.
 """
@@ -58,10 +60,17 @@ from feitian.dfs.core.records import (
 )
 from feitian.dfs.core.tree import Tree
 from feitian.errors import ConflictError, ConflictReason, FeitianError, InvalidArgumentError
+from feitian.replica.core.dedupe import ClientRecord, DedupeTable, ReplyCodec, StoredReply
 
-__all__ = ["DfsStateMachine"]
+__all__ = ["DEDUPE_WINDOW", "MAX_DEDUPE_CLIENTS", "DfsStateMachine"]
 
+# Format 1; snapshots written before the dedupe table existed (no ``clients``) load with an empty table.
 SNAPSHOT_FORMAT = 1
+# Results remembered per client: a DFS client keeps at most this many namespace writes in flight (``feitian bench
+# dfs`` creates 256 files at once through one client, so this is well above that).
+DEDUPE_WINDOW = 1024
+MAX_DEDUPE_CLIENTS = 2048  # clients remembered (each command-line run is one); the least recently used go first
+_REPLIES = ReplyCodec((MkdirResult, CreateResult, RenameResult, DeleteResult, FileStatus, LeaseGrant, int))
 
 
 class _Snapshot(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
@@ -75,9 +84,13 @@ class _Snapshot(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     files: list[FileNode]
     chunks: list[ChunkRecord]
     servers: list[ServerRecord]
+    # The dedupe table (least recently used first), as its own msgpack: its records hold int-keyed dicts, which the
+    # deterministic encoder above refuses; their order is the table's (replicated) order, so the bytes agree anyway.
+    clients: bytes = b""
 
 
 _SNAPSHOT_ENCODER = msgspec.msgpack.Encoder(order="deterministic")
+_CLIENTS_DECODER = msgspec.msgpack.Decoder(list[ClientRecord[StoredReply]])
 
 
 class DfsStateMachine(NamespaceReads):
@@ -90,6 +103,7 @@ class DfsStateMachine(NamespaceReads):
         self.applied_index = 0
         self.clock_ns = 0  # the largest leader time seen in a command
         self.next_lease_id = 1
+        self.dedupe: DedupeTable[StoredReply] = DedupeTable(DEDUPE_WINDOW, MAX_DEDUPE_CLIENTS)
         self._ends: dict[int, list[int]] = {}  # file id -> cumulative chunk end offsets (a cache)
         self._leased: set[int] = set()  # ids of files with a lease record (an index)
         self._handlers: dict[type[Any], Callable[[Any], Any]] = {
@@ -126,10 +140,24 @@ class DfsStateMachine(NamespaceReads):
         now_ns = getattr(command, "now_ns", None)
         if now_ns is not None:
             self.clock_ns = max(self.clock_ns, now_ns)
+        key = getattr(command, "request", None)
+        if key is None:
+            try:
+                return self._handlers[type(command)](command)
+            except FeitianError as exc:
+                return exc
         try:
-            return self._handlers[type(command)](command)
+            stored = self.dedupe.check(type(command).__name__, key)
         except FeitianError as exc:
             return exc
+        if stored is not None:
+            return _REPLIES.load(stored)
+        try:
+            result = self._handlers[type(command)](command)
+        except FeitianError as exc:
+            result = exc
+        self.dedupe.record(key, _REPLIES.store(result))
+        return result
 
     def snapshot(self) -> bytes:
         dirs = sorted((n for n in self.tree.nodes.values() if isinstance(n, DirNode)), key=lambda n: n.inode)
@@ -146,6 +174,7 @@ class DfsStateMachine(NamespaceReads):
                 files=files,
                 chunks=[self.table.chunks[i] for i in sorted(self.table.chunks)],
                 servers=[self.table.servers[s] for s in sorted(self.table.servers)],
+                clients=msgspec.msgpack.encode(list(self.dedupe.clients.values())) if self.dedupe.clients else b"",
             )
         )
 
@@ -164,7 +193,9 @@ class DfsStateMachine(NamespaceReads):
         table.servers = {s.server_id: s for s in snap.servers}
         table.next_chunk_id = snap.next_chunk_id
         table.rebuild_index()
-        self.tree, self.table = tree, table
+        dedupe: DedupeTable[StoredReply] = DedupeTable(DEDUPE_WINDOW, MAX_DEDUPE_CLIENTS)
+        dedupe.restore(_CLIENTS_DECODER.decode(snap.clients) if snap.clients else [])
+        self.tree, self.table, self.dedupe = tree, table, dedupe
         self.applied_index, self.clock_ns, self.next_lease_id = snap.applied_index, snap.clock_ns, snap.next_lease_id
         self._ends.clear()
         self._leased = {f.inode for f in snap.files if f.lease is not None}

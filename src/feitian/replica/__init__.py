@@ -1,0 +1,45 @@
+"""The replicated-service kit: how every replicated service of feitian is built (ARCHITECTURE.md, "The
+replicated-service kit").
+
+* :class:`Replica` — the one Raft driver: a consensus core, a durable log and a state machine.
+* :class:`ReplicatedService` — the base of a service: owns a state machine on a :class:`Replica`; ``propose(ctx,
+  command)`` honours the caller's deadline and refuses on a follower with ``NotLeaderError(leader_hint=...)``.
+* :class:`LeaderDuties` — a start-of-term entry, a ``ready`` flag, and leader-only tasks stopped on step-down.
+* :class:`DedupeTable` (``feitian.replica.core``, pure) — exactly-once retries by ``client_id`` + ``request_seq``.
+* :class:`Router` — the one client-side way to reach the leader: follows hints, backs off, retries by one set
+  of rules, honours the caller's deadline and reports an outcome that may be unknown.
+"""
+
+from feitian.replica.core import (
+    ClientRecord,
+    DedupeTable,
+    ReplyCodec,
+    RequestKey,
+    StoredEntry,
+    StoredReply,
+    client_key,
+    request_key,
+)
+from feitian.replica.driver import Replica, ReplicaConfig, ReplicaStats, StateMachine
+from feitian.replica.duties import LeaderDuties
+from feitian.replica.router import Router
+from feitian.replica.service import ReplicatedService, remaining_s
+
+__all__ = [
+    "ClientRecord",
+    "DedupeTable",
+    "LeaderDuties",
+    "Replica",
+    "ReplicaConfig",
+    "ReplicaStats",
+    "ReplicatedService",
+    "ReplyCodec",
+    "RequestKey",
+    "Router",
+    "StateMachine",
+    "StoredEntry",
+    "StoredReply",
+    "client_key",
+    "remaining_s",
+    "request_key",
+]
