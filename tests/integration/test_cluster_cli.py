@@ -13,16 +13,6 @@ from feitian.runtime.procs import is_running, signal_process
 from feitian.testing.cli import feitian
 
 
-@pytest.fixture
-def cluster_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
-    directory = tmp_path / "cluster"
-    yield str(directory)
-    # Whatever a test did, stop what the cluster started (by recorded pid).
-    lc = LocalCluster(str(directory))
-    if Path(lc.state_path).exists():
-        lc.down(grace_s=5)
-
-
 def test_cluster_lifecycle(cluster_dir: str) -> None:
     up = feitian("cluster", "up", "--dir", cluster_dir, "--json", check=True)
     state = json.loads(up.stdout)

@@ -10,23 +10,12 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from feitian.deploy.cluster import LocalCluster
 from feitian.runtime.procs import is_running, signal_process
 from feitian.testing.cli import FEITIAN, feitian
 from feitian.testing.waiting import wait_until
 
 UNRETRIEVED = "exception was never retrieved"
-
-
-@pytest.fixture
-def cluster_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
-    directory = tmp_path / "cluster"
-    yield str(directory)
-    lc = LocalCluster(str(directory))
-    if Path(lc.state_path).exists():
-        lc.down(grace_s=5)
 
 
 def up(cluster_dir: str, *args: str) -> None:

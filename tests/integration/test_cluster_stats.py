@@ -7,7 +7,6 @@ import json
 import urllib.request
 from pathlib import Path
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from feitian.deploy.cluster import LocalCluster
@@ -17,15 +16,6 @@ from feitian.testing.cli import feitian
 from feitian.testing.waiting import wait_until
 
 REPLICATED = {"coord", "kv", "dfs-master"}
-
-
-@pytest.fixture
-def cluster_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
-    directory = tmp_path / "cluster"
-    yield str(directory)
-    lc = LocalCluster(str(directory))
-    if Path(lc.state_path).exists():
-        lc.down(grace_s=5)  # stops exactly the recorded pids
 
 
 def scrape(url: str) -> dict[str, float]:

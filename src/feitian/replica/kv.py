@@ -15,8 +15,16 @@ from typing import Any
 import msgspec
 
 from feitian.base.clock import Clock, MonotonicClock
-from feitian.errors import ConflictError, FeitianError, InvalidArgumentError
-from feitian.replica.core.dedupe import ClientRecord, DedupeTable, ReplyCodec, RequestKey, StoredReply, request_key
+from feitian.errors import ConflictError, InvalidArgumentError
+from feitian.replica.core.dedupe import (
+    ClientRecord,
+    DedupeTable,
+    ReplyCodec,
+    RequestKey,
+    StoredReply,
+    apply_once,
+    request_key,
+)
 from feitian.replica.driver import ReplicaConfig, ReplicaStats
 from feitian.replica.router import Router
 from feitian.replica.service import ReplicatedService
@@ -61,18 +69,7 @@ class KvStateMachine:
     def apply(self, index: int, data: bytes) -> Any:
         self.applied_index = index
         command = _command_decoder.decode(data)
-        key = command.request
-        if key is None:
-            return self._apply(command)
-        try:
-            stored = self.dedupe.check(type(command).__name__, key)
-        except FeitianError as exc:
-            return exc
-        if stored is not None:
-            return _REPLIES.load(stored)
-        result = self._apply(command)
-        self.dedupe.record(key, _REPLIES.store(result))
-        return result
+        return apply_once(self.dedupe, _REPLIES, type(command).__name__, command.request, lambda: self._apply(command))
 
     def _apply(self, command: Command) -> Any:
         if isinstance(command, PutCommand):

@@ -60,7 +60,7 @@ from feitian.dfs.core.records import (
 )
 from feitian.dfs.core.tree import Tree
 from feitian.errors import ConflictError, ConflictReason, FeitianError, InvalidArgumentError
-from feitian.replica.core.dedupe import ClientRecord, DedupeTable, ReplyCodec, StoredReply
+from feitian.replica.core.dedupe import ClientRecord, DedupeTable, ReplyCodec, StoredReply, apply_once
 
 __all__ = ["DEDUPE_WINDOW", "MAX_DEDUPE_CLIENTS", "DfsStateMachine"]
 
@@ -140,24 +140,9 @@ class DfsStateMachine(NamespaceReads):
         now_ns = getattr(command, "now_ns", None)
         if now_ns is not None:
             self.clock_ns = max(self.clock_ns, now_ns)
+        handler = self._handlers[type(command)]
         key = getattr(command, "request", None)
-        if key is None:
-            try:
-                return self._handlers[type(command)](command)
-            except FeitianError as exc:
-                return exc
-        try:
-            stored = self.dedupe.check(type(command).__name__, key)
-        except FeitianError as exc:
-            return exc
-        if stored is not None:
-            return _REPLIES.load(stored)
-        try:
-            result = self._handlers[type(command)](command)
-        except FeitianError as exc:
-            result = exc
-        self.dedupe.record(key, _REPLIES.store(result))
-        return result
+        return apply_once(self.dedupe, _REPLIES, type(command).__name__, key, lambda: handler(command))
 
     def snapshot(self) -> bytes:
         dirs = sorted((n for n in self.tree.nodes.values() if isinstance(n, DirNode)), key=lambda n: n.inode)

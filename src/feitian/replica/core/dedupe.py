@@ -30,7 +30,7 @@ Results are stored as data (a service turns an error into a value first: they go
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -44,6 +44,7 @@ __all__ = [
     "RequestKey",
     "StoredEntry",
     "StoredReply",
+    "apply_once",
     "client_key",
     "request_key",
 ]
@@ -230,3 +231,28 @@ class DedupeTable(Generic[R]):
             bound.discard(key)
             if not bound:
                 del self.by_session[session_id]
+
+
+def apply_once(
+    table: DedupeTable[StoredReply], codec: ReplyCodec, op: str, key: RequestKey | None, run: Callable[[], Any]
+) -> Any:
+    """Apply a command at most once per request: ``run()`` unless ``key`` (the request's client_id and seq) was
+    applied before, in which case its first result is returned again. A FeitianError raised by ``run`` is the
+    command's result (returned, and remembered like any other); a command without a key is just run."""
+    if key is None:
+        try:
+            return run()
+        except FeitianError as exc:
+            return exc
+    try:
+        stored = table.check(op, key)
+    except FeitianError as exc:  # the seq is older than the table's window, or reused for another request
+        return exc
+    if stored is not None:
+        return codec.load(stored)
+    try:
+        result = run()
+    except FeitianError as exc:
+        result = exc
+    table.record(key, codec.store(result))
+    return result
