@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from feitian.deploy.cluster import read_endpoint
+from feitian.deploy.cluster import free_ports, read_endpoint
 from feitian.errors import ConnectionLostError, DeadlineExceededError
 from feitian.rpc import Client, ClientConfig, Echo, Health
 from feitian.runtime.procs import ProcessRef, signal_process, spawn_detached, stop_processes
@@ -23,9 +22,7 @@ class EchoNode:
     """A real `feitian node run echo` process on a fixed port, restartable."""
 
     def __init__(self, tmp: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        (self.port,) = free_ports(1)
         self.address = f"tcp://127.0.0.1:{self.port}"
         self.run_dir = tmp / "run"
         self.config = tmp / "echo.toml"

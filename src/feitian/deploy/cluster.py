@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import socket
 import sys
 import time
@@ -188,8 +189,50 @@ def with_metrics(specs: Sequence[NodeSpec]) -> list[NodeSpec]:
     return [s if s.metrics else msgspec.structs.replace(s, metrics=f"tcp://127.0.0.1:{next(ports)}") for s in specs]
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands out for outgoing connections and for bind(0) (Linux's ip_local_port_range)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+FIXED_PORT_RANGE = (20000, 32767)  # where fixed ports are drawn: below Linux's default ephemeral range
+
+
 def free_ports(n: int) -> list[int]:
-    """``n`` distinct free TCP ports on 127.0.0.1 (free now; another program could take one before use)."""
+    """``n`` distinct TCP ports on 127.0.0.1, free now, for nodes to bind later.
+
+    They are drawn from :data:`FIXED_PORT_RANGE`, outside the kernel's ephemeral range, when that does not overlap
+    it: a port picked from the ephemeral range and released could be taken by any outgoing connection on the
+    machine before the node binds it (a node then fails to start with "address in use"). Another program could
+    still bind a picked port first; the range makes that unlikely, not impossible."""
+    low, high = FIXED_PORT_RANGE
+    e_low, e_high = _ephemeral_range()
+    if low <= e_high and e_low <= high:  # the ranges overlap: fall back to what the kernel picks
+        return _kernel_picked_ports(n)
+    rng = random.Random()
+    chosen: list[int] = []
+    for _ in range(n * 50):
+        if len(chosen) == n:
+            break
+        port = rng.randint(low, high)
+        if port in chosen:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen.append(port)
+    if len(chosen) < n:
+        return chosen + _kernel_picked_ports(n - len(chosen))
+    return chosen
+
+
+def _kernel_picked_ports(n: int) -> list[int]:
     sockets = []
     try:
         for _ in range(n):

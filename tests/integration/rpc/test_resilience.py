@@ -8,6 +8,7 @@ import socket
 import msgspec
 import pytest
 
+from feitian.deploy.cluster import free_ports
 from feitian.errors import ConnectionLostError, InvalidArgumentError, UnavailableError
 from feitian.rpc import CallContext, Client, ClientConfig, Echo, Health, MemoryResolver, Request, Server, ServerConfig
 from feitian.rpc.core.frame import HEADER, MAGIC, PROTOCOL_VERSION, Kind, encode_frame
@@ -31,10 +32,8 @@ def named_server(name: str) -> Server:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    (port,) = free_ports(1)
+    return port
 
 
 async def test_unreachable_server_gives_unavailable_after_connect_timeout() -> None:

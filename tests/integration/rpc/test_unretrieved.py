@@ -6,21 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import socket
 from typing import Any
 
 import pytest
 
+from feitian.deploy.cluster import free_ports
 from feitian.errors import UnavailableError
 from feitian.rpc import Client, ClientConfig, Health
 from feitian.testing.waiting import wait_for_condition
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    (port,) = free_ports(1)
+    return port
 
 
 async def test_connect_task_outliving_its_caller_is_collected() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import socket
 from pathlib import Path
 
 import pytest
 from zk_world import SECOND_NS, Get, Pki, guarded_server, reason
 
+from feitian.deploy.cluster import free_ports
 from feitian.errors import (
     InvalidArgumentError,
     PermissionDeniedError,
@@ -39,10 +39,8 @@ def fast(name: str = "t") -> ClientConfig:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    (port,) = free_ports(1)
+    return port
 
 
 async def test_calls_are_checked_before_they_queue(caplog: pytest.LogCaptureFixture) -> None:

@@ -162,6 +162,8 @@ class CoordModel:
                 continue
             if sim.now - client.last_heartbeat < HEARTBEAT_TICKS or leader is None or tracker is None:
                 continue
+            if not tracker.active:  # the driver refuses as "not the leader (taking over)" before the tracker
+                continue
             client.last_heartbeat = sim.now
             try:
                 tracker.heartbeat(client.session_id, sim.clock_ns(leader.node_id))
