@@ -1,0 +1,900 @@
+"""The allocator: FuxiMaster's resource-management core (FUXI-2, FUXI-3, FUXI-4). Pure: no I/O, time as ``now_ns``.
+
+**Driving it.** Inputs are method calls; every call that can have consequences returns the effects it caused
+(:class:`SendGrant`, :class:`Preempt`, :class:`Revoke`, :class:`AskResync`). Demand arriving and resources
+freeing only *mark* work; :meth:`Allocator.tick` does it — relaxes locality, revokes grants whose preemption
+notice ran out, expires silent machines, grants, plans preemptions — so the driver calls ``tick(now_ns)`` after
+each batch of inputs and on a timer (the earliest timer it needs is :meth:`Allocator.next_deadline_ns`). A
+refused input (a FeitianError) changed nothing.
+
+**Scheduling is machine-driven.** Waiting demand sits in heaps: one per machine (units preferring it), one per
+rack (units relaxed to rack level), one for the cluster (units relaxed to anywhere, or with no preference). A
+heap orders units by ``(priority, turn, submit order, unit id)``: priority first (smaller = higher), then fair
+rounds within a priority — ``turn`` counts the grants an application received, so each grant moves it behind the
+other applications of its priority (an application that starts waiting joins the current round) — then first
+submitted first. When a machine has free resources (a grant returned, a machine added, new demand that fits it),
+it is marked *dirty*; a pass over a dirty machine repeatedly takes the best head of its three heaps and grants it
+if it fits, skipping at most ``max_skip_per_pass`` heads that do not fit. Cost per grant: O(log n) heap work,
+no scan over machines or applications. A machine left with free resources goes to an *idle index* (by the
+bit lengths of its free cpu/memory/disk/net, and by rack), which new demand probes instead of scanning every
+machine. Heap entries are invalidated lazily (an epoch per unit; a stale turn is re-pushed when it surfaces).
+
+**Quota** (quota.py): a unit whose group is at its limit (with what it may borrow) is parked out of the heaps and
+put back when some group's usage drops. Cluster-pool resources work the same way.
+
+**Preemption** (preemption.py): a unit that waited ``preempt_after_ns`` may reclaim its group's lent quota
+(borrowed grants first) or preempt strictly lower-priority grants, lowest priority and newest first, on one
+machine it may use; victims get a :class:`Preempt` notice, the freed resources are reserved for it, and at the
+notice's deadline what was not returned is revoked.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping, Sequence
+
+from feitian.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+)
+from feitian.sched.core import preemption
+from feitian.sched.core.limits import DEFAULT_LIMITS, DEFAULT_POLICY, SchedLimits, SchedPolicy
+from feitian.sched.core.quota import QuotaBook, QuotaGroup
+from feitian.sched.core.records import (
+    AppSpec,
+    AskResync,
+    DemandDelta,
+    DemandSnapshot,
+    Effect,
+    Grant,
+    Locality,
+    MachineSpec,
+    ReturnGrants,
+    Revoke,
+    RevokeReason,
+    SendGrant,
+    UnitSpec,
+)
+from feitian.sched.core.resources import CompiledShape, ResourceScope, ResourceSpace, Shape, check_name
+from feitian.sched.core.state import LEVEL_ANY, LEVEL_MACHINE, LEVEL_RACK, AppState, Held, MachineState, UnitState
+
+__all__ = ["Allocator"]
+
+# A demand-queue entry: (priority, turn, submit order, unit id, unit epoch, unit).
+Entry = tuple[int, int, int, int, int, UnitState]
+
+_GRANTED, _NO_FIT, _PARKED = 0, 1, 2
+
+
+class Allocator:
+    """FuxiMaster's allocator. See the module docstring for the model; docs/sched.md for the protocol."""
+
+    def __init__(self, limits: SchedLimits = DEFAULT_LIMITS, policy: SchedPolicy = DEFAULT_POLICY) -> None:
+        self.limits = limits.validate()
+        self.policy = policy.validate()
+        self.space = ResourceSpace(limits)
+        self.quota = QuotaBook(self.space, limits)
+        self.machines: dict[str, MachineState] = {}
+        self.racks: dict[str, dict[str, MachineState]] = {}
+        self.apps: dict[str, AppState] = {}
+        self.held: dict[int, Held] = {}
+        self.by_priority: dict[int, dict[int, Held]] = {}  # priority -> grants in grant order (preemption victims)
+        self.waiting: dict[int, dict[int, UnitState]] = {}  # priority -> waiting units, oldest wait first
+        self.next_grant_id = 1
+        self._next_submit = 0
+        self._next_uid = 0
+        # demand queues
+        self._mq: dict[str, list[Entry]] = {}
+        self._rq: dict[str, list[Entry]] = {}
+        self._cq: list[Entry] = []
+        self._vt: dict[int, int] = {}  # per priority: the turn of its latest grant (the current round)
+        # timers: (due_ns, unit id, epoch, level, unit), (deadline_ns, grant id), (due_ns, machine name)
+        self._relax: list[tuple[int, int, int, int, UnitState]] = []
+        self._deadlines: list[tuple[int, int]] = []
+        self._heartbeats: list[tuple[int, str]] = []
+        # machines to pass over, and machines with room that nothing fitted
+        self._dirty: dict[str, MachineState] = {}
+        self._idle: dict[tuple[int, int, int, int], dict[str, MachineState]] = {}
+        self._idle_key: dict[str, tuple[int, int, int, int]] = {}
+        self._idle_by_rack: dict[str, dict[str, MachineState]] = {}
+        # parked units waiting for a cluster pool
+        self._pool_blocked: list[tuple[int, int, int, int, UnitState]] = []
+        self._quota_released = False
+        self._pool_released = False
+        # Facts about the latest tick for the invariant checker: per machine, the lowest priority (largest number)
+        # granted there; machines whose pass stopped at max_skip_per_pass.
+        self.last_pass_lowest: dict[str, int] = {}
+        self.skip_capped: set[str] = set()
+
+    # == configuration ===============================================================================================
+
+    def define_resource(self, name: str, scope: ResourceScope, pool_amount: int = 0) -> None:
+        """Define a virtual resource: per machine (machines state their amount) or a cluster pool."""
+        self.space.define(name, scope, pool_amount)
+        if scope is ResourceScope.MACHINE:
+            for machine in self.machines.values():
+                machine.capacity.append(0)
+                machine.free.append(0)
+                if machine.reserved is not None:
+                    machine.reserved.append(0)
+            self.quota.on_new_dimension()
+
+    def set_pool(self, name: str, amount: int) -> None:
+        self.space.set_pool(name, amount)
+        self._pool_released = True
+
+    def set_quota(self, group: str, quota: Mapping[str, int]) -> None:
+        """Create a quota group or change its limits (resource name -> upper limit; unnamed = unlimited)."""
+        self.quota.set_quota(group, quota)
+        self._quota_released = True
+
+    # == machines ====================================================================================================
+
+    def add_machine(self, spec: MachineSpec, now_ns: int) -> None:
+        """A machine registered (its Tubo's report). Its resources become available at the next tick."""
+        check_name("machine", spec.name, self.limits)
+        check_name("rack", spec.rack, self.limits)
+        if spec.name in self.machines:
+            raise AlreadyExistsError(f"add machine {spec.name!r}: already registered", machine=spec.name)
+        if len(self.machines) >= self.limits.max_machines:
+            raise OverloadedError(f"add machine {spec.name!r}: max_machines {self.limits.max_machines} reached")
+        capacity = self.space.compile_capacity(f"machine {spec.name!r} capacity", spec.capacity)
+        machine = MachineState(spec.name, spec.rack, capacity, now_ns)
+        self.machines[spec.name] = machine
+        self.racks.setdefault(spec.rack, {})[spec.name] = machine
+        heapq.heappush(self._heartbeats, (now_ns + self.policy.heartbeat_timeout_ns, spec.name))
+        self._dirty[spec.name] = machine
+
+    def machine_heartbeat(self, name: str, now_ns: int) -> None:
+        self._machine(name).last_heartbeat_ns = now_ns
+
+    def set_machine_health(self, name: str, healthy: bool, now_ns: int) -> None:
+        """An unhealthy machine gets no new grants; what runs there keeps running."""
+        machine = self._machine(name)
+        machine.healthy = healthy
+        machine.last_heartbeat_ns = max(machine.last_heartbeat_ns, now_ns)
+        if healthy:
+            self._mark_dirty(machine)
+        else:
+            self._unidle(machine)
+            self._dirty.pop(name, None)
+
+    def remove_machine(self, name: str, reason: RevokeReason = RevokeReason.MACHINE_REMOVED) -> list[Effect]:
+        """The machine is gone (removed, or lost): its grants are revoked and their owners told."""
+        machine = self._machine(name)
+        out: list[Effect] = []
+        for held in list(machine.grants.values()):
+            self._revoke(held, reason, out)
+        for unit in machine.reservations:
+            unit.reserved_on.remove(machine)
+        machine.reservations = []
+        machine.reserved = None
+        self._unidle(machine)
+        self._dirty.pop(name, None)
+        del self.machines[name]
+        rack = self.racks[machine.rack]
+        del rack[name]
+        if not rack:
+            del self.racks[machine.rack]
+        return out
+
+    # == applications ===============================================================================================
+
+    def submit_app(self, spec: AppSpec) -> None:
+        """A submitted application (hard state). Submission order breaks priority ties."""
+        check_name("application", spec.name, self.limits)
+        self._check_priority(spec.priority)
+        self.quota.group(spec.group)
+        if spec.name in self.apps:
+            raise AlreadyExistsError(f"submit application {spec.name!r}: already submitted", app=spec.name)
+        if len(self.apps) >= self.limits.max_apps:
+            raise OverloadedError(f"submit application {spec.name!r}: max_apps {self.limits.max_apps} reached")
+        self.apps[spec.name] = AppState(spec.name, spec.priority, spec.group, self._next_submit)
+        self._next_submit += 1
+
+    def finish_app(self, name: str) -> list[Effect]:
+        """The application ended: its demand is dropped and its remaining grants revoked."""
+        app = self._app(name)
+        out: list[Effect] = []
+        for unit in app.units.values():
+            if unit.outstanding:
+                unit.cancelled += unit.outstanding
+                unit.outstanding = 0
+                self._stop_waiting(unit)
+        for held in list(app.grants.values()):
+            self._revoke(held, RevokeReason.APP_FINISHED, out)
+        del self.apps[name]
+        return out
+
+    # == the incremental protocol (FUXI-3) ==========================================================================
+
+    def handle(self, msg: DemandDelta | ReturnGrants | DemandSnapshot, now_ns: int) -> list[Effect]:
+        """One message of an application master. Returns AskResync when its seq is out of order; the grants the
+        change allows come from the next :meth:`tick`. A refused message (an error) consumes no seq number."""
+        app = self._app(msg.app)
+        if isinstance(msg, DemandSnapshot):
+            self._apply_snapshot(app, msg, now_ns)
+            return []
+        if app.needs_resync or msg.seq != app.expected_seq:
+            app.needs_resync = True
+            return [AskResync(app.name, app.expected_seq, msg.seq)]
+        if isinstance(msg, DemandDelta):
+            self._apply_delta(app, msg, now_ns)
+        else:
+            self._apply_returns(app, msg.grant_ids)
+        app.expected_seq += 1
+        return []
+
+    def return_grant(self, app_name: str, grant_id: int) -> None:
+        """Return one grant outside the sequenced stream (the service's own path, e.g. a process that exited)."""
+        self._apply_returns(self._app(app_name), (grant_id,))
+
+    def adopt_grant(
+        self, app_name: str, unit_name: str, machine_name: str, shape: Shape, grant_id: int, now_ns: int
+    ) -> Grant:
+        """Learn a grant that already exists (a new master rebuilding soft state from Tubo reports after a
+        failover): nothing is killed or sent. The unit is declared (no locality) if its master has not
+        re-registered yet. A grant that does not fit the machine any more is refused with ConflictError."""
+        app = self._app(app_name)
+        machine = self._machine(machine_name)
+        if isinstance(grant_id, bool) or not isinstance(grant_id, int) or grant_id < 1:
+            raise InvalidArgumentError(f"adopt grant {grant_id!r}: a grant id is an integer >= 1")
+        if grant_id in self.held:
+            raise AlreadyExistsError(f"adopt grant {grant_id}: already held", grant_id=grant_id)
+        compiled = self.space.compile_shape(f"adopt grant {grant_id}", shape)
+        for index, amount in compiled.need:
+            if machine.free[index] < amount:
+                raise ConflictError(
+                    f"adopt grant {grant_id}: {shape} does not fit what is free on {machine_name!r}",
+                    grant_id=grant_id,
+                )
+        for index, amount in compiled.pools:
+            if self.space.pool_used[index] + amount > self.space.pool_capacity[index]:
+                raise ConflictError(f"adopt grant {grant_id}: pool {self.space.pool_names[index]!r} is exhausted")
+        unit = app.units.get(unit_name)
+        if unit is None:
+            unit = self._declare(app, unit_name, UnitSpec(shape))
+        group = self.quota.groups[app.group]
+        on_loan = self.quota.allows(group, dict(compiled.need)) != 1
+        unit.requested += 1
+        self.next_grant_id = max(self.next_grant_id, grant_id + 1)
+        held = self._grant(unit, machine, on_loan, compiled, grant_id)
+        self._quota_released = True  # adoption may put a group over its own quota: a lender may need reclaim
+        del now_ns
+        return held.grant
+
+    # == time ========================================================================================================
+
+    def tick(self, now_ns: int) -> list[Effect]:
+        """Do the work marked since the last tick, and what time made due. Returns the effects."""
+        out: list[Effect] = []
+        self.last_pass_lowest = {}
+        self.skip_capped = set()
+        self._expire_machines(now_ns, out)
+        self._revoke_due(now_ns, out)
+        self._relax_due(now_ns)
+        self._unpark()
+        self._schedule(out)
+        if preemption.maybe_preempt(self, now_ns, out):
+            self._revoke_due(now_ns, out)
+            self._unpark()
+            self._schedule(out)
+        return out
+
+    def next_deadline_ns(self) -> int | None:
+        """The earliest time a tick has time-driven work (relaxation, notice deadline, heartbeat expiry)."""
+        times = [h[0][0] for h in (self._relax, self._deadlines, self._heartbeats) if h]
+        return min(times) if times else None
+
+    # == reads =======================================================================================================
+
+    def grant(self, grant_id: int) -> Grant | None:
+        held = self.held.get(grant_id)
+        return held.grant if held is not None else None
+
+    def grants_of(self, app_name: str) -> list[Grant]:
+        return [h.grant for h in self._app(app_name).grants.values()]
+
+    def outstanding(self, app_name: str, unit_name: str) -> int:
+        unit = self._app(app_name).units.get(unit_name)
+        return unit.outstanding if unit is not None else 0
+
+    def machine_free(self, name: str) -> Shape:
+        machine = self._machine(name)
+        return self.space.shape_of(tuple(enumerate(machine.free)), ())
+
+    def group_usage(self, group: str) -> Shape:
+        usage = self.quota.group(group).usage
+        return self.space.shape_of(tuple(enumerate(usage)), ())
+
+    def borrowable(self, group: str) -> Shape:
+        g = self.quota.group(group)
+        return self.space.shape_of(tuple((i, self.quota.borrowable(g, i)) for i in g.limits), ())
+
+    # == declaring and changing demand ==============================================================================
+
+    def _declare(self, app: AppState, name: str, spec: UnitSpec) -> UnitState:
+        check_name("unit", name, self.limits)
+        if len(app.units) >= self.limits.max_units_per_app:
+            raise InvalidArgumentError(
+                f"application {app.name!r}: max_units_per_app {self.limits.max_units_per_app} reached"
+            )
+        compiled, locality = self._compile_spec(f"unit {name!r} of {app.name!r}", spec)
+        unit = UnitState(app, name, self._next_uid, compiled, locality)
+        self._next_uid += 1
+        racks = [self.machines[m].rack for m in locality.machines if m in self.machines]
+        unit.racks = tuple(dict.fromkeys([*racks, *locality.racks]))
+        app.units[name] = unit
+        return unit
+
+    def _compile_spec(self, what: str, spec: UnitSpec) -> tuple[CompiledShape, Locality]:
+        if not isinstance(spec, UnitSpec):
+            raise InvalidArgumentError(f"{what}: spec must be a UnitSpec")
+        compiled = self.space.compile_shape(what, spec.shape)
+        locality = spec.locality
+        if len(locality.machines) > self.limits.max_locality_machines:
+            raise InvalidArgumentError(
+                f"{what}: {len(locality.machines)} preferred machines, above max_locality_machines "
+                f"{self.limits.max_locality_machines}"
+            )
+        if len(locality.racks) > self.limits.max_locality_racks:
+            raise InvalidArgumentError(
+                f"{what}: {len(locality.racks)} preferred racks, above max_locality_racks "
+                f"{self.limits.max_locality_racks}"
+            )
+        for m in locality.machines:
+            check_name("machine", m, self.limits)
+        for r in locality.racks:
+            check_name("rack", r, self.limits)
+        return compiled, locality
+
+    def _check_unit_ref(self, app: AppState, name: str, spec: UnitSpec | None) -> UnitState | None:
+        unit = app.units.get(name)
+        if unit is None:
+            if spec is None:
+                raise NotFoundError(
+                    f"application {app.name!r}: unit {name!r} was never declared",
+                    hint="the first DemandDelta naming a unit carries its spec (shape and locality)",
+                    unit=name,
+                )
+            check_name("unit", name, self.limits)
+            self._compile_spec(f"unit {name!r} of {app.name!r}", spec)
+            if len(app.units) >= self.limits.max_units_per_app:
+                raise InvalidArgumentError(
+                    f"application {app.name!r}: max_units_per_app {self.limits.max_units_per_app} reached"
+                )
+        elif spec is not None and (spec.shape != unit.compiled.shape or spec.locality != unit.locality):
+            raise ConflictError(
+                f"application {app.name!r}: unit {name!r} was declared with another spec",
+                hint="declare a new unit name for a different shape or locality",
+                unit=name,
+            )
+        return unit
+
+    def _check_count(self, what: str, value: object, low: int, high: int, bound: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidArgumentError(f"{what} must be an integer, got {value!r}")
+        if not low <= value <= high:
+            raise InvalidArgumentError(f"{what} = {value} is outside [{low}, {high}] ({bound})")
+        return value
+
+    def _apply_delta(self, app: AppState, msg: DemandDelta, now_ns: int) -> None:
+        bound = self.limits.max_delta
+        delta = self._check_count(f"unit {msg.unit!r}: delta", msg.delta, -bound, bound, "max_delta")
+        unit = self._check_unit_ref(app, msg.unit, msg.spec)
+        if delta > 0:
+            have = unit.outstanding if unit is not None else 0
+            self._check_count(
+                f"unit {msg.unit!r}: outstanding", have + delta, 0, self.limits.max_outstanding, "max_outstanding"
+            )
+        if unit is None:
+            assert msg.spec is not None
+            unit = self._declare(app, msg.unit, msg.spec)
+        self._set_outstanding(
+            unit, unit.outstanding + delta if delta > 0 else unit.outstanding - min(-delta, unit.outstanding), now_ns
+        )
+
+    def _set_outstanding(self, unit: UnitState, value: int, now_ns: int) -> None:
+        before = unit.outstanding
+        if value > before:
+            unit.requested += value - before
+        else:
+            unit.cancelled += before - value
+        unit.outstanding = value
+        if before == 0 and value > 0:
+            self._start_waiting(unit, now_ns)
+        elif before > 0 and value == 0:
+            self._stop_waiting(unit)
+        elif value > before and not unit.parked:
+            self._probe(unit)
+
+    def _apply_returns(self, app: AppState, grant_ids: Sequence[int]) -> None:
+        for gid in grant_ids:
+            if isinstance(gid, bool) or not isinstance(gid, int) or gid < 1 or gid >= self.next_grant_id:
+                raise NotFoundError(f"return grant {gid!r}: no such grant was ever issued", grant_id=gid)
+            held = self.held.get(gid)
+            if held is not None and held.unit.app is not app:
+                raise PermissionDeniedError(
+                    f"return grant {gid}: it belongs to application {held.grant.app!r}, not {app.name!r}",
+                    grant_id=gid,
+                )
+        for gid in grant_ids:
+            held = self.held.get(gid)
+            if held is not None:  # absent: already returned or revoked; returning it again changes nothing
+                held.unit.returned += 1
+                self._release(held)
+
+    def _apply_snapshot(self, app: AppState, msg: DemandSnapshot, now_ns: int) -> None:
+        if msg.seq < app.expected_seq:
+            return  # an old snapshot delivered late: the stream has moved past it
+        if len(msg.units) > self.limits.max_snapshot_units or len(msg.held) > self.limits.max_snapshot_held:
+            raise InvalidArgumentError(
+                f"snapshot of {app.name!r}: above max_snapshot_units {self.limits.max_snapshot_units} or "
+                f"max_snapshot_held {self.limits.max_snapshot_held}"
+            )
+        names = [u.unit for u in msg.units]
+        if len(set(names)) != len(names):
+            raise InvalidArgumentError(f"snapshot of {app.name!r}: a unit is listed twice")
+        new = 0
+        for u in msg.units:
+            if self._check_unit_ref(app, u.unit, u.spec) is None:
+                new += 1
+            self._check_count(
+                f"unit {u.unit!r}: outstanding", u.outstanding, 0, self.limits.max_outstanding, "max_outstanding"
+            )
+        if len(app.units) + new > self.limits.max_units_per_app:
+            raise InvalidArgumentError(
+                f"snapshot of {app.name!r}: max_units_per_app {self.limits.max_units_per_app} reached"
+            )
+        self._check_count("last_grant_seen", msg.last_grant_seen, 0, 1 << 62, "a grant id")
+        held_ids = set(msg.held)
+        listed = {}
+        for u in msg.units:
+            unit = app.units.get(u.unit) or self._declare(app, u.unit, u.spec)
+            listed[u.unit] = unit
+            self._set_outstanding(unit, u.outstanding, now_ns)
+        for name, unit in app.units.items():
+            if name not in listed and unit.outstanding:
+                self._set_outstanding(unit, 0, now_ns)
+        for gid, held in list(app.grants.items()):
+            if gid <= msg.last_grant_seen and gid not in held_ids:
+                held.unit.returned += 1
+                self._release(held)
+        app.expected_seq = msg.seq + 1
+        app.needs_resync = False
+
+    # == waiting =====================================================================================================
+
+    def _key(self, unit: UnitState) -> Entry:
+        app = unit.app
+        return (app.priority, app.turn, app.submit_seq, unit.uid, unit.epoch, unit)
+
+    def _start_waiting(self, unit: UnitState, now_ns: int) -> None:
+        app = unit.app
+        unit.epoch += 1
+        unit.waiting_since_ns = now_ns
+        unit.preempt_not_before_ns = 0
+        if unit.machines:
+            unit.level = LEVEL_MACHINE
+        elif unit.racks:
+            unit.level = LEVEL_RACK
+        else:
+            unit.level = LEVEL_ANY
+        if self.policy.fair_share:
+            app.turn = max(app.turn, self._vt.get(app.priority, 0))
+        self.waiting.setdefault(app.priority, {})[unit.uid] = unit
+        if unit.level < LEVEL_RACK:
+            heapq.heappush(self._relax, (now_ns + self.policy.relax_rack_after_ns, unit.uid, unit.epoch, 1, unit))
+        if unit.level < LEVEL_ANY:
+            heapq.heappush(self._relax, (now_ns + self.policy.relax_any_after_ns, unit.uid, unit.epoch, 2, unit))
+        self._enqueue(unit, LEVEL_MACHINE, unit.level)
+        self._probe(unit)
+
+    def _stop_waiting(self, unit: UnitState) -> None:
+        unit.epoch += 1
+        unit.parked = False
+        waiting = self.waiting.get(unit.app.priority)
+        if waiting is not None:
+            waiting.pop(unit.uid, None)
+            if not waiting:
+                del self.waiting[unit.app.priority]
+        for machine in unit.reserved_on:
+            if unit in machine.reservations:
+                machine.reservations.remove(unit)
+                self._recompute_reserved(machine)
+            self._mark_dirty(machine)
+        unit.reserved_on = []
+
+    def _enqueue(self, unit: UnitState, low: int, high: int) -> None:
+        entry = self._key(unit)
+        if low <= LEVEL_MACHINE <= high:
+            for name in unit.machines:
+                heapq.heappush(self._mq.setdefault(name, []), entry)
+        if low <= LEVEL_RACK <= high:
+            for rack in unit.racks:
+                heapq.heappush(self._rq.setdefault(rack, []), entry)
+        if high >= LEVEL_ANY >= low:
+            heapq.heappush(self._cq, entry)
+
+    def _relax_due(self, now_ns: int) -> None:
+        relax = self._relax
+        while relax and relax[0][0] <= now_ns:
+            _, _, epoch, level, unit = heapq.heappop(relax)
+            if unit.epoch != epoch or unit.level >= level:
+                continue
+            old = unit.level
+            unit.level = level
+            if not unit.parked:
+                self._enqueue(unit, old + 1, level)
+                self._probe(unit)
+
+    def _park(self, unit: UnitState, heap: list[tuple[int, int, int, int, UnitState]]) -> None:
+        unit.parked = True
+        unit.epoch += 1
+        app = unit.app
+        heapq.heappush(heap, (app.priority, app.turn, app.submit_seq, unit.epoch, unit))
+
+    def _unpark(self) -> None:
+        if self._quota_released:
+            self._quota_released = False
+            for group in self.quota.groups.values():
+                if group.blocked:
+                    self._unpark_group(group)
+        if self._pool_released:
+            self._pool_released = False
+            self._unpark_pool()
+
+    def _unpark_group(self, group: QuotaGroup) -> None:
+        extra = [0] * len(group.usage)
+        blocked = group.blocked
+        while blocked:
+            unit = blocked[0][4]
+            if unit.epoch != blocked[0][3] or not unit.parked:
+                heapq.heappop(blocked)
+                continue
+            if self.quota.allows(group, unit.need_map, extra) == 0:
+                break
+            heapq.heappop(blocked)
+            for index, amount in unit.compiled.need:
+                extra[index] += amount * unit.outstanding
+            self._requeue(unit)
+
+    def _unpark_pool(self) -> None:
+        blocked = self._pool_blocked
+        used = list(self.space.pool_used)
+        capacity = self.space.pool_capacity
+        while blocked:
+            unit = blocked[0][4]
+            if unit.epoch != blocked[0][3] or not unit.parked:
+                heapq.heappop(blocked)
+                continue
+            if any(used[i] + a > capacity[i] for i, a in unit.compiled.pools):
+                break
+            heapq.heappop(blocked)
+            for index, amount in unit.compiled.pools:
+                used[index] += amount * unit.outstanding
+            self._requeue(unit)
+
+    def _requeue(self, unit: UnitState) -> None:
+        unit.parked = False
+        unit.epoch += 1
+        self._enqueue(unit, LEVEL_MACHINE, unit.level)
+        self._probe(unit)
+
+    # == finding machines ==========================================================================================
+
+    def _mark_dirty(self, machine: MachineState) -> None:
+        if machine.healthy and machine.name in self.machines:
+            self._unidle(machine)
+            self._dirty[machine.name] = machine
+
+    def _unidle(self, machine: MachineState) -> None:
+        key = self._idle_key.pop(machine.name, None)
+        if key is not None:
+            bucket = self._idle[key]
+            del bucket[machine.name]
+            if not bucket:
+                del self._idle[key]
+            rack = self._idle_by_rack[machine.rack]
+            del rack[machine.name]
+            if not rack:
+                del self._idle_by_rack[machine.rack]
+
+    def _set_idle(self, machine: MachineState) -> None:
+        self._unidle(machine)
+        if machine.name not in self.machines or not machine.healthy:
+            return
+        free, reserved = machine.free, machine.reserved
+        if reserved is not None:
+            free = [f - r for f, r in zip(free, reserved, strict=True)]
+        if not any(f > 0 for f in free):
+            return
+        key = (free[0].bit_length(), free[1].bit_length(), free[2].bit_length(), free[3].bit_length())
+        self._idle.setdefault(key, {})[machine.name] = machine
+        self._idle_key[machine.name] = key
+        self._idle_by_rack.setdefault(machine.rack, {})[machine.name] = machine
+
+    def _probe(self, unit: UnitState) -> None:
+        """Mark dirty the idle machines where the unit could run now (at most as many as it wants)."""
+        if not self._idle_key:
+            return
+        wanted = unit.outstanding
+        need = unit.compiled.need
+        found: list[MachineState] = []
+        if unit.level == LEVEL_MACHINE:
+            for name in unit.machines:
+                if name in self._idle_key and self._fits(self.machines[name], need):
+                    found.append(self.machines[name])
+                    if len(found) >= wanted:
+                        break
+        elif unit.level == LEVEL_RACK:
+            names = set(unit.machines)
+            for rack in unit.racks:
+                for machine in self._idle_by_rack.get(rack, {}).values():
+                    if machine.name not in names and self._fits(machine, need):
+                        found.append(machine)
+                        if len(found) >= wanted:
+                            break
+                if len(found) >= wanted:
+                    break
+        else:
+            bits = [0, 0, 0, 0]
+            for index, amount in need:
+                if index < 4:
+                    bits[index] = amount.bit_length()
+            for key, bucket in self._idle.items():
+                if key[0] < bits[0] or key[1] < bits[1] or key[2] < bits[2] or key[3] < bits[3]:
+                    continue  # every machine here has less than the unit needs in some resource
+                for machine in bucket.values():
+                    if self._fits(machine, need):
+                        found.append(machine)
+                        if len(found) >= wanted:
+                            break
+                if len(found) >= wanted:
+                    break
+        for machine in found:
+            self._mark_dirty(machine)
+
+    @staticmethod
+    def _fits(machine: MachineState, need: tuple[tuple[int, int], ...]) -> bool:
+        free, reserved = machine.free, machine.reserved
+        if reserved is None:
+            for index, amount in need:
+                if free[index] < amount:
+                    return False
+        else:
+            for index, amount in need:
+                if free[index] - reserved[index] < amount:
+                    return False
+        return True
+
+    # == granting ====================================================================================================
+
+    def _schedule(self, out: list[Effect]) -> None:
+        while self._dirty:
+            dirty = self._dirty
+            self._dirty = {}
+            for machine in dirty.values():
+                self._fill(machine, out)
+                self._set_idle(machine)
+
+    def _fill(self, machine: MachineState, out: list[Effect]) -> None:
+        if machine.reservations:
+            self._serve_reservations(machine, out)
+        heaps = [h for h in (self._mq.get(machine.name), self._rq.get(machine.rack), self._cq) if h]
+        skipped: list[tuple[list[Entry], Entry]] = []
+        max_skip = self.limits.max_skip_per_pass
+        while True:
+            best: Entry | None = None
+            best_heap: list[Entry] | None = None
+            for heap in heaps:
+                while heap:
+                    entry = heap[0]
+                    unit = entry[5]
+                    if entry[4] != unit.epoch:
+                        heapq.heappop(heap)
+                        continue
+                    turn = unit.app.turn
+                    if entry[1] != turn:
+                        heapq.heapreplace(heap, (entry[0], turn, entry[2], entry[3], entry[4], unit))
+                        continue
+                    break
+                if heap and (best is None or heap[0] < best):
+                    best = heap[0]
+                    best_heap = heap
+            if best is None or best_heap is None:
+                break
+            result = self._try_grant(best[5], machine, out)
+            if result == _GRANTED:
+                continue
+            heapq.heappop(best_heap)
+            if result == _NO_FIT:
+                skipped.append((best_heap, best))
+                if len(skipped) >= max_skip:
+                    self.skip_capped.add(machine.name)
+                    break
+        for heap, entry in skipped:
+            heapq.heappush(heap, entry)
+
+    def _try_grant(self, unit: UnitState, machine: MachineState, out: list[Effect]) -> int:
+        if not self._fits(machine, unit.compiled.need):
+            return _NO_FIT
+        pools = unit.compiled.pools
+        if pools:
+            used, capacity = self.space.pool_used, self.space.pool_capacity
+            if any(used[i] + a > capacity[i] for i, a in pools):
+                self._park(unit, self._pool_blocked)
+                return _PARKED
+        group = self.quota.groups[unit.app.group]
+        verdict = self.quota.allows(group, unit.need_map) if group.limit_items else 1
+        if verdict == 0:
+            self._park(unit, group.blocked)
+            return _PARKED
+        held = self._grant(unit, machine, verdict == 2, unit.compiled, None)
+        out.append(SendGrant(held.grant))
+        return _GRANTED
+
+    def _grant(
+        self, unit: UnitState, machine: MachineState, on_loan: bool, compiled: CompiledShape, grant_id: int | None
+    ) -> Held:
+        app = unit.app
+        adopted = grant_id is not None
+        if grant_id is None:
+            grant_id = self.next_grant_id
+            self.next_grant_id += 1
+        grant = Grant(grant_id, app.name, unit.name, machine.name, compiled.shape, app.priority, app.group)
+        held = Held(grant, unit, machine, compiled, on_loan)
+        free = machine.free
+        for index, amount in compiled.need:
+            free[index] -= amount
+        if compiled.pools:
+            used = self.space.pool_used
+            for index, amount in compiled.pools:
+                used[index] += amount
+        machine.grants[grant_id] = held
+        app.grants[grant_id] = held
+        unit.held[grant_id] = held
+        self.held[grant_id] = held
+        priority = app.priority
+        by_priority = self.by_priority.get(priority)
+        if by_priority is None:
+            by_priority = self.by_priority[priority] = {}
+        by_priority[grant_id] = held
+        self.quota.add(self.quota.groups[app.group], held)
+        unit.granted += 1
+        if adopted:
+            return held
+        lowest = self.last_pass_lowest.get(machine.name)
+        if lowest is None or priority > lowest:
+            self.last_pass_lowest[machine.name] = priority
+        if self.policy.fair_share:
+            if app.turn > self._vt.get(priority, -1):
+                self._vt[priority] = app.turn
+            app.turn += 1
+        unit.outstanding -= 1
+        if unit.outstanding == 0:
+            self._stop_waiting(unit)
+        return held
+
+    def _serve_reservations(self, machine: MachineState, out: list[Effect]) -> None:
+        pending = machine.reservations
+        machine.reservations = []
+        machine.reserved = None
+        kept: list[UnitState] = []
+        for unit in pending:
+            if machine in unit.reserved_on:
+                unit.reserved_on.remove(machine)
+            if unit.outstanding <= 0:
+                continue
+            self._recompute_reserved(machine, kept)
+            result = _NO_FIT
+            if self._fits(machine, unit.compiled.need):
+                result = self._try_grant(unit, machine, out)
+            if result == _NO_FIT:
+                kept.append(unit)
+                unit.reserved_on.append(machine)
+        machine.reservations = kept
+        self._recompute_reserved(machine)
+
+    def _recompute_reserved(self, machine: MachineState, units: list[UnitState] | None = None) -> None:
+        units = machine.reservations if units is None else units
+        if not units:
+            machine.reserved = None
+            return
+        reserved = [0] * len(machine.free)
+        for unit in units:
+            for index, amount in unit.compiled.need:
+                reserved[index] += amount
+        machine.reserved = reserved
+
+    def reserve(self, unit: UnitState, machine: MachineState) -> None:
+        """Promise one unit's shape on ``machine`` to ``unit`` (preemption); served before any queue."""
+        machine.reservations.append(unit)
+        unit.reserved_on.append(machine)
+        self._recompute_reserved(machine)
+        self._unidle(machine)
+
+    # == releasing ====================================================================================================
+
+    def _release(self, held: Held) -> None:
+        gid = held.grant.grant_id
+        machine, unit = held.machine, held.unit
+        app = unit.app
+        free = machine.free
+        for index, amount in held.need:
+            free[index] += amount
+        if held.pools:
+            used = self.space.pool_used
+            for index, amount in held.pools:
+                used[index] -= amount
+            self._pool_released = True
+        del machine.grants[gid]
+        del app.grants[gid]
+        del unit.held[gid]
+        del self.held[gid]
+        by_priority = self.by_priority[held.grant.priority]
+        del by_priority[gid]
+        if not by_priority:
+            del self.by_priority[held.grant.priority]
+        group = self.quota.groups[app.group]
+        self.quota.remove(group, held)
+        if len(self.quota.groups) > 1 or group.blocked:
+            self._quota_released = True
+        self._mark_dirty(machine)
+
+    def _revoke(self, held: Held, reason: RevokeReason, out: list[Effect]) -> None:
+        held.unit.revoked += 1
+        self._release(held)
+        out.append(Revoke(held.grant, reason))
+
+    def _revoke_due(self, now_ns: int, out: list[Effect]) -> None:
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now_ns:
+            deadline, gid = heapq.heappop(deadlines)
+            held = self.held.get(gid)
+            if held is not None and held.notice_deadline_ns == deadline:
+                self._revoke(held, RevokeReason.PREEMPTED, out)
+
+    def notice(self, held: Held, deadline_ns: int) -> None:
+        held.notice_deadline_ns = deadline_ns
+        heapq.heappush(self._deadlines, (deadline_ns, held.grant.grant_id))
+
+    def _expire_machines(self, now_ns: int, out: list[Effect]) -> None:
+        timeout = self.policy.heartbeat_timeout_ns
+        beats = self._heartbeats
+        while beats and beats[0][0] <= now_ns:
+            _, name = heapq.heappop(beats)
+            machine = self.machines.get(name)
+            if machine is None:
+                continue
+            due = machine.last_heartbeat_ns + timeout
+            if due > now_ns:
+                heapq.heappush(beats, (due, name))
+            else:
+                out.extend(self.remove_machine(name, RevokeReason.MACHINE_LOST))
+
+    # == lookups =====================================================================================================
+
+    def _app(self, name: str) -> AppState:
+        app = self.apps.get(name)
+        if app is None:
+            raise NotFoundError(f"application {name!r} is not submitted", app=name)
+        return app
+
+    def _machine(self, name: str) -> MachineState:
+        machine = self.machines.get(name)
+        if machine is None:
+            raise NotFoundError(f"machine {name!r} is not registered", machine=name)
+        return machine
+
+    def _check_priority(self, priority: object) -> None:
+        low, high = self.limits.min_priority, self.limits.max_priority
+        if isinstance(priority, bool) or not isinstance(priority, int) or not low <= priority <= high:
+            raise InvalidArgumentError(
+                f"priority {priority!r} is outside [{low}, {high}]",
+                hint="smaller numbers are higher priorities",
+            )
