@@ -114,6 +114,7 @@ class Allocator:
 
     def define_resource(self, name: str, scope: ResourceScope, pool_amount: int = 0) -> None:
         """Define a virtual resource: per machine (machines state their amount) or a cluster pool."""
+        self._input()
         self.space.define(name, scope, pool_amount)
         if scope is ResourceScope.MACHINE:
             for machine in self.machines.values():
@@ -124,11 +125,13 @@ class Allocator:
             self.quota.on_new_dimension()
 
     def set_pool(self, name: str, amount: int) -> None:
+        self._input()
         self.space.set_pool(name, amount)
         self._pool_released = True
 
     def set_quota(self, group: str, quota: Mapping[str, int]) -> None:
         """Create a quota group or change its limits (resource name -> upper limit; unnamed = unlimited)."""
+        self._input()
         self.quota.set_quota(group, quota)
         self._quota_released = True
 
@@ -136,6 +139,7 @@ class Allocator:
 
     def add_machine(self, spec: MachineSpec, now_ns: int) -> None:
         """A machine registered (its Tubo's report). Its resources become available at the next tick."""
+        self._input()
         check_name("machine", spec.name, self.limits)
         check_name("rack", spec.rack, self.limits)
         if spec.name in self.machines:
@@ -150,10 +154,12 @@ class Allocator:
         self._dirty[spec.name] = machine
 
     def machine_heartbeat(self, name: str, now_ns: int) -> None:
+        self._input()
         self._machine(name).last_heartbeat_ns = now_ns
 
     def set_machine_health(self, name: str, healthy: bool, now_ns: int) -> None:
         """An unhealthy machine gets no new grants; what runs there keeps running."""
+        self._input()
         machine = self._machine(name)
         machine.healthy = healthy
         machine.last_heartbeat_ns = max(machine.last_heartbeat_ns, now_ns)
@@ -165,6 +171,7 @@ class Allocator:
 
     def remove_machine(self, name: str, reason: RevokeReason = RevokeReason.MACHINE_REMOVED) -> list[Effect]:
         """The machine is gone (removed, or lost): its grants are revoked and their owners told."""
+        self._input()
         machine = self._machine(name)
         out: list[Effect] = []
         for held in list(machine.grants.values()):
@@ -186,6 +193,7 @@ class Allocator:
 
     def submit_app(self, spec: AppSpec) -> None:
         """A submitted application (hard state). Submission order breaks priority ties."""
+        self._input()
         check_name("application", spec.name, self.limits)
         self._check_priority(spec.priority)
         self.quota.group(spec.group)
@@ -198,6 +206,7 @@ class Allocator:
 
     def finish_app(self, name: str) -> list[Effect]:
         """The application ended: its demand is dropped and its remaining grants revoked."""
+        self._input()
         app = self._app(name)
         out: list[Effect] = []
         for unit in app.units.values():
@@ -215,6 +224,7 @@ class Allocator:
     def handle(self, msg: DemandDelta | ReturnGrants | DemandSnapshot, now_ns: int) -> list[Effect]:
         """One message of an application master. Returns AskResync when its seq is out of order; the grants the
         change allows come from the next :meth:`tick`. A refused message (an error) consumes no seq number."""
+        self._input()
         app = self._app(msg.app)
         if isinstance(msg, DemandSnapshot):
             self._apply_snapshot(app, msg, now_ns)
@@ -231,6 +241,7 @@ class Allocator:
 
     def return_grant(self, app_name: str, grant_id: int) -> None:
         """Return one grant outside the sequenced stream (the service's own path, e.g. a process that exited)."""
+        self._input()
         self._apply_returns(self._app(app_name), (grant_id,))
 
     def adopt_grant(
@@ -239,6 +250,7 @@ class Allocator:
         """Learn a grant that already exists (a new master rebuilding soft state from Tubo reports after a
         failover): nothing is killed or sent. The unit is declared (no locality) if its master has not
         re-registered yet. A grant that does not fit the machine any more is refused with ConflictError."""
+        self._input()
         app = self._app(app_name)
         machine = self._machine(machine_name)
         if isinstance(grant_id, bool) or not isinstance(grant_id, int) or grant_id < 1:
@@ -876,6 +888,13 @@ class Allocator:
                 heapq.heappush(beats, (due, name))
             else:
                 out.extend(self.remove_machine(name, RevokeReason.MACHINE_LOST))
+
+    def _input(self) -> None:
+        # The facts about the latest tick only hold until the next input.
+        if self.last_pass_lowest:
+            self.last_pass_lowest = {}
+        if self.skip_capped:
+            self.skip_capped = set()
 
     # == lookups =====================================================================================================
 

@@ -125,7 +125,13 @@ def plan(alloc: Allocator, unit: UnitState) -> tuple[MachineState, list[tuple[He
         if acc is None:
             if alloc._fits(machine, need):
                 return machine, []
-            acc = gathered[machine.name] = ([0] * len(machine.free), [])
+            # Grants on this machine already under notice will free resources that its reservations count on.
+            noticed = [0] * len(machine.free)
+            for other in machine.grants.values():
+                if other.notice_deadline_ns is not None:
+                    for index, amount in other.need:
+                        noticed[index] += amount
+            acc = gathered[machine.name] = (noticed, [])
         extra, victims = acc
         for index, amount in held.need:
             extra[index] += amount

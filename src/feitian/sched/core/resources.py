@@ -124,7 +124,7 @@ class ResourceSpace:
             self.machine_index[name] = len(self.machine_dims)
             self.machine_dims.append(name)
         else:
-            self._check_amount("define resource", name, pool_amount, allow_zero=True)
+            self._check_value("define resource", name, pool_amount, allow_zero=True)
             self.pool_index[name] = len(self.pool_names)
             self.pool_names.append(name)
             self.pool_capacity.append(pool_amount)
@@ -178,6 +178,9 @@ class ResourceSpace:
     def _check_amount(self, what: str, name: str, amount: object, *, allow_zero: bool) -> None:
         if name not in self.machine_index and name not in self.pool_index:
             raise self._unknown(what, name)
+        self._check_value(what, name, amount, allow_zero=allow_zero)
+
+    def _check_value(self, what: str, name: str, amount: object, *, allow_zero: bool) -> None:
         if isinstance(amount, bool) or not isinstance(amount, int):
             raise InvalidArgumentError(f"{what}: {name} must be an integer, got {amount!r}", resource=name)
         bound_name, bound = self._bounds.get(name, ("max_virtual_amount", self.limits.max_virtual_amount))
