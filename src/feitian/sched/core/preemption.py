@@ -127,9 +127,9 @@ def plan(alloc: Allocator, unit: UnitState) -> tuple[MachineState, list[tuple[He
                 return machine, []
             # Grants on this machine already under notice will free resources that its reservations count on.
             noticed = [0] * len(machine.free)
-            for other in machine.grants.values():
-                if other.notice_deadline_ns is not None:
-                    for index, amount in other.need:
+            for running in machine.grants.values():
+                if running.notice_deadline_ns is not None:
+                    for index, amount in running.need:
                         noticed[index] += amount
             acc = gathered[machine.name] = (noticed, [])
         extra, victims = acc
