@@ -231,3 +231,22 @@ def test_finishing_an_application_revokes_its_grants() -> None:
     sim.checked()
     assert len(revokes(out)) == 2  # fair rounds gave each two
     assert count_by_app(grants(sim.tick())) == {"next": 2}
+
+
+def test_a_unit_limited_to_its_rack_preempts_there_the_least_important_work() -> None:
+    policy = SchedPolicy(
+        preempt_after_ns=0, relax_rack_after_ns=0, relax_any_after_ns=3600 * SECOND_NS, heartbeat_timeout_ns=10**15
+    )
+    sim = Sim(policy)
+    sim.machine("a1", rack="ra", cpu=CORE)
+    sim.machine("a2", rack="ra", cpu=CORE)
+    sim.machine("b1", rack="rb", cpu=CORE)
+    for name, priority, machine in (("p6", 6, "a1"), ("p8", 8, "a2"), ("p9", 9, "b1")):
+        sim.app(name, priority=priority)
+        sim.want(name, 1, shape=CPU, machines=[machine])
+        sim.tick()
+    sim.app("urgent", priority=1)
+    sim.want("urgent", 1, shape=CPU, machines=["a1"])
+    (notice,) = notices(sim.tick(1))
+    # rack ra only: p9 on rack rb is out of reach; p8 is less important than p6
+    assert (notice.grant.app, notice.grant.machine, notice.reason) == ("p8", "a2", PreemptReason.PRIORITY)

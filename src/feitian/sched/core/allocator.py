@@ -106,7 +106,7 @@ class Allocator:
         self._quota_released = False
         self._pool_released = False
         # Facts about the latest tick for the invariant checker: per machine, the lowest priority (largest number)
-        # granted there; machines whose pass stopped at max_skip_per_pass.
+        # granted there from the queues (not reservations); machines whose pass stopped at max_skip_per_pass.
         self.last_pass_lowest: dict[str, int] = {}
         self.skip_capped: set[str] = set()
 
@@ -732,7 +732,7 @@ class Allocator:
         for heap, entry in skipped:
             heapq.heappush(heap, entry)
 
-    def _try_grant(self, unit: UnitState, machine: MachineState, out: list[Effect]) -> int:
+    def _try_grant(self, unit: UnitState, machine: MachineState, out: list[Effect], reserved: bool = False) -> int:
         if not self._fits(machine, unit.compiled.need):
             return _NO_FIT
         pools = unit.compiled.pools
@@ -747,6 +747,10 @@ class Allocator:
             self._park(unit, group.blocked)
             return _PARKED
         held = self._grant(unit, machine, verdict == 2, unit.compiled, None)
+        if not reserved:  # a reservation's grant is the preemptor's by right, outside the queues' order
+            lowest = self.last_pass_lowest.get(machine.name)
+            if lowest is None or held.grant.priority > lowest:
+                self.last_pass_lowest[machine.name] = held.grant.priority
         out.append(SendGrant(held.grant))
         return _GRANTED
 
@@ -780,9 +784,6 @@ class Allocator:
         unit.granted += 1
         if adopted:
             return held
-        lowest = self.last_pass_lowest.get(machine.name)
-        if lowest is None or priority > lowest:
-            self.last_pass_lowest[machine.name] = priority
         if self.policy.fair_share:
             if app.turn > self._vt.get(priority, -1):
                 self._vt[priority] = app.turn
@@ -805,7 +806,7 @@ class Allocator:
             self._recompute_reserved(machine, kept)
             result = _NO_FIT
             if self._fits(machine, unit.compiled.need):
-                result = self._try_grant(unit, machine, out)
+                result = self._try_grant(unit, machine, out, reserved=True)
             if result == _NO_FIT:
                 kept.append(unit)
                 unit.reserved_on.append(machine)

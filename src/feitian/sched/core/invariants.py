@@ -10,10 +10,11 @@ problems found (empty when all hold). A problem is a bug.
 4. Demand is never lost: per unit, ``requested - cancelled == outstanding + granted`` and
    ``granted == held + returned + revoked``; a unit is in the waiting index exactly when it has outstanding
    demand; reservations agree between machines and units.
-5. Priorities respected (after :meth:`Allocator.tick`): on every machine that received grants in that tick,
-   no waiting, unparked unit of a strictly higher priority than the lowest granted there may use the machine
-   (locality level), is allowed by its quota and pools, and fits what is free there now. (During the pass the
-   free resources only shrank, so such a unit would have fitted when the lower-priority grant was made.)
+5. Priorities respected (after :meth:`Allocator.tick`): on every machine that received grants from the queues
+   in that tick, no waiting, unparked unit of a strictly higher priority than the lowest granted there may use
+   the machine (locality level), is allowed by its quota and pools, and fits what is free there now. (During
+   the pass the free resources only shrank, so such a unit would have fitted when the lower-priority grant was
+   made.) Grants that serve a preemptor's reservation are exempt: those resources were freed for it.
 6. No grant was made on an unhealthy machine in the last tick.
 """
 

@@ -40,7 +40,7 @@ class SchedLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     max_snapshot_units: int = 1_024  # units in one DemandSnapshot
     max_snapshot_held: int = 1_000_000  # grant ids in one DemandSnapshot
     # -- work per call
-    max_skip_per_pass: int = 32  # heads that do not fit skipped by one machine's pass before it gives up
+    max_skip_per_pass: int = 8  # heads that do not fit skipped by one machine's pass before it gives up
     max_preempt_scan: int = 4_096  # running grants looked at to plan one preemption
     max_preemptions_per_tick: int = 256  # preemption plans made by one tick()
 

@@ -13,12 +13,18 @@ are taken in this order, and only the ones on the chosen machine are preempted:
 
 Each victim gets a :class:`Preempt` notice with ``deadline_ns = now + preempt_notice_ns``; the machine reserves
 one unit's shape for the preemptor (served before any queue when resources free); at the deadline what was not
-returned is revoked. A unit holds at most ``outstanding`` reservations; at most ``max_preemptions_per_tick``
-urgent units are considered per tick and at most ``max_preempt_scan`` running grants per plan.
+returned is revoked. A unit holds at most ``outstanding`` reservations.
+
+Cost is bounded per tick: at most ``max_preemptions_per_tick`` plans, and at most ``max_preempt_scan`` units
+and running grants looked at in all (a plan stops when the scan budget is spent). A unit limited to some
+machines (locality level machine or rack) only looks at the grants on those machines, and takes the machine
+whose most important victim is the least important (then the fewest victims); a unit that may run anywhere
+walks the candidates in victim order across the cluster and takes the first machine where they suffice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from feitian.sched.core.records import Effect, Preempt, PreemptReason
@@ -44,21 +50,24 @@ def maybe_preempt(alloc: Allocator, now_ns: int, out: list[Effect]) -> bool:
     if not alloc.waiting or not alloc.held:
         return False
     policy = alloc.policy
-    budget = alloc.limits.max_preemptions_per_tick
+    plans = alloc.limits.max_preemptions_per_tick
     lowest_granted = max(alloc.by_priority) if alloc.by_priority else -1
-    any_loans = any(g.loan_grants for g in alloc.quota.groups.values())
+    rnd = _Round(alloc)
     acted = False
     for priority in sorted(alloc.waiting):
-        if priority >= lowest_granted and not any_loans:
+        if priority >= lowest_granted and not rnd.any_loans:
             break
         for unit in list(alloc.waiting.get(priority, {}).values()):
             if now_ns - unit.waiting_since_ns < policy.preempt_after_ns:
                 break  # units wait in start order: the rest waited less
+            rnd.budget -= 1
+            if rnd.budget <= 0 or plans <= 0:
+                return acted
             while unit.preempt_not_before_ns <= now_ns and len(unit.reserved_on) < unit.outstanding:
-                if budget == 0:
+                if plans <= 0 or rnd.budget <= 0:
                     return acted
-                budget -= 1
-                found = plan(alloc, unit)
+                plans -= 1
+                found = plan(alloc, unit, rnd)
                 if found is None:
                     unit.preempt_not_before_ns = now_ns + policy.preempt_retry_ns
                     break
@@ -75,8 +84,39 @@ def maybe_preempt(alloc: Allocator, now_ns: int, out: list[Effect]) -> bool:
     return acted
 
 
-def plan(alloc: Allocator, unit: UnitState) -> tuple[MachineState, list[tuple[Held, PreemptReason]]] | None:
+class _Round:
+    """What the plans of one tick share: the scan budget and the cluster's loans in victim order."""
+
+    def __init__(self, alloc: Allocator) -> None:
+        self.alloc = alloc
+        self.budget = alloc.limits.max_preempt_scan
+        quota = alloc.quota
+        self.over_own = {g.name for g in quota.groups.values() if g.loan_grants and quota.over_own(g)}
+        self.any_loans = bool(self.over_own)
+        self._loans: list[Held] | None = None
+
+    def loans(self) -> list[Held]:
+        if self._loans is None:
+            loans: list[Held] = []
+            for name in self.over_own:
+                taken = 0
+                for held in reversed(self.alloc.quota.groups[name].loan_grants.values()):
+                    if held.notice_deadline_ns is None:
+                        loans.append(held)
+                        taken += 1
+                        if taken >= self.budget:
+                            break
+            loans.sort(key=lambda h: (-h.grant.priority, -h.grant.grant_id))
+            self._loans = loans
+        return self._loans
+
+
+Victims = list[tuple[Held, PreemptReason]]
+
+
+def plan(alloc: Allocator, unit: UnitState, rnd: _Round | None = None) -> tuple[MachineState, Victims] | None:
     """One machine and the victims to preempt there for one unit of ``unit``, or None."""
+    rnd = rnd if rnd is not None else _Round(alloc)
     app = unit.app
     quota = alloc.quota
     group = quota.groups[app.group]
@@ -86,57 +126,122 @@ def plan(alloc: Allocator, unit: UnitState) -> tuple[MachineState, list[tuple[He
     used, capacity = alloc.space.pool_used, alloc.space.pool_capacity
     if any(used[i] + a > capacity[i] for i, a in unit.compiled.pools):
         return None  # preempting machine resources cannot refill a cluster pool it waits for
+    reclaim = bool(group.limit_items) and verdict == 1
+    lenient = alloc.policy.reclaim_ignores_priority
+    priority = app.priority
+
+    def reason_for(held: Held) -> PreemptReason | None:
+        if held.notice_deadline_ns is not None:
+            return None
+        if (
+            reclaim
+            and held.on_loan
+            and held.grant.group != group.name
+            and held.grant.group in rnd.over_own
+            and (lenient or held.grant.priority > priority)
+        ):
+            return PreemptReason.RECLAIM
+        if held.grant.priority > priority:
+            return PreemptReason.PRIORITY
+        return None
+
+    if unit.level < LEVEL_ANY:
+        return _plan_local(alloc, unit, rnd, reason_for)
+    return _plan_anywhere(alloc, unit, rnd, reason_for, reclaim)
+
+
+def _base(alloc: Allocator, machine: MachineState) -> list[int]:
+    """What the machine will have once the grants already under notice are gone, less its reservations."""
+    base = list(machine.free)
+    reserved = machine.reserved
+    if reserved is not None:
+        for index, amount in enumerate(reserved):
+            base[index] -= amount
+    for running in machine.grants.values():
+        if running.notice_deadline_ns is not None:
+            for index, amount in running.need:
+                base[index] += amount
+    return base
+
+
+def _plan_local(
+    alloc: Allocator, unit: UnitState, rnd: _Round, reason_for: Callable[[Held], PreemptReason | None]
+) -> tuple[MachineState, Victims] | None:
+    names = list(unit.machines)
+    if unit.level >= LEVEL_RACK:
+        for rack in unit.racks:
+            names.extend(alloc.racks.get(rack, {}))
     need = unit.compiled.need
-    scan = alloc.limits.max_preempt_scan
-    candidates: list[tuple[Held, PreemptReason]] = []
-    if group.limit_items and verdict == 1:
-        loans: list[Held] = []
-        for other in quota.groups.values():
-            if other is group or not other.loan_grants or not quota.over_own(other):
-                continue
-            for held in reversed(other.loan_grants.values()):
-                if held.notice_deadline_ns is None and (
-                    alloc.policy.reclaim_ignores_priority or held.grant.priority > app.priority
-                ):
-                    loans.append(held)
-                    if len(loans) >= scan:
-                        break
-        loans.sort(key=lambda h: (-h.grant.priority, -h.grant.grant_id))
-        candidates.extend((h, PreemptReason.RECLAIM) for h in loans[:scan])
-    for priority in sorted(alloc.by_priority, reverse=True):
-        if priority <= app.priority or len(candidates) >= scan:
-            break
-        for held in reversed(alloc.by_priority[priority].values()):
-            if held.notice_deadline_ns is None:
-                candidates.append((held, PreemptReason.PRIORITY))
-                if len(candidates) >= scan:
-                    break
-    gathered: dict[str, tuple[list[int], list[tuple[Held, PreemptReason]]]] = {}
-    seen: set[int] = set()
-    for held, reason in candidates:
-        gid = held.grant.grant_id
-        if gid in seen:
+    best: tuple[tuple[int, int], MachineState, Victims] | None = None
+    for name in dict.fromkeys(names):
+        machine = alloc.machines.get(name)
+        if machine is None or not machine.healthy:
             continue
-        seen.add(gid)
+        if alloc._fits(machine, need):
+            return machine, []
+        rnd.budget -= 1 + len(machine.grants)
+        options = []
+        for held in machine.grants.values():
+            reason = reason_for(held)
+            if reason is not None:
+                options.append((reason is not PreemptReason.RECLAIM, -held.grant.priority, -held.grant.grant_id, held))
+        options.sort(key=lambda o: o[:3])
+        base = _base(alloc, machine)
+        victims: Victims = []
+        for not_reclaim, _priority, _grant_id, held in options:
+            for index, amount in held.need:
+                base[index] += amount
+            victims.append((held, PreemptReason.PRIORITY if not_reclaim else PreemptReason.RECLAIM))
+            if all(base[i] >= a for i, a in need):
+                # the least important "most important victim" wins, then the fewest victims
+                score = (-max(h.grant.priority for h, _r in victims), len(victims))
+                if best is None or score < best[0]:
+                    best = (score, machine, victims)
+                break
+        if rnd.budget <= 0:
+            break
+    return (best[1], best[2]) if best is not None else None
+
+
+def _plan_anywhere(
+    alloc: Allocator,
+    unit: UnitState,
+    rnd: _Round,
+    reason_for: Callable[[Held], PreemptReason | None],
+    reclaim: bool,
+) -> tuple[MachineState, Victims] | None:
+    need = unit.compiled.need
+    gathered: dict[str, tuple[list[int], Victims]] = {}
+
+    def candidates() -> Iterator[Held]:
+        if reclaim:
+            yield from rnd.loans()
+        for p in sorted(alloc.by_priority, reverse=True):
+            if p <= unit.app.priority:
+                return
+            yield from reversed(alloc.by_priority[p].values())
+
+    for held in candidates():
+        rnd.budget -= 1
+        if rnd.budget <= 0:
+            return None
+        reason = reason_for(held)
+        if reason is None:
+            continue
         machine = held.machine
-        if not machine.healthy or not eligible(unit, machine):
+        if not machine.healthy:
             continue
         acc = gathered.get(machine.name)
         if acc is None:
             if alloc._fits(machine, need):
                 return machine, []
-            # Grants on this machine already under notice will free resources that its reservations count on.
-            noticed = [0] * len(machine.free)
-            for running in machine.grants.values():
-                if running.notice_deadline_ns is not None:
-                    for index, amount in running.need:
-                        noticed[index] += amount
-            acc = gathered[machine.name] = (noticed, [])
-        extra, victims = acc
+            acc = gathered[machine.name] = (_base(alloc, machine), [])
+        base, victims = acc
+        if any(h is held for h, _ in victims):
+            continue
         for index, amount in held.need:
-            extra[index] += amount
+            base[index] += amount
         victims.append((held, reason))
-        free, reserved = machine.free, machine.reserved
-        if all(free[i] - (reserved[i] if reserved is not None else 0) + extra[i] >= amount for i, amount in need):
+        if all(base[i] >= a for i, a in need):
             return machine, victims
     return None

@@ -79,7 +79,10 @@ class QuotaBook:
                     f"quota of group {name!r}: {resource!r} is not a machine resource",
                     hint="quotas limit: " + ", ".join(self.space.machine_dims),
                 )
-            self.space._check_amount(f"quota of group {name!r}", resource, amount, allow_zero=True)
+            # a quota is cluster-wide: bounded by the per-machine bound times max_machines
+            self.space._check_amount(
+                f"quota of group {name!r}", resource, amount, allow_zero=True, scale=self.limits.max_machines
+            )
             limits[index] = amount
         group = self.groups.get(name)
         if group is None:

@@ -175,15 +175,17 @@ class ResourceSpace:
         merged.update({self.pool_names[i]: a for i, a in pools})
         return Shape.of(merged)
 
-    def _check_amount(self, what: str, name: str, amount: object, *, allow_zero: bool) -> None:
+    def _check_amount(self, what: str, name: str, amount: object, *, allow_zero: bool, scale: int = 1) -> None:
         if name not in self.machine_index and name not in self.pool_index:
             raise self._unknown(what, name)
-        self._check_value(what, name, amount, allow_zero=allow_zero)
+        self._check_value(what, name, amount, allow_zero=allow_zero, scale=scale)
 
-    def _check_value(self, what: str, name: str, amount: object, *, allow_zero: bool) -> None:
+    def _check_value(self, what: str, name: str, amount: object, *, allow_zero: bool, scale: int = 1) -> None:
         if isinstance(amount, bool) or not isinstance(amount, int):
             raise InvalidArgumentError(f"{what}: {name} must be an integer, got {amount!r}", resource=name)
         bound_name, bound = self._bounds.get(name, ("max_virtual_amount", self.limits.max_virtual_amount))
+        if scale != 1:
+            bound_name, bound = f"{bound_name} x max_machines", bound * scale
         low = 0 if allow_zero else 1
         if amount < low:
             raise InvalidArgumentError(f"{what}: {name} = {amount} must be >= {low}", resource=name)
