@@ -13,9 +13,10 @@ heap orders units by ``(priority, turn, submit order, unit id)``: priority first
 rounds within a priority — ``turn`` counts the grants an application received, so each grant moves it behind the
 other applications of its priority (an application that starts waiting joins the current round) — then first
 submitted first. When a machine has free resources (a grant returned, a machine added, new demand that fits it),
-it is marked *dirty*; a pass over a dirty machine repeatedly takes the best head of its three heaps and grants it
-if it fits, skipping at most ``max_skip_per_pass`` heads that do not fit. Cost per grant: O(log n) heap work,
-no scan over machines or applications. A machine left with free resources goes to an *idle index* (by the
+it is marked *dirty*; a pass over a dirty machine walks its three heaps best-first and grants the first unit that
+fits, again and again, looking at most at ``max_skip_per_pass`` units that do not fit (they stay in place: the
+walk does not pop them). Cost per grant: O(log n) heap work plus O(skip log skip), no scan over machines or
+applications. A machine left with free resources goes to an *idle index* (by the
 bit lengths of its free cpu/memory/disk/net, and by rack), which new demand probes instead of scanning every
 machine. Heap entries are invalidated lazily (an epoch per unit; a stale turn is re-pushed when it surfaces).
 
@@ -105,6 +106,11 @@ class Allocator:
         self._pool_blocked: list[tuple[int, int, int, int, UnitState]] = []
         self._quota_released = False
         self._pool_released = False
+        self.preempt_idle_until_ns = 0  # no preemption scan before this (the last one found nothing)
+        # Shapes of the waiting units (id -> [shape, count]) and, per machine resource, the least any of them
+        # needs: a machine with less than that in some resource fits nothing waiting, so its pass ends at once.
+        self._waiting_shapes: dict[int, tuple[CompiledShape, list[int]]] = {}
+        self._min_need: list[int] | None = None
         # Facts about the latest tick for the invariant checker: per machine, the lowest priority (largest number)
         # granted there from the queues (not reservations); machines whose pass stopped at max_skip_per_pass.
         self.last_pass_lowest: dict[str, int] = {}
@@ -123,6 +129,7 @@ class Allocator:
                 if machine.reserved is not None:
                     machine.reserved.append(0)
             self.quota.on_new_dimension()
+            self._min_need = None
 
     def set_pool(self, name: str, amount: int) -> None:
         self._input()
@@ -499,6 +506,12 @@ class Allocator:
         if self.policy.fair_share:
             app.turn = max(app.turn, self._vt.get(app.priority, 0))
         self.waiting.setdefault(app.priority, {})[unit.uid] = unit
+        shapes = self._waiting_shapes.get(id(unit.compiled))
+        if shapes is None:
+            self._waiting_shapes[id(unit.compiled)] = (unit.compiled, [1])
+            self._min_need = None
+        else:
+            shapes[1][0] += 1
         if unit.level < LEVEL_RACK:
             heapq.heappush(self._relax, (now_ns + self.policy.relax_rack_after_ns, unit.uid, unit.epoch, 1, unit))
         if unit.level < LEVEL_ANY:
@@ -510,10 +523,14 @@ class Allocator:
         unit.epoch += 1
         unit.parked = False
         waiting = self.waiting.get(unit.app.priority)
-        if waiting is not None:
-            waiting.pop(unit.uid, None)
+        if waiting is not None and waiting.pop(unit.uid, None) is not None:
             if not waiting:
                 del self.waiting[unit.app.priority]
+            count = self._waiting_shapes[id(unit.compiled)][1]
+            count[0] -= 1
+            if count[0] == 0:
+                del self._waiting_shapes[id(unit.compiled)]
+                self._min_need = None
         for machine in unit.reserved_on:
             if unit in machine.reservations:
                 machine.reservations.remove(unit)
@@ -600,8 +617,8 @@ class Allocator:
     # == finding machines ==========================================================================================
 
     def _mark_dirty(self, machine: MachineState) -> None:
+        # It may stay in the idle index meanwhile (a probe marking it again is harmless); its pass re-files it.
         if machine.healthy and machine.name in self.machines:
-            self._unidle(machine)
             self._dirty[machine.name] = machine
 
     def _unidle(self, machine: MachineState) -> None:
@@ -617,18 +634,26 @@ class Allocator:
                 del self._idle_by_rack[machine.rack]
 
     def _set_idle(self, machine: MachineState) -> None:
-        self._unidle(machine)
-        if machine.name not in self.machines or not machine.healthy:
+        """File a machine that just had its pass: in the idle index if it has room left (by the bit lengths of
+        its free cpu, memory, disk and net), out of it otherwise."""
+        key: tuple[int, int, int, int] | None = None
+        if machine.healthy and machine.name in self.machines:
+            free, reserved = machine.free, machine.reserved
+            if reserved is not None:
+                free = [f - r for f, r in zip(free, reserved, strict=True)]
+            for amount in free:
+                if amount > 0:
+                    key = (free[0].bit_length(), free[1].bit_length(), free[2].bit_length(), free[3].bit_length())
+                    break
+        old = self._idle_key.get(machine.name)
+        if old == key:
             return
-        free, reserved = machine.free, machine.reserved
-        if reserved is not None:
-            free = [f - r for f, r in zip(free, reserved, strict=True)]
-        if not any(f > 0 for f in free):
-            return
-        key = (free[0].bit_length(), free[1].bit_length(), free[2].bit_length(), free[3].bit_length())
-        self._idle.setdefault(key, {})[machine.name] = machine
-        self._idle_key[machine.name] = key
-        self._idle_by_rack.setdefault(machine.rack, {})[machine.name] = machine
+        if old is not None:
+            self._unidle(machine)
+        if key is not None:
+            self._idle.setdefault(key, {})[machine.name] = machine
+            self._idle_key[machine.name] = key
+            self._idle_by_rack.setdefault(machine.rack, {})[machine.name] = machine
 
     def _probe(self, unit: UnitState) -> None:
         """Mark dirty the idle machines where the unit could run now (at most as many as it wants)."""
@@ -695,42 +720,101 @@ class Allocator:
                 self._set_idle(machine)
 
     def _fill(self, machine: MachineState, out: list[Effect]) -> None:
+        """Grant on one machine: reservations first, then the waiting units of its three heaps in policy order.
+
+        The heaps are walked best-first without popping (a small frontier heap over positions of the three heap
+        arrays), so a head that does not fit costs O(log skip) and is left in place. At most
+        ``max_skip_per_pass`` units that do not fit are looked at; entries made stale (a unit that stopped
+        waiting or was parked) are passed through, at most four times as many.
+        """
         if machine.reservations:
             self._serve_reservations(machine, out)
         heaps = [h for h in (self._mq.get(machine.name), self._rq.get(machine.rack), self._cq) if h]
-        skipped: list[tuple[list[Entry], Entry]] = []
+        if not heaps:
+            return
+        min_need = self._min_need
+        if min_need is None:
+            min_need = self._min_need = self._least_needs()
+        free, reserved = machine.free, machine.reserved
+        for index, least in enumerate(min_need):
+            if least and free[index] - (reserved[index] if reserved else 0) < least:
+                return  # nothing waiting fits what is free here
         max_skip = self.limits.max_skip_per_pass
+        max_stale = 4 * max_skip
+        failed: set[int] = set()  # units that did not fit here in this pass (free only shrinks during it)
+        failed_shapes: set[int] = set()  # their compiled shapes (interned: equal shapes are one object)
+        stale = 0
+        heappush, heappop = heapq.heappush, heapq.heappop
         while True:
-            best: Entry | None = None
-            best_heap: list[Entry] | None = None
-            for heap in heaps:
-                while heap:
+            frontier: list[tuple[Entry, int, int]] = []
+            for which, heap in enumerate(heaps):
+                while heap:  # clean the root: drop stale entries, re-push a stale turn at its place
                     entry = heap[0]
                     unit = entry[5]
                     if entry[4] != unit.epoch:
-                        heapq.heappop(heap)
+                        heappop(heap)
                         continue
                     turn = unit.app.turn
                     if entry[1] != turn:
                         heapq.heapreplace(heap, (entry[0], turn, entry[2], entry[3], entry[4], unit))
                         continue
+                    frontier.append((entry, which, 0))
                     break
-                if heap and (best is None or heap[0] < best):
-                    best = heap[0]
-                    best_heap = heap
-            if best is None or best_heap is None:
-                break
-            result = self._try_grant(best[5], machine, out)
-            if result == _GRANTED:
-                continue
-            heapq.heappop(best_heap)
-            if result == _NO_FIT:
-                skipped.append((best_heap, best))
-                if len(skipped) >= max_skip:
-                    self.skip_capped.add(machine.name)
-                    break
-        for heap, entry in skipped:
-            heapq.heappush(heap, entry)
+            if not frontier:
+                return
+            heapq.heapify(frontier)
+            while frontier:
+                entry, which, position = heappop(frontier)
+                unit = entry[5]
+                if entry[4] != unit.epoch:
+                    stale += 1
+                    if stale > max_stale:
+                        return
+                elif unit.uid not in failed:
+                    compiled = unit.compiled
+                    fits = id(compiled) not in failed_shapes  # free only shrinks during a pass
+                    if fits:
+                        if reserved is None:
+                            for i, a in compiled.need:
+                                if free[i] < a:
+                                    fits = False
+                                    break
+                        else:
+                            for i, a in compiled.need:
+                                if free[i] - reserved[i] < a:
+                                    fits = False
+                                    break
+                    if fits:
+                        result = self._try_grant(unit, machine, out)
+                        if result == _GRANTED:
+                            break
+                    else:
+                        failed_shapes.add(id(compiled))
+                        failed.add(unit.uid)
+                        if len(failed) >= max_skip:
+                            self.skip_capped.add(machine.name)
+                            return
+                        for index, least in enumerate(min_need):
+                            if least and free[index] - (reserved[index] if reserved else 0) < least:
+                                return  # nothing waiting fits what is left here
+                heap = heaps[which]
+                child = 2 * position + 1
+                if child < len(heap):
+                    heappush(frontier, (heap[child], which, child))
+                    if child + 1 < len(heap):
+                        heappush(frontier, (heap[child + 1], which, child + 1))
+            else:
+                return  # walked everything reachable: nothing fits
+
+    def _least_needs(self) -> list[int]:
+        dims = len(self.space.machine_dims)
+        least: list[int] | None = None
+        for compiled, _count in self._waiting_shapes.values():
+            need = [0] * dims
+            for index, amount in compiled.need:
+                need[index] = amount
+            least = need if least is None else [min(a, b) for a, b in zip(least, need, strict=True)]
+        return least if least is not None else [0] * dims
 
     def _try_grant(self, unit: UnitState, machine: MachineState, out: list[Effect], reserved: bool = False) -> int:
         if not self._fits(machine, unit.compiled.need):

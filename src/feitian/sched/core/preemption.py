@@ -47,19 +47,21 @@ def eligible(unit: UnitState, machine: MachineState) -> bool:
 
 def maybe_preempt(alloc: Allocator, now_ns: int, out: list[Effect]) -> bool:
     """Plan preemptions for urgent units, highest priority first. True if any notice was sent."""
-    if not alloc.waiting or not alloc.held:
+    if not alloc.waiting or not alloc.held or now_ns < alloc.preempt_idle_until_ns:
         return False
     policy = alloc.policy
     plans = alloc.limits.max_preemptions_per_tick
     lowest_granted = max(alloc.by_priority) if alloc.by_priority else -1
     rnd = _Round(alloc)
     acted = False
+    considered = False
     for priority in sorted(alloc.waiting):
         if priority >= lowest_granted and not rnd.any_loans:
             break
         for unit in list(alloc.waiting.get(priority, {}).values()):
             if now_ns - unit.waiting_since_ns < policy.preempt_after_ns:
                 break  # units wait in start order: the rest waited less
+            considered = True
             rnd.budget -= 1
             if rnd.budget <= 0 or plans <= 0:
                 return acted
@@ -81,6 +83,10 @@ def maybe_preempt(alloc: Allocator, now_ns: int, out: list[Effect]) -> bool:
                     out.append(Preempt(held.grant, deadline, reason))
                 alloc.reserve(unit, machine)
                 acted = True
+    if considered and not acted:
+        # A whole scan found nothing to do: the next one waits for preempt_retry_ns (new urgent units and new
+        # victims are rarely worth a scan every tick; the retry period bounds how late they are seen).
+        alloc.preempt_idle_until_ns = now_ns + policy.preempt_retry_ns
     return acted
 
 

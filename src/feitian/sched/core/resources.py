@@ -96,6 +96,7 @@ class ResourceSpace:
         self.pool_index: dict[str, int] = {}
         self.pool_capacity: list[int] = []
         self.pool_used: list[int] = []
+        self._compiled: dict[Shape, CompiledShape] = {}
         self._bounds = {
             "cpu": ("max_cpu_millicores", limits.max_cpu_millicores),
             "memory": ("max_memory_bytes", limits.max_memory_bytes),
@@ -142,8 +143,12 @@ class ResourceSpace:
     # -- compiling --------------------------------------------------------------------------------------------------
 
     def compile_shape(self, what: str, shape: Shape) -> CompiledShape:
+        """The compiled shape; equal shapes compile to the same object (names only ever get new indexes)."""
         if not isinstance(shape, Shape):
             raise InvalidArgumentError(f"{what}: shape must be a Shape, got {type(shape).__name__}")
+        cached = self._compiled.get(shape)
+        if cached is not None:
+            return cached
         need: list[tuple[int, int]] = []
         pools: list[tuple[int, int]] = []
         for name, amount in shape.amounts:
@@ -158,7 +163,8 @@ class ResourceSpace:
                 f"{what}: shape {shape} asks for no machine resource",
                 hint="a shape needs at least one of: " + ", ".join(self.machine_dims),
             )
-        return CompiledShape(shape, tuple(need), tuple(pools))
+        compiled = self._compiled[shape] = CompiledShape(shape, tuple(need), tuple(pools))
+        return compiled
 
     def compile_capacity(self, what: str, capacity: Mapping[str, int]) -> list[int]:
         dense = [0] * len(self.machine_dims)
