@@ -54,6 +54,7 @@ class _Driver:
 
     def __init__(self, machines: int, apps: int, seed: int) -> None:
         self.rng = random.Random(seed)
+        self.demand_scale = max(1, machines // 5_000)  # keep the cluster oversubscribed at any size
         self.alloc = Allocator(
             SchedLimits(max_apps=max(100_000, 2 * apps)),
             SchedPolicy(preempt_after_ns=5 * 10**9, heartbeat_timeout_ns=10**15),
@@ -85,7 +86,7 @@ class _Driver:
         locality = Locality()
         if rng.random() < 0.33:
             locality = Locality(tuple(rng.sample(self.machine_names, 3)))
-        self.delta(name, rng.randint(10, 100), UnitSpec(shape, locality))
+        self.delta(name, rng.randint(10, 100) * self.demand_scale, UnitSpec(shape, locality))
 
     def delta(self, app: str, n: int, spec: UnitSpec | None = None) -> None:
         self.seq[app] += 1
@@ -170,8 +171,11 @@ def bench_core(
     }
 
 
-def bench_memory(machines: int = 100_000, apps: int = 10_000, seed: int = 0, trace: bool = False) -> dict[str, Any]:
-    """Memory of an allocator with ``machines`` machines, ``apps`` applications and the cluster filled."""
+def bench_memory(
+    machines: int = 100_000, apps: int = 10_000, rounds: int = 20, seed: int = 0, trace: bool = False
+) -> dict[str, Any]:
+    """A filled allocator at ``machines`` machines: its memory (peak RSS growth of this process, and tracemalloc
+    when ``trace``), then ``rounds`` rounds of churn for the decisions per CPU second at that size."""
     gc.collect()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if trace:
@@ -186,16 +190,28 @@ def bench_memory(machines: int = 100_000, apps: int = 10_000, seed: int = 0, tra
     if trace:
         tracemalloc.stop()
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    returns = 2_000 * max(1, machines // 5_000)
+    decisions, cpu = 0, 0.0
+    for _ in range(rounds):
+        driver.now += ROUND_NS
+        cpu += driver.churn(returns, arrivals=returns // 20, finishes=apps // 2_000)
+        start = time.process_time()
+        effects = driver.alloc.tick(driver.now)
+        cpu += time.process_time() - start
+        decisions += driver.record(effects)
     return {
         "machines": machines,
         "apps": apps,
-        "grants_held": len(driver.alloc.held),
         "build_cpu_s": round(build_cpu, 3),
         "fill_decisions": filled,
         "fill_decisions_per_s": round(filled / fill_cpu) if fill_cpu else None,
+        "grants_held_after_fill": filled,
         "traced_bytes": traced,
         "peak_rss_growth_bytes": rss_after - rss_before,
         "peak_rss_bytes": rss_after,
+        "steady_decisions": decisions,
+        "steady_decisions_per_s": round(decisions / cpu) if cpu else None,
+        "steady_cpu_us_per_decision": round(cpu / decisions * 1e6, 1) if decisions else None,
     }
 
 
