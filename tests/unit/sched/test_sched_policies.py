@@ -180,3 +180,16 @@ def test_slot_shape_is_what_the_grant_names() -> None:
     sim.want("job", 1)
     (g,) = grants(sim.tick())
     assert (g.app, g.unit, g.machine, g.shape, g.priority, g.group) == ("job", "w", "m1", SLOT, 3, "default")
+
+
+def test_next_deadline_names_the_earliest_timer() -> None:
+    sim = Sim(SchedPolicy(relax_rack_after_ns=3 * SECOND_NS, heartbeat_timeout_ns=10 * SECOND_NS))
+    sim.machine("a1", rack="ra", cpu=CORE)
+    assert sim.alloc.next_deadline_ns() == 10 * SECOND_NS  # the heartbeat expiry
+    sim.app("filler", priority=1)
+    sim.want("filler", 1)
+    sim.tick()
+    sim.app("job")
+    sim.now = SECOND_NS
+    sim.want("job", 1, machines=["a1"])
+    assert sim.alloc.next_deadline_ns() == 4 * SECOND_NS  # the unit's relaxation to its rack
