@@ -32,7 +32,7 @@ notice's deadline what was not returned is revoked.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from feitian.errors import (
     AlreadyExistsError,
@@ -40,9 +40,9 @@ from feitian.errors import (
     InvalidArgumentError,
     NotFoundError,
     OverloadedError,
-    PermissionDeniedError,
 )
-from feitian.sched.core import preemption
+from feitian.sched.core import preemption, protocol
+from feitian.sched.core.idle import IdleIndex
 from feitian.sched.core.limits import DEFAULT_LIMITS, DEFAULT_POLICY, SchedLimits, SchedPolicy
 from feitian.sched.core.quota import QuotaBook, QuotaGroup
 from feitian.sched.core.records import (
@@ -52,7 +52,6 @@ from feitian.sched.core.records import (
     DemandSnapshot,
     Effect,
     Grant,
-    Locality,
     MachineSpec,
     ReturnGrants,
     Revoke,
@@ -61,7 +60,16 @@ from feitian.sched.core.records import (
     UnitSpec,
 )
 from feitian.sched.core.resources import CompiledShape, ResourceScope, ResourceSpace, Shape, check_name
-from feitian.sched.core.state import LEVEL_ANY, LEVEL_MACHINE, LEVEL_RACK, AppState, Held, MachineState, UnitState
+from feitian.sched.core.state import (
+    LEVEL_ANY,
+    LEVEL_MACHINE,
+    LEVEL_RACK,
+    AppState,
+    Held,
+    MachineState,
+    UnitState,
+    fits,
+)
 
 __all__ = ["Allocator"]
 
@@ -99,9 +107,7 @@ class Allocator:
         self._heartbeats: list[tuple[int, str]] = []
         # machines to pass over, and machines with room that nothing fitted
         self._dirty: dict[str, MachineState] = {}
-        self._idle: dict[tuple[int, int, int, int], dict[str, MachineState]] = {}
-        self._idle_key: dict[str, tuple[int, int, int, int]] = {}
-        self._idle_by_rack: dict[str, dict[str, MachineState]] = {}
+        self._idle = IdleIndex()
         # parked units waiting for a cluster pool
         self._pool_blocked: list[tuple[int, int, int, int, UnitState]] = []
         self._quota_released = False
@@ -234,22 +240,22 @@ class Allocator:
         self._input()
         app = self._app(msg.app)
         if isinstance(msg, DemandSnapshot):
-            self._apply_snapshot(app, msg, now_ns)
+            protocol.apply_snapshot(self, app, msg, now_ns)
             return []
         if app.needs_resync or msg.seq != app.expected_seq:
             app.needs_resync = True
             return [AskResync(app.name, app.expected_seq, msg.seq)]
         if isinstance(msg, DemandDelta):
-            self._apply_delta(app, msg, now_ns)
+            protocol.apply_delta(self, app, msg, now_ns)
         else:
-            self._apply_returns(app, msg.grant_ids)
+            protocol.apply_returns(self, app, msg.grant_ids)
         app.expected_seq += 1
         return []
 
     def return_grant(self, app_name: str, grant_id: int) -> None:
         """Return one grant outside the sequenced stream (the service's own path, e.g. a process that exited)."""
         self._input()
-        self._apply_returns(self._app(app_name), (grant_id,))
+        protocol.apply_returns(self, self._app(app_name), (grant_id,))
 
     def adopt_grant(
         self, app_name: str, unit_name: str, machine_name: str, shape: Shape, grant_id: int, now_ns: int
@@ -276,7 +282,7 @@ class Allocator:
                 raise ConflictError(f"adopt grant {grant_id}: pool {self.space.pool_names[index]!r} is exhausted")
         unit = app.units.get(unit_name)
         if unit is None:
-            unit = self._declare(app, unit_name, UnitSpec(shape))
+            unit = protocol.declare(self, app, unit_name, UnitSpec(shape))
         group = self.quota.groups[app.group]
         on_loan = self.quota.allows(group, dict(compiled.need)) != 1
         unit.requested += 1
@@ -334,88 +340,7 @@ class Allocator:
         g = self.quota.group(group)
         return self.space.shape_of(tuple((i, self.quota.borrowable(g, i)) for i in g.limits), ())
 
-    # == declaring and changing demand ==============================================================================
-
-    def _declare(self, app: AppState, name: str, spec: UnitSpec) -> UnitState:
-        check_name("unit", name, self.limits)
-        if len(app.units) >= self.limits.max_units_per_app:
-            raise InvalidArgumentError(
-                f"application {app.name!r}: max_units_per_app {self.limits.max_units_per_app} reached"
-            )
-        compiled, locality = self._compile_spec(f"unit {name!r} of {app.name!r}", spec)
-        unit = UnitState(app, name, self._next_uid, compiled, locality)
-        self._next_uid += 1
-        racks = [self.machines[m].rack for m in locality.machines if m in self.machines]
-        unit.racks = tuple(dict.fromkeys([*racks, *locality.racks]))
-        app.units[name] = unit
-        return unit
-
-    def _compile_spec(self, what: str, spec: UnitSpec) -> tuple[CompiledShape, Locality]:
-        if not isinstance(spec, UnitSpec):
-            raise InvalidArgumentError(f"{what}: spec must be a UnitSpec")
-        compiled = self.space.compile_shape(what, spec.shape)
-        locality = spec.locality
-        if len(locality.machines) > self.limits.max_locality_machines:
-            raise InvalidArgumentError(
-                f"{what}: {len(locality.machines)} preferred machines, above max_locality_machines "
-                f"{self.limits.max_locality_machines}"
-            )
-        if len(locality.racks) > self.limits.max_locality_racks:
-            raise InvalidArgumentError(
-                f"{what}: {len(locality.racks)} preferred racks, above max_locality_racks "
-                f"{self.limits.max_locality_racks}"
-            )
-        for m in locality.machines:
-            check_name("machine", m, self.limits)
-        for r in locality.racks:
-            check_name("rack", r, self.limits)
-        return compiled, locality
-
-    def _check_unit_ref(self, app: AppState, name: str, spec: UnitSpec | None) -> UnitState | None:
-        unit = app.units.get(name)
-        if unit is None:
-            if spec is None:
-                raise NotFoundError(
-                    f"application {app.name!r}: unit {name!r} was never declared",
-                    hint="the first DemandDelta naming a unit carries its spec (shape and locality)",
-                    unit=name,
-                )
-            check_name("unit", name, self.limits)
-            self._compile_spec(f"unit {name!r} of {app.name!r}", spec)
-            if len(app.units) >= self.limits.max_units_per_app:
-                raise InvalidArgumentError(
-                    f"application {app.name!r}: max_units_per_app {self.limits.max_units_per_app} reached"
-                )
-        elif spec is not None and (spec.shape != unit.compiled.shape or spec.locality != unit.locality):
-            raise ConflictError(
-                f"application {app.name!r}: unit {name!r} was declared with another spec",
-                hint="declare a new unit name for a different shape or locality",
-                unit=name,
-            )
-        return unit
-
-    def _check_count(self, what: str, value: object, low: int, high: int, bound: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidArgumentError(f"{what} must be an integer, got {value!r}")
-        if not low <= value <= high:
-            raise InvalidArgumentError(f"{what} = {value} is outside [{low}, {high}] ({bound})")
-        return value
-
-    def _apply_delta(self, app: AppState, msg: DemandDelta, now_ns: int) -> None:
-        bound = self.limits.max_delta
-        delta = self._check_count(f"unit {msg.unit!r}: delta", msg.delta, -bound, bound, "max_delta")
-        unit = self._check_unit_ref(app, msg.unit, msg.spec)
-        if delta > 0:
-            have = unit.outstanding if unit is not None else 0
-            self._check_count(
-                f"unit {msg.unit!r}: outstanding", have + delta, 0, self.limits.max_outstanding, "max_outstanding"
-            )
-        if unit is None:
-            assert msg.spec is not None
-            unit = self._declare(app, msg.unit, msg.spec)
-        self._set_outstanding(
-            unit, unit.outstanding + delta if delta > 0 else unit.outstanding - min(-delta, unit.outstanding), now_ns
-        )
+    # == changing demand ===========================================================================================
 
     def _set_outstanding(self, unit: UnitState, value: int, now_ns: int) -> None:
         before = unit.outstanding
@@ -430,61 +355,6 @@ class Allocator:
             self._stop_waiting(unit)
         elif value > before and not unit.parked:
             self._probe(unit)
-
-    def _apply_returns(self, app: AppState, grant_ids: Sequence[int]) -> None:
-        for gid in grant_ids:
-            if isinstance(gid, bool) or not isinstance(gid, int) or gid < 1 or gid >= self.next_grant_id:
-                raise NotFoundError(f"return grant {gid!r}: no such grant was ever issued", grant_id=gid)
-            held = self.held.get(gid)
-            if held is not None and held.unit.app is not app:
-                raise PermissionDeniedError(
-                    f"return grant {gid}: it belongs to application {held.grant.app!r}, not {app.name!r}",
-                    grant_id=gid,
-                )
-        for gid in grant_ids:
-            held = self.held.get(gid)
-            if held is not None:  # absent: already returned or revoked; returning it again changes nothing
-                held.unit.returned += 1
-                self._release(held)
-
-    def _apply_snapshot(self, app: AppState, msg: DemandSnapshot, now_ns: int) -> None:
-        if msg.seq < app.expected_seq:
-            return  # an old snapshot delivered late: the stream has moved past it
-        if len(msg.units) > self.limits.max_snapshot_units or len(msg.held) > self.limits.max_snapshot_held:
-            raise InvalidArgumentError(
-                f"snapshot of {app.name!r}: above max_snapshot_units {self.limits.max_snapshot_units} or "
-                f"max_snapshot_held {self.limits.max_snapshot_held}"
-            )
-        names = [u.unit for u in msg.units]
-        if len(set(names)) != len(names):
-            raise InvalidArgumentError(f"snapshot of {app.name!r}: a unit is listed twice")
-        new = 0
-        for u in msg.units:
-            if self._check_unit_ref(app, u.unit, u.spec) is None:
-                new += 1
-            self._check_count(
-                f"unit {u.unit!r}: outstanding", u.outstanding, 0, self.limits.max_outstanding, "max_outstanding"
-            )
-        if len(app.units) + new > self.limits.max_units_per_app:
-            raise InvalidArgumentError(
-                f"snapshot of {app.name!r}: max_units_per_app {self.limits.max_units_per_app} reached"
-            )
-        self._check_count("last_grant_seen", msg.last_grant_seen, 0, 1 << 62, "a grant id")
-        held_ids = set(msg.held)
-        listed = {}
-        for u in msg.units:
-            unit = app.units.get(u.unit) or self._declare(app, u.unit, u.spec)
-            listed[u.unit] = unit
-            self._set_outstanding(unit, u.outstanding, now_ns)
-        for name, unit in app.units.items():
-            if name not in listed and unit.outstanding:
-                self._set_outstanding(unit, 0, now_ns)
-        for gid, held in list(app.grants.items()):
-            if gid <= msg.last_grant_seen and gid not in held_ids:
-                held.unit.returned += 1
-                self._release(held)
-        app.expected_seq = msg.seq + 1
-        app.needs_resync = False
 
     # == waiting =====================================================================================================
 
@@ -622,92 +492,17 @@ class Allocator:
             self._dirty[machine.name] = machine
 
     def _unidle(self, machine: MachineState) -> None:
-        key = self._idle_key.pop(machine.name, None)
-        if key is not None:
-            bucket = self._idle[key]
-            del bucket[machine.name]
-            if not bucket:
-                del self._idle[key]
-            rack = self._idle_by_rack[machine.rack]
-            del rack[machine.name]
-            if not rack:
-                del self._idle_by_rack[machine.rack]
+        self._idle.remove(machine)
 
     def _set_idle(self, machine: MachineState) -> None:
-        """File a machine that just had its pass: in the idle index if it has room left (by the bit lengths of
-        its free cpu, memory, disk and net), out of it otherwise."""
-        key: tuple[int, int, int, int] | None = None
-        if machine.healthy and machine.name in self.machines:
-            free, reserved = machine.free, machine.reserved
-            if reserved is not None:
-                free = [f - r for f, r in zip(free, reserved, strict=True)]
-            for amount in free:
-                if amount > 0:
-                    key = (free[0].bit_length(), free[1].bit_length(), free[2].bit_length(), free[3].bit_length())
-                    break
-        old = self._idle_key.get(machine.name)
-        if old == key:
-            return
-        if old is not None:
-            self._unidle(machine)
-        if key is not None:
-            self._idle.setdefault(key, {})[machine.name] = machine
-            self._idle_key[machine.name] = key
-            self._idle_by_rack.setdefault(machine.rack, {})[machine.name] = machine
+        self._idle.file(machine, machine.healthy and machine.name in self.machines)
 
     def _probe(self, unit: UnitState) -> None:
         """Mark dirty the idle machines where the unit could run now (at most as many as it wants)."""
-        if not self._idle_key:
-            return
-        wanted = unit.outstanding
-        need = unit.compiled.need
-        found: list[MachineState] = []
-        if unit.level == LEVEL_MACHINE:
-            for name in unit.machines:
-                if name in self._idle_key and self._fits(self.machines[name], need):
-                    found.append(self.machines[name])
-                    if len(found) >= wanted:
-                        break
-        elif unit.level == LEVEL_RACK:
-            names = set(unit.machines)
-            for rack in unit.racks:
-                for machine in self._idle_by_rack.get(rack, {}).values():
-                    if machine.name not in names and self._fits(machine, need):
-                        found.append(machine)
-                        if len(found) >= wanted:
-                            break
-                if len(found) >= wanted:
-                    break
-        else:
-            bits = [0, 0, 0, 0]
-            for index, amount in need:
-                if index < 4:
-                    bits[index] = amount.bit_length()
-            for key, bucket in self._idle.items():
-                if key[0] < bits[0] or key[1] < bits[1] or key[2] < bits[2] or key[3] < bits[3]:
-                    continue  # every machine here has less than the unit needs in some resource
-                for machine in bucket.values():
-                    if self._fits(machine, need):
-                        found.append(machine)
-                        if len(found) >= wanted:
-                            break
-                if len(found) >= wanted:
-                    break
-        for machine in found:
+        for machine in self._idle.candidates(unit, self.machines):
             self._mark_dirty(machine)
 
-    @staticmethod
-    def _fits(machine: MachineState, need: tuple[tuple[int, int], ...]) -> bool:
-        free, reserved = machine.free, machine.reserved
-        if reserved is None:
-            for index, amount in need:
-                if free[index] < amount:
-                    return False
-        else:
-            for index, amount in need:
-                if free[index] - reserved[index] < amount:
-                    return False
-        return True
+    _fits = staticmethod(fits)
 
     # == granting ====================================================================================================
 

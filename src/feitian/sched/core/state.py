@@ -10,7 +10,16 @@ from __future__ import annotations
 from feitian.sched.core.records import Grant, Locality
 from feitian.sched.core.resources import CompiledShape
 
-__all__ = ["LEVEL_ANY", "LEVEL_MACHINE", "LEVEL_RACK", "AppState", "Held", "MachineState", "UnitState"]
+__all__ = [
+    "LEVEL_ANY",
+    "LEVEL_MACHINE",
+    "LEVEL_RACK",
+    "AppState",
+    "Held",
+    "MachineState",
+    "UnitState",
+    "fits",
+]
 
 LEVEL_MACHINE = 0  # only the preferred machines
 LEVEL_RACK = 1  # their racks (and the preferred racks)
@@ -138,3 +147,17 @@ class Held:
         self.pools = compiled.pools
         self.on_loan = on_loan  # counted against the group's loan, not its own quota
         self.notice_deadline_ns: int | None = None  # set once a Preempt notice was sent
+
+
+def fits(machine: MachineState, need: tuple[tuple[int, int], ...]) -> bool:
+    """Does ``need`` fit what is free on the machine, less what it reserved for preemptors?"""
+    free, reserved = machine.free, machine.reserved
+    if reserved is None:
+        for index, amount in need:
+            if free[index] < amount:
+                return False
+    else:
+        for index, amount in need:
+            if free[index] - reserved[index] < amount:
+                return False
+    return True
