@@ -250,3 +250,14 @@ def test_a_unit_limited_to_its_rack_preempts_there_the_least_important_work() ->
     (notice,) = notices(sim.tick(1))
     # rack ra only: p9 on rack rb is out of reach; p8 is less important than p6
     assert (notice.grant.app, notice.grant.machine, notice.reason) == ("p8", "a2", PreemptReason.PRIORITY)
+
+
+def test_lowering_a_quota_revokes_nothing_and_makes_the_excess_a_loan() -> None:
+    sim = quota_sim()
+    sim.app("a", group="A")
+    sim.want("a", 2, shape=CPU)
+    assert len(grants(sim.tick())) == 2
+    sim.alloc.set_quota("A", {"cpu": CORE})
+    sim.checked()  # usage not on loan stays within the new quota
+    assert len(sim.held("a")) == 2
+    assert len(sim.alloc.quota.groups["A"].loan_grants) == 1
