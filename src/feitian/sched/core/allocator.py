@@ -16,9 +16,11 @@ submitted first. When a machine has free resources (a grant returned, a machine 
 it is marked *dirty*; a pass over a dirty machine walks its three heaps best-first and grants the first unit that
 fits, again and again, looking at most at ``max_skip_per_pass`` units that do not fit (they stay in place: the
 walk does not pop them). Cost per grant: O(log n) heap work plus O(skip log skip), no scan over machines or
-applications. A machine left with free resources goes to an *idle index* (by the
-bit lengths of its free cpu/memory/disk/net, and by rack), which new demand probes instead of scanning every
-machine. Heap entries are invalidated lazily (an epoch per unit; a stale turn is re-pushed when it surfaces).
+applications. A machine left with free resources goes to the *idle index* (idle.py: by the bit lengths of its
+free cpu/memory/disk/net, and by rack), which new demand probes instead of scanning every machine (a probe
+stops at as many machines as the unit wants; at worst it checks the idle machines of the classes that could
+hold the shape). Heap entries are invalidated lazily (an epoch per unit; a stale turn is re-pushed when it
+surfaces).
 
 **Quota** (quota.py): a unit whose group is at its limit (with what it may borrow) is parked out of the heaps and
 put back when some group's usage drops. Cluster-pool resources work the same way.
