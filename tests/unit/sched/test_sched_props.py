@@ -21,6 +21,7 @@ from feitian.sched.core import (
     UnitDemand,
     UnitSpec,
 )
+from feitian.sched.core.invariants import check_work_conserving
 from feitian.sched.core.records import Locality
 
 SHAPES = [
@@ -32,7 +33,7 @@ SHAPES = [
 ]
 
 
-def run(seed: int, steps: int, fair: bool) -> None:
+def run(seed: int, steps: int, fair: bool, conserving: bool = False) -> None:
     rng = random.Random(seed)
     policy = SchedPolicy(
         fair_share=fair,
@@ -44,7 +45,8 @@ def run(seed: int, steps: int, fair: bool) -> None:
         heartbeat_timeout_ns=8 * SECOND_NS,
         reclaim_ignores_priority=rng.random() < 0.5,
     )
-    sim = Sim(policy, SchedLimits(max_skip_per_pass=rng.choice([1, 4, 32])))
+    skip = 10**6 if conserving else rng.choice([1, 4, 32])
+    sim = Sim(policy, SchedLimits(max_skip_per_pass=skip))
     alloc = sim.alloc
     alloc.define_resource("gpu", ResourceScope.MACHINE)
     alloc.define_resource("lic", ResourceScope.CLUSTER, pool_amount=rng.randint(0, 4))
@@ -123,9 +125,17 @@ def run(seed: int, steps: int, fair: bool) -> None:
             pass  # refused input changes nothing; the checker below proves it
         sim.checked()
         sim.tick(rng.choice([0, SECOND_NS // 2, SECOND_NS, 3 * SECOND_NS]))
+        if conserving:
+            assert check_work_conserving(alloc) == []
 
 
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**32), fair=st.booleans())
 def test_random_sequences_keep_every_invariant(seed: int, fair: bool) -> None:
     run(seed, steps=120, fair=fair)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32), fair=st.booleans())
+def test_without_the_skip_bound_no_unit_waits_where_it_fits(seed: int, fair: bool) -> None:
+    run(seed, steps=120, fair=fair, conserving=True)

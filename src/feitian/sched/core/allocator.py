@@ -115,6 +115,8 @@ class Allocator:
         self._quota_released = False
         self._pool_released = False
         self.preempt_idle_until_ns = 0  # no preemption scan before this (the last one found nothing)
+        # units whose probe stopped at what they wanted, with the machines it found
+        self._reprobe: dict[int, tuple[UnitState, list[MachineState]]] = {}
         # Shapes of the waiting units (id -> [shape, count]) and, per machine resource, the least any of them
         # needs: a machine with less than that in some resource fits nothing waiting, so its pass ends at once.
         self._waiting_shapes: dict[int, tuple[CompiledShape, list[int]]] = {}
@@ -123,6 +125,7 @@ class Allocator:
         # granted there from the queues (not reservations); machines whose pass stopped at max_skip_per_pass.
         self.last_pass_lowest: dict[str, int] = {}
         self.skip_capped: set[str] = set()
+        self.probe_capped = False  # the latest tick stopped probing at max_probe_rounds
 
     # == configuration ===============================================================================================
 
@@ -301,6 +304,7 @@ class Allocator:
         out: list[Effect] = []
         self.last_pass_lowest = {}
         self.skip_capped = set()
+        self.probe_capped = False
         self._expire_machines(now_ns, out)
         self._revoke_due(now_ns, out)
         self._relax_due(now_ns)
@@ -500,21 +504,42 @@ class Allocator:
         self._idle.file(machine, machine.healthy and machine.name in self.machines)
 
     def _probe(self, unit: UnitState) -> None:
-        """Mark dirty the idle machines where the unit could run now (at most as many as it wants)."""
-        for machine in self._idle.candidates(unit, self.machines):
+        """Mark dirty the idle machines where the unit could run now (at most as many as it wants). When the
+        probe stopped at that many, their passes may give the room to others first: the unit is probed again
+        once they are done (``max_probe_rounds``)."""
+        found = self._idle.candidates(unit, self.machines)
+        for machine in found:
             self._mark_dirty(machine)
+        if found and len(found) >= unit.outstanding:
+            self._reprobe[unit.uid] = (unit, found)
 
     _fits = staticmethod(fits)
 
     # == granting ====================================================================================================
 
     def _schedule(self, out: list[Effect]) -> None:
-        while self._dirty:
-            dirty = self._dirty
-            self._dirty = {}
-            for machine in dirty.values():
-                self._fill(machine, out)
-                self._set_idle(machine)
+        rounds = 0
+        while True:
+            while self._dirty:
+                dirty = self._dirty
+                self._dirty = {}
+                for machine in dirty.values():
+                    self._fill(machine, out)
+                    self._set_idle(machine)
+            if not self._reprobe:
+                break
+            if rounds >= self.limits.max_probe_rounds:
+                self.probe_capped = True
+                break
+            rounds += 1
+            again = self._reprobe
+            self._reprobe = {}
+            for unit, probed in again.values():
+                # Only when some probed machine's pass ran to the end: it gave the room to others first. A pass
+                # cut by max_skip_per_pass would be cut again the same way.
+                if unit.outstanding > 0 and not unit.parked and any(m.name not in self.skip_capped for m in probed):
+                    self._probe(unit)
+        self._reprobe = {}
 
     def _fill(self, machine: MachineState, out: list[Effect]) -> None:
         """Grant on one machine: reservations first, then the waiting units of its three heaps in policy order.
@@ -777,6 +802,7 @@ class Allocator:
             self.last_pass_lowest = {}
         if self.skip_capped:
             self.skip_capped = set()
+        self.probe_capped = False
 
     # == lookups =====================================================================================================
 

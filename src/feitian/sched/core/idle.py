@@ -10,7 +10,7 @@ their passes decide in policy order.
 
 from __future__ import annotations
 
-from feitian.sched.core.state import LEVEL_MACHINE, LEVEL_RACK, MachineState, UnitState, fits
+from feitian.sched.core.state import LEVEL_RACK, MachineState, UnitState, fits
 
 __all__ = ["IdleIndex"]
 
@@ -64,20 +64,20 @@ class IdleIndex:
         wanted = unit.outstanding
         need = unit.compiled.need
         found: list[MachineState] = []
-        if unit.level == LEVEL_MACHINE:
-            for name in unit.machines:
+        if unit.level <= LEVEL_RACK:
+            for name in unit.machines:  # its own machines first, at every level
                 if name in self.key_of and fits(machines[name], need):
                     found.append(machines[name])
                     if len(found) >= wanted:
-                        break
-        elif unit.level == LEVEL_RACK:
-            names = set(unit.machines)
-            for rack in unit.racks:
-                for machine in self.by_rack.get(rack, {}).values():
-                    if machine.name not in names and fits(machine, need):
-                        found.append(machine)
-                        if len(found) >= wanted:
-                            return found
+                        return found
+            if unit.level == LEVEL_RACK:
+                names = set(unit.machines)
+                for rack in unit.racks:
+                    for machine in self.by_rack.get(rack, {}).values():
+                        if machine.name not in names and fits(machine, need):
+                            found.append(machine)
+                            if len(found) >= wanted:
+                                return found
         else:
             bits = [0, 0, 0, 0]
             for index, amount in need:

@@ -16,6 +16,11 @@ problems found (empty when all hold). A problem is a bug.
    the pass the free resources only shrank, so such a unit would have fitted when the lower-priority grant was
    made.) Grants that serve a preemptor's reservation are exempt: those resources were freed for it.
 6. No grant was made on an unhealthy machine in the last tick.
+
+:func:`check_work_conserving` is a stronger property that holds only when no bound cut the work short: after a
+tick in which no machine's pass stopped at ``max_skip_per_pass`` and probing did not stop at
+``max_probe_rounds``, no waiting, unparked unit fits a healthy machine it may use (quota and pools allowing).
+The property test runs it with the skip bound out of the way.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from feitian.sched.core.preemption import eligible
 if TYPE_CHECKING:
     from feitian.sched.core.allocator import Allocator
 
-__all__ = ["check"]
+__all__ = ["check", "check_work_conserving"]
 
 
 def check(alloc: Allocator) -> list[str]:
@@ -166,3 +171,26 @@ def _priorities(alloc: Allocator, problems: list[str]) -> None:
                     f"machine {name}: priority {lowest} was granted while unit {unit.name} of {unit.app.name} "
                     f"(priority {priority}) waits and fits"
                 )
+
+
+def check_work_conserving(alloc: Allocator) -> list[str]:
+    """After a tick: waiting units that fit a machine they may use and were left waiting (see the module
+    docstring); empty when a bound was hit in that tick (the property is then not promised)."""
+    if alloc.skip_capped or alloc.probe_capped:
+        return []
+    quota, space = alloc.quota, alloc.space
+    problems: list[str] = []
+    for machine in alloc.machines.values():
+        if not machine.healthy:
+            continue
+        for units in alloc.waiting.values():
+            for unit in units.values():
+                if unit.parked or not eligible(unit, machine) or not alloc._fits(machine, unit.compiled.need):
+                    continue
+                group = quota.groups[unit.app.group]
+                if group.limit_items and quota.allows(group, unit.need_map) == 0:
+                    continue
+                if any(space.pool_used[i] + a > space.pool_capacity[i] for i, a in unit.compiled.pools):
+                    continue
+                problems.append(f"unit {unit.name} of {unit.app.name} waits but fits machine {machine.name}")
+    return problems

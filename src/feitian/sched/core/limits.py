@@ -41,6 +41,7 @@ class SchedLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     max_snapshot_held: int = 1_000_000  # grant ids in one DemandSnapshot
     # -- work per call
     max_skip_per_pass: int = 8  # heads that do not fit skipped by one machine's pass before it gives up
+    max_probe_rounds: int = 2  # rounds of probing again, in one tick, units whose probed machines went to others
     max_preempt_scan: int = 1_024  # urgent units and running grants looked at by one tick's preemption plans
     max_preemptions_per_tick: int = 64  # preemption plans made by one tick()
 
