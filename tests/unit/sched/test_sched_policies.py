@@ -193,3 +193,16 @@ def test_next_deadline_names_the_earliest_timer() -> None:
     sim.now = SECOND_NS
     sim.want("job", 1, machines=["a1"])
     assert sim.alloc.next_deadline_ns() == 4 * SECOND_NS  # the unit's relaxation to its rack
+
+
+def test_fair_rounds_hold_below_a_head_that_does_not_fit() -> None:
+    sim = Sim()
+    sim.machine("m1", cpu=4 * CORE)
+    sim.app("huge", priority=1)
+    sim.app("a", priority=5)
+    sim.app("b", priority=5)
+    sim.want("huge", 1, shape=Shape.of(cpu=8 * CORE))  # at the top of the queue, never fits
+    sim.want("a", 10)
+    sim.want("b", 10)
+    got = grants(sim.tick())
+    assert [g.app for g in got] == ["a", "b", "a", "b"]

@@ -592,6 +592,10 @@ class Allocator:
                     stale += 1
                     if stale > max_stale:
                         return
+                elif entry[1] != unit.app.turn:
+                    # a turn that moved on (fair rounds): visit the unit at its real place, without children
+                    fixed = (entry[0], unit.app.turn, entry[2], entry[3], entry[4], unit)
+                    heappush(frontier, (fixed, which, -1))
                 elif unit.uid not in failed:
                     compiled = unit.compiled
                     fits = id(compiled) not in failed_shapes  # free only shrinks during a pass
@@ -619,6 +623,8 @@ class Allocator:
                         for index, least in enumerate(min_need):
                             if least and free[index] - (reserved[index] if reserved else 0) < least:
                                 return  # nothing waiting fits what is left here
+                if position < 0:
+                    continue
                 heap = heaps[which]
                 child = 2 * position + 1
                 if child < len(heap):
