@@ -544,11 +544,13 @@ class Allocator:
     def _fill(self, machine: MachineState, out: list[Effect]) -> None:
         """Grant on one machine: reservations first, then the waiting units of its three heaps in policy order.
 
-        The heaps are walked best-first without popping (a small frontier heap over positions of the three heap
-        arrays), so a head that does not fit costs O(log skip) and is left in place. At most
+        The heaps are walked once, best-first, without popping (a small frontier heap over positions of the three
+        heap arrays), so a head that does not fit costs O(log skip) and is left in place; a unit granted here goes
+        back into the frontier at its new place (its turn moved on) and may get more. At most
         ``max_skip_per_pass`` units that do not fit are looked at; entries made stale (a unit that stopped
-        waiting or was parked) are passed through, at most four times as many.
+        waiting or was parked) are passed through, at most twice as many.
         """
+        machine.cap_key = None
         if machine.reservations:
             self._serve_reservations(machine, out)
         heaps = [h for h in (self._mq.get(machine.name), self._rq.get(machine.rack), self._cq) if h]
@@ -562,77 +564,75 @@ class Allocator:
             if least and free[index] - (reserved[index] if reserved else 0) < least:
                 return  # nothing waiting fits what is free here
         max_skip = self.limits.max_skip_per_pass
-        max_stale = 4 * max_skip
+        max_stale = 2 * max_skip
         failed: set[int] = set()  # units that did not fit here in this pass (free only shrinks during it)
         failed_shapes: set[int] = set()  # their compiled shapes (interned: equal shapes are one object)
         stale = 0
         heappush, heappop = heapq.heappush, heapq.heappop
-        while True:
-            frontier: list[tuple[Entry, int, int]] = []
-            for which, heap in enumerate(heaps):
-                while heap:  # clean the root: drop stale entries, re-push a stale turn at its place
-                    entry = heap[0]
-                    unit = entry[5]
-                    if entry[4] != unit.epoch:
-                        heappop(heap)
-                        continue
-                    turn = unit.app.turn
-                    if entry[1] != turn:
-                        heapq.heapreplace(heap, (entry[0], turn, entry[2], entry[3], entry[4], unit))
-                        continue
-                    frontier.append((entry, which, 0))
-                    break
-            if not frontier:
-                return
-            heapq.heapify(frontier)
-            while frontier:
-                entry, which, position = heappop(frontier)
+        frontier: list[tuple[Entry, int, int]] = []
+        for which, heap in enumerate(heaps):
+            while heap:  # clean the root: drop stale entries, re-push a stale turn at its place
+                entry = heap[0]
                 unit = entry[5]
                 if entry[4] != unit.epoch:
-                    stale += 1
-                    if stale > max_stale:
-                        return
-                elif entry[1] != unit.app.turn:
-                    # a turn that moved on (fair rounds): visit the unit at its real place, without children
-                    fixed = (entry[0], unit.app.turn, entry[2], entry[3], entry[4], unit)
-                    heappush(frontier, (fixed, which, -1))
-                elif unit.uid not in failed:
-                    compiled = unit.compiled
-                    fits = id(compiled) not in failed_shapes  # free only shrinks during a pass
-                    if fits:
-                        if reserved is None:
-                            for i, a in compiled.need:
-                                if free[i] < a:
-                                    fits = False
-                                    break
-                        else:
-                            for i, a in compiled.need:
-                                if free[i] - reserved[i] < a:
-                                    fits = False
-                                    break
-                    if fits:
-                        result = self._try_grant(unit, machine, out)
-                        if result == _GRANTED:
-                            break
-                    else:
-                        failed_shapes.add(id(compiled))
-                        failed.add(unit.uid)
-                        if len(failed) >= max_skip:
-                            self.skip_capped.add(machine.name)
-                            return
-                        for index, least in enumerate(min_need):
-                            if least and free[index] - (reserved[index] if reserved else 0) < least:
-                                return  # nothing waiting fits what is left here
-                if position < 0:
+                    heappop(heap)
                     continue
-                heap = heaps[which]
-                child = 2 * position + 1
-                if child < len(heap):
-                    heappush(frontier, (heap[child], which, child))
-                    if child + 1 < len(heap):
-                        heappush(frontier, (heap[child + 1], which, child + 1))
-            else:
-                return  # walked everything reachable: nothing fits
+                turn = unit.app.turn
+                if entry[1] != turn:
+                    heapq.heapreplace(heap, (entry[0], turn, entry[2], entry[3], entry[4], unit))
+                    continue
+                frontier.append((entry, which, 0))
+                break
+        heapq.heapify(frontier)
+        while frontier:
+            entry, which, position = heappop(frontier)
+            unit = entry[5]
+            if entry[4] != unit.epoch:
+                stale += 1
+                if stale > max_stale:
+                    return
+            elif entry[1] != unit.app.turn:
+                # a turn that moved on (fair rounds): visit the unit at its real place, without children
+                fixed = (entry[0], unit.app.turn, entry[2], entry[3], entry[4], unit)
+                heappush(frontier, (fixed, which, -1))
+            elif unit.uid not in failed:
+                compiled = unit.compiled
+                fits = id(compiled) not in failed_shapes  # free only shrinks during a pass
+                reserved = machine.reserved  # a grant may have released a reservation here
+                if fits:
+                    if reserved is None:
+                        for i, a in compiled.need:
+                            if free[i] < a:
+                                fits = False
+                                break
+                    else:
+                        for i, a in compiled.need:
+                            if free[i] - reserved[i] < a:
+                                fits = False
+                                break
+                if fits:
+                    if self._try_grant(unit, machine, out) == _GRANTED and unit.epoch == entry[4]:
+                        # still waiting: it may get more here, at its place after this grant
+                        fixed = (entry[0], unit.app.turn, entry[2], entry[3], entry[4], unit)
+                        heappush(frontier, (fixed, which, -1))
+                else:
+                    failed_shapes.add(id(compiled))
+                    failed.add(unit.uid)
+                    if len(failed) >= max_skip:
+                        self.skip_capped.add(machine.name)
+                        machine.cap_key = (entry[0], entry[1], entry[2], entry[3])
+                        return
+                    for index, least in enumerate(min_need):
+                        if least and free[index] - (reserved[index] if reserved else 0) < least:
+                            return  # nothing waiting fits what is left here
+            if position < 0:
+                continue
+            heap = heaps[which]
+            child = 2 * position + 1
+            if child < len(heap):
+                heappush(frontier, (heap[child], which, child))
+                if child + 1 < len(heap):
+                    heappush(frontier, (heap[child + 1], which, child + 1))
 
     def _least_needs(self) -> list[int]:
         dims = len(self.space.machine_dims)
@@ -757,6 +757,7 @@ class Allocator:
             for index, amount in held.pools:
                 used[index] -= amount
             self._pool_released = True
+        machine.cap_key = None  # more room: a pass may reach further
         del machine.grants[gid]
         del app.grants[gid]
         del unit.held[gid]

@@ -5,7 +5,8 @@ instead of scanning machines. Machines are filed by *class*: the bit lengths of 
 net (less reservations), and by rack. A class whose bit length is below the unit's in some resource holds no
 machine that fits, so it is skipped whole; in the other classes machines are checked one by one. A probe returns
 at most as many machines as the unit wants (each can take at least one unit); the allocator marks them dirty and
-their passes decide in policy order.
+their passes decide in policy order. A machine whose last pass stopped at the skip bound is not filed until
+something is released there: a new pass would most likely stop at the same place.
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ class IdleIndex:
                 del self.by_rack[machine.rack]
 
     def file(self, machine: MachineState, live: bool) -> None:
-        """File a machine after its pass: in the index if it is live and has room left, out of it otherwise
-        (nothing moves when its class did not change)."""
+        """File a machine after its pass: in the index if it is live, has room left and its pass was not cut by
+        the skip bound; out of it otherwise (nothing moves when its class did not change)."""
         key: Key | None = None
-        if live:
+        if live and machine.cap_key is None:
             free, reserved = machine.free, machine.reserved
             if reserved is not None:
                 free = [f - r for f, r in zip(free, reserved, strict=True)]

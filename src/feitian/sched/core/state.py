@@ -28,6 +28,7 @@ LEVEL_ANY = 2  # any machine
 
 class MachineState:
     __slots__ = (
+        "cap_key",
         "capacity",
         "free",
         "grants",
@@ -50,6 +51,10 @@ class MachineState:
         # Resources promised to preemptors (one unit each, in promise order); ``reserved`` is their sum or None.
         self.reservations: list[UnitState] = []
         self.reserved: list[int] | None = None
+        # When its last pass stopped at max_skip_per_pass: the queue key it stopped at (a new pass would most
+        # likely stop there again while its free resources stay as they are; it is not in the idle index). None
+        # otherwise; a release clears it.
+        self.cap_key: tuple[int, int, int, int] | None = None
 
 
 class AppState:
