@@ -13,8 +13,8 @@ heap orders units by ``(priority, turn, submit order, unit id)``: priority first
 rounds within a priority — ``turn`` counts the grants an application received, so each grant moves it behind the
 other applications of its priority (an application that starts waiting joins the current round) — then first
 submitted first. When a machine has free resources (a grant returned, a machine added, new demand that fits it),
-it is marked *dirty*; a pass over a dirty machine walks its three heaps best-first and grants the first unit that
-fits, again and again, looking at most at ``max_skip_per_pass`` units that do not fit (they stay in place: the
+it is marked *dirty*; a pass over a dirty machine walks its three heaps once, best-first, granting every unit that
+fits in that order, looking at most at ``max_skip_per_pass`` units that do not fit (they stay in place: the
 walk does not pop them). Cost per grant: O(log n) heap work plus O(skip log skip), no scan over machines or
 applications. A machine left with free resources goes to the *idle index* (idle.py: by the bit lengths of its
 free cpu/memory/disk/net, and by rack), which new demand probes instead of scanning every machine (a probe
