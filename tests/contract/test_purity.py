@@ -24,7 +24,7 @@ FORBIDDEN = {
     "tempfile",
     "pathlib",
 }
-PURE_PACKAGES = ["rpc/core", "consensus", "security/core", "dfs/core", "coord/core", "replica/core"]
+PURE_PACKAGES = ["rpc/core", "consensus", "security/core", "dfs/core", "coord/core", "replica/core", "sched/core"]
 
 
 def imports_of(path: Path) -> set[str]:
