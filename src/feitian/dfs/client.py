@@ -131,7 +131,10 @@ class DfsClient:
         self.holder = holder or default_holder()
         self.client_id = secrets.token_hex(8)  # this client's writes, to the master's dedupe table
         self._seq = 0
-        self._writes = asyncio.Semaphore(DEDUPE_WINDOW)  # the table remembers this many writes per client
+        # At most DEDUPE_WINDOW writes in flight: the master's table remembers this many per client. A counter and
+        # an event rather than asyncio.Semaphore: the bound is almost never reached, and this is on every write.
+        self._writes_in_flight = 0
+        self._write_slot_freed = asyncio.Event()
 
     async def master(
         self,
@@ -147,10 +150,17 @@ class DfsClient:
         attempt = self.config.timeout_s if slow else attempt_timeout_s
         if "request_seq" not in type(request).__struct_fields__:
             return await self.masters.call(request, timeout_s=timeout_s, attempt_timeout_s=attempt)
-        async with self._writes:
+        while self._writes_in_flight >= DEDUPE_WINDOW:
+            self._write_slot_freed.clear()
+            await self._write_slot_freed.wait()
+        self._writes_in_flight += 1
+        try:
             self._seq += 1
             request = msgspec.structs.replace(request, client_id=self.client_id, request_seq=self._seq)
             return await self.masters.call(request, timeout_s=timeout_s, attempt_timeout_s=attempt)
+        finally:
+            self._writes_in_flight -= 1
+            self._write_slot_freed.set()
 
     # -- namespace -----------------------------------------------------------------------------------------------
 

@@ -111,3 +111,34 @@ def test_nuwa_snapshots_written_before_the_move_still_load() -> None:
     assert [r.client_id for r in restored.dedupe.clients.values()] == ["c"]
     entry = next(iter(restored.dedupe.clients.values())).results[2]
     assert isinstance(entry, StoredEntry) and entry == records[0].results[2]
+
+
+def test_the_smallest_seq_is_evicted_whatever_the_order_writes_arrived_in() -> None:
+    """Writes in flight commit out of order: the window keeps the newest sequence numbers, not the newest
+    arrivals, and a session's results forgotten on the way are skipped."""
+    table: DedupeTable[Result] = DedupeTable(window=3, max_clients=10)
+    for seq in (5, 2, 4, 3):
+        table.remember("alice", "c1", seq, 0, Result(seq), fingerprint=seq)
+    record = table.clients[next(iter(table.clients))]
+    assert sorted(record.results) == [3, 4, 5] and record.floor == 2
+    table.remember("alice", "c1", 6, 9, Result(6), fingerprint=6)  # written under session 9
+    table.remember("alice", "c1", 7, 0, Result(7), fingerprint=7)
+    assert sorted(record.results) == [5, 6, 7] and record.floor == 4
+    table.forget_session(9)  # 6 goes with its session
+    record = table.clients[next(iter(table.clients))]
+    for seq in (9, 8, 10):
+        table.remember("alice", "c1", seq, 0, Result(seq), fingerprint=seq)
+    assert sorted(record.results) == [8, 9, 10] and record.floor == 7
+    with pytest.raises(InvalidArgumentError, match="older than the last 3 writes"):
+        table.lookup("put", "alice", "c1", 6, fingerprint=6)
+    assert table.by_session == {}
+
+
+def test_a_large_window_keeps_exactly_its_newest_writes() -> None:
+    table: DedupeTable[Result] = DedupeTable(window=1024, max_clients=10)
+    seqs = list(range(1, 5001))
+    for i in range(0, len(seqs), 8):  # batches of 8 arriving in reverse: out of order, as in flight
+        for seq in reversed(seqs[i : i + 8]):
+            table.remember("alice", "c1", seq, 0, Result(seq), fingerprint=seq)
+    record = table.clients[next(iter(table.clients))]
+    assert sorted(record.results) == seqs[-1024:] and record.floor == 5000 - 1024

@@ -29,6 +29,7 @@ Results are stored as data (a service turns an error into a value first: they go
 
 from __future__ import annotations
 
+import heapq
 import zlib
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
@@ -144,6 +145,9 @@ class DedupeTable(Generic[R]):
         self.max_clients = max_clients
         self.clients: dict[str, ClientRecord[R]] = {}  # by client_key, least recently used first
         self.by_session: dict[int, set[str]] = {}  # session -> keys of clients holding results written under it
+        # client key -> a min-heap of its stored sequence numbers (built at its first eviction; entries no longer
+        # stored are skipped when they come up): evicting the oldest is O(log window), not a scan of the window
+        self._seqs: dict[str, list[int]] = {}
 
     def __len__(self) -> int:
         return len(self.clients)
@@ -187,14 +191,28 @@ class DedupeTable(Generic[R]):
         record.results[seq] = StoredEntry(session_id, result, fingerprint)
         if session_id:
             self.by_session.setdefault(session_id, set()).add(key)
-        while len(record.results) > self.window:
-            oldest = min(record.results)
-            evicted = record.results.pop(oldest)
-            record.floor = max(record.floor, oldest)
-            if evicted.session_id and evicted.session_id not in record.sessions():
-                self._unbind(evicted.session_id, key)
+        heap = self._seqs.get(key)
+        if heap is not None:
+            heapq.heappush(heap, seq)
+        if len(record.results) > self.window:
+            if heap is None or len(heap) > 4 * self.window:  # none yet, or mostly forgotten entries
+                heap = self._seqs[key] = list(record.results)
+                heapq.heapify(heap)
+            evicted_sessions: set[int] = set()
+            while len(record.results) > self.window:
+                oldest = heapq.heappop(heap)
+                evicted = record.results.pop(oldest, None)
+                if evicted is None:  # forgotten with its session already
+                    continue
+                record.floor = max(record.floor, oldest)
+                if evicted.session_id:
+                    evicted_sessions.add(evicted.session_id)
+            if evicted_sessions:
+                for session in evicted_sessions - record.sessions():
+                    self._unbind(session, key)
         while len(self.clients) > self.max_clients:
             dropped = self.clients.pop(next(iter(self.clients)))
+            self._seqs.pop(dropped.key, None)
             for session in dropped.sessions():
                 self._unbind(session, dropped.key)
 
@@ -212,10 +230,12 @@ class DedupeTable(Generic[R]):
             record.results = {s: e for s, e in record.results.items() if e.session_id != session_id}
             if not record.results:
                 del self.clients[key]
+                self._seqs.pop(key, None)
 
     def restore(self, records: list[ClientRecord[R]]) -> None:
         self.clients = {r.key: r for r in records}
         self.by_session = {}
+        self._seqs = {}
         for record in records:
             for session in record.sessions():
                 self.by_session.setdefault(session, set()).add(record.key)
