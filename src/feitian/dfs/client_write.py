@@ -93,9 +93,13 @@ class FileWriter:
         piece = max(self.block, dfs.config.piece_bytes - dfs.config.piece_bytes % self.block)
         self.piece = min(piece, self.chunk_size)
         self.lease_expires_ns = reply.lease_expires_ns
-        self._renew_runs = 0  # the first run only plans: the lease was just granted
         self._renewer = PeriodicTask(
-            f"write {path}: lease renewal", self._renew_once, dfs.config.lease_renew_s, clock=dfs.clock, logger=log
+            f"write {path}: lease renewal",
+            self._renew_once,
+            dfs.config.lease_renew_s,
+            clock=dfs.clock,
+            first_delay_s=self._next_renewal_s(),  # the lease was just granted
+            logger=log,
         )
         self._renewer.start()
         self._opened = False
@@ -464,26 +468,27 @@ class FileWriter:
     # -- the lease -----------------------------------------------------------------------------------------------
 
     async def _renew_once(self) -> float | None:
-        """Renew the lease (not on the first run), then say when to next: every ``lease_renew_s``, sooner as the
-        lease runs out (a third of what is left, at least 0.1 s) — after a failed renewal too, so retries come
-        faster near the expiry. A lost lease ends the loop and fails the writer's next call."""
-        if self._renew_runs:
+        """Renew the lease, then say when to next (:meth:`_next_renewal_s`) — after a failed renewal too, so
+        retries come faster near the expiry. A lost lease ends the loop and fails the writer's next call."""
+        try:
             try:
-                try:
-                    grant = await self.dfs.master(RenewRequest(self.path, self.file_id, self.lease_id))
-                    self.lease_expires_ns = grant.expires_ns
-                except ConflictError as exc:
-                    log.error("write %s: lost the write lease: %s", self.path, exc)
-                    self.error = exc
-                    self._renewer.cancel()
-                    return None
-                pipe = self.pipe
-                if pipe is not None:  # tokens expire with the old lease expiry: fresh ones for the next writes
-                    grant = await self.dfs.master(WriteTokens(self.path, self.file_id, self.lease_id, pipe.chunk_id))
-                    pipe.update_tokens(grant)
-            except FeitianError as exc:
-                log.warning("write %s: lease renewal failed (retrying): %s", self.path, exc)
-        self._renew_runs += 1
+                grant = await self.dfs.master(RenewRequest(self.path, self.file_id, self.lease_id))
+                self.lease_expires_ns = grant.expires_ns
+            except ConflictError as exc:
+                log.error("write %s: lost the write lease: %s", self.path, exc)
+                self.error = exc
+                self._renewer.cancel()
+                return None
+            pipe = self.pipe
+            if pipe is not None:  # tokens expire with the old lease expiry: fresh ones for the next writes
+                grant = await self.dfs.master(WriteTokens(self.path, self.file_id, self.lease_id, pipe.chunk_id))
+                pipe.update_tokens(grant)
+        except FeitianError as exc:
+            log.warning("write %s: lease renewal failed (retrying): %s", self.path, exc)
+        return self._next_renewal_s()
+
+    def _next_renewal_s(self) -> float:
+        """Every ``lease_renew_s``, sooner as the lease runs out: a third of what is left, at least 0.1 s."""
         remaining_s = (self.lease_expires_ns - self.dfs.clock.wall_ns()) / 1e9  # the master's clock, roughly ours
         return min(self.dfs.config.lease_renew_s, max(0.1, remaining_s / 3))
 

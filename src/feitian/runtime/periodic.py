@@ -17,6 +17,8 @@ Schedule:
   0.3 s waits 0.7 s). A run that takes longer than the interval is followed at once by the next — never by a
   burst that catches up. The same holds when the clock jumps (a stalled loop, a suspended process): the task
   runs once, late, and :attr:`PeriodicTask.skipped` counts the whole intervals it missed.
+* The first run is at once, or one interval after :meth:`PeriodicTask.start` with ``delay_first``, or
+  ``first_delay_s`` after it (a renewal whose first due time depends on what it renews).
 * ``jitter`` (a fraction below 1) draws each wait uniformly from ``interval * (1 ± jitter)`` with the injected
   :class:`~feitian.base.clock.RandomSource`, so many nodes started together do not beat in step.
 * The body may return a number of seconds: the next run is then that long after this run **ends** (a renewal
@@ -60,6 +62,7 @@ class PeriodicTask:
         jitter: float = 0.0,
         rng: RandomSource | None = None,
         delay_first: bool = False,
+        first_delay_s: float | None = None,
         error_delay_s: float | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -70,6 +73,8 @@ class PeriodicTask:
             problems.append(f"jitter must be in [0, 1), got {jitter}")
         if jitter > 0 and rng is None:
             problems.append("jitter needs a random source (rng)")
+        if first_delay_s is not None and first_delay_s < 0:
+            problems.append(f"first_delay_s must be >= 0, got {first_delay_s}")
         if error_delay_s is not None and error_delay_s < 0:
             problems.append(f"error_delay_s must be >= 0, got {error_delay_s}")
         if problems:
@@ -81,6 +86,7 @@ class PeriodicTask:
         self.jitter = jitter
         self.rng = rng
         self.delay_first = delay_first
+        self.first_delay_s = first_delay_s  # the first run this long after start (instead of now or one interval)
         self.error_delay_s = error_delay_s
         self.log = logger or logging.getLogger(__name__)
         self.runs = 0  # runs finished, failed ones included
@@ -143,7 +149,11 @@ class PeriodicTask:
 
     async def _run(self) -> None:
         clock = self.clock
-        due = clock.monotonic_ns() + (self.next_wait_ns() if self.delay_first else 0)
+        if self.first_delay_s is not None:
+            first_ns = int(self.first_delay_s * _NS)
+        else:
+            first_ns = self.next_wait_ns() if self.delay_first else 0
+        due = clock.monotonic_ns() + first_ns
         while True:
             await self._wait(due)
             started = clock.monotonic_ns()

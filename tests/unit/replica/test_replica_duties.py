@@ -64,7 +64,7 @@ async def test_ready_after_the_start_entry_applies_then_stopped_on_step_down_and
     seen = Recorder(duties)
     await duties.start()
     try:
-        await asyncio.sleep(0.03)
+        await duties.check()  # what each poll does
         assert not duties.ready and replica.proposed == [] and seen.running == 0  # a follower does nothing
         replica.lead(2)
         duties.leader_changed()

@@ -53,6 +53,20 @@ async def test_delay_first_waits_one_interval_before_the_first_run() -> None:
     await task.stop()
 
 
+async def test_first_delay_s_sets_the_first_run_then_the_interval_follows() -> None:
+    clock = ManualClock(start_s=0.0)
+    body = Recorder(clock)
+    task = PeriodicTask("renew", body, 5.0, clock=clock, first_delay_s=1.5)
+    task.start()
+    await clock.advance(1.4)
+    assert body.at == []
+    await clock.advance(0.1)
+    assert body.at == [1.5]
+    await clock.advance(5.0)
+    assert body.at == [1.5, 6.5]
+    await task.stop()
+
+
 async def test_the_interval_counts_from_the_start_of_a_run() -> None:
     """A run that takes 0.3 s of a 1 s interval: the next starts 1 s after the previous one started."""
     clock = ManualClock(start_s=0.0)
