@@ -741,7 +741,7 @@ class Allocator:
         machine.reservations.append(unit)
         unit.reserved_on.append(machine)
         self._recompute_reserved(machine)
-        self._unidle(machine)
+        self._set_idle(machine)  # filed by what is left besides the reservation: others may still fit there
 
     # == releasing ====================================================================================================
 

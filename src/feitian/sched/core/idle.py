@@ -43,7 +43,7 @@ class IdleIndex:
         if live and machine.cap_key is None:
             free, reserved = machine.free, machine.reserved
             if reserved is not None:
-                free = [f - r for f, r in zip(free, reserved, strict=True)]
+                free = [max(0, f - r) for f, r in zip(free, reserved, strict=True)]
             for amount in free:
                 if amount > 0:
                     key = (free[0].bit_length(), free[1].bit_length(), free[2].bit_length(), free[3].bit_length())

@@ -32,6 +32,7 @@ from feitian.sched.core.preemption import eligible
 
 if TYPE_CHECKING:
     from feitian.sched.core.allocator import Allocator
+    from feitian.sched.core.state import MachineState, UnitState
 
 __all__ = ["check", "check_work_conserving"]
 
@@ -149,7 +150,6 @@ def _demand(alloc: Allocator, problems: list[str]) -> None:
 
 
 def _priorities(alloc: Allocator, problems: list[str]) -> None:
-    quota, space = alloc.quota, alloc.space
     for name, lowest in alloc.last_pass_lowest.items():
         machine = alloc.machines.get(name)
         if machine is None:
@@ -160,12 +160,7 @@ def _priorities(alloc: Allocator, problems: list[str]) -> None:
             if priority >= lowest:
                 continue
             for unit in units.values():
-                if unit.parked or not eligible(unit, machine) or not alloc._fits(machine, unit.compiled.need):
-                    continue
-                group = quota.groups[unit.app.group]
-                if group.limit_items and quota.allows(group, unit.need_map) == 0:
-                    continue
-                if any(space.pool_used[i] + a > space.pool_capacity[i] for i, a in unit.compiled.pools):
+                if not _could_take(alloc, unit, machine):
                     continue
                 problems.append(
                     f"machine {name}: priority {lowest} was granted while unit {unit.name} of {unit.app.name} "
@@ -178,19 +173,25 @@ def check_work_conserving(alloc: Allocator) -> list[str]:
     docstring); empty when a bound was hit in that tick (the property is then not promised)."""
     if alloc.skip_capped or alloc.probe_capped:
         return []
-    quota, space = alloc.quota, alloc.space
     problems: list[str] = []
     for machine in alloc.machines.values():
         if not machine.healthy:
             continue
         for units in alloc.waiting.values():
             for unit in units.values():
-                if unit.parked or not eligible(unit, machine) or not alloc._fits(machine, unit.compiled.need):
-                    continue
-                group = quota.groups[unit.app.group]
-                if group.limit_items and quota.allows(group, unit.need_map) == 0:
-                    continue
-                if any(space.pool_used[i] + a > space.pool_capacity[i] for i, a in unit.compiled.pools):
+                if not _could_take(alloc, unit, machine):
                     continue
                 problems.append(f"unit {unit.name} of {unit.app.name} waits but fits machine {machine.name}")
     return problems
+
+
+def _could_take(alloc: Allocator, unit: UnitState, machine: MachineState) -> bool:
+    """Whether waiting ``unit`` could be granted on ``machine`` now: not parked, allowed there, fitting its free
+    resources, within its quota group's limit and the cluster pools."""
+    if unit.parked or not eligible(unit, machine) or not alloc._fits(machine, unit.compiled.need):
+        return False
+    group = alloc.quota.groups[unit.app.group]
+    if group.limit_items and alloc.quota.allows(group, unit.need_map) == 0:
+        return False
+    space = alloc.space
+    return not any(space.pool_used[i] + a > space.pool_capacity[i] for i, a in unit.compiled.pools)
