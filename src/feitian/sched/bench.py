@@ -143,15 +143,7 @@ def bench_core(
     fill_start = time.process_time()
     filled = driver.tick()
     fill_cpu = time.process_time() - fill_start
-    steady_decisions = 0
-    steady_cpu = 0.0
-    for _ in range(rounds):
-        driver.now += ROUND_NS
-        steady_cpu += driver.churn(returns_per_round, arrivals=returns_per_round // 20, finishes=apps // 2_000)
-        start = time.process_time()
-        effects = driver.alloc.tick(driver.now)
-        steady_cpu += time.process_time() - start
-        steady_decisions += driver.record(effects)
+    steady_decisions, steady_cpu = _steady(driver, rounds, returns_per_round, apps)
     alloc = driver.alloc
     waiting = sum(u.outstanding for a in alloc.apps.values() for u in a.units.values())
     return {
@@ -169,6 +161,20 @@ def bench_core(
         "grants_held": len(alloc.held),
         "demand_waiting": waiting,
     }
+
+
+def _steady(driver: _Driver, rounds: int, returns: int, apps: int) -> tuple[int, float]:
+    """``rounds`` rounds of churn (``returns`` grants returned, a twentieth as many new demands, a few
+    applications finishing) each followed by a tick: the grant decisions and the CPU seconds they took."""
+    decisions, cpu = 0, 0.0
+    for _ in range(rounds):
+        driver.now += ROUND_NS
+        cpu += driver.churn(returns, arrivals=returns // 20, finishes=apps // 2_000)
+        start = time.process_time()
+        effects = driver.alloc.tick(driver.now)
+        cpu += time.process_time() - start
+        decisions += driver.record(effects)
+    return decisions, cpu
 
 
 def bench_memory(
@@ -191,14 +197,7 @@ def bench_memory(
         tracemalloc.stop()
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     returns = 2_000 * max(1, machines // 5_000)
-    decisions, cpu = 0, 0.0
-    for _ in range(rounds):
-        driver.now += ROUND_NS
-        cpu += driver.churn(returns, arrivals=returns // 20, finishes=apps // 2_000)
-        start = time.process_time()
-        effects = driver.alloc.tick(driver.now)
-        cpu += time.process_time() - start
-        decisions += driver.record(effects)
+    decisions, cpu = _steady(driver, rounds, returns, apps)
     return {
         "machines": machines,
         "apps": apps,
