@@ -104,6 +104,7 @@ class ProcessSupervisor:
         self._recovered = False
         self._next_liveness_ns = 0
         self._trash = Trash(self.root / "trash")
+        self._strays: set[str] = set()  # cgroups under the prefix no record knows, being emptied and removed
 
     # -- paths
     def _proc_dir(self, proc_id: str) -> Path:
@@ -234,6 +235,8 @@ class ProcessSupervisor:
             if check_liveness and self._check_lost(entry):
                 changed.append(entry.status)
         self._retire_ended()
+        if self._strays:
+            self._remove_strays()
         self._trash.delete_some()
         return changed
 
@@ -299,11 +302,22 @@ class ProcessSupervisor:
         if self.cgroups:
             for name in self.cgroups.children():
                 if name not in self._entries:
-                    self.cgroups.kill_all(name)
-                    self.cgroups.remove(name)  # a busy one is tried again at the next recovery
+                    self._strays.add(name)
+            self._remove_strays()
         for work_dir in sorted((self.root / "work").iterdir()):
             if work_dir.name not in self._entries:
                 self._trash.put(work_dir)
+
+    def _remove_strays(self) -> None:
+        """Kill what is in cgroups no record knows and remove them; one still busy is tried again next poll."""
+        assert self.cgroups is not None
+        for name in sorted(self._strays):
+            if name in self._entries:  # a process started under that name meanwhile owns it now
+                self._strays.discard(name)
+                continue
+            self.cgroups.kill_all(name)
+            if self.cgroups.remove(name):
+                self._strays.discard(name)
 
     # -- internals
     def _get(self, proc_id: str) -> _Entry:
