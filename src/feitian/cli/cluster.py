@@ -89,6 +89,19 @@ def cluster() -> None:
     "from the state file).",
 )
 @click.option(
+    "--fuxi-masters",
+    type=click.IntRange(0, 5),
+    default=2,
+    show_default=True,
+    help="FuxiMasters (the resource manager; one leads, elected through Nuwa), 0..5; they need Nuwa.",
+)
+@click.option(
+    "--tubos",
+    type=click.IntRange(0, 64),
+    default=None,
+    help="Tubo agents, each posing as one machine [default: one per chunk server, as that machine].",
+)
+@click.option(
     "--timeout",
     type=TIMEOUT,
     default=30.0,
@@ -109,6 +122,8 @@ def up(
     dfs_masters: int,
     chunkservers: int,
     coord_replicas: int,
+    fuxi_masters: int,
+    tubos: int | None,
     timeout: float,
     insecure: bool,
     as_json: bool,
@@ -132,6 +147,8 @@ def up(
         chunkservers=chunkservers,
         coord=coord_replicas,
         secure=not insecure,
+        fuxi_masters=fuxi_masters if coord_replicas else 0,
+        tubos=tubos,
     )
     state = lc.up(specs, timeout_s=timeout, progress=note, secure=not insecure)
     if as_json:

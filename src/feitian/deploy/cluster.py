@@ -116,8 +116,11 @@ def default_spec(
     coord: int = 3,
     *,
     secure: bool = True,
+    fuxi_masters: int = 2,
+    tubos: int | None = None,
 ) -> list[NodeSpec]:
-    """What ``feitian cluster up`` starts today; each component adds its nodes here."""
+    """What ``feitian cluster up`` starts today; each component adds its nodes here. Tubos default to one per
+    chunk server, each posing as the same machine (its name and rack), so jobs can run where their data is."""
     nuwa = coord_specs(coord, rest_scheme="https" if secure else "http") if coord else []
     echo_options = {"coord": [s.listen[0] for s in nuwa]} if nuwa else {}  # echo nodes register in Nuwa
     specs = [NodeSpec(f"echo-{i + 1}", "echo", echo_options) for i in range(echo)]
@@ -128,6 +131,31 @@ def default_spec(
         specs.extend(replica_specs("kv", kv))
     if dfs_masters:
         specs.extend(dfs_specs(dfs_masters, chunkservers))
+    tubos = (chunkservers if dfs_masters else 0) if tubos is None else tubos
+    if fuxi_masters and nuwa:
+        machines = [(f"chunkserver-{i + 1}", DFS_RACKS[i % len(DFS_RACKS)]) for i in range(tubos)]
+        specs.extend(fuxi_specs(fuxi_masters, [s.listen[0] for s in nuwa], machines))
+    return specs
+
+
+def fuxi_specs(
+    masters: int,
+    coord: list[str],
+    machines: Sequence[tuple[str, str]],
+    master_options: dict[str, Any] | None = None,
+    tubo_options: dict[str, Any] | None = None,
+) -> list[NodeSpec]:
+    """Fuxi: ``masters`` FuxiMasters (elected through the Nuwa replicas ``coord``) and one Tubo per
+    ``(machine name, rack)``, named ``tubo-1``…"""
+    ports = free_ports(masters)
+    addresses = [f"tcp://127.0.0.1:{port}" for port in ports]
+    specs = [
+        NodeSpec(f"fuxi-master-{i + 1}", "fuxi-master", {"coord": coord, **(master_options or {})}, {}, [address])
+        for i, address in enumerate(addresses)
+    ]
+    for i, (machine, rack) in enumerate(machines):
+        options = {"masters": addresses, "machine": machine, "rack": rack, **(tubo_options or {})}
+        specs.append(NodeSpec(f"tubo-{i + 1}", "tubo", options))
     return specs
 
 

@@ -61,6 +61,13 @@ ROLE_GRANTS: dict[str, list[tuple[str, list[Right]]]] = {
         ("dfs-chunkserver:/", [Right.READ, Right.WRITE]),
     ],
     "chunkserver": [("dfs-cluster:/servers", [Right.WRITE])],  # heartbeats and chunk reports to the master
+    # FuxiMaster: its election and hard state in Nuwa (under /elections/fuxi-master/ and /fuxi/).
+    "fuxi-master": [
+        ("coord:/fuxi/", [Right.READ, Right.CREATE, Right.WRITE, Right.DELETE]),
+        ("coord:/elections/fuxi-master/", [Right.READ, Right.CREATE, Right.WRITE, Right.DELETE]),
+    ],
+    # Tubo: heartbeats and its processes' calls to FuxiMaster; workers started on other Tubos.
+    "tubo": [("fuxi:/tubo", [Right.WRITE])],
 }
 
 

@@ -17,6 +17,7 @@ from feitian.replica.options import ReplicaOptions
 from feitian.replica.status import add_replica_stats
 from feitian.rpc import CallContext, Metric
 from feitian.rpc.proxy import Proxy, ProxyConfig
+from feitian.sched.roles import FuxiMasterRole, TuboRole
 
 
 class EchoOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -144,7 +145,9 @@ ROLES: dict[str, type[Any]] = {
     "dfs-master": DfsMasterRole,
     "kv": KvRole,
     "echo": EchoRole,
+    "fuxi-master": FuxiMasterRole,
     "rpc-proxy": ProxyRole,
+    "tubo": TuboRole,
 }
 
 

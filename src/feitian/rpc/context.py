@@ -19,12 +19,13 @@ current_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 class PeerInfo:
     """Who is on the other end of a connection."""
 
-    __slots__ = ("address", "name", "principal")
+    __slots__ = ("address", "name", "pid", "principal")
 
-    def __init__(self, address: str, name: str, principal: Any = None) -> None:
+    def __init__(self, address: str, name: str, principal: Any = None, pid: int = 0) -> None:
         self.address = address  # "host:port" or "unix"
         self.name = name  # the name the peer gave in its Hello (not authenticated)
         self.principal = principal  # the authenticated identity, when security is on
+        self.pid = pid  # on a Unix socket: the peer's process id, as the kernel reports it (SO_PEERCRED); else 0
 
     def __repr__(self) -> str:
         return f"PeerInfo({self.address!r}, {self.name!r})"

@@ -156,7 +156,7 @@ class ServerConnection(FrameStream):
         self._handshake_timer: asyncio.TimerHandle | None = None
 
     def stream_opened(self) -> None:
-        self.peer = PeerInfo(self.peer_label(), "")
+        self.peer = PeerInfo(self.peer_label(), "", pid=self.peer_pid())
         if not self.server.connection_opened(self):
             return
         self._handshake_timer = self.loop.call_later(self.server.config.handshake_timeout_s, self._handshake_expired)
@@ -177,7 +177,7 @@ class ServerConnection(FrameStream):
             self.close()
             return
         principal = self.auth.principal
-        self.peer = PeerInfo(self.peer.address, principal.name, principal)
+        self.peer = PeerInfo(self.peer.address, principal.name, principal, pid=self.peer.pid)
 
     def tls_failed(self, exc: ssl.SSLError) -> None:
         if self.auth is None and self.server.security is not None:
@@ -245,7 +245,7 @@ class ServerConnection(FrameStream):
             self.abort("Hello asked for proxy forwarding")
             return
         if self.auth is None:  # without security the name is the peer's own claim
-            self.peer = PeerInfo(self.peer.address, hello.peer_name)
+            self.peer = PeerInfo(self.peer.address, hello.peer_name, pid=self.peer.pid)
         self.established = True
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()

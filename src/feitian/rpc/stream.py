@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
+import struct
 from typing import Any, cast
 
 from feitian.errors import ProtocolError
@@ -338,6 +340,17 @@ class FrameStream(asyncio.BufferedProtocol):
             self._write_raw(tls.output())
         self.closing = True
         self.transport.close()
+
+    def peer_pid(self) -> int:
+        """The process on the other end of a Unix socket, from the kernel (SO_PEERCRED); 0 on TCP."""
+        sock: Any = None if self.transport is None else self.transport.get_extra_info("socket")
+        if sock is None or sock.family != socket.AF_UNIX:
+            return 0
+        try:
+            pid, _uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        except OSError:
+            return 0
+        return int(pid)
 
     def peer_label(self) -> str:
         if self.transport is None:

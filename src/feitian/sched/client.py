@@ -1,0 +1,383 @@
+"""Clients of Fuxi: :class:`SchedClient` for users (submit, list, kill, machines, quota) and :class:`AppMaster`
+for the code of an application master — each async, with a synchronous wrapper for scripts.
+
+A user::
+
+    sched = SchedClient(rpc, fuxi_master_addresses)            # rpc: a feitian.rpc.Client
+    app = await sched.submit("wordcount", ["python", "-m", "my.master"], priority=10, group="default")
+    app = await sched.wait(app.app_id)                        # until it ends; app.state, app.exit_code
+    await sched.kill(app.app_id)
+
+An application master (a process FuxiMaster started; it talks only to its machine's Tubo)::
+
+    async with AppMaster.from_env() as am:                    # registers with FuxiMaster
+        await am.ask("map", 100, Shape.of(cpu=1000, memory=512 << 20), Locality(machines=("m1",)))
+        async for event in am.events():                       # SendGrant, Preempt, Revoke, WorkerEnded, ...
+            if isinstance(event, SendGrant):
+                await am.start_worker(event.grant, f"map-{n}", ["python", "-m", "my.worker"])
+        await am.give_back([grant_id, ...])
+
+:class:`AppMaster` keeps the incremental protocol's books (FUXI-3): the sequence numbers, what each unit still
+waits for, the grants it holds; it answers a resync request with a snapshot by itself, and after a FuxiMaster
+failover it registers again with the grants it holds (so nothing is lost and nothing killed).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from feitian.errors import InvalidArgumentError, NotFoundError
+from feitian.replica import Router
+from feitian.rpc import Client, ClientConfig
+from feitian.runtime.loop_thread import LoopThread
+from feitian.sched.core import (
+    AskResync,
+    DemandDelta,
+    DemandSnapshot,
+    Grant,
+    Locality,
+    Preempt,
+    ReturnGrants,
+    Revoke,
+    SendGrant,
+    Shape,
+    UnitDemand,
+    UnitSpec,
+)
+from feitian.sched.messages import (
+    AmDemand,
+    AmEvent,
+    AmEvents,
+    AmRegister,
+    AppEnded,
+    AppInfo,
+    AppState,
+    GetApp,
+    KillApp,
+    ListApps,
+    ListNodes,
+    ListQuota,
+    ListWorkers,
+    LocalWhoAmI,
+    MasterStatus,
+    MasterStatusReply,
+    NodeInfo,
+    QuotaInfo,
+    SetQuota,
+    StartWorker,
+    StopWorker,
+    SubmitApp,
+    WhoAmIReply,
+    WorkerInfo,
+)
+
+__all__ = ["AppMaster", "SchedClient", "SyncAppMaster", "SyncSchedClient"]
+
+ENDED = frozenset({AppState.SUCCEEDED, AppState.FAILED, AppState.KILLED})
+
+
+class SchedClient:
+    """What a user asks of FuxiMaster; calls follow the leader (the kit's Router)."""
+
+    def __init__(self, rpc: Client, masters: Sequence[str], *, timeout_s: float = 30.0) -> None:
+        self.router = Router(rpc, list(masters), service="FuxiMaster", timeout_s=timeout_s)
+
+    async def submit(
+        self,
+        name: str,
+        command: Sequence[str],
+        *,
+        package: str = "",
+        env: dict[str, str] | None = None,
+        master_shape: dict[str, int] | None = None,
+        priority: int = 100,
+        group: str = "default",
+        max_attempts: int = 3,
+    ) -> AppInfo:
+        request = SubmitApp(
+            name=name,
+            command=list(command),
+            package=package,
+            env=dict(env or {}),
+            master_shape=dict(master_shape or {}),
+            priority=priority,
+            group=group,
+            max_attempts=max_attempts,
+            submit_id=uuid.uuid4().hex,  # a retried submit returns the first application
+        )
+        return await self.router.call(request, leader=True)
+
+    async def get(self, app_id: str) -> AppInfo:
+        return await self.router.call(GetApp(app_id), leader=True)
+
+    async def apps(self, *, include_ended: bool = True) -> list[AppInfo]:
+        return await self.router.call(ListApps(include_ended), leader=True)
+
+    async def kill(self, app_id: str) -> AppInfo:
+        return await self.router.call(KillApp(app_id), leader=True)
+
+    async def nodes(self) -> list[NodeInfo]:
+        return await self.router.call(ListNodes(), leader=True)
+
+    async def quota(self) -> list[QuotaInfo]:
+        return await self.router.call(ListQuota(), leader=True)
+
+    async def set_quota(self, group: str, quota: dict[str, int]) -> list[QuotaInfo]:
+        return await self.router.call(SetQuota(group, quota), leader=True)
+
+    async def status(self) -> MasterStatusReply:
+        return await self.router.call(MasterStatus(), leader=True)
+
+    async def wait(self, app_id: str, *, poll_s: float = 0.2, timeout_s: float | None = None) -> AppInfo:
+        """Until the application has ended (succeeded, failed or killed); DeadlineExceededError after
+        ``timeout_s``."""
+        clock = self.router.clock
+        deadline = None if timeout_s is None else clock.monotonic_ns() + int(timeout_s * 1e9)
+        while True:
+            info = await self.get(app_id)
+            if info.state in ENDED:
+                return info
+            if deadline is not None and clock.monotonic_ns() >= deadline:
+                from feitian.errors import DeadlineExceededError
+
+                raise DeadlineExceededError(f"application {app_id} still {info.state.value} after {timeout_s}s")
+            await clock.sleep(poll_s)
+
+
+class AppMaster:
+    """An application master's side of Fuxi (see the module docstring). Talks to its own Tubo only."""
+
+    def __init__(self, rpc: Client, tubo: str) -> None:
+        self.rpc = rpc
+        self.tubo = tubo
+        self.me: WhoAmIReply | None = None
+        self.app_id = ""
+        self.epoch = 0
+        self.seq = 1
+        self.after = 0
+        self.units: dict[str, tuple[UnitSpec, int]] = {}  # unit -> (spec, outstanding)
+        self.held: dict[int, Grant] = {}
+        self.last_grant_seen = 0
+        self.machines: dict[str, str] = {}  # machine -> its Tubo's address
+        self.ended: AppState | None = None
+        self._own_rpc = False
+
+    @classmethod
+    def from_env(cls, rpc: Client | None = None) -> AppMaster:
+        """The master of the application this process belongs to (``FEITIAN_TUBO_SOCKET``, set by Tubo)."""
+        tubo = os.environ.get("FEITIAN_TUBO_SOCKET", "")
+        if not tubo:
+            raise InvalidArgumentError(
+                "FEITIAN_TUBO_SOCKET is not set: this process was not started by a Tubo",
+                hint="submit the program with `feitian sched submit`",
+            )
+        am = cls(rpc or Client(ClientConfig(name="fuxi-am")), tubo)
+        am._own_rpc = rpc is None
+        return am
+
+    async def __aenter__(self) -> Self:
+        await self.register()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._own_rpc:
+            await self.rpc.close()
+
+    async def whoami(self) -> WhoAmIReply:
+        self.me = await self.rpc.call(self.tubo, LocalWhoAmI(), timeout=10.0)
+        self.app_id = self.me.app_id
+        return self.me
+
+    async def register(self) -> None:
+        """Register (again, after a FuxiMaster failover) with the grants held, then set the demand."""
+        if self.me is None:
+            await self.whoami()
+        reply = await self.rpc.call(self.tubo, AmRegister(held=list(self.held.values())), timeout=15.0)
+        if reply.epoch != self.epoch:
+            self.after = 0
+        self.epoch = reply.epoch
+        self.seq = reply.expected_seq
+        await self._snapshot()
+
+    async def _send(self, *messages: DemandDelta | ReturnGrants | DemandSnapshot) -> None:
+        reply = await self.rpc.call(self.tubo, AmDemand(messages=list(messages)), timeout=15.0)
+        if reply.resync:
+            await self._snapshot()
+
+    async def _snapshot(self) -> None:
+        units = tuple(UnitDemand(name, spec, outstanding) for name, (spec, outstanding) in self.units.items())
+        snapshot = DemandSnapshot(self.app_id, self.seq, units, tuple(self.held), self.last_grant_seen)
+        self.seq += 1
+        await self.rpc.call(self.tubo, AmDemand(messages=[snapshot]), timeout=15.0)
+
+    async def ask(self, unit: str, count: int, shape: Shape, locality: Locality | None = None) -> None:
+        """Ask for ``count`` more of ``unit`` (declared by its first ask: shape and locality)."""
+        spec = UnitSpec(shape, locality or Locality())
+        known = self.units.get(unit)
+        if known is not None and known[0] != spec:
+            raise InvalidArgumentError(f"unit {unit!r} was declared with another shape or locality")
+        self.units[unit] = (spec, (known[1] if known else 0) + count)
+        message = DemandDelta(self.app_id, self.seq, unit, count, spec if known is None else None)
+        self.seq += 1
+        await self._send(message)
+
+    async def cancel(self, unit: str, count: int) -> None:
+        """Ask for ``count`` fewer of ``unit`` (of what is not granted yet)."""
+        spec, outstanding = self.units[unit]
+        count = min(count, outstanding)
+        self.units[unit] = (spec, outstanding - count)
+        message = DemandDelta(self.app_id, self.seq, unit, -count)
+        self.seq += 1
+        await self._send(message)
+
+    async def give_back(self, grant_ids: Sequence[int]) -> None:
+        """Return grants (their workers should have ended: what still runs on them is killed)."""
+        ids = tuple(g for g in grant_ids if g in self.held)
+        for grant_id in ids:
+            del self.held[grant_id]
+        if ids:
+            message = ReturnGrants(self.app_id, self.seq, ids)
+            self.seq += 1
+            await self._send(message)
+
+    async def poll(self, wait_s: float = 10.0) -> list[AmEvent]:
+        """The next events (waiting up to ``wait_s``), with the books updated; a resync is answered here."""
+        reply = await self.rpc.call(
+            self.tubo, AmEvents(after=self.after, epoch=self.epoch, wait_s=wait_s), timeout=wait_s + 15.0
+        )
+        if reply.epoch != self.epoch:  # a new FuxiMaster: register again with what is held
+            self.epoch = reply.epoch
+            self.after = 0
+            await self.register()
+            return []
+        self.after = reply.next
+        self.machines.update(reply.machines)
+        for event in reply.events:
+            if isinstance(event, SendGrant):
+                grant = event.grant
+                self.held[grant.grant_id] = grant
+                self.last_grant_seen = max(self.last_grant_seen, grant.grant_id)
+                if grant.unit in self.units:
+                    spec, outstanding = self.units[grant.unit]
+                    self.units[grant.unit] = (spec, max(0, outstanding - 1))
+            elif isinstance(event, Revoke):
+                self.held.pop(event.grant.grant_id, None)
+            elif isinstance(event, AskResync):
+                await self._snapshot()
+            elif isinstance(event, AppEnded):
+                self.ended = event.state
+        return list(reply.events)
+
+    async def events(self, wait_s: float = 10.0) -> AsyncIterator[AmEvent]:
+        """Every event, as it comes, until the application ends."""
+        while self.ended is None:
+            for event in await self.poll(wait_s):
+                yield event
+
+    def address_of(self, machine: str) -> str:
+        return self.machines.get(machine, "")
+
+    async def start_worker(
+        self, grant: Grant | int, name: str, command: Sequence[str], *, env: dict[str, str] | None = None
+    ) -> WorkerInfo:
+        """Start a worker on a grant this application holds (its machine's Tubo checks the grant)."""
+        if isinstance(grant, int):
+            found = self.held.get(grant)
+            if found is None:
+                raise NotFoundError(f"grant {grant} is not held by this application", grant_id=grant)
+            grant = found
+        request = StartWorker(
+            grant=grant, name=name, command=list(command), env=dict(env or {}), address=self.address_of(grant.machine)
+        )
+        return await self.rpc.call(self.tubo, request, timeout=30.0)
+
+    async def stop_worker(self, machine: str, name: str, *, grace_s: float = 10.0) -> WorkerInfo:
+        request = StopWorker(machine=machine, name=name, grace_s=grace_s, address=self.address_of(machine))
+        return await self.rpc.call(self.tubo, request, timeout=30.0)
+
+    async def workers(self, machine: str = "") -> list[WorkerInfo]:
+        request = ListWorkers(machine=machine, address=self.address_of(machine) if machine else "")
+        return await self.rpc.call(self.tubo, request, timeout=30.0)
+
+    def preempted(self, events: Sequence[AmEvent]) -> list[Preempt]:
+        return [e for e in events if isinstance(e, Preempt)]
+
+
+class SyncSchedClient:
+    """:class:`SchedClient` for scripts (its own event loop in a thread)."""
+
+    def __init__(self, masters: Sequence[str], config: ClientConfig | None = None, **client: Any) -> None:
+        self._thread = LoopThread("SyncSchedClient")
+        config = config or ClientConfig(name="fuxi-sync", connect_timeout_s=0.5)
+
+        async def make() -> tuple[Client, SchedClient]:
+            rpc = Client(config, **client)
+            return rpc, SchedClient(rpc, masters)
+
+        self._rpc, self.client = self._thread.run(make())
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._thread.run(method(*args, **kwargs))
+
+        return call
+
+    def close(self) -> None:
+        self._thread.run(self._rpc.close())
+        self._thread.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SyncAppMaster:
+    """:class:`AppMaster` for scripts: ``with SyncAppMaster.from_env() as am: am.ask(...); am.poll()``."""
+
+    def __init__(self, am_factory: Any = None) -> None:
+        self._thread = LoopThread("SyncAppMaster")
+
+        async def make() -> AppMaster:
+            am = AppMaster.from_env() if am_factory is None else am_factory()
+            await am.register()
+            return am
+
+        self.am: AppMaster = self._thread.run(make())
+
+    @classmethod
+    def from_env(cls) -> SyncAppMaster:
+        return cls()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.am, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            return self._thread.run(result) if hasattr(result, "__await__") else result
+
+        return call
+
+    def close(self) -> None:
+        self._thread.run(self.am.close())
+        self._thread.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

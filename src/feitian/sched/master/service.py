@@ -1,0 +1,464 @@
+"""The FuxiMaster service: :class:`~feitian.sched.master.state.MasterState` behind Kuafu, led through Nuwa.
+
+Every FuxiMaster campaigns in the Nuwa election ``fuxi-master`` (NUWA-6) with its address as the value. The
+leader:
+
+1. bumps the *epoch* (``<root>/epoch``, a fenced compare-and-set) — the fencing token every reply carries and
+   the high bits of every grant id it hands out;
+2. loads the hard state — applications (``<root>/apps/app-N``) and quota groups (``<root>/quota/<group>``) —
+   from Nuwa;
+3. recovers for ``recovery_s``: Tubos report their processes, application masters re-register with their
+   grants, and the new master adopts all of it, killing nothing (FUXI-11);
+4. serves: ticks the allocator, hands orders to Tubos in their heartbeat replies and events to application
+   masters' long polls, and writes every change of an application's hard record to Nuwa *fenced* (a
+   transaction that checks the leader's election node is still its own), so a deposed master cannot write.
+
+When its Nuwa session is lost the leader stops at once (its state is dropped; a follower answers everything with
+``NotLeaderError`` naming the leader it observes).
+
+Why the hard state lives in Nuwa rather than in a Raft group of FuxiMasters: it is small (applications'
+configurations and quota groups), written rarely (a submit, an application's end), and Nuwa already gives the
+election, the fencing token and durable replicated storage (NUWA-9); a Raft group of masters would add three
+more replicas and a second election for no gain. The soft state — machines, processes, demand and grants — is
+never stored: it is rebuilt from Tubos and application masters (the seed's design).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from feitian.base.clock import Clock, MonotonicClock
+from feitian.coord import CheckOp, CoordClient, Created, CreateOp, DeleteOp, SetOp
+from feitian.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    DeadlineExceededError,
+    FeitianError,
+    InvalidArgumentError,
+    NotFoundError,
+    NotLeaderError,
+    SessionExpiredError,
+)
+from feitian.rpc import CallContext, Client, Server
+from feitian.runtime.periodic import PeriodicTask
+from feitian.sched.core import SchedLimits, SchedPolicy
+from feitian.sched.master.state import AppRecord, MasterLimits, MasterState, Persist
+from feitian.sched.messages import (
+    RULES,
+    AmDemand,
+    AmDemandReply,
+    AmEvents,
+    AmEventsReply,
+    AmRegister,
+    AmRegistered,
+    AppInfo,
+    CheckGrant,
+    GetApp,
+    KillApp,
+    ListApps,
+    ListNodes,
+    ListQuota,
+    MasterStatus,
+    MasterStatusReply,
+    NodeInfo,
+    QuotaInfo,
+    SetQuota,
+    SubmitApp,
+    TuboHeartbeat,
+    TuboHeartbeatReply,
+)
+
+__all__ = ["FuxiMaster", "FuxiMasterOptions"]
+
+log = logging.getLogger(__name__)
+_NS = 1_000_000_000
+
+
+class FuxiMasterOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    coord: list[str]  # Nuwa replicas: election and hard state
+    root: str = "/fuxi"  # where in Nuwa the hard state lives
+    election: str = "fuxi-master"
+    tick_ms: int = 50  # how often the allocator runs
+    tubo_interval_s: float = 1.0  # the heartbeat interval Tubos are told to use
+    recovery_s: float = 3.0  # a new leader adopts what Tubos and application masters report this long first
+    session_ttl_ms: int = 8_000  # the Nuwa session holding the leadership
+    max_wait_s: float = 30.0  # the longest long poll of application masters' events
+    quota: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)  # groups created if missing
+    policy: dict[str, Any] = msgspec.field(default_factory=dict)  # SchedPolicy fields to override
+    limits: dict[str, Any] = msgspec.field(default_factory=dict)  # SchedLimits fields to override
+    master_limits: dict[str, Any] = msgspec.field(default_factory=dict)  # MasterLimits fields to override
+
+    def decoded(self) -> tuple[SchedPolicy, SchedLimits, MasterLimits]:
+        try:
+            return (
+                msgspec.convert(self.policy, SchedPolicy).validate(),
+                msgspec.convert(self.limits, SchedLimits).validate(),
+                msgspec.convert(self.master_limits, MasterLimits),
+            )
+        except msgspec.ValidationError as exc:
+            raise InvalidArgumentError(f"fuxi-master options: {exc}") from None
+
+
+class _Leadership:
+    """What the current leadership holds: its state, its election node (the fence) and its background tasks."""
+
+    def __init__(self, state: MasterState, fence: CheckOp, recover_until_ns: int) -> None:
+        self.state = state
+        self.fence = fence
+        self.recover_until_ns = recover_until_ns
+        self.writes: asyncio.Queue[Persist | str] = asyncio.Queue()
+        self.lost = asyncio.Event()
+
+
+class FuxiMaster:
+    def __init__(
+        self,
+        rpc: Client,
+        options: FuxiMasterOptions,
+        *,
+        name: str,
+        clock: Clock | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.rpc = rpc
+        self.options = options
+        self.name = name
+        self.clock = clock or MonotonicClock()
+        self.wall = wall
+        self.policy, self.limits, self.master_limits = options.decoded()
+        self.root = options.root.rstrip("/")
+        self.address = ""
+        self.coord = CoordClient(rpc, options.coord, session_ttl_ms=options.session_ttl_ms, clock=self.clock)
+        self.election = self.coord.election(options.election)
+        self.leader_address = ""  # as observed in the election (a follower's hint)
+        self.lead: _Leadership | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Event()  # set (and replaced) whenever events may have appeared
+
+    # == lifecycle ====================================================================================================
+
+    def register(self, server: Server) -> None:
+        handlers: dict[type[Any], Callable[[CallContext, Any], Any]] = {
+            SubmitApp: self._submit,
+            GetApp: self._get_app,
+            ListApps: self._list_apps,
+            KillApp: self._kill,
+            ListNodes: self._list_nodes,
+            ListQuota: self._list_quota,
+            SetQuota: self._set_quota,
+            MasterStatus: self._status,
+            TuboHeartbeat: self._heartbeat,
+            CheckGrant: self._check_grant,
+            AmRegister: self._am_register,
+            AmDemand: self._am_demand,
+            AmEvents: self._am_events,
+        }
+        for request_type, fn in handlers.items():
+            server.add_handler(request_type, fn, requires=RULES[request_type])
+
+    def start(self, address: Callable[[], str]) -> None:
+        """Campaign (once the node listens: ``address()`` names where) and observe the election."""
+        self._address_of = address
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._campaign()), loop.create_task(self._observe())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(FeitianError, TimeoutError):
+            async with asyncio.timeout(2.0):
+                await self.coord.close()
+
+    async def _observe(self) -> None:
+        while True:
+            try:
+                async for leader in self.election.observe():
+                    self.leader_address = leader.value.decode() if leader is not None else ""
+            except FeitianError as exc:
+                log.info("fuxi-master %s: observing the election failed (%s); again", self.name, exc)
+            await self.clock.sleep(1.0)
+
+    async def _campaign(self) -> None:
+        while not self._address_of():  # the node starts serving after its roles have started
+            await self.clock.sleep(0.02)
+        self.address = self._address_of()
+        while True:
+            try:
+                async with self.election.campaign(self.address.encode()) as lease:
+                    log.info("fuxi-master %s: elected (token %d)", self.name, lease.token)
+                    await self._serve_as_leader(CheckOp(path=lease.path, create_revision=lease.token))
+            except (SessionExpiredError, ConflictError) as exc:
+                log.warning("fuxi-master %s: leadership lost: %s", self.name, exc)
+            except FeitianError as exc:
+                log.warning("fuxi-master %s: campaign failed: %s; again", self.name, exc)
+            finally:
+                self.lead = None
+                self._notify()
+            await self.clock.sleep(0.5)
+
+    async def _serve_as_leader(self, fence: CheckOp) -> None:
+        epoch = await self._bump_epoch(fence)
+        records = await self._load_apps()
+        quotas = await self._load_quota(fence)
+        state = MasterState(epoch, limits=self.limits, policy=self.policy, master_limits=self.master_limits)
+        for group, quota in quotas.items():
+            state.alloc.set_quota(group, quota)
+        state.load(records)
+        lead = _Leadership(state, fence, self.clock.monotonic_ns() + int(self.options.recovery_s * _NS))
+        ticker = PeriodicTask("fuxi-tick", lambda: self._tick(lead), self.options.tick_ms / 1000, clock=self.clock)
+        writer = asyncio.get_running_loop().create_task(self._write_loop(lead))
+        self.lead = lead
+        log.info("fuxi-master %s: leading epoch %d with %d applications", self.name, epoch, len(state.apps))
+        ticker.start()
+        try:
+            waiter = asyncio.ensure_future(lead.lost.wait())
+            await asyncio.wait([waiter, writer], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if writer.done():
+                writer.result()  # a fence that failed: raise it here
+        finally:
+            self.lead = None
+            await ticker.stop()
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+
+    # == hard state in Nuwa ===========================================================================================
+
+    async def _bump_epoch(self, fence: CheckOp) -> int:
+        path = f"{self.root}/epoch"
+        while True:
+            try:
+                current = await self.coord.get(path)
+            except NotFoundError:
+                try:
+                    await self.coord.txn([fence, CreateOp(path=path, value=b"1", parents=True)])
+                    return 1
+                except AlreadyExistsError:
+                    continue
+            epoch = int(current.value or b"0") + 1
+            try:
+                await self.coord.txn(
+                    [fence, SetOp(path=path, value=str(epoch).encode(), expected_version=current.stat.version)]
+                )
+                return epoch
+            except ConflictError:
+                await self.coord.stat(fence.path)  # NotFound: our leadership is gone (raised); else retry
+
+    async def _load_apps(self) -> list[AppRecord]:
+        directory = f"{self.root}/apps/"
+        out: list[AppRecord] = []
+        start_after = ""
+        while True:
+            try:
+                page = await self.coord.list(directory, values=True, start_after=start_after)
+            except NotFoundError:
+                return out
+            for child, value in zip(page.children, page.values, strict=True):
+                try:
+                    record = msgspec.msgpack.decode(value, type=AppRecord)
+                except msgspec.DecodeError as exc:
+                    log.error("fuxi-master: %s holds no application record (%s); skipped", child.path, exc)
+                    continue
+                record.app_id = child.path.rsplit("/", 1)[-1]
+                out.append(record)
+            if not page.more or not page.children:
+                return out
+            start_after = page.children[-1].path
+
+    async def _load_quota(self, fence: CheckOp) -> dict[str, dict[str, int]]:
+        directory = f"{self.root}/quota/"
+        found: dict[str, dict[str, int]] = {}
+        with contextlib.suppress(NotFoundError):
+            page = await self.coord.list(directory, values=True)
+            for child, value in zip(page.children, page.values, strict=True):
+                found[child.path.rsplit("/", 1)[-1]] = msgspec.json.decode(value, type=dict[str, int])
+        for group, quota in self.options.quota.items():
+            if group not in found:
+                await self.coord.txn(
+                    [fence, CreateOp(path=directory + group, value=msgspec.json.encode(quota), parents=True)]
+                )
+                found[group] = quota
+        return found
+
+    async def _write_loop(self, lead: _Leadership) -> None:
+        """Write records in order, each fenced; a fence that fails ends the leadership."""
+        while True:
+            item = await lead.writes.get()
+            if isinstance(item, str):  # an ended application's record to forget
+                with contextlib.suppress(NotFoundError):
+                    await self.coord.txn([lead.fence, DeleteOp(path=f"{self.root}/apps/{item}")])
+                continue
+            record = item.record
+            await self.coord.txn(
+                [lead.fence, SetOp(path=f"{self.root}/apps/{record.app_id}", value=msgspec.msgpack.encode(record))]
+            )
+
+    def _queue_effects(self, lead: _Leadership, effects: list[object]) -> None:
+        for effect in effects:
+            if isinstance(effect, Persist):
+                lead.writes.put_nowait(Persist(msgspec.structs.replace(effect.record)))
+        for app_id in lead.state.take_forgotten():
+            lead.writes.put_nowait(app_id)
+
+    # == the loop =====================================================================================================
+
+    async def _tick(self, lead: _Leadership) -> None:
+        state = lead.state
+        now = self.clock.monotonic_ns()
+        if state.recovering and now >= lead.recover_until_ns:
+            state.end_recovery()
+            log.info(
+                "fuxi-master %s: recovery over: %d machines, %d applications",
+                self.name,
+                len(state.machines),
+                len(state.apps),
+            )
+        self._queue_effects(lead, state.tick(now, self.wall()))
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _leading(self) -> _Leadership:
+        lead = self.lead
+        if lead is None:
+            hint = self.leader_address if self.leader_address != self.address else ""
+            raise NotLeaderError(
+                f"fuxi-master {self.name} is not the leader" + (f" (the leader is {hint})" if hint else ""),
+                leader_hint=hint or None,
+            )
+        return lead
+
+    # == users ========================================================================================================
+
+    async def _submit(self, ctx: CallContext, req: SubmitApp) -> AppInfo:
+        lead = self._leading()
+        state = lead.state
+        if req.submit_id and req.submit_id in state.by_submit:
+            return state.app_info(state.record_of(state.by_submit[req.submit_id]))
+        record = AppRecord(
+            app_id="",
+            name=req.name,
+            command=list(req.command),
+            package=req.package,
+            env=dict(req.env),
+            master_shape=dict(req.master_shape) or {"cpu": 500, "memory": 256 << 20},
+            priority=req.priority,
+            group=req.group,
+            max_attempts=req.max_attempts,
+            submit_id=req.submit_id,
+            submitted_at=self.wall(),
+        )
+        state.check_submit(record)
+        result = await self.coord.txn(
+            [
+                lead.fence,
+                CreateOp(
+                    path=f"{self.root}/apps/app-", value=msgspec.msgpack.encode(record), sequential=True, parents=True
+                ),
+            ]
+        )
+        created = result.results[1]
+        assert isinstance(created, Created)
+        record.app_id = created.stat.path.rsplit("/", 1)[-1]
+        if self.lead is not lead:
+            raise NotLeaderError("fuxi-master lost its leadership while submitting", leader_hint=None)
+        state.submit(record)
+        return state.app_info(record)
+
+    async def _get_app(self, ctx: CallContext, req: GetApp) -> AppInfo:
+        state = self._leading().state
+        return state.app_info(state.record_of(req.app_id))
+
+    async def _list_apps(self, ctx: CallContext, req: ListApps) -> list[AppInfo]:
+        return self._leading().state.list_apps(req.include_ended)
+
+    async def _kill(self, ctx: CallContext, req: KillApp) -> AppInfo:
+        lead = self._leading()
+        self._queue_effects(lead, lead.state.kill(req.app_id, self.wall()))
+        self._notify()
+        return lead.state.app_info(lead.state.record_of(req.app_id))
+
+    async def _list_nodes(self, ctx: CallContext, req: ListNodes) -> list[NodeInfo]:
+        return self._leading().state.nodes(self.clock.monotonic_ns())
+
+    async def _list_quota(self, ctx: CallContext, req: ListQuota) -> list[QuotaInfo]:
+        return self._leading().state.quotas()
+
+    async def _set_quota(self, ctx: CallContext, req: SetQuota) -> list[QuotaInfo]:
+        lead = self._leading()
+        probe = MasterState(0, limits=self.limits, policy=self.policy)
+        for name, quota in (req.quota or {}).items():
+            probe.alloc.space.compile_capacity(f"quota of group {req.group!r}", {name: quota})
+        path = f"{self.root}/quota/{req.group}"
+        value = msgspec.json.encode(req.quota)
+        try:
+            await self.coord.txn([lead.fence, CreateOp(path=path, value=value, parents=True)])
+        except AlreadyExistsError:
+            await self.coord.txn([lead.fence, SetOp(path=path, value=value)])
+        lead.state.alloc.set_quota(req.group, req.quota)
+        return lead.state.quotas()
+
+    async def _status(self, ctx: CallContext, req: MasterStatus) -> MasterStatusReply:
+        lead = self.lead
+        state = lead.state if lead is not None else None
+        return MasterStatusReply(
+            name=self.name,
+            leader=lead is not None,
+            leader_address=self.address if lead is not None else self.leader_address,
+            epoch=state.epoch if state else 0,
+            recovering=state.recovering if state else False,
+            machines=len(state.machines) if state else 0,
+            apps=len(state.apps) if state else 0,
+            grants=len(state.alloc.held) if state else 0,
+        )
+
+    # == Tubos ========================================================================================================
+
+    async def _heartbeat(self, ctx: CallContext, req: TuboHeartbeat) -> TuboHeartbeatReply:
+        lead = self._leading()
+        reply = lead.state.heartbeat(req, self.clock.monotonic_ns(), self.options.tubo_interval_s)
+        self._queue_effects(lead, lead.state.take_persist())
+        self._notify()
+        return reply
+
+    async def _check_grant(self, ctx: CallContext, req: CheckGrant) -> Any:
+        return self._leading().state.check_grant(req.grant_id, req.app_id, req.machine)
+
+    # == application masters ==========================================================================================
+
+    async def _am_register(self, ctx: CallContext, req: AmRegister) -> AmRegistered:
+        lead = self._leading()
+        state = lead.state
+        expected = state.am_register(req.app_id, req.attempt, list(req.held), self.clock.monotonic_ns())
+        return AmRegistered(epoch=state.epoch, app=state.app_info(state.record_of(req.app_id)), expected_seq=expected)
+
+    async def _am_demand(self, ctx: CallContext, req: AmDemand) -> AmDemandReply:
+        lead = self._leading()
+        return AmDemandReply(lead.state.am_demand(req.app_id, list(req.messages), self.clock.monotonic_ns()))
+
+    async def _am_events(self, ctx: CallContext, req: AmEvents) -> AmEventsReply:
+        wait_s = min(max(0.0, req.wait_s), self.options.max_wait_s)
+        deadline = self.clock.monotonic_ns() + int(wait_s * _NS)
+        if ctx.deadline is not None:  # answer (empty) a little before the caller gives up
+            left = ctx.deadline - asyncio.get_running_loop().time() - 0.2
+            deadline = min(deadline, self.clock.monotonic_ns() + int(max(0.0, left) * _NS))
+        while True:
+            lead = self._leading()
+            events, last, machines = lead.state.events_after(req.app_id, req.after, req.epoch)
+            left_ns = deadline - self.clock.monotonic_ns()
+            if events or left_ns <= 0:
+                return AmEventsReply(epoch=lead.state.epoch, events=events, next=last, machines=machines)
+            changed = self._changed
+            with contextlib.suppress(TimeoutError, DeadlineExceededError):
+                async with asyncio.timeout(left_ns / _NS):
+                    await changed.wait()
