@@ -202,10 +202,12 @@ class AppMaster:
         if self.me is None:
             await self.whoami()
         reply = await self.rpc.call(self.tubo, AmRegister(held=list(self.held.values())), timeout=15.0)
-        if reply.epoch != self.epoch:
-            self.after = 0
+        self.after = reply.next_event  # what came before is in reply.grants
         self.epoch = reply.epoch
         self.seq = reply.expected_seq
+        for grant in reply.grants:  # a restarted master takes back what its application holds
+            self.held.setdefault(grant.grant_id, grant)
+            self.last_grant_seen = max(self.last_grant_seen, grant.grant_id)
         await self._snapshot()
 
     async def _send(self, *messages: DemandDelta | ReturnGrants | DemandSnapshot) -> None:

@@ -185,6 +185,10 @@ class MasterStatusReply(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class MasterStatus(Request[MasterStatusReply], frozen=True, tag="fuxi.Status"):
+    """The leader's status; ``local=True``: this FuxiMaster's own, leader or not (a follower otherwise refuses
+    with NotLeaderError naming the leader)."""
+
+    local: bool = False
     idempotent = True
 
 
@@ -267,6 +271,10 @@ class AmRegistered(msgspec.Struct, frozen=True, kw_only=True):
     epoch: int
     app: AppInfo
     expected_seq: int  # the seq the master's allocator expects next (after a snapshot: the snapshot's + 1)
+    # The grants the application holds now (its own master's excluded): a restarted master takes them back.
+    grants: list[Grant] = msgspec.field(default_factory=list)
+    # The newest event now: a (re-)registered master polls after it; what came before is in ``grants``.
+    next_event: int = 0
 
 
 class AmRegister(Request[AmRegistered], frozen=True, tag="fuxi.AmRegister", kw_only=True):

@@ -25,6 +25,7 @@ from feitian.runtime.procs import ProcessRef, signal_process, start_time_of, sto
 from feitian.sched.client import SchedClient
 from feitian.sched.messages import MasterStatus
 from feitian.sched.tubo import cgroups
+from feitian.sched.tubo.agent import default_cgroup_prefix
 from feitian.testing.waiting import wait_for_condition, wait_until
 
 __all__ = ["SchedCluster"]
@@ -52,7 +53,7 @@ class SchedCluster:
         self.coord_addresses = [s.listen[0] for s in nuwa]
         master = {
             "tubo_interval_s": 0.2,
-            "recovery_s": 1.0,
+            "recovery_s": 5.0,
             "session_ttl_ms": 3000,
             "policy": {"heartbeat_timeout_ns": 3_000_000_000},
             **(master_options or {}),
@@ -110,7 +111,7 @@ class SchedCluster:
             if spec.role != "fuxi-master":
                 continue
             try:
-                status = await rpc.call(spec.listen[0], MasterStatus(), timeout=2)
+                status = await rpc.call(spec.listen[0], MasterStatus(local=True), timeout=2)
             except FeitianError:
                 continue
             if status.leader:
@@ -154,7 +155,7 @@ class SchedCluster:
         left = stop_processes(self._refs, grace_s=10)
         left += stop_processes(started, grace_s=2)
         for name in self.names("tubo"):
-            found = cgroups.detect(f"feitian/{name}")
+            found = cgroups.detect(default_cgroup_prefix(name, self.data_dir(name) / "tubo"))
             if isinstance(found, cgroups.CgroupV1):
                 for child in found.children():
                     found.kill_all(child)

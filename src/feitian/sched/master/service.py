@@ -49,7 +49,7 @@ from feitian.errors import (
 from feitian.rpc import CallContext, Client, Server
 from feitian.runtime.periodic import PeriodicTask
 from feitian.sched.core import SchedLimits, SchedPolicy
-from feitian.sched.master.state import AppRecord, MasterLimits, MasterState, Persist
+from feitian.sched.master.state import AppRecord, MachineGone, MachineSeen, MasterLimits, MasterState, Persist
 from feitian.sched.messages import (
     RULES,
     AmDemand,
@@ -87,7 +87,9 @@ class FuxiMasterOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     election: str = "fuxi-master"
     tick_ms: int = 50  # how often the allocator runs
     tubo_interval_s: float = 1.0  # the heartbeat interval Tubos are told to use
-    recovery_s: float = 3.0  # a new leader adopts what Tubos and application masters report this long first
+    # A new leader adopts what Tubos and application masters report, granting nothing new, until every machine
+    # earlier leaders knew has reported — or this long at most (machines that do not report by then are lost).
+    recovery_s: float = 10.0
     session_ttl_ms: int = 8_000  # the Nuwa session holding the leadership
     max_wait_s: float = 30.0  # the longest long poll of application masters' events
     quota: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)  # groups created if missing
@@ -113,7 +115,8 @@ class _Leadership:
         self.state = state
         self.fence = fence
         self.recover_until_ns = recover_until_ns
-        self.writes: asyncio.Queue[Persist | str] = asyncio.Queue()
+        self.writes: asyncio.Queue[Persist | MachineSeen | MachineGone | str] = asyncio.Queue()
+        self.started_ns = 0
         self.lost = asyncio.Event()
 
 
@@ -139,6 +142,7 @@ class FuxiMaster:
         self.election = self.coord.election(options.election)
         self.leader_address = ""  # as observed in the election (a follower's hint)
         self.lead: _Leadership | None = None
+        self.last_recovery_s = 0.0  # how long the latest leadership's recovery took
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()  # set (and replaced) whenever events may have appeared
 
@@ -207,12 +211,14 @@ class FuxiMaster:
     async def _serve_as_leader(self, fence: CheckOp) -> None:
         epoch = await self._bump_epoch(fence)
         records = await self._load_apps()
+        machines = await self._load_machines()
         quotas = await self._load_quota(fence)
         state = MasterState(epoch, limits=self.limits, policy=self.policy, master_limits=self.master_limits)
         for group, quota in quotas.items():
             state.alloc.set_quota(group, quota)
-        state.load(records)
+        state.load(records, machines)
         lead = _Leadership(state, fence, self.clock.monotonic_ns() + int(self.options.recovery_s * _NS))
+        lead.started_ns = self.clock.monotonic_ns()
         ticker = PeriodicTask("fuxi-tick", lambda: self._tick(lead), self.options.tick_ms / 1000, clock=self.clock)
         writer = asyncio.get_running_loop().create_task(self._write_loop(lead))
         self.lead = lead
@@ -273,6 +279,19 @@ class FuxiMaster:
                 return out
             start_after = page.children[-1].path
 
+    async def _load_machines(self) -> list[str]:
+        names: list[str] = []
+        start_after = ""
+        while True:
+            try:
+                page = await self.coord.list(f"{self.root}/machines/", start_after=start_after)
+            except NotFoundError:
+                return names
+            names.extend(child.path.rsplit("/", 1)[-1] for child in page.children)
+            if not page.more or not page.children:
+                return names
+            start_after = page.children[-1].path
+
     async def _load_quota(self, fence: CheckOp) -> dict[str, dict[str, int]]:
         directory = f"{self.root}/quota/"
         found: dict[str, dict[str, int]] = {}
@@ -296,6 +315,14 @@ class FuxiMaster:
                 with contextlib.suppress(NotFoundError):
                     await self.coord.txn([lead.fence, DeleteOp(path=f"{self.root}/apps/{item}")])
                 continue
+            if isinstance(item, MachineSeen):
+                with contextlib.suppress(AlreadyExistsError):
+                    await self.coord.txn([lead.fence, CreateOp(path=f"{self.root}/machines/{item.name}", parents=True)])
+                continue
+            if isinstance(item, MachineGone):
+                with contextlib.suppress(NotFoundError):
+                    await self.coord.txn([lead.fence, DeleteOp(path=f"{self.root}/machines/{item.name}")])
+                continue
             record = item.record
             await self.coord.txn(
                 [lead.fence, SetOp(path=f"{self.root}/apps/{record.app_id}", value=msgspec.msgpack.encode(record))]
@@ -305,6 +332,8 @@ class FuxiMaster:
         for effect in effects:
             if isinstance(effect, Persist):
                 lead.writes.put_nowait(Persist(msgspec.structs.replace(effect.record)))
+            elif isinstance(effect, MachineSeen | MachineGone):
+                lead.writes.put_nowait(effect)
         for app_id in lead.state.take_forgotten():
             lead.writes.put_nowait(app_id)
 
@@ -313,8 +342,9 @@ class FuxiMaster:
     async def _tick(self, lead: _Leadership) -> None:
         state = lead.state
         now = self.clock.monotonic_ns()
-        if state.recovering and now >= lead.recover_until_ns:
+        if state.recovering and (now >= lead.recover_until_ns or state.recovered()):
             state.end_recovery()
+            self.last_recovery_s = (now - lead.started_ns) / _NS
             log.info(
                 "fuxi-master %s: recovery over: %d machines, %d applications",
                 self.name,
@@ -409,7 +439,7 @@ class FuxiMaster:
         return lead.state.quotas()
 
     async def _status(self, ctx: CallContext, req: MasterStatus) -> MasterStatusReply:
-        lead = self.lead
+        lead = self.lead if req.local else self._leading()
         state = lead.state if lead is not None else None
         return MasterStatusReply(
             name=self.name,
@@ -440,7 +470,13 @@ class FuxiMaster:
         lead = self._leading()
         state = lead.state
         expected = state.am_register(req.app_id, req.attempt, list(req.held), self.clock.monotonic_ns())
-        return AmRegistered(epoch=state.epoch, app=state.app_info(state.record_of(req.app_id)), expected_seq=expected)
+        return AmRegistered(
+            epoch=state.epoch,
+            app=state.app_info(state.record_of(req.app_id)),
+            expected_seq=expected,
+            grants=state.alloc.grants_of(req.app_id),
+            next_event=state.last_event(req.app_id),
+        )
 
     async def _am_demand(self, ctx: CallContext, req: AmDemand) -> AmDemandReply:
         lead = self._leading()
@@ -456,7 +492,7 @@ class FuxiMaster:
             lead = self._leading()
             events, last, machines = lead.state.events_after(req.app_id, req.after, req.epoch)
             left_ns = deadline - self.clock.monotonic_ns()
-            if events or left_ns <= 0:
+            if events or left_ns <= 0 or req.epoch != lead.state.epoch:  # a new epoch: re-register at once
                 return AmEventsReply(epoch=lead.state.epoch, events=events, next=last, machines=machines)
             changed = self._changed
             with contextlib.suppress(TimeoutError, DeadlineExceededError):

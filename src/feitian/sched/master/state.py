@@ -69,7 +69,7 @@ from feitian.sched.messages import (
     WorkerEnded,
 )
 
-__all__ = ["AM_SUFFIX", "AppRecord", "MasterLimits", "MasterState", "Persist"]
+__all__ = ["AM_SUFFIX", "AppRecord", "MachineGone", "MachineSeen", "MasterLimits", "MasterState", "Persist"]
 
 AM_SUFFIX = "#am"
 GRANT_EPOCH_SHIFT = 40
@@ -81,7 +81,8 @@ _SECOND_NS = 1_000_000_000
 class MasterLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     max_events_per_app: int = 4_096  # an application's event log; older events are dropped (then: a resync)
     max_command_args: int = 256
-    max_arg_bytes: int = 4_096
+    max_arg_bytes: int = 32_768  # one command argument or env entry
+    max_command_bytes: int = 262_144  # the command and env together
     max_env: int = 256
     max_attempts: int = 100
     max_procs_per_report: int = 100_000
@@ -114,6 +115,18 @@ class Persist(msgspec.Struct, frozen=True):
     """Effect: write this record to the hard state (the driver does, fenced by the leadership)."""
 
     record: AppRecord
+
+
+class MachineSeen(msgspec.Struct, frozen=True):
+    """Effect: remember this machine in the hard state, so a later leader waits for its report."""
+
+    name: str
+
+
+class MachineGone(msgspec.Struct, frozen=True):
+    """Effect: forget this machine (lost or removed): a later leader does not wait for it."""
+
+    name: str
 
 
 @dataclass
@@ -164,14 +177,22 @@ class MasterState:
         self.pending_adopt: dict[str, list[tuple[str, Grant]]] = {}  # machine -> (alloc app, grant) not yet known
         # Ended applications' runtimes, so their masters can still read the final events (bounded like ended).
         self.ended_runtime: collections.OrderedDict[str, AppRuntime] = collections.OrderedDict()
+        self.expected_machines: set[str] = set()  # machines earlier leaders knew: recovery waits for them
+        self.full_reports: set[str] = set()  # machines that sent a full report to this leader
         self._persist: list[object] = []  # Persist effects made outside tick() (heartbeats), taken by the next tick
         self.forgotten: list[str] = []  # ended applications dropped from memory: the driver deletes their records
         self.now_s = 0.0  # wall clock of the latest tick: ended_at of applications that end in between
 
     # == hard state ===================================================================================================
 
-    def load(self, records: Iterable[AppRecord]) -> None:
-        """The hard records, in submission order (a new leader, before anything else)."""
+    def recovered(self) -> bool:
+        """Every machine the previous leaders knew has sent its full report (recovery may end early)."""
+        return self.expected_machines <= self.full_reports
+
+    def load(self, records: Iterable[AppRecord], machines: Iterable[str] = ()) -> None:
+        """The hard records, in submission order, and the machines earlier leaders knew (a new leader, before
+        anything else)."""
+        self.expected_machines = set(machines)
         for record in records:
             if record.state in ENDED_STATES:
                 self._remember_ended(record)
@@ -189,6 +210,9 @@ class MasterState:
                 raise InvalidArgumentError(f"submit: an argument or env entry over {self.limits.max_arg_bytes} bytes")
             if "\x00" in arg:
                 raise InvalidArgumentError("submit: an argument or env entry contains a NUL byte")
+        total = sum(len(a.encode()) for a in [*record.command, *record.env.keys(), *record.env.values()])
+        if total > self.limits.max_command_bytes:
+            raise InvalidArgumentError(f"submit: the command and env exceed {self.limits.max_command_bytes} bytes")
         if len(record.env) > self.limits.max_env:
             raise InvalidArgumentError(f"submit: more than {self.limits.max_env} env entries")
         if not 1 <= record.max_attempts <= self.limits.max_attempts:
@@ -334,6 +358,10 @@ class MasterState:
         last = runtime.events[-1][0] if runtime.events else after
         return events, max(after, last), machines
 
+    def last_event(self, app_id: str) -> int:
+        runtime = self.apps.get(app_id)
+        return runtime.events[-1][0] if runtime is not None and runtime.events else 0
+
     def check_grant(self, grant_id: int, app_id: str, machine: str) -> Grant:
         grant = self.alloc.grant(grant_id)
         if grant is None or grant.app != app_id or grant.machine != machine:
@@ -354,6 +382,9 @@ class MasterState:
                 raise InvalidArgumentError(f"heartbeat: more than {self.limits.max_procs_per_report} processes")
             self.alloc.add_machine(MachineSpec(hb.name, hb.rack, dict(hb.capacity)), now_ns)
             machine = self.machines[hb.name] = MachineRuntime(hb.name, hb.rack, hb.address, dict(hb.capacity))
+            if hb.name not in self.expected_machines:
+                self.expected_machines.add(hb.name)
+                self._persist.append(MachineSeen(hb.name))
             for app, grant in self.pending_adopt.pop(hb.name, []):
                 if self.alloc.grant(grant.grant_id) is None:
                     self._adopt(app, grant, now_ns)
@@ -366,6 +397,7 @@ class MasterState:
             machine.healthy = hb.healthy
         machine.health_reason = hb.health_reason
         if hb.full:
+            self.full_reports.add(hb.name)
             reported = {p.proc_id for p in hb.procs}
             for proc_id in [p for p in machine.procs if p not in reported]:
                 del machine.procs[proc_id]
@@ -416,7 +448,12 @@ class MasterState:
                 )
                 return
         if proc.kind is ProcKind.MASTER:
-            if not ended:
+            if not ended and runtime.am_proc and runtime.am_proc != proc.proc_id:
+                # Another attempt is the current one (started while this one was not reported): stop this one.
+                machine.orders[proc.proc_id] = KillProcess(
+                    proc_id=proc.proc_id, grace_s=self.limits.kill_grace_s, reason="a newer attempt runs"
+                )
+            elif not ended:
                 runtime.am_proc, runtime.am_machine, runtime.am_grant = proc.proc_id, machine.name, proc.grant_id
                 if runtime.record.state is AppState.PENDING:
                     runtime.record.state = AppState.RUNNING
@@ -498,6 +535,9 @@ class MasterState:
         # Machines the allocator lost (their grants revoked above) are forgotten: they register again.
         for name in [n for n in self.machines if n not in self.alloc.machines]:
             del self.machines[name]
+            self.expected_machines.discard(name)
+            self.full_reports.discard(name)
+            out.append(MachineGone(name))
         return out
 
     def take_forgotten(self) -> list[str]:

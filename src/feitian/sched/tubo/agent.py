@@ -23,6 +23,7 @@ started over a Unix socket (docs/sched.md, "Tubo").
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -71,7 +72,7 @@ from feitian.sched.tubo.machine import MachineConfig, detect_capacity, machine_h
 from feitian.sched.tubo.procs import ProcessSpec, ProcessStatus, ProcState
 from feitian.sched.tubo.supervisor import ProcessSupervisor
 
-__all__ = ["ProcMeta", "Tubo", "TuboOptions"]
+__all__ = ["ProcMeta", "Tubo", "TuboOptions", "default_cgroup_prefix"]
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ class Tubo:
         self.machine_config.validate()
         self.supervisor = ProcessSupervisor(
             self.root,
-            cgroup_prefix=options.cgroup_prefix or f"feitian/{node_name}",
+            cgroup_prefix=options.cgroup_prefix or default_cgroup_prefix(node_name, self.root),
             clock=self.clock,
             max_processes=options.max_processes,
             use_cgroups=options.use_cgroups,
@@ -510,6 +511,12 @@ class Tubo:
             exit_code=code,
             reason=reason,
         )
+
+
+def default_cgroup_prefix(node_name: str, root: Path) -> str:
+    """``feitian/<node>-<hash of its root>``: two clusters on one machine never share a cgroup."""
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
+    return f"feitian/{node_name}-{digest}"
 
 
 def _signal_code(status: ProcessStatus) -> int | None:
