@@ -40,6 +40,7 @@ from feitian.sched.tubo.procs import (
     validate_spec,
 )
 from feitian.sched.tubo.trash import Trash
+from feitian.sched.tubo.uids import AppUids
 
 __all__ = ["ProcessSupervisor"]
 
@@ -58,6 +59,7 @@ class _Record(msgspec.Struct):
     stop_at_ns: int = 0  # wall clock of the stop order; 0: none
     kill_at_ns: int = 0  # wall clock when the SIGKILL is due
     final: ProcessStatus | None = None
+    uid: int = -1  # the application's uid when app_uids is configured; -1: Tubo's
 
 
 @dataclass
@@ -84,11 +86,13 @@ class ProcessSupervisor:
         max_processes: int = DEFAULT_MAX_PROCESSES,
         max_ended: int = DEFAULT_MAX_ENDED,
         use_cgroups: bool = True,
+        app_uids: tuple[int, int] | None = None,
     ) -> None:
         if not cgroup_prefix or not set(cgroup_prefix) <= PREFIX_CHARS or ".." in cgroup_prefix.split("/"):
             raise InvalidArgumentError(f"tubo: bad cgroup prefix {cgroup_prefix!r}", hint="use A-Z a-z 0-9 . _ - /")
         if max_processes < 1 or max_ended < 0:
             raise InvalidArgumentError(f"tubo: max_processes {max_processes} / max_ended {max_ended} out of range")
+        self.app_uids = AppUids(app_uids) if app_uids else None
         self.root = Path(root)
         self.clock: Clock = clock or MonotonicClock()
         self.max_processes = max_processes
@@ -158,7 +162,13 @@ class ProcessSupervisor:
             work_dir.mkdir(mode=0o700)
         except OSError as exc:
             raise os_error(exc, "mkdir", work_dir) from exc
-        record = _Record(spec, self.clock.wall_ns())
+        uid = self._uid_for(spec.app_id)
+        if uid >= 0:
+            try:
+                os.chown(work_dir, uid, uid)
+            except OSError as exc:
+                raise os_error(exc, "chown", work_dir) from exc
+        record = _Record(spec, self.clock.wall_ns(), uid=uid)
         entry = _Entry(record, self._running_status(record, "starting"))
         self._save(entry)  # first: a crash from here on leaves a record that recover() ends and cleans up
         try:
@@ -168,7 +178,12 @@ class ProcessSupervisor:
                 )
             shim, worker = spawn_shim(
                 proc_id=name,
-                argv=[*self._signal_prefix, command, *spec.argv[1:]],
+                argv=[
+                    *(self.app_uids.prefix(uid) if self.app_uids else []),
+                    *self._signal_prefix,
+                    command,
+                    *spec.argv[1:],
+                ],
                 env=env,
                 work_dir=work_dir,
                 exit_file=proc_dir / "exit",
@@ -320,6 +335,13 @@ class ProcessSupervisor:
                 self._strays.discard(name)
 
     # -- internals
+    def _uid_for(self, app_id: str) -> int:
+        """The application's uid: the one its other records have, else the lowest free one of the range."""
+        if self.app_uids is None:
+            return -1
+        taken: dict[int, str] = {e.record.uid: e.record.spec.app_id for e in self._entries.values()}
+        return self.app_uids.assign(app_id, taken)
+
     def _get(self, proc_id: str) -> _Entry:
         entry = self._entries.get(proc_id)
         if entry is None:
