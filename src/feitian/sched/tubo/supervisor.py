@@ -21,11 +21,19 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import msgspec
 
 from feitian.base.clock import Clock, MonotonicClock
-from feitian.errors import AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError, OverloadedError
+from feitian.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+    OverloadedError,
+    UnavailableError,
+)
 from feitian.runtime.files import DirLock, atomic_write, ensure_dir, os_error
 from feitian.runtime.procs import ProcessRef, is_running, signal_process
 from feitian.sched.tubo import cgroups as cg
@@ -141,6 +149,12 @@ class ProcessSupervisor:
         self._require_recovered()
         validate_spec(spec)
         name = spec.proc_id
+        if name in self._strays:
+            raise UnavailableError(
+                f"start {name}: the cgroup of an earlier process with this id is still being emptied",
+                hint="try again in a moment",
+                proc_id=name,
+            )
         if name in self._entries:
             raise AlreadyExistsError(f"start {name}: a process with this id exists on this machine", proc_id=name)
         running = sum(1 for e in self._entries.values() if not e.status.state.ended)
@@ -273,6 +287,8 @@ class ProcessSupervisor:
         if not entry.status.state.ended:
             raise ConflictError(f"forget {proc_id}: the process is still running; stop it first", proc_id=proc_id)
         self._clean(entry)
+        if entry.cleanup and self.cgroups:  # its cgroup is not empty yet: poll() goes on emptying it
+            self._strays.add(proc_id)
         del self._entries[proc_id]
         self._trash.put(self._work_dir(proc_id))
         self._trash.put(self._proc_dir(proc_id))
@@ -363,25 +379,25 @@ class ProcessSupervisor:
 
     def _terminate(self, entry: _Entry) -> None:
         shim, worker = entry.record.shim, entry.record.worker
-        if shim is not None and is_running(shim):
+        if _alive(shim):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(shim.pid, signal.SIGTERM)  # the shim's group: the worker and its children (the
                 return  # shim ignores SIGTERM)
-        if worker is not None:
+        if _alive(worker):
             signal_process(worker, signal.SIGTERM)
 
     def _kill(self, entry: _Entry) -> None:
         """SIGKILL everything of the process but its shim: all of its cgroup, or without cgroups its process
         group and the worker."""
         name, shim, worker = entry.record.spec.proc_id, entry.record.shim, entry.record.worker
-        spare = shim.pid if shim is not None and is_running(shim) else 0
+        spare = shim.pid if _alive(shim) else 0
         if self.cgroups:
             self.cgroups.kill_all(name, spare=spare)
         else:
             for pid in _group_members(spare):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-        if worker is not None:
+        if _alive(worker):
             signal_process(worker, signal.SIGKILL)
         if not entry.killing:
             entry.killing = True
@@ -406,11 +422,11 @@ class ProcessSupervisor:
 
     def _check_lost(self, entry: _Entry) -> bool:
         shim, worker = entry.record.shim, entry.record.worker
-        if shim is not None and is_running(shim):
+        if _alive(shim):
             return False
         if self._maybe_end(entry):  # the shim wrote the status and exited since the last look
             return True
-        if worker is not None and is_running(worker):
+        if _alive(worker):
             if not entry.orphan:
                 entry.orphan = True
                 entry.status = msgspec.structs.replace(entry.status, reason="its shim died: exit status unknown")
@@ -467,7 +483,7 @@ class ProcessSupervisor:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(shim.pid, os.WNOHANG)  # our child unless adopted after a restart
         if self.cgroups:
-            alive_shim = shim.pid if shim is not None and is_running(shim) else 0
+            alive_shim = shim.pid if _alive(shim) else 0
             self.cgroups.kill_all(name, spare=alive_shim)
             if not self.cgroups.remove(name):
                 return
@@ -479,6 +495,12 @@ class ProcessSupervisor:
         if excess > 0:
             for entry in sorted(ended, key=lambda e: e.status.ended_at_ns)[:excess]:
                 self.forget(entry.record.spec.proc_id)
+
+
+def _alive(ref: ProcessRef | None) -> TypeGuard[ProcessRef]:
+    """Whether ``ref`` still names the process it was taken from. Without a start time (the process was gone
+    before it could be read) it names nothing: its pid may belong to another program by now."""
+    return ref is not None and ref.start_time != 0 and is_running(ref)
 
 
 def _group_members(pgid: int) -> list[int]:
