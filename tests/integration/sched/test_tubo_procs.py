@@ -61,6 +61,10 @@ def test_bad_starts_are_refused_with_a_named_error(supervisors: Make) -> None:
     sup = supervisors(max_processes=1)
     with pytest.raises(InvalidArgumentError, match="not found on PATH"):
         sup.start(ProcessSpec("x", "a", ["no-such-command-here"]))
+    with pytest.raises(InvalidArgumentError, match="package dir /nonexistent/pkg does not exist"):
+        sup.start(ProcessSpec("x", "a", ["true"], package_dir="/nonexistent/pkg"))
+    with pytest.raises(InvalidArgumentError, match="not an executable file"):
+        sup.start(ProcessSpec("x", "a", ["/etc"]))
     sup.start(spec("one", "exec sleep 1000"))
     with pytest.raises(AlreadyExistsError):
         sup.start(spec("one", "true"))

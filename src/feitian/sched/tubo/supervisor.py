@@ -164,6 +164,10 @@ class ProcessSupervisor:
                 hint="raise max_processes or stop some",
                 limit=self.max_processes,
             )
+        if spec.package_dir and not os.path.isdir(spec.package_dir):
+            raise InvalidArgumentError(
+                f"start {name}: package dir {spec.package_dir} does not exist", proc_id=name, hint="unpack it first"
+            )
         work_dir = self._work_dir(name)
         env = worker_env(spec, work_dir)
         command = resolve_command(spec, env["PATH"])
