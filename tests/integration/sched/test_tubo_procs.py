@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import stat
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -164,3 +169,40 @@ def test_fork_bomb_stays_inside_pids_max_and_stop_kills_it(supervisors: Make) ->
     status = ended(sup, "bomb")
     assert status.state is ProcState.KILLED
     wait_until(lambda: (sup.poll(), not sup.cgroups.exists("bomb"))[1], what="cgroup empty and removed")
+
+
+def test_without_cgroups_memory_is_capped_by_rlimit_as(supervisors: Make) -> None:
+    sup = supervisors(use_cgroups=False)
+    status = sup.start(spec("lim", "grep 'Max address space' /proc/self/limits", memory_bytes=96 << 20))
+    assert ended(sup, "lim").state is ProcState.FINISHED
+    assert (Path(status.work_dir) / "stdout.log").read_text().split()[3:5] == [str(96 << 20)] * 2
+
+
+AS_NOBODY = """
+import json, sys
+from pathlib import Path
+from feitian.sched.tubo import ProcessSpec, ProcessSupervisor
+from feitian.testing.waiting import wait_until
+sup = ProcessSupervisor(Path(sys.argv[1]), cgroup_prefix="feitian-test/nobody")
+sup.recover()
+sup.start(ProcessSpec("p", "a", ["sh", "-c", "exit 4"]))
+wait_until(lambda: (sup.poll(), sup.get("p").state.ended)[1], timeout_s=20)
+print(json.dumps([sup.isolation, sup.get("p").exit_code]))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="runs a Tubo as nobody: needs root")
+def test_a_tubo_that_is_not_root_runs_without_isolation_and_says_why() -> None:
+    root = Path(tempfile.mkdtemp(prefix="tubo-nobody-"))
+    try:
+        os.chown(root, 65534, 65534)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        out = subprocess.run(
+            [*as_nobody, sys.executable, "-c", AS_NOBODY, str(root)], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        isolation, code = json.loads(out.stdout)
+        assert isolation.startswith("none (cannot create cgroup ") and "Permission denied" in isolation
+        assert code == 4
+    finally:
+        shutil.rmtree(root)

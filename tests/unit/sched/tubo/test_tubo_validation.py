@@ -10,6 +10,7 @@ import pytest
 
 from feitian.errors import ConflictError, InvalidArgumentError
 from feitian.sched.tubo import ProcessSpec, ProcessSupervisor
+from feitian.sched.tubo.cgroups import detect
 from feitian.sched.tubo.procs import (
     MAX_ARGV_BYTES,
     MAX_ENV_BYTES,
@@ -102,3 +103,11 @@ def test_supervisor_arguments_are_checked(tmp_path: Path) -> None:
             sup.start(make(grace_s=-1.0))
     finally:
         sup.close()
+
+
+def test_cgroup_detection_says_why_it_cannot_be_used(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\nproc /proc proc rw 0 0\n")
+    assert detect("feitian/x", str(mounts)).startswith("no cgroup v1 hierarchy for cpu, memory, pids")
+    mounts.write_text(f"cgroup {tmp_path}/cpu cgroup rw,cpu,cpuacct 0 0\ncgroup {tmp_path}/mem cgroup rw,memory 0 0\n")
+    assert detect("feitian/x", str(mounts)).startswith("no cgroup v1 hierarchy for pids")
