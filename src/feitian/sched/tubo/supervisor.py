@@ -251,27 +251,28 @@ class ProcessSupervisor:
         check_liveness = now >= self._next_liveness_ns
         if check_liveness:
             self._next_liveness_ns = now + LIVENESS_EVERY_NS
-        changed: list[ProcessStatus] = []
+        changed: dict[str, ProcessStatus] = {}  # one status per process: its latest
         for entry in list(self._entries.values()):
+            name = entry.record.spec.proc_id
             if entry.status.state.ended:
                 if entry.cleanup:
                     self._clean(entry)
                 continue
             if self._maybe_end(entry):
-                changed.append(entry.status)
+                changed[name] = entry.status
                 continue
             if entry.kill_due_ns is not None and now >= entry.kill_due_ns:
                 first = not entry.killing
                 self._kill(entry)
                 if first:
-                    changed.append(entry.status)
+                    changed[name] = entry.status
             if check_liveness and self._check_lost(entry):
-                changed.append(entry.status)
+                changed[name] = entry.status
         self._retire_ended()
         if self._strays:
             self._remove_strays()
         self._trash.delete_some()
-        return changed
+        return list(changed.values())
 
     def list(self) -> list[ProcessStatus]:
         return [e.status for e in self._entries.values()]
@@ -298,7 +299,10 @@ class ProcessSupervisor:
         self._trash.put(self._proc_dir(proc_id))
 
     def close(self) -> None:
-        """Let go of the root (the processes run on; a new supervisor re-adopts them)."""
+        """Let go of the root (the processes run on; a new supervisor re-adopts them). The prefix's cgroup
+        directories are removed when no process cgroup is left in them."""
+        if self.cgroups:
+            self.cgroups.remove_prefix()
         self._lock.release()
 
     # -- recovery
