@@ -70,6 +70,18 @@ def test_work_dir_env_and_package_path(supervisors: Make, tmp_path: Path) -> Non
     assert (work / "stdout.log").read_text() == f"tool in {work} p1 appA {package} x\n"
 
 
+def test_a_process_inherits_no_descriptor_of_tubo(supervisors: Make, tmp_path: Path) -> None:
+    sup = supervisors(use_cgroups=False)
+    leaked = os.open(tmp_path / "tubo-secret", os.O_WRONLY | os.O_CREAT)
+    os.set_inheritable(leaked, True)  # as if passed down by whatever started Tubo
+    try:
+        status = sup.start(spec("fds", "ls /proc/$$/fd"))
+        assert ended(sup, "fds").state is ProcState.FINISHED
+    finally:
+        os.close(leaked)
+    assert (Path(status.work_dir) / "stdout.log").read_text().split() == ["0", "1", "2"]
+
+
 def test_bad_starts_are_refused_with_a_named_error(supervisors: Make) -> None:
     sup = supervisors(max_processes=1)
     with pytest.raises(InvalidArgumentError, match="not found on PATH"):
