@@ -14,8 +14,10 @@ import msgspec
 import pytest
 from tubo_fixtures import Make, Supervisors, ended, gate, needs_cgroups, open_gate
 
+from feitian.runtime.files import atomic_write
 from feitian.runtime.procs import ProcessRef, is_running, signal_process, wait_gone
 from feitian.sched.tubo import ProcessSpec, ProcState
+from feitian.sched.tubo.supervisor import _Record
 from feitian.testing.waiting import wait_until
 
 TUBO = """
@@ -133,3 +135,27 @@ def test_one_supervisor_per_root(supervisors: Make) -> None:
     supervisors(use_cgroups=False)
     with pytest.raises(ConflictError, match="already open"):
         supervisors(use_cgroups=False)
+
+
+def test_a_start_cut_short_by_a_crash_is_lost(supervisors: Make) -> None:
+    first = supervisors(use_cgroups=False)
+    first.close()
+    # What a start leaves when Tubo dies between its first record and the spawn: a record without pids.
+    proc_dir = supervisors.root / "procs" / "half"
+    proc_dir.mkdir()
+    atomic_write(proc_dir / "record", msgspec.json.encode(_Record(ProcessSpec("half", "a", ["true"]), 1)))
+    second = supervisors(use_cgroups=False)
+    half = second.get("half")
+    assert (half.state, half.reason, half.pid) == (ProcState.LOST, "Tubo stopped while starting it", 0)
+    second.forget("half")
+    assert not proc_dir.exists()
+
+
+def test_ended_records_are_kept_up_to_max_ended(supervisors: Make) -> None:
+    sup = supervisors(use_cgroups=False, max_ended=1)
+    sup.start(ProcessSpec("first", "a", ["true"]))
+    ended(sup, "first")
+    sup.start(ProcessSpec("second", "a", ["true"]))
+    ended(sup, "second")
+    sup.poll()
+    assert [s.proc_id for s in sup.list()] == ["second"], "the oldest ended record is forgotten"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,12 +108,13 @@ class Supervisors:
 Make = Callable[..., ProcessSupervisor]
 
 
-_REPORTED: dict[int, list[ProcessStatus]] = {}  # id(supervisor) -> every change its poll() reported in a test
+# supervisor -> every change its poll() reported (weak: an id() could be reused by the next test's supervisor)
+_REPORTED: weakref.WeakKeyDictionary[ProcessSupervisor, list[ProcessStatus]] = weakref.WeakKeyDictionary()
 
 
 def ended(sup: ProcessSupervisor, proc_id: str, timeout_s: float = 20) -> ProcessStatus:
     """Poll until ``proc_id`` ended; checks that poll() reported the end exactly once."""
-    changed = _REPORTED.setdefault(id(sup), [])
+    changed = _REPORTED.setdefault(sup, [])
 
     def done() -> bool:
         changed.extend(sup.poll())

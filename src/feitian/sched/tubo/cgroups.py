@@ -195,6 +195,18 @@ class CgroupV1:
                 done = False
         return done
 
+    def remove_prefix(self) -> bool:
+        """Remove the prefix's own directories if no process cgroup is left under them (else keep them)."""
+        done = True
+        for base in dict.fromkeys(self.bases.values()):
+            try:
+                base.rmdir()
+            except FileNotFoundError:
+                continue
+            except OSError:
+                done = False
+        return done
+
     def children(self) -> list[str]:
         """The process cgroups that exist under the prefix (to sweep those no record knows)."""
         try:

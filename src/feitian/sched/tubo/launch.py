@@ -109,6 +109,7 @@ def spawn_shim(
             (os.POSIX_SPAWN_OPEN, 1, str(work_dir / "stdout.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
             (os.POSIX_SPAWN_OPEN, 2, str(work_dir / "stderr.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
             (os.POSIX_SPAWN_DUP2, write_fd, 3),
+            *((os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds() if fd not in (write_fd, 3)),
         ]
         try:
             shim_pid = os.posix_spawn(
@@ -135,6 +136,23 @@ def spawn_shim(
         )
     pid = int(line)
     return shim, ProcessRef(pid, start_time_of(pid))
+
+
+def _inheritable_fds() -> list[int]:
+    """This process's descriptors above stderr that a child would inherit (opened without close-on-exec, e.g.
+    passed down by whatever started Tubo): the shim closes them, so no process holds one of Tubo's files."""
+    found: list[int] = []
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return found
+    for name in names:
+        fd = int(name)
+        if fd > 2:
+            with contextlib.suppress(OSError):  # the descriptor listdir used is gone by now
+                if os.get_inheritable(fd):
+                    found.append(fd)
+    return found
 
 
 def _read_line(fd: int, timeout_s: float) -> str:

@@ -21,11 +21,19 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import msgspec
 
 from feitian.base.clock import Clock, MonotonicClock
-from feitian.errors import AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError, OverloadedError
+from feitian.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+    OverloadedError,
+    UnavailableError,
+)
 from feitian.runtime.files import DirLock, atomic_write, ensure_dir, os_error
 from feitian.runtime.procs import ProcessRef, is_running, signal_process
 from feitian.sched.tubo import cgroups as cg
@@ -40,6 +48,7 @@ from feitian.sched.tubo.procs import (
     validate_spec,
 )
 from feitian.sched.tubo.trash import Trash
+from feitian.sched.tubo.uids import AppUids
 
 __all__ = ["ProcessSupervisor"]
 
@@ -58,6 +67,7 @@ class _Record(msgspec.Struct):
     stop_at_ns: int = 0  # wall clock of the stop order; 0: none
     kill_at_ns: int = 0  # wall clock when the SIGKILL is due
     final: ProcessStatus | None = None
+    uid: int = -1  # the application's uid when app_uids is configured; -1: Tubo's
 
 
 @dataclass
@@ -84,11 +94,13 @@ class ProcessSupervisor:
         max_processes: int = DEFAULT_MAX_PROCESSES,
         max_ended: int = DEFAULT_MAX_ENDED,
         use_cgroups: bool = True,
+        app_uids: tuple[int, int] | None = None,
     ) -> None:
         if not cgroup_prefix or not set(cgroup_prefix) <= PREFIX_CHARS or ".." in cgroup_prefix.split("/"):
             raise InvalidArgumentError(f"tubo: bad cgroup prefix {cgroup_prefix!r}", hint="use A-Z a-z 0-9 . _ - /")
         if max_processes < 1 or max_ended < 0:
             raise InvalidArgumentError(f"tubo: max_processes {max_processes} / max_ended {max_ended} out of range")
+        self.app_uids = AppUids(app_uids) if app_uids else None
         self.root = Path(root)
         self.clock: Clock = clock or MonotonicClock()
         self.max_processes = max_processes
@@ -137,6 +149,12 @@ class ProcessSupervisor:
         self._require_recovered()
         validate_spec(spec)
         name = spec.proc_id
+        if name in self._strays:
+            raise UnavailableError(
+                f"start {name}: the cgroup of an earlier process with this id is still being emptied",
+                hint="try again in a moment",
+                proc_id=name,
+            )
         if name in self._entries:
             raise AlreadyExistsError(f"start {name}: a process with this id exists on this machine", proc_id=name)
         running = sum(1 for e in self._entries.values() if not e.status.state.ended)
@@ -145,6 +163,10 @@ class ProcessSupervisor:
                 f"start {name}: this machine runs {running} processes, the most its Tubo allows",
                 hint="raise max_processes or stop some",
                 limit=self.max_processes,
+            )
+        if spec.package_dir and not os.path.isdir(spec.package_dir):
+            raise InvalidArgumentError(
+                f"start {name}: package dir {spec.package_dir} does not exist", proc_id=name, hint="unpack it first"
             )
         work_dir = self._work_dir(name)
         env = worker_env(spec, work_dir)
@@ -158,7 +180,13 @@ class ProcessSupervisor:
             work_dir.mkdir(mode=0o700)
         except OSError as exc:
             raise os_error(exc, "mkdir", work_dir) from exc
-        record = _Record(spec, self.clock.wall_ns())
+        uid = self._uid_for(spec.app_id)
+        if uid >= 0:
+            try:
+                os.chown(work_dir, uid, uid)
+            except OSError as exc:
+                raise os_error(exc, "chown", work_dir) from exc
+        record = _Record(spec, self.clock.wall_ns(), uid=uid)
         entry = _Entry(record, self._running_status(record, "starting"))
         self._save(entry)  # first: a crash from here on leaves a record that recover() ends and cleans up
         try:
@@ -168,7 +196,12 @@ class ProcessSupervisor:
                 )
             shim, worker = spawn_shim(
                 proc_id=name,
-                argv=[*self._signal_prefix, command, *spec.argv[1:]],
+                argv=[
+                    *(self.app_uids.prefix(uid) if self.app_uids else []),
+                    *self._signal_prefix,
+                    command,
+                    *spec.argv[1:],
+                ],
                 env=env,
                 work_dir=work_dir,
                 exit_file=proc_dir / "exit",
@@ -218,27 +251,28 @@ class ProcessSupervisor:
         check_liveness = now >= self._next_liveness_ns
         if check_liveness:
             self._next_liveness_ns = now + LIVENESS_EVERY_NS
-        changed: list[ProcessStatus] = []
+        changed: dict[str, ProcessStatus] = {}  # one status per process: its latest
         for entry in list(self._entries.values()):
+            name = entry.record.spec.proc_id
             if entry.status.state.ended:
                 if entry.cleanup:
                     self._clean(entry)
                 continue
             if self._maybe_end(entry):
-                changed.append(entry.status)
+                changed[name] = entry.status
                 continue
             if entry.kill_due_ns is not None and now >= entry.kill_due_ns:
                 first = not entry.killing
                 self._kill(entry)
                 if first:
-                    changed.append(entry.status)
+                    changed[name] = entry.status
             if check_liveness and self._check_lost(entry):
-                changed.append(entry.status)
+                changed[name] = entry.status
         self._retire_ended()
         if self._strays:
             self._remove_strays()
         self._trash.delete_some()
-        return changed
+        return list(changed.values())
 
     def list(self) -> list[ProcessStatus]:
         return [e.status for e in self._entries.values()]
@@ -258,12 +292,17 @@ class ProcessSupervisor:
         if not entry.status.state.ended:
             raise ConflictError(f"forget {proc_id}: the process is still running; stop it first", proc_id=proc_id)
         self._clean(entry)
+        if entry.cleanup and self.cgroups:  # its cgroup is not empty yet: poll() goes on emptying it
+            self._strays.add(proc_id)
         del self._entries[proc_id]
         self._trash.put(self._work_dir(proc_id))
         self._trash.put(self._proc_dir(proc_id))
 
     def close(self) -> None:
-        """Let go of the root (the processes run on; a new supervisor re-adopts them)."""
+        """Let go of the root (the processes run on; a new supervisor re-adopts them). The prefix's cgroup
+        directories are removed when no process cgroup is left in them."""
+        if self.cgroups:
+            self.cgroups.remove_prefix()
         self._lock.release()
 
     # -- recovery
@@ -320,6 +359,13 @@ class ProcessSupervisor:
                 self._strays.discard(name)
 
     # -- internals
+    def _uid_for(self, app_id: str) -> int:
+        """The application's uid: the one its other records have, else the lowest free one of the range."""
+        if self.app_uids is None:
+            return -1
+        taken: dict[int, str] = {e.record.uid: e.record.spec.app_id for e in self._entries.values()}
+        return self.app_uids.assign(app_id, taken)
+
     def _get(self, proc_id: str) -> _Entry:
         entry = self._entries.get(proc_id)
         if entry is None:
@@ -341,25 +387,25 @@ class ProcessSupervisor:
 
     def _terminate(self, entry: _Entry) -> None:
         shim, worker = entry.record.shim, entry.record.worker
-        if shim is not None and is_running(shim):
+        if _alive(shim):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(shim.pid, signal.SIGTERM)  # the shim's group: the worker and its children (the
                 return  # shim ignores SIGTERM)
-        if worker is not None:
+        if _alive(worker):
             signal_process(worker, signal.SIGTERM)
 
     def _kill(self, entry: _Entry) -> None:
         """SIGKILL everything of the process but its shim: all of its cgroup, or without cgroups its process
         group and the worker."""
         name, shim, worker = entry.record.spec.proc_id, entry.record.shim, entry.record.worker
-        spare = shim.pid if shim is not None and is_running(shim) else 0
+        spare = shim.pid if _alive(shim) else 0
         if self.cgroups:
             self.cgroups.kill_all(name, spare=spare)
         else:
             for pid in _group_members(spare):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-        if worker is not None:
+        if _alive(worker):
             signal_process(worker, signal.SIGKILL)
         if not entry.killing:
             entry.killing = True
@@ -384,11 +430,11 @@ class ProcessSupervisor:
 
     def _check_lost(self, entry: _Entry) -> bool:
         shim, worker = entry.record.shim, entry.record.worker
-        if shim is not None and is_running(shim):
+        if _alive(shim):
             return False
         if self._maybe_end(entry):  # the shim wrote the status and exited since the last look
             return True
-        if worker is not None and is_running(worker):
+        if _alive(worker):
             if not entry.orphan:
                 entry.orphan = True
                 entry.status = msgspec.structs.replace(entry.status, reason="its shim died: exit status unknown")
@@ -445,7 +491,7 @@ class ProcessSupervisor:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(shim.pid, os.WNOHANG)  # our child unless adopted after a restart
         if self.cgroups:
-            alive_shim = shim.pid if shim is not None and is_running(shim) else 0
+            alive_shim = shim.pid if _alive(shim) else 0
             self.cgroups.kill_all(name, spare=alive_shim)
             if not self.cgroups.remove(name):
                 return
@@ -457,6 +503,12 @@ class ProcessSupervisor:
         if excess > 0:
             for entry in sorted(ended, key=lambda e: e.status.ended_at_ns)[:excess]:
                 self.forget(entry.record.spec.proc_id)
+
+
+def _alive(ref: ProcessRef | None) -> TypeGuard[ProcessRef]:
+    """Whether ``ref`` still names the process it was taken from. Without a start time (the process was gone
+    before it could be read) it names nothing: its pid may belong to another program by now."""
+    return ref is not None and ref.start_time != 0 and is_running(ref)
 
 
 def _group_members(pgid: int) -> list[int]:

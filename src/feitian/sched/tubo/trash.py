@@ -4,8 +4,8 @@ the same file system) and deleted a bounded number of entries per call of :meth:
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
+import uuid
 from pathlib import Path
 
 from feitian.runtime.files import os_error
@@ -18,11 +18,10 @@ DELETE_BUDGET = 512  # files and directories deleted per call of delete_some
 class Trash:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._names = itertools.count()
 
     def put(self, path: Path) -> None:
         """Move ``path`` (a file or directory, missing is fine) into the trash; it is gone from its place now."""
-        target = self.directory / f"{path.name}.{os.getpid()}.{next(self._names)}"
+        target = self.directory / f"{path.name}.{uuid.uuid4().hex[:16]}"
         try:
             os.rename(path, target)
         except FileNotFoundError:
