@@ -18,14 +18,17 @@ of one machine that Tubo starts processes from; docs/pkg.md.
 from feitian.sched.pkg.archive import PackageLimits, PackInfo, pack, unpack
 from feitian.sched.pkg.cache import CachedPackage, Fetch, PackageCache
 from feitian.sched.pkg.ref import PackageRef, parse_spec, validate_name
+from feitian.sched.pkg.store import DEFAULT_ROOT, PackageStore
 
 __all__ = [
+    "DEFAULT_ROOT",
     "CachedPackage",
     "Fetch",
     "PackInfo",
     "PackageCache",
     "PackageLimits",
     "PackageRef",
+    "PackageStore",
     "pack",
     "parse_spec",
     "unpack",

@@ -26,6 +26,7 @@ import gzip
 import hashlib
 import os
 import posixpath
+import shutil
 import stat
 import tarfile
 import zipfile
@@ -38,7 +39,7 @@ from typing import IO, BinaryIO, Literal
 from feitian.errors import DataCorruptionError, InvalidArgumentError, NotFoundError, PermissionDeniedError
 from feitian.runtime.files import fsync_dir
 
-__all__ = ["PackInfo", "PackageLimits", "pack", "unpack"]
+__all__ = ["PackInfo", "PackageLimits", "pack", "remove_tree", "unpack"]
 
 GiB = 1 << 30
 COPY_BYTES = 1 << 20
@@ -456,3 +457,13 @@ def _write_entry(dest: Path, entry: _Entry, durable: bool) -> None:
             out.flush()
             os.fsync(out.fileno())
     os.chmod(target, entry.mode)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a read-only tree: directories are made writable first (a non-root owner could not otherwise)."""
+    if not path.exists():
+        return
+    for directory, _dirs, _files in os.walk(path):
+        with contextlib.suppress(OSError):
+            os.chmod(directory, 0o700)
+    shutil.rmtree(path)

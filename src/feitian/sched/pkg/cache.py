@@ -38,7 +38,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import shutil
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ from feitian.errors import (
     OverloadedError,
 )
 from feitian.runtime.files import atomic_write, fsync_dir
-from feitian.sched.pkg.archive import PackageLimits, unpack
+from feitian.sched.pkg.archive import PackageLimits, remove_tree, unpack
 from feitian.sched.pkg.ref import PackageRef, validate_digest
 
 __all__ = ["CachedPackage", "Fetch", "PackageCache"]
@@ -109,7 +108,7 @@ class PackageCache:
             lock.close()
             raise ConflictError(f"package cache {self.root}: used by another process") from None
         self._lock_file = lock
-        _remove_tree(self.root / TMP)
+        remove_tree(self.root / TMP)
         (self.root / TMP).mkdir()
         found: list[tuple[float, CachedPackage]] = []
         for child in self.root.iterdir():
@@ -120,7 +119,7 @@ class PackageCache:
                 marker = self._read_marker(name)
                 if marker is None:
                     log.info("package cache %s: removing %s, unpacked only in part", self.root, name)
-                    _remove_tree(child)
+                    remove_tree(child)
                 else:
                     mtime = (self.root / (name + READY)).stat().st_mtime
                     found.append((mtime, CachedPackage(name, child, marker.unpacked_bytes)))
@@ -272,7 +271,7 @@ class PackageCache:
         os.rename(entry.path, doomed)
         fsync_dir(self.root)
         log.info("package cache %s: evicted %s (%d bytes)", self.root, entry.digest, entry.unpacked_bytes)
-        await asyncio.to_thread(_remove_tree, doomed)
+        await asyncio.to_thread(remove_tree, doomed)
 
 
 def _is_digest(name: str) -> bool:
@@ -282,16 +281,6 @@ def _is_digest(name: str) -> bool:
 def _remove_paths(paths: list[Path]) -> None:
     for path in paths:
         if path.is_dir() and not path.is_symlink():
-            _remove_tree(path)
+            remove_tree(path)
         else:
             path.unlink(missing_ok=True)
-
-
-def _remove_tree(path: Path) -> None:
-    """Remove a read-only tree: directories are made writable first (a non-root owner could not otherwise)."""
-    if not path.exists():
-        return
-    for directory, _dirs, _files in os.walk(path):
-        with contextlib.suppress(OSError):
-            os.chmod(directory, 0o700)
-    shutil.rmtree(path)
