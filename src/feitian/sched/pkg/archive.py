@@ -99,9 +99,9 @@ class _Checker:
 
     def path(self, raw: str) -> str | None:
         """The normalized relative path of an entry (None: the package root itself, as ``./``)."""
-        if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
+        if raw.startswith("/"):
             raise self.refuse("absolute path", raw)
-        parts = [p for p in raw.replace("\\", "/").split("/") if p not in ("", ".")]
+        parts = [p for p in raw.split("/") if p not in ("", ".")]
         if ".." in parts:
             raise self.refuse("'..' in the path", raw)
         if len(raw.encode("utf-8", "surrogateescape")) > self.limits.max_path_bytes:
