@@ -15,6 +15,7 @@ from typing import IO
 import pytest
 
 from feitian.cli.pkg import cluster_store
+from feitian.coord import DeleteOp
 from feitian.deploy.cluster import LocalCluster
 from feitian.errors import NotFoundError
 from feitian.sched.pkg import PackageCache
@@ -170,3 +171,24 @@ def test_bad_input_is_one_error_line_with_its_exit_code(cluster: str, tmp_path: 
         assert proc.returncode == code, (args, proc.stderr)
         assert message in proc.stderr, (args, proc.stderr)
         assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+
+
+async def test_gc_deletes_what_a_remover_that_died_midway_left(cluster: str, tmp_path: Path) -> None:
+    async with cluster_store(cluster, None) as store:
+        ref = await store.upload("orphan", make_tree(tmp_path / "tree", "orphan"))
+        kept = await store.upload("kept", make_tree(tmp_path / "kept", "kept"))
+        # the remover's transaction, then its death (its ephemeral gc marker went with its session)
+        await store.coord.txn(
+            [
+                DeleteOp(path=f"/feitian/packages/names/orphan/{ref.version}"),
+                DeleteOp(path=f"/feitian/packages/refs/{ref.digest}/{ref.spec}"),
+                DeleteOp(path=f"/feitian/packages/refs/{ref.digest}/"),
+            ]
+        )
+        assert await store.dfs.exists(f"{BLOBS}/{ref.digest}")
+    collected = json.loads(pkg(cluster, "gc", "--json"))
+    assert ref.digest in collected["deleted"] and kept.digest not in collected["deleted"]
+    async with cluster_store(cluster, None) as store:
+        assert not await store.dfs.exists(f"{BLOBS}/{ref.digest}")
+        assert await store.dfs.exists(f"{BLOBS}/{kept.digest}")
+        assert (await store.resolve("kept")).digest == kept.digest

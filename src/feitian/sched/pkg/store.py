@@ -329,9 +329,14 @@ class PackageStore:
             await _quietly(self.coord.delete(self._tomb(digest)))
 
     async def collect_garbage(self) -> list[str]:
-        """Delete the blobs no version refers to (left behind by a remover that died midway) and abandoned
-        uploads older than UPLOAD_ABANDONED_S; returns the digests deleted."""
+        """Delete the blobs no version refers to (left behind by a remover that died midway, or by an upload
+        that failed after storing its blob), empty reference directories, and uploads in progress older than
+        UPLOAD_ABANDONED_S; returns the digests whose blobs were deleted."""
         deleted = []
+        for entry, _ in await self._list(f"{self.root}/refs/", values=False):
+            digest = entry.rstrip("/")
+            if await self._collect(digest):  # refused (nothing done) while a version refers to it
+                deleted.append(digest)
         try:
             blobs = await self.dfs.list(f"{self.root}/blobs")
         except NotFoundError:

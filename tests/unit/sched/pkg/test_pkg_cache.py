@@ -7,6 +7,7 @@ import asyncio
 import io
 import os
 import stat
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -171,4 +172,53 @@ async def test_a_failed_download_can_be_retried(tmp_path: Path, source: Source) 
         await cache.ensure(ref)
     source.blobs[ref.digest] = blob
     assert ((await cache.ensure(ref)) / "f").read_bytes() == b"x" * 10
+    cache.close()
+
+
+CRASHING_CHILD = """
+import asyncio, sys
+from pathlib import Path
+import msgspec
+from feitian.sched.pkg import PackageCache, PackageRef
+
+async def main() -> None:
+    root, blob_path, ref_json = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    ref = msgspec.json.decode(ref_json, type=PackageRef)
+    blob = blob_path.read_bytes()
+
+    async def fetch(digest: str):
+        yield blob[: len(blob) // 2]
+        print("half", flush=True)
+        await asyncio.Event().wait()  # killed here, half downloaded
+        yield b""
+
+    cache = PackageCache(root, 10_000, fetch)
+    await cache.open()
+    await cache.ensure(ref)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_cache_whose_owner_was_killed_mid_download_is_taken_over_and_finishes(
+    tmp_path: Path, source: Source
+) -> None:
+    import msgspec
+
+    ref = source.add(tmp_path, "app", {"f": os.urandom(5000)})
+    (tmp_path / "blob").write_bytes(source.blobs[ref.digest])
+    root = tmp_path / "cache"
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CRASHING_CHILD, str(root), str(tmp_path / "blob"), msgspec.json.encode(ref).decode(),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert child.stdout is not None
+    assert await asyncio.wait_for(child.stdout.readline(), 30) == b"half\n"
+    assert [p.name for p in (root / "tmp").iterdir()] == [f"{ref.digest}.1.blob"]  # what the crash leaves
+    child.kill()  # SIGKILL, by its pid
+    assert await child.wait() == -9
+    cache = await opened(root, 10_000, source)  # the lock died with its owner
+    assert list((root / "tmp").iterdir()) == [] and cache.packages() == []
+    path = await cache.ensure(ref)
+    assert (path / "f").stat().st_size == 5000 and source.fetches == [ref.digest]
     cache.close()
