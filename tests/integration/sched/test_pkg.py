@@ -96,7 +96,7 @@ async def test_a_machine_s_cache_fetches_the_latest_version_from_pangu(cluster: 
                 proc = await asyncio.create_subprocess_exec(path / "bin" / "run", stdout=asyncio.subprocess.PIPE)
                 assert (await proc.communicate())[0] == b"two\n"
         finally:
-            cache.close()
+            await cache.close()
 
 
 async def test_a_blob_is_deleted_once_no_version_uses_it(cluster: str, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@
     async with cache.use(ref) as path: ...          # ensure + pin: path stays until the block ends
     path = await cache.ensure(ref, pin=True)        # ... or pin by hand for a process outliving the call,
     cache.unpin(ref.digest)                         # and unpin when it exits
-    cache.close()
+    await cache.close()
 
 **Layout.** ``root/<digest>/`` holds one unpacked package, read-only (files 0444, executables 0555, directories
 0555); ``root/<digest>.ready`` (JSON: digest, bytes) says it is complete and, by its mtime, when it was last
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -134,10 +135,12 @@ class PackageCache:
             return None
         return marker if marker.digest == digest else None
 
-    def close(self) -> None:
-        """Release the directory (downloads in progress are cancelled)."""
-        for task in self._loading.values():
+    async def close(self) -> None:
+        """Cancel the loads in progress, wait until they have cleaned up, and release the directory."""
+        tasks = list(self._loading.values())
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -217,7 +220,9 @@ class PackageCache:
         try:
             await self._make_room(ref)
             await self._download(ref, blob)
-            got = await asyncio.to_thread(unpack, blob, staging, ref.digest, self.limits, durable=True)
+            # a blob holding more than its record says is refused, so the cache never outgrows max_bytes
+            limits = dataclasses.replace(self.limits, max_unpacked_bytes=min(need, self.limits.max_unpacked_bytes))
+            got = await asyncio.to_thread(unpack, blob, staging, ref.digest, limits, durable=True)
             final = self.root / ref.digest
             os.chmod(staging, 0o700)  # moving a directory to another parent updates its '..': needs write access
             os.rename(staging, final)

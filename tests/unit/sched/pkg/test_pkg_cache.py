@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from feitian.errors import ConflictError, DataCorruptionError, InvalidArgumentError, NotFoundError, OverloadedError
@@ -82,7 +83,7 @@ async def test_concurrent_ensures_download_once_and_share_the_read_only_tree(tmp
     assert stat.S_IMODE(path.stat().st_mode) == 0o555
     assert await cache.ensure(ref) == path and source.fetches == [ref.digest]  # cached now
     assert list((tmp_path / "cache" / "tmp").iterdir()) == []
-    cache.close()
+    await cache.close()
 
 
 async def test_a_blob_that_does_not_match_its_digest_is_refused_and_leaves_nothing(
@@ -98,10 +99,14 @@ async def test_a_blob_that_does_not_match_its_digest_is_refused_and_leaves_nothi
     source.blobs[other.digest] = source.blobs[other.digest] + b"\0"  # a longer blob: refused as it arrives
     with pytest.raises(DataCorruptionError, match="longer than its recorded"):
         await cache.ensure(other)
+    understated = msgspec.structs.replace(other, unpacked_bytes=other.unpacked_bytes - 1)  # a lying record
+    source.blobs[other.digest] = source.blobs[other.digest][:-1]
+    with pytest.raises(DataCorruptionError, match=f"more than {other.unpacked_bytes - 1} bytes of files"):
+        await cache.ensure(understated)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [".lock", "tmp"]
     assert list((tmp_path / "cache" / "tmp").iterdir()) == []
     assert cache.packages() == []
-    cache.close()
+    await cache.close()
 
 
 async def test_least_recently_used_goes_first_but_never_a_pinned_package(tmp_path: Path, source: Source) -> None:
@@ -128,7 +133,7 @@ async def test_least_recently_used_goes_first_but_never_a_pinned_package(tmp_pat
     big = source.add(tmp_path, "big", {"f": b"x" * 300})
     with pytest.raises(InvalidArgumentError, match="more than the package cache's max_bytes 250"):
         await cache.ensure(big)
-    cache.close()
+    await cache.close()
 
 
 async def test_a_restart_keeps_the_packages_and_their_order_and_redoes_what_a_crash_left(
@@ -142,7 +147,7 @@ async def test_a_restart_keeps_the_packages_and_their_order_and_redoes_what_a_cr
     os.utime(root / f"{a.digest}.ready", (time.time() + 5, time.time() + 5))  # a used last, as an ensure does
     with pytest.raises(ConflictError, match="used by another process"):
         await opened(root, 250, source)
-    cache.close()
+    await cache.close()
     # What a crash leaves: c renamed into place but not marked ready; a download and a staging dir in tmp/;
     # a marker whose directory is gone.
     partial = root / c.digest
@@ -161,7 +166,7 @@ async def test_a_restart_keeps_the_packages_and_their_order_and_redoes_what_a_cr
     path = await cache.ensure(c)  # b, the least recently used, goes; c is fetched again, whole
     assert (path / "f").read_bytes() == b"c" * 100 and not (path / "half").exists()
     assert [p.digest for p in cache.packages()] == [a.digest, c.digest]
-    cache.close()
+    await cache.close()
 
 
 async def test_a_failed_download_can_be_retried(tmp_path: Path, source: Source) -> None:
@@ -172,7 +177,7 @@ async def test_a_failed_download_can_be_retried(tmp_path: Path, source: Source) 
         await cache.ensure(ref)
     source.blobs[ref.digest] = blob
     assert ((await cache.ensure(ref)) / "f").read_bytes() == b"x" * 10
-    cache.close()
+    await cache.close()
 
 
 CRASHING_CHILD = """
@@ -203,8 +208,6 @@ asyncio.run(main())
 async def test_a_cache_whose_owner_was_killed_mid_download_is_taken_over_and_finishes(
     tmp_path: Path, source: Source
 ) -> None:
-    import msgspec
-
     ref = source.add(tmp_path, "app", {"f": os.urandom(5000)})
     (tmp_path / "blob").write_bytes(source.blobs[ref.digest])
     root = tmp_path / "cache"
@@ -221,4 +224,4 @@ async def test_a_cache_whose_owner_was_killed_mid_download_is_taken_over_and_fin
     assert list((root / "tmp").iterdir()) == [] and cache.packages() == []
     path = await cache.ensure(ref)
     assert (path / "f").stat().st_size == 5000 and source.fetches == [ref.digest]
-    cache.close()
+    await cache.close()
