@@ -113,9 +113,12 @@ async def test_a_blob_is_deleted_once_no_version_uses_it(cluster: str, tmp_path:
         assert not (await store.coord.exists(f"/feitian/packages/refs/{a.digest}/")).exists
         with pytest.raises(NotFoundError, match="package share-b: not found"):
             await store.resolve("share-b")
-        # uploaded again after its collection: stored again
+        # uploaded again after its collection: stored again, under a number never given before
         again = await store.upload("share-a", tree)
-        assert again.version == 1 and await store.dfs.exists(f"{BLOBS}/{a.digest}")
+        assert again.version == 2 and await store.dfs.exists(f"{BLOBS}/{a.digest}")
+        assert [r.spec for r in await store.list("share-a")] == ["share-a@2"]
+        assert (await store.upload("share-a", tree, version=10)).version == 10
+        assert (await store.upload("share-a", tree)).version == 11  # counted on from the highest given
 
 
 async def test_a_removal_between_an_upload_s_blob_check_and_its_commit_does_not_lose_the_blob(

@@ -6,10 +6,12 @@ Layout (``root`` = ``/feitian/packages`` by default, the same path in both)::
            ROOT/uploads/<digest>.<nonce>    a blob being written, renamed into blobs/ when complete
     Nuwa   ROOT/names/<name>/<version>      the version's PackageRef (JSON)
            ROOT/refs/<digest>/<name>@<ver>  one entry per version that uses the blob
+           ROOT/last/<name>                 the highest version number the name ever had
            ROOT/gc/<digest>                 ephemeral: the blob is being deleted
 
 **Sharing a blob.** An upload whose digest is already in ``blobs/`` writes nothing to Pangu: the new version
-refers to the same blob. Versions are integers counted per name (the highest + 1) unless one is given.
+refers to the same blob. Versions are integers counted per name unless one is given; a number is never given
+twice, even after its version was removed (``last/<name>`` outlives the versions).
 
 **Deleting safely.** ``remove`` deletes a version's record and its reference in one transaction, then collects
 the blob: a transaction deletes ``refs/<digest>/`` — which Nuwa refuses while any reference is in it — and
@@ -42,7 +44,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 
-from feitian.coord import CheckOp, CoordClient, Created, CreateOp, DeleteOp
+from feitian.coord import CheckOp, CoordClient, Created, CreateOp, DeleteOp, SetOp
 from feitian.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -92,6 +94,9 @@ class PackageStore:
     def _refs(self, digest: str) -> str:
         return f"{self.root}/refs/{digest}/"
 
+    def _counter(self, name: str) -> str:
+        return f"{self.root}/last/{name}"
+
     def _tomb(self, digest: str) -> str:
         return f"{self.root}/gc/{digest}"
 
@@ -115,7 +120,8 @@ class PackageStore:
         for _attempt in range(MAX_ATTEMPTS):
             revision = await self._refs_dir(info.digest)
             await self._ensure_blob(info.digest, info.size, spool)
-            number = version if version is not None else await self._next_version(name)
+            last, counter = await self._last_version(name)
+            number = version if version is not None else last + 1
             ref = PackageRef(
                 name=name,
                 version=number,
@@ -125,24 +131,28 @@ class PackageStore:
                 files=info.files,
                 created_s=time.time(),
             )
+            high = str(max(last, number)).encode()
             try:
                 await self.coord.txn(
                     [
                         CheckOp(path=self._refs(info.digest), create_revision=revision),
                         CreateOp(path=self._version(name, number), value=msgspec.json.encode(ref), parents=True),
                         CreateOp(path=self._refs(info.digest) + f"{name}@{number}"),
+                        CreateOp(path=self._counter(name), value=high, parents=True)
+                        if counter is None
+                        else SetOp(path=self._counter(name), value=high, expected_version=counter),
                     ]
                 )
                 return ref
             except ConflictError:
-                continue  # the blob was collected meanwhile: again from (1)
-            except AlreadyExistsError:
-                if version is not None:
+                continue  # the blob was collected, or another upload of the name committed, meanwhile: again
+            except AlreadyExistsError as exc:
+                if version is not None and exc.fields.get("op_index") == 1:
                     raise AlreadyExistsError(
                         f"package {name}@{version} already exists",
                         hint="leave out --version to get the next number",
                     ) from None
-                continue  # another upload took the number
+                continue  # another upload of the name committed meanwhile: again
         raise ConflictError(f"upload {name}: gave up after {MAX_ATTEMPTS} attempts racing other changes")
 
     async def _refs_dir(self, digest: str) -> int:
@@ -200,12 +210,16 @@ class PackageStore:
             raise
         return True
 
-    async def _next_version(self, name: str) -> int:
-        versions = await self._version_numbers(name)
-        return (max(versions) if versions else 0) + 1
-
-    async def _version_numbers(self, name: str) -> list[int]:
-        return [int(n) for n, _ in await self._list(self._name_dir(name), values=False) if n.isdigit()]
+    async def _last_version(self, name: str) -> tuple[int, int | None]:
+        """The highest version number ``name`` ever had (0: none) and its counter node's version (None: none)."""
+        try:
+            found = await self.coord.get(self._counter(name))
+        except NotFoundError:
+            return 0, None
+        text = found.value.decode("ascii", "replace")
+        if not text.isdigit():
+            raise DataCorruptionError(f"package {name}: its version counter in Nuwa is unreadable ({text!r})")
+        return int(text), found.stat.version
 
     async def _list(self, directory: str, *, values: bool) -> list[tuple[str, bytes]]:
         """Every entry of a Nuwa directory (paged), as (name, value); [] if it does not exist."""
