@@ -37,13 +37,13 @@ import contextlib
 import logging
 import secrets
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 
+from feitian.base.clock import Clock, MonotonicClock
 from feitian.coord import CheckOp, CoordClient, Created, CreateOp, DeleteOp, SetOp
 from feitian.errors import (
     AlreadyExistsError,
@@ -74,9 +74,16 @@ UPLOAD_ABANDONED_S = 3600.0  # collect_garbage deletes uploads in progress older
 
 class PackageStore:
     def __init__(
-        self, coord: CoordClient, dfs: DfsClient, *, root: str = DEFAULT_ROOT, limits: PackageLimits | None = None
+        self,
+        coord: CoordClient,
+        dfs: DfsClient,
+        *,
+        root: str = DEFAULT_ROOT,
+        limits: PackageLimits | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.coord, self.dfs = coord, dfs
+        self.clock = clock or MonotonicClock()
         self.root = root.rstrip("/")
         self.limits = limits or PackageLimits()
 
@@ -129,7 +136,7 @@ class PackageStore:
                 size=info.size,
                 unpacked_bytes=info.unpacked_bytes,
                 files=info.files,
-                created_s=time.time(),
+                created_s=self.clock.wall_ns() / 1e9,
             )
             high = str(max(last, number)).encode()
             try:
@@ -157,7 +164,7 @@ class PackageStore:
 
     async def _refs_dir(self, digest: str) -> int:
         """Step (1): ``refs/<digest>/`` exists, created while no collection of it runs; its create revision."""
-        deadline = time.monotonic() + GC_WAIT_S
+        deadline_ns = self.clock.monotonic_ns() + int(GC_WAIT_S * 1e9)
         while True:
             found = await self.coord.exists(self._refs(digest))
             if found.stat is not None:
@@ -172,11 +179,11 @@ class PackageStore:
             except AlreadyExistsError:
                 continue
             except ConflictError:
-                if time.monotonic() > deadline:
+                if self.clock.monotonic_ns() > deadline_ns:
                     raise ConflictError(
                         f"package blob {digest}: still being deleted after {GC_WAIT_S:g}s", hint="try again"
                     ) from None
-                await asyncio.sleep(GC_POLL_S)
+                await self.clock.sleep(GC_POLL_S)
 
     async def _ensure_blob(self, digest: str, size: int, spool: IO[bytes]) -> bool:
         """Step (2): the blob is in Pangu (True if this call wrote it)."""
@@ -375,7 +382,7 @@ class PackageStore:
         for entry in uploads:
             path = f"{self.root}/uploads/{entry.name}"
             try:
-                if (await self.dfs.stat(path)).mtime_ns < (time.time() - UPLOAD_ABANDONED_S) * 1e9:
+                if (await self.dfs.stat(path)).mtime_ns < self.clock.wall_ns() - UPLOAD_ABANDONED_S * 1e9:
                     await self.dfs.delete(path)
             except FeitianError:
                 continue
