@@ -168,6 +168,8 @@ def test_bad_input_is_one_error_line_with_its_exit_code(cluster: str, tmp_path: 
         (["get", "nothere@3", str(tmp_path / "x")], 4, "error: package nothere@3: no such version"),
         (["get", "app@x", str(tmp_path / "x")], 2, "the version after '@' is not a number"),
         (["rm", "nothere"], 4, "error: package nothere: not found"),
+        (["get", "nothere", str(tmp_path)], 5, f"error: get nothere: {tmp_path} already exists"),
+        (["get", "nothere", str(tmp_path / "no" / "dir")], 4, "is not a directory"),
         (["ls", "nothere"], 4, "error: package nothere: not found"),
     ]:
         proc = feitian("pkg", *args, "--cluster", cluster)

@@ -284,12 +284,12 @@ class PackageStore:
 
     async def fetch_to(self, spec: str, dest: Path) -> PackageRef:
         """Unpack ``spec`` into the new directory ``dest`` (writable copies; the digest is verified)."""
-        ref = await self.resolve(spec)
         dest = Path(dest)
         if dest.exists() or dest.is_symlink():
             raise AlreadyExistsError(f"get {spec}: {dest} already exists", hint="name a directory that does not exist")
         if not dest.parent.is_dir():
             raise NotFoundError(f"get {spec}: {dest.parent} is not a directory")
+        ref = await self.resolve(spec)
         with tempfile.NamedTemporaryFile(prefix=".feitian-pkg-", dir=dest.parent) as spool:
             async for piece in self.open_blob(ref.digest):
                 await asyncio.to_thread(spool.write, piece)
