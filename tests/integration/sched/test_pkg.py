@@ -1,4 +1,4 @@
-"""Packages (FUXI-6) against a secured local cluster of real processes (`feitian cluster up`: Nuwa + Pangu):
+"""Packages (FUXI-6) against a secured local cluster of real processes (Nuwa + Pangu, as `cluster up` makes them):
 `feitian pkg` as a subprocess, and the Python API a Tubo uses — the store and the machine's cache on top of it."""
 
 from __future__ import annotations
@@ -16,25 +16,36 @@ import pytest
 
 from feitian.cli.pkg import cluster_store
 from feitian.coord import DeleteOp
-from feitian.deploy.cluster import LocalCluster
+from feitian.deploy.cluster import LocalCluster, coord_specs, dfs_specs
 from feitian.errors import NotFoundError
 from feitian.sched.pkg import PackageCache
 from feitian.testing.cli import feitian
+from feitian.testing.waiting import wait_for_condition
 
 BLOBS = "/feitian/packages/blobs"
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """What `feitian cluster up` makes, reduced to what packages need — the authority, one Nuwa replica, one
+    Pangu master, three chunk servers on three racks — and up once every chunk server is live."""
     directory = str(tmp_path_factory.mktemp("pkg") / "cluster")
-    feitian(
-        "cluster", "up", "--dir", directory, "--echo", "0", "--no-proxy", "--kv", "0", "--coord", "1",
-        "--dfs-masters", "1", "--chunkservers", "3", check=True, timeout=120,
-    )  # fmt: skip
+    lc = LocalCluster(directory)
+    lc.up([*coord_specs(1), *dfs_specs(1, 3)], timeout_s=60, secure=True)
     try:
+
+        async def servers_live() -> None:
+            async with cluster_store(directory, None) as store:
+
+                async def three() -> bool:
+                    return sum(s.live for s in await store.dfs.servers()) == 3
+
+                await wait_for_condition(three, 60, "3 live chunk servers")
+
+        asyncio.run(servers_live())
         yield directory
     finally:
-        LocalCluster(directory).down(grace_s=5)
+        lc.down(grace_s=5)
 
 
 def pkg(cluster: str, *args: str, check: bool = True) -> str:
