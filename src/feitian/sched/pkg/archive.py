@@ -83,7 +83,7 @@ def _canonical_mode(kind: Kind, mode: int) -> int:
 
 
 class _Checker:
-    """Checks entries one by one against the rules and the bounds (in any order: a link's target may come later)."""
+    """Checks entries one by one against the rules and the bounds, whatever their order in the archive."""
 
     def __init__(self, label: str, limits: PackageLimits, error: type[InvalidArgumentError | DataCorruptionError]):
         self.label, self.limits, self.error = label, limits, error
@@ -136,7 +136,9 @@ class _Checker:
 
     def _check_target(self, entry: _Entry, raw: str) -> None:
         target = entry.target
-        if not target or target.startswith("/"):
+        if not target:
+            raise self.refuse("symbolic link with an empty target", raw)
+        if target.startswith("/"):
             raise self.refuse(f"symbolic link to an absolute path {target!r}", raw)
         parts = target.split("/")
         climbs = 0
