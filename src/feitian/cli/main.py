@@ -91,7 +91,7 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from feitian.cli import bench, cluster, coord, demo, dfs, kv, node, rpc, security
+    from feitian.cli import bench, cluster, coord, demo, dfs, kv, node, pkg, rpc, security
 
     cli.add_command(cluster.cluster)
     cli.add_command(node.node)
@@ -101,6 +101,7 @@ def _register() -> None:
     cli.add_command(kv.kv)
     cli.add_command(dfs.dfs)
     cli.add_command(coord.coord)
+    cli.add_command(pkg.pkg)
     for group in (security.key, security.user, security.policy, security.cap, security.token):
         cli.add_command(group)
 
