@@ -46,6 +46,7 @@ from feitian.errors import (
     NotLeaderError,
     SessionExpiredError,
 )
+from feitian.replica import remaining_s
 from feitian.rpc import CallContext, Client, Server
 from feitian.runtime.periodic import PeriodicTask
 from feitian.sched.core import SchedLimits, SchedPolicy
@@ -483,11 +484,9 @@ class FuxiMaster:
         return AmDemandReply(lead.state.am_demand(req.app_id, list(req.messages), self.clock.monotonic_ns()))
 
     async def _am_events(self, ctx: CallContext, req: AmEvents) -> AmEventsReply:
-        wait_s = min(max(0.0, req.wait_s), self.options.max_wait_s)
+        # Answer (empty) a little before the caller gives up.
+        wait_s = remaining_s(ctx, min(max(0.0, req.wait_s), self.options.max_wait_s), margin=0.2)
         deadline = self.clock.monotonic_ns() + int(wait_s * _NS)
-        if ctx.deadline is not None:  # answer (empty) a little before the caller gives up
-            left = ctx.deadline - asyncio.get_running_loop().time() - 0.2
-            deadline = min(deadline, self.clock.monotonic_ns() + int(max(0.0, left) * _NS))
         while True:
             lead = self._leading()
             events, last, machines = lead.state.events_after(req.app_id, req.after, req.epoch)
