@@ -129,12 +129,16 @@ def default_spec(
         specs.append(NodeSpec("rpc-proxy-1", "rpc-proxy"))
     if kv:
         specs.extend(replica_specs("kv", kv))
-    if dfs_masters:
-        specs.extend(dfs_specs(dfs_masters, chunkservers))
+    pangu = dfs_specs(dfs_masters, chunkservers) if dfs_masters else []
+    specs.extend(pangu)
     tubos = (chunkservers if dfs_masters else 0) if tubos is None else tubos
     if fuxi_masters and nuwa:
         machines = [(f"chunkserver-{i + 1}", DFS_RACKS[i % len(DFS_RACKS)]) for i in range(tubos)]
-        specs.extend(fuxi_specs(fuxi_masters, [s.listen[0] for s in nuwa], machines))
+        nuwa_addresses = [s.listen[0] for s in nuwa]
+        # Tubos fetch packages: records in Nuwa, blobs in Pangu.
+        pangu_masters = [s.listen[0] for s in pangu if s.role == "dfs-master"]
+        packages = {"coord": nuwa_addresses, "dfs": pangu_masters} if pangu else {}
+        specs.extend(fuxi_specs(fuxi_masters, nuwa_addresses, machines, tubo_options=packages))
     return specs
 
 

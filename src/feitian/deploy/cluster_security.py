@@ -65,9 +65,14 @@ ROLE_GRANTS: dict[str, list[tuple[str, list[Right]]]] = {
     "fuxi-master": [
         ("coord:/fuxi/", [Right.READ, Right.CREATE, Right.WRITE, Right.DELETE]),
         ("coord:/elections/fuxi-master/", [Right.READ, Right.CREATE, Right.WRITE, Right.DELETE]),
+        ("coord:/feitian/packages/", [Right.READ]),  # resolves an application's package when submitted
     ],
     # Tubo: heartbeats and its processes' calls to FuxiMaster; workers started on other Tubos.
-    "tubo": [("fuxi:/tubo", [Right.WRITE])],
+    "tubo": [
+        ("fuxi:/tubo", [Right.WRITE]),
+        ("coord:/feitian/packages/", [Right.READ]),  # package records
+        ("dfs:/feitian/packages/", [Right.READ]),  # package blobs
+    ],
 }
 
 

@@ -289,16 +289,28 @@ class AppMaster:
         return self.machines.get(machine, "")
 
     async def start_worker(
-        self, grant: Grant | int, name: str, command: Sequence[str], *, env: dict[str, str] | None = None
+        self,
+        grant: Grant | int,
+        name: str,
+        command: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        package: str = "",
     ) -> WorkerInfo:
-        """Start a worker on a grant this application holds (its machine's Tubo checks the grant)."""
+        """Start a worker on a grant this application holds (its machine's Tubo checks the grant), in
+        ``package`` (NAME[@VERSION]) if given."""
         if isinstance(grant, int):
             found = self.held.get(grant)
             if found is None:
                 raise NotFoundError(f"grant {grant} is not held by this application", grant_id=grant)
             grant = found
         request = StartWorker(
-            grant=grant, name=name, command=list(command), env=dict(env or {}), address=self.address_of(grant.machine)
+            grant=grant,
+            name=name,
+            command=list(command),
+            env=dict(env or {}),
+            package=package,
+            address=self.address_of(grant.machine),
         )
         return await self.rpc.call(self.tubo, request, timeout=30.0)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from feitian.deploy.cluster import ClusterState, LocalCluster, NodeSpec, coord_specs, fuxi_specs
+from feitian.deploy.cluster import ClusterState, LocalCluster, NodeSpec, coord_specs, dfs_specs, fuxi_specs
 from feitian.errors import FeitianError
 from feitian.rpc import Client, ClientConfig
 from feitian.runtime.eventloop import run
@@ -46,6 +46,8 @@ class SchedCluster:
         secure: bool = False,
         master_options: dict[str, Any] | None = None,
         tubo_options: dict[str, Any] | None = None,
+        dfs_masters: int = 0,
+        chunkservers: int = 0,
     ) -> None:
         self.cluster = LocalCluster(str(directory))
         self.secure = secure
@@ -65,8 +67,20 @@ class SchedCluster:
             "disk_full_ratio": 1.0,
             **(tubo_options or {}),
         }
+        pangu: list[NodeSpec] = []
+        self.dfs_addresses: list[str] = []
+        if dfs_masters:  # Pangu too: packages (records in Nuwa, blobs in Pangu) and data
+            pangu = dfs_specs(
+                dfs_masters,
+                chunkservers,
+                {"chunkserver_heartbeat_s": 0.3, "election_ticks": 10},
+                {"heartbeat_interval_s": 0.3},
+                racks,
+            )
+            self.dfs_addresses = [s.listen[0] for s in pangu if s.role == "dfs-master"]
+            tubo = {"coord": self.coord_addresses, "dfs": self.dfs_addresses, **tubo}
         names = [(f"m{i + 1}", racks[i % len(racks)]) for i in range(machines)]
-        self.specs: list[NodeSpec] = [*nuwa, *fuxi_specs(masters, self.coord_addresses, names, master, tubo)]
+        self.specs: list[NodeSpec] = [*nuwa, *pangu, *fuxi_specs(masters, self.coord_addresses, names, master, tubo)]
         self.master_addresses = [s.listen[0] for s in self.specs if s.role == "fuxi-master"]
         self._refs: list[ProcessRef] = []
 

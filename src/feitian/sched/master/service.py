@@ -75,6 +75,7 @@ from feitian.sched.messages import (
     TuboHeartbeat,
     TuboHeartbeatReply,
 )
+from feitian.sched.pkg import DEFAULT_ROOT, PackageStore
 
 __all__ = ["FuxiMaster", "FuxiMasterOptions"]
 
@@ -86,6 +87,7 @@ class FuxiMasterOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     coord: list[str]  # Nuwa replicas: election and hard state
     root: str = "/fuxi"  # where in Nuwa the hard state lives
     election: str = "fuxi-master"
+    packages_root: str = DEFAULT_ROOT  # where package records live in Nuwa (feitian pkg)
     tick_ms: int = 50  # how often the allocator runs
     tubo_interval_s: float = 1.0  # the heartbeat interval Tubos are told to use
     # A new leader adopts what Tubos and application masters report, granting nothing new, until every machine
@@ -390,6 +392,9 @@ class FuxiMaster:
             submitted_at=self.wall(),
         )
         state.check_submit(record)
+        if req.package:  # fixed now: every attempt of its master runs the same content
+            ref = await PackageStore(self.coord, None, root=self.options.packages_root).resolve(req.package)
+            record.package, record.package_ref = ref.spec, ref
         result = await self.coord.txn(
             [
                 lead.fence,

@@ -68,6 +68,7 @@ from feitian.sched.messages import (
     TuboHeartbeatReply,
     WorkerEnded,
 )
+from feitian.sched.pkg import PackageRef
 
 __all__ = ["AM_SUFFIX", "AppRecord", "MachineGone", "MachineSeen", "MasterLimits", "MasterState", "Persist"]
 
@@ -96,7 +97,8 @@ class AppRecord(msgspec.Struct, kw_only=True):
     app_id: str
     name: str
     command: list[str]
-    package: str = ""
+    package: str = ""  # NAME@VERSION, resolved when submitted
+    package_ref: PackageRef | None = None
     env: dict[str, str] = {}
     master_shape: dict[str, int] = {}
     priority: int = 100
@@ -629,7 +631,7 @@ class MasterState:
             app_id=record.app_id,
             grant=grant,
             command=list(record.command),
-            package=record.package,
+            package=record.package_ref,
             env=dict(record.env),
             attempt=record.attempts,
         )
