@@ -13,6 +13,7 @@ import time
 import click
 
 from feitian.authority.messages import AddPrincipal, PolicyGrant, Revoke
+from feitian.cli.demo_fuxi import fuxi_tour
 from feitian.cli.demo_nuwa import nuwa_tour, service_resolver
 from feitian.cli.demo_pangu import pangu_tour
 from feitian.cli.output import note
@@ -119,6 +120,7 @@ async def tour(lc: LocalCluster, state: ClusterState) -> None:
         say(f"  6 more calls served by: {', '.join(served)}")
 
     await _consensus_tour(lc, state)
+    await fuxi_tour(lc, state)
     await pangu_tour(lc, state)
 
 

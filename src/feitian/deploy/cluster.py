@@ -30,6 +30,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -594,6 +595,13 @@ class LocalCluster:
         running = [p for p in state.processes if is_running(p.ref)]
         stuck_refs = stop_processes([p.ref for p in running], grace_s=grace_s)
         stuck = [p.name for p in running if p.ref in stuck_refs]
+        from feitian.sched.tubo.agent import default_cgroup_prefix  # imported when used: the service layer
+        from feitian.sched.tubo.cleanup import stop_started
+
+        for proc in state.processes:  # what Tubos started outlives them by design: the cluster's end ends it
+            if proc.role == "tubo" and proc.name not in stuck:
+                root = Path(self.dir, "data", proc.name, "tubo")
+                stop_started(root, default_cgroup_prefix(proc.name, root), grace_s=min(grace_s, 2.0))
         stopped = [p.name for p in running if p.name not in stuck]
         if not stuck:
             os.unlink(self.state_path)

@@ -10,7 +10,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers; at run time the client is imported on first use (below)
+    from feitian.dfs.client import DfsClient, DfsClientConfig
+    from feitian.dfs.local import connect_local
+    from feitian.dfs.sync import SyncDfs
 
 __all__ = ["DfsClient", "DfsClientConfig", "SyncDfs", "connect_local"]
 

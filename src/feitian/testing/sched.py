@@ -8,25 +8,21 @@ it started (and every process the Tubos started), by pid.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
 import signal
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from feitian.deploy.cluster import ClusterState, LocalCluster, NodeSpec, coord_specs, dfs_specs, fuxi_specs
 from feitian.errors import FeitianError
 from feitian.rpc import Client, ClientConfig
 from feitian.runtime.eventloop import run
-from feitian.runtime.procs import ProcessRef, signal_process, start_time_of, stop_processes
+from feitian.runtime.procs import ProcessRef, signal_process, stop_processes
 from feitian.sched.client import SchedClient
 from feitian.sched.messages import MasterStatus
-from feitian.sched.tubo import cgroups
 from feitian.sched.tubo.agent import default_cgroup_prefix
-from feitian.testing.waiting import wait_for_condition, wait_until
+from feitian.sched.tubo.cleanup import stop_started
+from feitian.testing.waiting import wait_for_condition
 
 __all__ = ["SchedCluster"]
 
@@ -145,36 +141,13 @@ class SchedCluster:
         self._refs.append(ref)
         return ref
 
-    def tubo_processes(self, name: str) -> list[ProcessRef]:
-        """What a Tubo started and still runs: the shims and workers its supervisor recorded (pid and start
-        time, so a reused pid is never taken for one of them)."""
-        out = []
-        for record in (self.data_dir(name) / "tubo" / "procs").glob("*/record"):
-            try:
-                data = msgspec.json.decode(record.read_bytes())
-            except (OSError, msgspec.DecodeError):
-                continue
-            for key in ("worker", "shim"):
-                ref = data.get(key) if isinstance(data, dict) else None
-                if isinstance(ref, dict) and ref.get("pid") and start_time_of(ref["pid"]) == ref.get("start_time"):
-                    out.append(ProcessRef(ref["pid"], ref["start_time"]))
-        return out
-
     def stop(self) -> list[ProcessRef]:
         """Stop every process ever started here and what the Tubos started (by the pids they recorded and the
         pids in their cgroups), and remove those cgroups; returns any process that would not stop."""
-        started = [ref for name in self.names("tubo") for ref in self.tubo_processes(name)]
         for ref in self._refs:
             signal_process(ref, signal.SIGCONT)
         left = stop_processes(self._refs, grace_s=10)
-        left += stop_processes(started, grace_s=2)
         for name in self.names("tubo"):
-            found = cgroups.detect(default_cgroup_prefix(name, self.data_dir(name) / "tubo"))
-            if isinstance(found, cgroups.CgroupV1):
-                for child in found.children():
-                    found.kill_all(child)
-                    wait_until(functools.partial(found.remove, child), 10.0, f"cgroup {child} removed")
-                for base in found.bases.values():
-                    with contextlib.suppress(OSError):
-                        base.rmdir()
+            root = self.data_dir(name) / "tubo"
+            left += stop_started(root, default_cgroup_prefix(name, root))
         return left

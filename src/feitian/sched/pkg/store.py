@@ -87,7 +87,9 @@ class PackageStore:
         self.root = root.rstrip("/")
         self.limits = limits or PackageLimits()
 
+    @property
     def dfs(self) -> DfsClient:
+        """The Pangu client (InvalidArgumentError for a store that reads records only)."""
         if self._dfs is None:
             raise InvalidArgumentError("this package store reads records only: it was given no Pangu client")
         return self._dfs
@@ -194,15 +196,15 @@ class PackageStore:
         """Step (2): the blob is in Pangu (True if this call wrote it)."""
         path = self._blob(digest)
         try:
-            status = await self.dfs().stat(path)
+            status = await self.dfs.stat(path)
             if status.length == size:
                 return False
             log.warning("package blob %s: %d bytes in Pangu, %d expected: writing it again", path, status.length, size)
-            await self.dfs().delete(path)
+            await self.dfs.delete(path)
         except NotFoundError:
             pass
         upload = f"{self.root}/uploads/{digest}.{secrets.token_hex(8)}"
-        writer = await self.dfs().create(upload, parents=True)
+        writer = await self.dfs.create(upload, parents=True)
         try:
             spool.seek(0)
             while piece := await asyncio.to_thread(spool.read, PIECE_BYTES):
@@ -212,13 +214,13 @@ class PackageStore:
             await writer.abort(remove=True)
             raise
         try:
-            await self.dfs().mkdir(f"{self.root}/blobs")
-            await self.dfs().rename(upload, path)
+            await self.dfs.mkdir(f"{self.root}/blobs")
+            await self.dfs.rename(upload, path)
         except AlreadyExistsError:  # another upload of the same content won: the same bytes are there
-            await _quietly(self.dfs().delete(upload))
+            await _quietly(self.dfs.delete(upload))
             return False
         except BaseException:
-            await _quietly(self.dfs().delete(upload))
+            await _quietly(self.dfs.delete(upload))
             raise
         return True
 
@@ -278,12 +280,12 @@ class PackageStore:
         """The blob of ``digest`` from Pangu, in pieces (the Fetch of :class:`PackageCache`)."""
         path = self._blob(validate_digest(digest))
         try:
-            status = await self.dfs().stat(path)
+            status = await self.dfs.stat(path)
         except NotFoundError:
             raise NotFoundError(
                 f"package blob {digest}: missing from Pangu ({path})", hint="upload the package again to restore it"
             ) from None
-        reader = await self.dfs().open_read(path)
+        reader = await self.dfs.open_read(path)
         for offset in range(0, status.length, PIECE_BYTES):
             yield await reader.read(offset, min(PIECE_BYTES, status.length - offset))
 
@@ -346,7 +348,7 @@ class PackageStore:
 
     async def _delete_blob(self, digest: str) -> bool:
         try:
-            await self.dfs().delete(self._blob(digest))
+            await self.dfs.delete(self._blob(digest))
             log.info("package blob %s deleted: no version refers to it", digest)
             return True
         except NotFoundError:
@@ -364,11 +366,11 @@ class PackageStore:
             if await self._collect(digest):  # refused (nothing done) while a version refers to it
                 deleted.append(digest)
         try:
-            blobs = await self.dfs().list(f"{self.root}/blobs")
+            blobs = await self.dfs.list(f"{self.root}/blobs")
         except NotFoundError:
             blobs = []
-        for entry in blobs:
-            digest = entry.name
+        for blob in blobs:
+            digest = blob.name
             try:
                 await self.coord.txn(
                     [
@@ -381,14 +383,14 @@ class PackageStore:
             if await self._delete_blob(digest):
                 deleted.append(digest)
         try:
-            uploads = await self.dfs().list(f"{self.root}/uploads")
+            uploads = await self.dfs.list(f"{self.root}/uploads")
         except NotFoundError:
             uploads = []
-        for entry in uploads:
-            path = f"{self.root}/uploads/{entry.name}"
+        for upload in uploads:
+            path = f"{self.root}/uploads/{upload.name}"
             try:
-                if (await self.dfs().stat(path)).mtime_ns < self.clock.wall_ns() - UPLOAD_ABANDONED_S * 1e9:
-                    await self.dfs().delete(path)
+                if (await self.dfs.stat(path)).mtime_ns < self.clock.wall_ns() - UPLOAD_ABANDONED_S * 1e9:
+                    await self.dfs.delete(path)
             except FeitianError:
                 continue
         return deleted
