@@ -147,7 +147,7 @@ class FuxiMaster:
         self.lead: _Leadership | None = None
         self.last_recovery_s = 0.0  # how long the latest leadership's recovery took
         self._tasks: list[asyncio.Task[None]] = []
-        self._changed = asyncio.Event()  # set (and replaced) whenever events may have appeared
+        self._waiting: dict[str, asyncio.Event] = {}  # application -> set when it has new events
 
     # == lifecycle ====================================================================================================
 
@@ -358,8 +358,15 @@ class FuxiMaster:
         self._notify()
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        """Wake the long polls of the applications that have new events (all of them when leadership ends)."""
+        lead = self.lead
+        if lead is None:
+            woken = list(self._waiting)
+        else:
+            woken = [a for a in lead.state.woken if a in self._waiting]
+            lead.state.woken.clear()
+        for app_id in woken:
+            self._waiting.pop(app_id).set()
 
     def _leading(self) -> _Leadership:
         lead = self.lead
@@ -498,7 +505,7 @@ class FuxiMaster:
             left_ns = deadline - self.clock.monotonic_ns()
             if events or left_ns <= 0 or req.epoch != lead.state.epoch:  # a new epoch: re-register at once
                 return AmEventsReply(epoch=lead.state.epoch, events=events, next=last, machines=machines)
-            changed = self._changed
+            changed = self._waiting.setdefault(req.app_id, asyncio.Event())
             with contextlib.suppress(TimeoutError, DeadlineExceededError):
                 async with asyncio.timeout(left_ns / _NS):
                     await changed.wait()
