@@ -276,13 +276,17 @@ class Tubo:
         names = [s.proc_id for s in self.supervisor.list()] + list(self.failed_starts) if full else list(self.dirty)
         reports = [r for r in (self._report(n) for n in names) if r is not None]
         health = machine_health(self.root, self.machine_config)
+        reasons = list(health.reasons)
+        late_s = (self._beat.late_ns if self._beat is not None else 0) / 1e9
+        if late_s > max(1.0, 2 * self._interval_s):  # this Tubo cannot keep up: give its machine no new work
+            reasons.append(f"tubo lagging: heartbeat {late_s:.1f} s late")
         request = TuboHeartbeat(
             name=self.machine,
             rack=self.options.rack,
             address=self.address,
             capacity=self.capacity,
-            healthy=health.healthy,
-            health_reason="; ".join(health.reasons),
+            healthy=not reasons,
+            health_reason="; ".join(reasons),
             isolation=self.isolation,
             full=full,
             procs=reports,
