@@ -63,6 +63,7 @@ async def sched(fuxi: SchedCluster) -> AsyncIterator[SchedClient]:
             return all(n.processes == 0 for n in await client.nodes())
 
         await wait_for_condition(idle, 30, "every process of the test stopped")
+        assert (await client.status(check=True)).problems == [], "an allocator invariant broke"
         await client.router.rpc.close()
 
 
@@ -129,6 +130,7 @@ async def test_leader_failover_kills_nothing_and_serves_new_demand(
         # Accounting survived: what is used is exactly the master and its three workers (500 mcpu each).
         used = sum(n.capacity["cpu"] - n.free.get("cpu", 0) for n in await sched.nodes())
         assert used == 4 * 500
+        assert (await sched.status(check=True)).problems == []
     finally:
         await asyncio.to_thread(fuxi.restart, old)
 

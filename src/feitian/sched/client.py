@@ -129,8 +129,9 @@ class SchedClient:
     async def set_quota(self, group: str, quota: dict[str, int]) -> list[QuotaInfo]:
         return await self.router.call(SetQuota(group, quota), leader=True)
 
-    async def status(self) -> MasterStatusReply:
-        return await self.router.call(MasterStatus(), leader=True)
+    async def status(self, *, check: bool = False) -> MasterStatusReply:
+        """The leader's status; ``check``: with the allocator's broken invariants (``problems``, [] if none)."""
+        return await self.router.call(MasterStatus(check=check), leader=True)
 
     async def wait(self, app_id: str, *, poll_s: float = 0.2, timeout_s: float | None = None) -> AppInfo:
         """Until the application has ended (succeeded, failed or killed); DeadlineExceededError after

@@ -183,6 +183,7 @@ class MasterStatusReply(msgspec.Struct, frozen=True, kw_only=True):
     machines: int
     apps: int
     grants: int
+    problems: list[str] | None = None  # broken allocator invariants, when asked (check=True); [] = none
 
 
 class MasterStatus(Request[MasterStatusReply], frozen=True, tag="fuxi.Status"):
@@ -190,6 +191,7 @@ class MasterStatus(Request[MasterStatusReply], frozen=True, tag="fuxi.Status"):
     with NotLeaderError naming the leader)."""
 
     local: bool = False
+    check: bool = False  # also check the allocator's invariants (costs a pass over every grant and machine)
     idempotent = True
 
 

@@ -49,7 +49,7 @@ from feitian.errors import (
 from feitian.replica import remaining_s
 from feitian.rpc import CallContext, Client, Server
 from feitian.runtime.periodic import PeriodicTask
-from feitian.sched.core import SchedLimits, SchedPolicy
+from feitian.sched.core import SchedLimits, SchedPolicy, check
 from feitian.sched.master.state import AppRecord, MachineGone, MachineSeen, MasterLimits, MasterState, Persist
 from feitian.sched.messages import (
     RULES,
@@ -463,6 +463,7 @@ class FuxiMaster:
             machines=len(state.machines) if state else 0,
             apps=len(state.apps) if state else 0,
             grants=len(state.alloc.held) if state else 0,
+            problems=check(state.alloc) if state and req.check else None,
         )
 
     # == Tubos ========================================================================================================
