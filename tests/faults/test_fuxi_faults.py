@@ -42,12 +42,8 @@ def fuxi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchedCluster]:
             "preempt_notice_ns": 1_500_000_000,
         }
     }
-    cluster = SchedCluster(tmp_path_factory.mktemp("fuxi-faults"), master_options=options)
-    try:
-        cluster.start()
+    with SchedCluster.running(tmp_path_factory.mktemp("fuxi-faults"), master_options=options) as cluster:
         yield cluster
-    finally:
-        assert cluster.stop() == []
 
 
 @pytest.fixture

@@ -8,8 +8,10 @@ it started (and every process the Tubos started), by pid.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +142,19 @@ class SchedCluster:
         ref = self.cluster.restart(name).ref
         self._refs.append(ref)
         return ref
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, directory: str | os.PathLike[str], **options: Any) -> Iterator[SchedCluster]:
+        """A started cluster (``options`` as the constructor's); afterwards every process it and its Tubos
+        started is stopped by pid (an AssertionError if one would not stop)."""
+        cluster = cls(directory, **options)
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            left = cluster.stop()
+            assert left == [], f"processes that would not stop: {left}"
 
     def stop(self) -> list[ProcessRef]:
         """Stop every process ever started here and what the Tubos started (by the pids they recorded and the

@@ -5,6 +5,7 @@ a negative amount, an absurd count."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from feitian.errors import FeitianError
@@ -15,7 +16,7 @@ from feitian.sched.core import Grant, Shape
 async def main() -> list[str]:
     lines = []
     async with AppMaster.from_env() as am:
-        forged = Grant(grant_id=123456789, app=am.app_id, unit="x", machine="m1", shape=Shape.of(cpu=500),
+        forged = Grant(grant_id=123456789, app=am.app_id, unit="x", machine=os.environ["FEITIAN_MACHINE"], shape=Shape.of(cpu=500),
                        priority=100, group="default")  # fmt: skip
         for label, make in [
             ("forged-grant", lambda: am.start_worker(forged, "w", ["true"])),

@@ -20,12 +20,9 @@ from feitian.testing.sched import SchedCluster
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchedCluster]:
-    made = SchedCluster(tmp_path_factory.mktemp("fuxi-pkg"), coord=1, dfs_masters=1, chunkservers=3, machines=2)
-    try:
-        made.start()
+    options = {"coord": 1, "dfs_masters": 1, "chunkservers": 3, "machines": 2}
+    with SchedCluster.running(tmp_path_factory.mktemp("fuxi-pkg"), **options) as made:
         yield made
-    finally:
-        assert made.stop() == []
 
 
 async def test_a_packaged_application_runs_in_its_package(cluster: SchedCluster, tmp_path: Path) -> None:

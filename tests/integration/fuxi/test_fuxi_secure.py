@@ -20,12 +20,8 @@ AM = str(Path(__file__).with_name("am_script.py"))
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchedCluster]:
-    cluster = SchedCluster(tmp_path_factory.mktemp("fuxi-secure"), coord=1, secure=True)
-    try:
-        cluster.start()
+    with SchedCluster.running(tmp_path_factory.mktemp("fuxi-secure"), coord=1, secure=True) as cluster:
         yield cluster
-    finally:
-        assert cluster.stop() == []
 
 
 async def test_an_application_runs_in_a_secured_cluster(secured: SchedCluster, tmp_path: Path) -> None:

@@ -117,6 +117,21 @@ class ProcMeta(msgspec.Struct, frozen=True, kw_only=True):
     name: str = ""  # a worker's name in its application
     package_digest: str = ""  # the cached package it runs in (pinned while it runs)
 
+    def report(self, proc_id: str, state: str, exit_code: int | None, reason: str) -> ProcReport:
+        """The process as the master hears of it."""
+        return ProcReport(
+            proc_id=proc_id,
+            app_id=self.app_id,
+            kind=self.kind,
+            grant_id=self.grant_id,
+            unit=self.unit,
+            shape=self.shape,
+            state=state,
+            attempt=self.attempt,
+            exit_code=exit_code,
+            reason=reason,
+        )
+
 
 class Tubo:
     def __init__(
@@ -253,18 +268,8 @@ class Tubo:
             return None
         if meta is None:
             return None
-        return ProcReport(
-            proc_id=proc_id,
-            app_id=meta.app_id,
-            kind=meta.kind,
-            grant_id=meta.grant_id,
-            unit=meta.unit,
-            shape=meta.shape,
-            state=status.state.value,
-            attempt=meta.attempt,
-            exit_code=status.exit_code if status.exit_code is not None else _signal_code(status),
-            reason=status.reason,
-        )
+        code = status.exit_code if status.exit_code is not None else _signal_code(status)
+        return meta.report(proc_id, status.state.value, code, status.reason)
 
     async def _heartbeat(self) -> float:
         self.address = self.address or self._address_of()
@@ -371,18 +376,7 @@ class Tubo:
 
     def _start_failed(self, proc_id: str, meta: ProcMeta, reason: str) -> None:
         log.warning("tubo %s: could not start %s: %s", self.name, proc_id, reason)
-        self.failed_starts[proc_id] = ProcReport(
-            proc_id=proc_id,
-            app_id=meta.app_id,
-            kind=meta.kind,
-            grant_id=meta.grant_id,
-            unit=meta.unit,
-            shape=meta.shape,
-            state=ProcState.FAILED.value,
-            attempt=meta.attempt,
-            exit_code=127,
-            reason=f"could not start: {reason}",
-        )
+        self.failed_starts[proc_id] = meta.report(proc_id, ProcState.FAILED.value, 127, f"could not start: {reason}")
         self.meta[proc_id] = meta
         self.dirty.add(proc_id)
         if self._beat is not None:
