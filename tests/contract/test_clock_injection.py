@@ -41,7 +41,7 @@ ALLOWED = {
     "rpc/gateway/server.py": "an HTTP call's deadline, turned into loop time for the RPC CallContext",
     # Owned by another change of issue 17, which moves their loops onto feitian.runtime.periodic.
     "coord/service.py": "pending: leader duties move to the replicated-service kit",
-    "dfs/master_leader.py": "pending: leader duties move to the replicated-service kit",
+    "dfs/master/leader.py": "pending: leader duties move to the replicated-service kit",
     "replica/driver.py": "pending: the shared Raft driver's loops move onto PeriodicTask",
 }
 

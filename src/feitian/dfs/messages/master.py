@@ -12,7 +12,6 @@ from typing import Any
 
 import msgspec
 
-from feitian.dfs.chunk_file import ChunkGeometry
 from feitian.dfs.core import (
     ChunkLocation,
     DeleteResult,
@@ -29,6 +28,7 @@ from feitian.dfs.core import (
     WritePlan,
     file_resource,
 )
+from feitian.dfs.core.geometry import ChunkGeometry
 from feitian.dfs.core.paths import join_path, split_path
 from feitian.rpc import Request
 from feitian.rpc.core.messages import method_name

@@ -35,7 +35,7 @@ from feitian.errors import (
 from feitian.runtime.files import os_error
 
 if TYPE_CHECKING:
-    from feitian.dfs.client import DfsClient
+    from feitian.dfs.client.client import DfsClient
 
 __all__ = [
     "PIECE_BYTES",
@@ -154,7 +154,7 @@ async def download(
     dfs: DfsClient, remote: str, out: IO[bytes], start: int, length: int, progress: Progress | None = None
 ) -> int:
     """Write ``length`` bytes of ``remote`` from ``start`` to ``out``, piece by piece (each verified)."""
-    from feitian.dfs.client_read import FileReader
+    from feitian.dfs.client.read import FileReader
 
     reader = FileReader(dfs, remote)
     pos, end = start, start + length
@@ -212,7 +212,7 @@ async def copy_file(dfs: DfsClient, src: str, dst: str, *, overwrite: bool = Fal
         chunk_size_bytes=status.chunk_size_bytes,
         file_type=status.file_type or FileType.NORMAL,
     )
-    from feitian.dfs.client_read import FileReader
+    from feitian.dfs.client.read import FileReader
 
     reader = FileReader(dfs, status.path)
     step = min(PIECE_BYTES, status.chunk_size_bytes)

@@ -4,7 +4,7 @@
 answers only when this replica and every one after it has the bytes durably. ``chunk.Read`` verifies every
 block it returns. ``chunk.Copy`` (from the master) streams a replica to another server (``chunk.Put``), which
 installs it once complete. Heartbeats, reports and the scrubber run in
-:mod:`~feitian.dfs.chunkserver_loops`.
+:mod:`~feitian.dfs.chunkserver.loops`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 from crc32c import crc32c
 
 from feitian.base.clock import Clock
-from feitian.dfs.chunk_messages import (
+from feitian.dfs.chunkserver.store import ChunkStore
+from feitian.dfs.messages.chunk import (
     ADMIN_READ,
     ADMIN_WRITE,
     READ_RULE,
@@ -35,7 +36,6 @@ from feitian.dfs.chunk_messages import (
     WriteChunk,
     WriteReply,
 )
-from feitian.dfs.chunk_store import ChunkStore
 from feitian.dfs.presenter import TokenPresenter
 from feitian.errors import ConflictError, ConflictReason, DataCorruptionError, FeitianError, InternalError
 from feitian.rpc import CallContext, Client, Server

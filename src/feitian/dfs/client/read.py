@@ -14,9 +14,9 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from feitian.dfs.chunk_messages import ChunkInfo, GetChunkInfo, ReadChunk
 from feitian.dfs.core import read_order
-from feitian.dfs.master_messages import ChunkGrant, Locate, LocateReply, ReportCorrupt, Tokens
+from feitian.dfs.messages.chunk import ChunkInfo, GetChunkInfo, ReadChunk
+from feitian.dfs.messages.master import ChunkGrant, Locate, LocateReply, ReportCorrupt, Tokens
 from feitian.dfs.presenter import is_token_refusal
 from feitian.errors import (
     ConflictError,
@@ -28,7 +28,7 @@ from feitian.errors import (
 )
 
 if TYPE_CHECKING:
-    from feitian.dfs.client import DfsClient
+    from feitian.dfs.client.client import DfsClient
 
 __all__ = ["FileReader", "tail"]
 
@@ -206,7 +206,7 @@ async def _readable(dfs: DfsClient, path: str, grant: ChunkGrant) -> int:
 
 
 async def tail(dfs: DfsClient, path: str, offset: int, *, follow: bool, poll_s: float) -> AsyncIterator[bytes]:
-    """See :meth:`feitian.dfs.client.DfsClient.tail`."""
+    """See :meth:`feitian.dfs.DfsClient.tail`."""
     reader = FileReader(dfs, path)
     pos = offset
     while True:

@@ -1,4 +1,4 @@
-"""The Pangu client (PANGU-7, PANGU-8): asyncio-native; synchronous file objects in :mod:`feitian.dfs.sync`.
+"""The Pangu client (PANGU-7, PANGU-8): asyncio-native; synchronous file objects in :mod:`feitian.dfs.client.sync`.
 
 ::
 
@@ -15,7 +15,7 @@ its rules, never past the deadline of a Kuafu call being handled when used insid
 ``request_seq``, so a retry after a lost reply or a leader change is applied once (at most ``DEDUPE_WINDOW``
 such writes in flight per client). Bytes go straight between the client and the chunk servers, authorized by
 chunk tokens the master hands out with each chunk. Importing this module registers the ``pangu://`` fsspec
-filesystem (:mod:`feitian.dfs.fsspec_adapter`).
+filesystem (:mod:`feitian.dfs.client.fsspec_adapter`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from feitian.dfs.core import (
     RenameResult,
 )
 from feitian.dfs.core.namespace import DEDUPE_WINDOW
-from feitian.dfs.master_messages import (
+from feitian.dfs.messages.master import (
     AuthorizeCreate,
     Balance,
     BalanceReply,
@@ -228,7 +228,7 @@ class DfsClient:
     ) -> Any:
         """Create a file and open it for writing (0 settings: the cluster's defaults). A log file
         (``file_type="log"``) is written to every replica in parallel, append only."""
-        from feitian.dfs.client_write import FileWriter
+        from feitian.dfs.client.write import FileWriter
 
         request = CreateRequest(
             path,
@@ -267,19 +267,19 @@ class DfsClient:
     async def open_write(self, path: str, *, mode: LeaseMode | str = LeaseMode.APPEND) -> Any:
         """Open an existing file for writing: ``append`` (at its end) or ``random`` (``pwrite`` anywhere up to
         its end). Refused with ConflictError(reason=open_for_writing) while another writer holds it."""
-        from feitian.dfs.client_write import FileWriter
+        from feitian.dfs.client.write import FileWriter
 
         reply: OpenReply = await self.master(OpenWrite(path, self.holder, LeaseMode(mode)))
         return FileWriter(self, path, reply, LeaseMode(mode))
 
     async def open_read(self, path: str) -> Any:
-        from feitian.dfs.client_read import FileReader
+        from feitian.dfs.client.read import FileReader
 
         return FileReader(self, path)
 
     async def read(self, path: str, offset: int = 0, length: int = -1) -> bytes:
         """Bytes ``[offset, offset + length)`` (``length`` -1: to the end). Past the end: InvalidArgumentError."""
-        from feitian.dfs.client_read import FileReader
+        from feitian.dfs.client.read import FileReader
 
         return await FileReader(self, path).read(offset, length)
 
@@ -317,7 +317,7 @@ class DfsClient:
     ) -> AsyncIterator[bytes]:
         """Bytes of a file from ``offset`` as they become readable (a log being written: acknowledged appends).
         Without ``follow`` it stops at the current end."""
-        from feitian.dfs.client_read import tail
+        from feitian.dfs.client.read import tail
 
         async for data in tail(self, path, offset, follow=follow, poll_s=poll_s):
             yield data
@@ -362,4 +362,4 @@ class DfsClient:
             await self.clock.sleep(poll_s)
 
 
-fsspec.register_implementation("pangu", "feitian.dfs.fsspec_adapter.PanguFileSystem", clobber=True)
+fsspec.register_implementation("pangu", "feitian.dfs.client.fsspec_adapter.PanguFileSystem", clobber=True)

@@ -15,7 +15,7 @@ everything written so far. The latest durable record is never overwritten before
 alternate slots and never overlap), so after a crash the valid slot with the highest generation is a record
 that was durable, and every byte it covers was written before it. Bytes past its length are ignored.
 
-Only the synchronous file operations live here (they run on a worker thread); :mod:`feitian.dfs.chunk_store`
+Only the synchronous file operations live here (they run on a worker thread); :mod:`feitian.dfs.chunkserver.store`
 orders and batches them on the event loop.
 """
 
@@ -30,60 +30,15 @@ import msgspec
 from crc32c import crc32c
 
 from feitian.dfs.core import ChunkReplica, ReplicaRecord
+from feitian.dfs.core.geometry import PAGE, SLOT_HEADER, SLOT_MAGIC, ChunkGeometry, slot_bytes_for
 from feitian.errors import DataCorruptionError, FeitianError
 from feitian.runtime.files import fsync_dir, os_error, translating, write_all
 
 __all__ = ["ChunkFile", "ChunkGeometry", "slot_bytes_for"]
 
-PAGE = 4096
-SUPER_MAGIC = b"FTCHUNK1"
-SLOT_MAGIC = b"FTCHSLOT"
-FORMAT = 1
-_SUPER = struct.Struct("<8sIIQQIIB")  # magic, format, crc, chunk_id, capacity, block, slot_bytes, append_only
-_SLOT = struct.Struct("<8sQII")  # magic, generation, body length, crc32c(generation | length | body)
+_SLOT = SLOT_HEADER
 _ENCODER = msgspec.msgpack.Encoder()
 _RECORD = msgspec.msgpack.Decoder(ReplicaRecord)
-
-
-def slot_bytes_for(capacity_bytes: int, block_size_bytes: int) -> int:
-    """Room for a record of a full chunk: 5 msgpack bytes per checksum plus the fixed fields, page-rounded."""
-    blocks = -(-capacity_bytes // block_size_bytes)
-    need = _SLOT.size + 256 + 5 * blocks
-    return -(-need // PAGE) * PAGE
-
-
-class ChunkGeometry(msgspec.Struct, frozen=True):
-    chunk_id: int
-    capacity_bytes: int
-    block_size_bytes: int
-    append_only: bool
-
-    @property
-    def slot_bytes(self) -> int:
-        return slot_bytes_for(self.capacity_bytes, self.block_size_bytes)
-
-    @property
-    def data_offset(self) -> int:
-        return PAGE + 2 * self.slot_bytes
-
-    def superblock(self) -> bytes:
-        fields = (self.chunk_id, self.capacity_bytes, self.block_size_bytes, self.slot_bytes, int(self.append_only))
-        body = _SUPER.pack(SUPER_MAGIC, FORMAT, 0, *fields)
-        crc = crc32c(body)
-        return _SUPER.pack(SUPER_MAGIC, FORMAT, crc, *fields).ljust(PAGE, b"\0")
-
-    @classmethod
-    def parse(cls, raw: bytes, path: Path) -> ChunkGeometry:
-        if len(raw) < _SUPER.size:
-            raise DataCorruptionError(f"chunk file {path}: superblock truncated", path=str(path))
-        magic, fmt, crc, chunk_id, capacity, block, slot_bytes, append_only = _SUPER.unpack_from(raw)
-        expect = crc32c(_SUPER.pack(magic, fmt, 0, chunk_id, capacity, block, slot_bytes, append_only))
-        if magic != SUPER_MAGIC or fmt != FORMAT or crc != expect or block <= 0:
-            raise DataCorruptionError(f"chunk file {path}: bad superblock", path=str(path))
-        geometry = cls(chunk_id, capacity, block, bool(append_only))
-        if geometry.slot_bytes != slot_bytes:
-            raise DataCorruptionError(f"chunk file {path}: slot size {slot_bytes} does not match", path=str(path))
-        return geometry
 
 
 def _encode_slot(generation: int, record: ReplicaRecord, slot_bytes: int, path: Path) -> bytes:

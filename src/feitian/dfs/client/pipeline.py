@@ -14,8 +14,8 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from feitian.dfs.chunk_messages import ChainLink, CommitThrough, WriteChunk, WriteReply
-from feitian.dfs.master_messages import ChunkGrant
+from feitian.dfs.messages.chunk import ChainLink, CommitThrough, WriteChunk, WriteReply
+from feitian.dfs.messages.master import ChunkGrant
 from feitian.dfs.presenter import is_token_refusal
 from feitian.errors import (
     ConflictError,
@@ -27,7 +27,7 @@ from feitian.errors import (
 )
 
 if TYPE_CHECKING:
-    from feitian.dfs.client import DfsClient
+    from feitian.dfs.client.client import DfsClient
 
 __all__ = ["ChunkPipeline", "PipelineFailure"]
 

@@ -16,8 +16,6 @@ import random
 from collections.abc import Coroutine, Iterable
 from typing import Any, Protocol
 
-from feitian.dfs.chunk_file import ChunkGeometry
-from feitian.dfs.chunk_messages import ChunkInfo, CopyChunk, GetChunkInfo, SyncChunk
 from feitian.dfs.core import (
     AcquireLease,
     AddChunk,
@@ -43,9 +41,11 @@ from feitian.dfs.core import (
     choose_replicas,
     token_expiry,
 )
+from feitian.dfs.core.geometry import ChunkGeometry
 from feitian.dfs.core.records import ChunkRecord, FileNode
-from feitian.dfs.master_messages import ChunkGrant, Heartbeat, HeartbeatReply, ServerAddress
-from feitian.dfs.master_tokens import TokenMinter
+from feitian.dfs.master.tokens import TokenMinter
+from feitian.dfs.messages.chunk import ChunkInfo, CopyChunk, GetChunkInfo, SyncChunk
+from feitian.dfs.messages.master import ChunkGrant, Heartbeat, HeartbeatReply, ServerAddress
 from feitian.dfs.options import MasterOptions
 from feitian.errors import (
     AccessReason,

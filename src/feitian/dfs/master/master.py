@@ -8,7 +8,7 @@ are linearizable: a deposed leader that has not noticed yet cannot answer from s
 
 The leader's duties run on the kit's :class:`~feitian.replica.LeaderDuties`: once this replica has applied
 everything committed before its term (a read barrier, the duties' start of term) it builds a
-:class:`~feitian.dfs.master_leader.Leadership` (the cluster's soft state: heartbeats, reports, repair) and runs
+:class:`~feitian.dfs.master.leader.Leadership` (the cluster's soft state: heartbeats, reports, repair) and runs
 the maintenance loop as a leader-only task; until then it refuses as a leader still taking over, which clients
 retry. On step-down both stop.
 """
@@ -34,8 +34,8 @@ from feitian.dfs.core import (
     encode_command,
 )
 from feitian.dfs.core.records import FileNode
-from feitian.dfs.master_leader import Leadership
-from feitian.dfs.master_tokens import TokenMinter
+from feitian.dfs.master.leader import Leadership
+from feitian.dfs.master.tokens import TokenMinter
 from feitian.dfs.options import MasterOptions
 from feitian.errors import FeitianError
 from feitian.replica.driver import ReplicaConfig

@@ -29,9 +29,9 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from feitian.dfs.client_pipeline import Buffer, ChunkPipeline, PipelineFailure
+from feitian.dfs.client.pipeline import Buffer, ChunkPipeline, PipelineFailure
 from feitian.dfs.core import ChunkLocation, FileType, LeaseMode
-from feitian.dfs.master_messages import (
+from feitian.dfs.messages.master import (
     AddChunkRequest,
     ChunkGrant,
     CloseRequest,
@@ -57,7 +57,7 @@ from feitian.errors import (
 from feitian.runtime.periodic import PeriodicTask
 
 if TYPE_CHECKING:
-    from feitian.dfs.client import DfsClient
+    from feitian.dfs.client.client import DfsClient
 
 __all__ = ["FileWriter"]
 

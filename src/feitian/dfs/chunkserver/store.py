@@ -1,6 +1,6 @@
 """A chunk server's replicas: ordering, group fsync and verification on the event loop; file I/O on threads.
 
-Every chunk is one :class:`~feitian.dfs.chunk_file.ChunkFile` under ``<dir>/chunks`` plus its pipeline state
+Every chunk is one :class:`~feitian.dfs.chunkserver.chunk_file.ChunkFile` under ``<dir>/chunks`` plus its pipeline state
 (:class:`~feitian.dfs.core.ChunkReplica`). The rules:
 
 * **Writes of one chunk apply one at a time, in sequence order.** A write that arrives before its predecessor
@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import msgspec
 from crc32c import crc32c
 
-from feitian.dfs.chunk_file import ChunkFile, ChunkGeometry
+from feitian.dfs.chunkserver.chunk_file import ChunkFile, ChunkGeometry
 from feitian.dfs.core import ChunkReplica, ReplicaRecord, ReplicaReport, block_checksums, verify_blocks
 from feitian.errors import (
     ConflictError,

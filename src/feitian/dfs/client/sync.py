@@ -1,4 +1,4 @@
-"""Synchronous Pangu for scripts: file objects, and the same operations as :class:`~feitian.dfs.client.DfsClient`.
+"""Synchronous Pangu for scripts: file objects, and the same operations as :class:`~feitian.dfs.DfsClient`.
 
 ::
 
@@ -17,7 +17,7 @@ import io
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
-from feitian.dfs.client import DfsClient, DfsClientConfig
+from feitian.dfs.client.client import DfsClient, DfsClientConfig
 from feitian.dfs.core import DeleteResult, DirEntry, FileStatus, MkdirResult, RenameResult
 from feitian.errors import InvalidArgumentError
 from feitian.runtime.loop_thread import LoopThread
@@ -44,8 +44,9 @@ class SyncDfs:
         """A client of the local cluster at ``cluster`` (else ``$FEITIAN_CLUSTER``, else the default directory),
         acting as ``identity`` (default admin) — until Nuwa resolves names, the cluster directory is where the
         masters' addresses and the identities are."""
-        from feitian.dfs.local import connect_local
+        import feitian.dfs
 
+        connect_local: Callable[..., Awaitable[DfsClient]] = feitian.dfs.connect_local  # the deploy layer's
         return cls(lambda: connect_local(cluster, identity=identity, config=config))
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:

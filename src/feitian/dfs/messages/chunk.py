@@ -12,8 +12,8 @@ from typing import Any
 
 import msgspec
 
-from feitian.dfs.chunk_file import ChunkGeometry
 from feitian.dfs.core import chunk_resource
+from feitian.dfs.core.geometry import ChunkGeometry
 from feitian.rpc import Request
 from feitian.security.core import MethodRule, Right, requires
 

@@ -1,6 +1,6 @@
 """``pangu://`` for fsspec, so pandas, pyarrow and friends read and write Pangu files::
 
-    import feitian.dfs.client                        # registers the protocol (or the fsspec entry point does)
+    import feitian.dfs.client.client                        # registers the protocol (or the fsspec entry point does)
     df = pandas.read_csv("pangu:///data/a.csv")      # the local cluster: $FEITIAN_CLUSTER or the default
     df.to_parquet("pangu:///data/a.parquet", storage_options={"cluster": "/tmp/c"})
 
@@ -16,9 +16,9 @@ from typing import Any
 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem  # type: ignore[import-untyped]
 
-from feitian.dfs.client import DfsClient
+from feitian.dfs.client.client import DfsClient
+from feitian.dfs.client.sync import SyncDfs
 from feitian.dfs.core import FileStatus, NodeKind
-from feitian.dfs.sync import SyncDfs
 from feitian.errors import AlreadyExistsError, ConflictError, FeitianError, NotFoundError
 
 __all__ = ["PanguFile", "PanguFileSystem"]
@@ -186,7 +186,7 @@ class PanguFile(AbstractBufferedFile):  # type: ignore[misc]
         dfs: SyncDfs = self.fs.dfs
         try:
             if "a" in self.mode:
-                from feitian.dfs.sync import _open_append
+                from feitian.dfs.client.sync import _open_append
 
                 self.writer = dfs.run(_open_append(dfs.dfs, self.path))
             else:

@@ -16,8 +16,8 @@ import logging
 from collections.abc import Callable
 
 from feitian.base.clock import Clock
-from feitian.dfs.chunkserver import ChunkService
-from feitian.dfs.master_messages import ChunkReport, Heartbeat, HeartbeatReply
+from feitian.dfs.chunkserver.service import ChunkService
+from feitian.dfs.messages.master import ChunkReport, Heartbeat, HeartbeatReply
 from feitian.errors import DataCorruptionError, NotFoundError
 from feitian.replica.router import Router
 from feitian.runtime.periodic import PeriodicTask

@@ -3,7 +3,7 @@
 Until Nuwa resolves service names, a cluster's directory is where a client finds the masters' addresses (the
 cluster state file) and the identity to act as (``security/identities``). The CLI, :class:`SyncDfs` and the
 ``pangu://`` fsspec filesystem use this; programs that know their masters build a
-:class:`~feitian.dfs.client.DfsClient` directly.
+:class:`~feitian.dfs.DfsClient` directly.
 
 **The last known leader.** Each ``feitian dfs`` command is a new process, so it would find the master leader
 afresh every time — and pay a dead master's connect retries (about 1.5 s) on every command while that master
@@ -18,7 +18,7 @@ import contextlib
 import os
 from collections.abc import Sequence
 
-from feitian.dfs.client import DfsClient, DfsClientConfig
+from feitian.dfs.client.client import DfsClient, DfsClientConfig
 from feitian.errors import FeitianError, NotFoundError
 from feitian.rpc import ClientConfig
 

@@ -1,4 +1,4 @@
-"""The master's RPC service: every ``dfs.*`` method (rules in :mod:`feitian.dfs.master_messages`).
+"""The master's RPC service: every ``dfs.*`` method (rules in :mod:`feitian.dfs.messages.master`).
 
 Writes go through the replicated log (``propose``); reads pass a read barrier first. Each handler refuses on a
 follower with NotLeaderError naming the leader. The namespace writes a client may retry (mkdir, rename, delete,
@@ -36,8 +36,8 @@ from feitian.dfs.core import (
 )
 from feitian.dfs.core.paths import join_path, split_path
 from feitian.dfs.core.records import FileNode
-from feitian.dfs.master import DfsMaster
-from feitian.dfs.master_messages import (
+from feitian.dfs.master.master import DfsMaster
+from feitian.dfs.messages.master import (
     RULES,
     AddChunkRequest,
     AuthorizeCreate,
