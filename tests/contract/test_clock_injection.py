@@ -33,14 +33,14 @@ ALLOWED = {
     "security/bench.py": "a benchmark",
     "replica/log.py": "times real disk writes to decide whether to move them off the loop",
     "authority/store.py": "the wall-clock creation time stored with a principal",
-    "coord/backup.py": "a unique suffix for a kept directory's name",
+    "coord/server/backup.py": "a unique suffix for a kept directory's name",
     "coord/role.py": "polls for the server's first address at start-up (no timing logic)",
     "rpc/gateway/site.py": "a pause after a failed accept() (an OS error)",
     "replica/router.py": "the deadline of the Kuafu call being handled (loop time) turned into seconds left",
     "replica/service.py": "the deadline of the Kuafu call being handled (loop time) turned into seconds left",
     "rpc/gateway/server.py": "an HTTP call's deadline, turned into loop time for the RPC CallContext",
     # Owned by another change of issue 17, which moves their loops onto feitian.runtime.periodic.
-    "coord/service.py": "pending: leader duties move to the replicated-service kit",
+    "coord/server/service.py": "pending: leader duties move to the replicated-service kit",
     "dfs/master/leader.py": "pending: leader duties move to the replicated-service kit",
     "replica/driver.py": "pending: the shared Raft driver's loops move onto PeriodicTask",
 }

@@ -36,7 +36,7 @@ from typing import Any
 import msgspec
 
 from feitian.coord import CoordClient
-from feitian.coord.client_session import Session
+from feitian.coord.client.session import Session
 from feitian.coord.core import LeaseState
 from feitian.errors import FeitianError, UnavailableError
 from feitian.rpc import ClientConfig

@@ -682,7 +682,7 @@ def save(file: str, bound_s: float | None, cluster_dir: str | None, identity: st
 def restore(file: str, cluster_dir: str | None, as_json: bool) -> None:
     """Replace the state of every coord replica with FILE's. Running replicas are stopped, restored and started
     again (their old data is kept beside it); a stopped cluster is restored in place."""
-    from feitian.coord.backup import check_snapshot, restore_replica
+    from feitian.coord.server.backup import check_snapshot, restore_replica
     from feitian.runtime.procs import is_running, stop_processes
 
     data = _read_file(file, "snapshot restore")

@@ -2,8 +2,10 @@
 transactions, persistent subscriptions, and the recipes built on them (locks, election, naming, client cache).
 
 ``feitian.coord.core`` holds the pure logic every replica runs identically (the tree, sessions, retried-write
-results, the event history) and the leader's session timing. ``service.py`` runs it as replicas (``feitian node
-run coord``); this package's root is the client. See ``docs/coord.md``.
+results, the event history) and the leader's session timing. ``server/`` runs it as replicas (``feitian node
+run coord``, REST included); ``client/`` is the client side, recipes included; ``messages.py`` and ``ops_json.py``
+are shared by both sides and import neither; ``role.py`` (the node role) sits above both. This package's root
+exports the client. See ``docs/coord.md``.
 
 The async client (public API)::
 
@@ -31,8 +33,22 @@ The async client (public API)::
 ``request_seq``); every error is a ``feitian.errors`` class.
 """
 
-from feitian.coord.client import CoordClient
-from feitian.coord.client_session import Session
+from feitian.coord.client.client import CoordClient
+from feitian.coord.client.recipes import (
+    Barrier,
+    Election,
+    Leader,
+    Lock,
+    LockLease,
+    NameCache,
+    Queue,
+    Registration,
+    register,
+)
+from feitian.coord.client.resolver import NuwaResolver
+from feitian.coord.client.session import Session
+from feitian.coord.client.sync import SyncCoordClient
+from feitian.coord.client.watch import Resync, Watch
 from feitian.coord.core import (
     CheckOp,
     Compacted,
@@ -53,20 +69,6 @@ from feitian.coord.core import (
     Updated,
 )
 from feitian.coord.messages import CoordStatus, ListReply
-from feitian.coord.recipes import (
-    Barrier,
-    Election,
-    Leader,
-    Lock,
-    LockLease,
-    NameCache,
-    Queue,
-    Registration,
-    register,
-)
-from feitian.coord.resolver import NuwaResolver
-from feitian.coord.sync import SyncCoordClient
-from feitian.coord.watch import Resync, Watch
 
 __all__ = [
     "Barrier",

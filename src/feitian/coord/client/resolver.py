@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from feitian.coord.client import CoordClient
-from feitian.coord.recipes.naming import NameCache
+from feitian.coord.client.client import CoordClient
+from feitian.coord.client.recipes.naming import NameCache
 from feitian.rpc import NuwaAddress
 
 __all__ = ["NuwaResolver"]

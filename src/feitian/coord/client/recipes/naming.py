@@ -24,13 +24,13 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from feitian.coord.client.recipes.lock import list_all
+from feitian.coord.client.watch import Resync
 from feitian.coord.core import Selector
-from feitian.coord.recipes.lock import list_all
-from feitian.coord.watch import Resync
 from feitian.errors import AlreadyExistsError, FeitianError, NotFoundError, SessionExpiredError
 
 if TYPE_CHECKING:
-    from feitian.coord.client import CoordClient
+    from feitian.coord.client.client import CoordClient
 
 log = logging.getLogger(__name__)
 

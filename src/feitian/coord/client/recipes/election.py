@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from feitian.coord.recipes.lock import Lock, contenders, list_all
+from feitian.coord.client.recipes.lock import Lock, contenders, list_all
 
 if TYPE_CHECKING:
-    from feitian.coord.client import CoordClient
+    from feitian.coord.client.client import CoordClient
 
 __all__ = ["ELECTIONS_ROOT", "Election", "Leader"]
 

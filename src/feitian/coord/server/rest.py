@@ -1,7 +1,7 @@
 """Nuwa's RESTful HTTP/JSON API (NUWA-12), served by every coord replica next to its Kuafu server.
 
 Each route maps to the same operation as a ``coord.*`` Kuafu method and calls the replica's
-:class:`~feitian.coord.service.CoordService` in process, after the same authorization rule
+:class:`~feitian.coord.server.service.CoordService` in process, after the same authorization rule
 (``feitian.coord.messages``). The OpenAPI 3.1 document is served at ``GET /openapi.json`` (``rest_openapi.py``);
 requests are decoded in ``rest_parse.py``; docs/coord.md, "REST API", has examples. Authentication, capability
 checks, overload, leader redirects, body bounds, the JSON error form (each error class's ``http_status``) and the
@@ -71,9 +71,9 @@ from feitian.coord.messages import (
     WatchRequest,
 )
 from feitian.coord.ops_json import VALUE_KEYS, in_range, op_of, opt_bool, opt_int, text, value_of
-from feitian.coord.rest_openapi import openapi_document
-from feitian.coord.rest_parse import SELECTOR_MODES, flag, float_param, int_param
-from feitian.coord.service import MAX_WATCH_WAIT_MS, CoordService
+from feitian.coord.server.rest_openapi import openapi_document
+from feitian.coord.server.rest_parse import SELECTOR_MODES, flag, float_param, int_param
+from feitian.coord.server.service import MAX_WATCH_WAIT_MS, CoordService
 from feitian.errors import FeitianError, InvalidArgumentError, OverloadedError
 from feitian.rpc import CallContext
 from feitian.rpc.gateway import GatewayLimits, HttpGateway, error_body, http_status_for, json_response

@@ -29,8 +29,11 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from feitian.base.clock import Clock, MonotonicClock
-from feitian.coord.batching import WriteBatcher, batchable_size
-from feitian.coord.client_session import Session
+from feitian.coord.client.batching import WriteBatcher, batchable_size
+from feitian.coord.client.recipes.election import Election
+from feitian.coord.client.recipes.lock import Lock
+from feitian.coord.client.session import Session
+from feitian.coord.client.watch import DEFAULT_WAIT_MS, Watch, selector_for
 from feitian.coord.core import (
     DEFAULT_SESSION_TTL_MS,
     CoordLimits,
@@ -65,9 +68,6 @@ from feitian.coord.messages import (
     StatusRequest,
     TxnRequest,
 )
-from feitian.coord.recipes.election import Election
-from feitian.coord.recipes.lock import Lock
-from feitian.coord.watch import DEFAULT_WAIT_MS, Watch, selector_for
 from feitian.errors import DeadlineExceededError, FeitianError, UnavailableError
 from feitian.replica.router import Router
 from feitian.rpc import Client, Request

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from feitian.coord.client.recipes.lock import list_all
+from feitian.coord.client.watch import Resync
 from feitian.coord.core import EventKind
-from feitian.coord.recipes.lock import list_all
-from feitian.coord.watch import Resync
 from feitian.errors import ConflictError, DeadlineExceededError, NotFoundError
 
 if TYPE_CHECKING:
-    from feitian.coord.client import CoordClient
+    from feitian.coord.client.client import CoordClient
 
 __all__ = ["Queue"]
 

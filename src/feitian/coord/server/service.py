@@ -30,7 +30,6 @@ from typing import Any
 import msgspec
 
 from feitian.base.clock import Clock, MonotonicClock, StallAdjustedClock
-from feitian.coord.applier import AppliedFeed
 from feitian.coord.core import (
     DEFAULT_LIMITS,
     Applied,
@@ -102,7 +101,8 @@ from feitian.coord.messages import (
     WriteBatchRequest,
     WriteRequest,
 )
-from feitian.coord.session_keeper import LeaderSessions, start_leader_term
+from feitian.coord.server.applier import AppliedFeed
+from feitian.coord.server.session_keeper import LeaderSessions, start_leader_term
 from feitian.errors import FeitianError, InternalError, InvalidArgumentError, UnavailableError
 from feitian.replica.driver import ReplicaConfig
 from feitian.replica.service import ReplicatedService, remaining_s

@@ -1,4 +1,4 @@
-"""Decoding Nuwa REST requests (``feitian.coord.rest``): query parameters into typed values (JSON bodies and
+"""Decoding Nuwa REST requests (``feitian.coord.server.rest``): query parameters into typed values (JSON bodies and
 transaction operations: ``feitian.coord.ops_json``). Every problem is an InvalidArgumentError naming it."""
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from feitian.coord.messages import SelectRequest, WatchRequest
 from feitian.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from feitian.coord.client import CoordClient
+    from feitian.coord.client.client import CoordClient
 
 __all__ = ["Resync", "Watch", "selector_for"]
 

@@ -31,9 +31,9 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from feitian.coord.client_session import Session
+from feitian.coord.client.session import Session
+from feitian.coord.client.watch import Resync
 from feitian.coord.core import Created, Event, EventKind, LeaseState, NodeStat, Selector
-from feitian.coord.watch import Resync
 from feitian.errors import (
     DeadlineExceededError,
     FeitianError,
@@ -43,7 +43,7 @@ from feitian.errors import (
 )
 
 if TYPE_CHECKING:
-    from feitian.coord.client import CoordClient
+    from feitian.coord.client.client import CoordClient
 
 __all__ = ["CONTENDER_NAME", "Lock", "LockLease", "contenders"]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from feitian.coord.recipes.lock import list_all
+from feitian.coord.client.recipes.lock import list_all
 from feitian.errors import AlreadyExistsError, InvalidArgumentError
 
 if TYPE_CHECKING:
-    from feitian.coord.client import CoordClient
+    from feitian.coord.client.client import CoordClient
 
 __all__ = ["READY", "Barrier"]
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
-from feitian.coord.client import CoordClient
+from feitian.coord.client.client import CoordClient
+from feitian.coord.client.recipes.lock import Lock, LockLease
+from feitian.coord.client.watch import Resync
 from feitian.coord.core import (
     Created,
     Deleted,
@@ -34,8 +36,6 @@ from feitian.coord.core import (
     Updated,
 )
 from feitian.coord.messages import ListReply
-from feitian.coord.recipes.lock import Lock, LockLease
-from feitian.coord.watch import Resync
 from feitian.errors import SessionExpiredError
 from feitian.rpc import Client, ClientConfig
 from feitian.rpc.security import ClientTls, Credentials

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of Nuwa's REST API (``GET /openapi.json``; the server is ``feitian.coord.rest``).
+"""The OpenAPI 3.1 document of Nuwa's REST API (``GET /openapi.json``; the server is ``feitian.coord.server.rest``).
 
 Schemas are JSON Schema 2020-12. Values travel as base64 strings (``value``); requests may give ``value_text``
 (UTF-8) instead, or a raw ``application/octet-stream`` body.
