@@ -32,7 +32,11 @@ ALLOWED = {
     "runtime/wal_bench.py": "a benchmark",
     "security/bench.py": "a benchmark",
     "replica/log.py": "times real disk writes to decide whether to move them off the loop",
-    "authority/store.py": "the wall-clock creation time stored with a principal",
+    "security/authority/store.py": "the wall-clock creation time stored with a principal",
+    "security/authority/cluster.py": (
+        "a local cluster's setup and its clients' renewals (run by `cluster up` and the CLI; it was deploy's): the "
+        "wall time capabilities are minted at and checked against"
+    ),
     "coord/server/backup.py": "a unique suffix for a kept directory's name",
     "coord/role.py": "polls for the server's first address at start-up (no timing logic)",
     "rpc/gateway/site.py": "a pause after a failed accept() (an OS error)",

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from feitian.dfs.client.client import DfsClient, DfsClientConfig
+from feitian.dfs import DfsClient, DfsClientConfig
 from feitian.runtime.eventloop import run
 from feitian.testing.dfs import DfsCluster
 from feitian.testing.waiting import wait_for_condition

@@ -10,9 +10,8 @@ import time
 
 import click
 
-from feitian.deploy.cluster import ClusterState, LocalCluster
-from feitian.deploy.dfs_local import connect_local
-from feitian.dfs.messages.master import Locate, LocateReply
+from feitian.deploy import ClusterState, LocalCluster, connect_local
+from feitian.dfs import Locate, LocateReply
 from feitian.runtime.procs import signal_process
 
 MiB = 1 << 20

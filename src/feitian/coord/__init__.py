@@ -33,6 +33,9 @@ The async client (public API)::
 ``request_seq``); every error is a ``feitian.errors`` class.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from feitian.coord.client.client import CoordClient
 from feitian.coord.client.recipes import (
     Barrier,
@@ -70,11 +73,37 @@ from feitian.coord.core import (
 )
 from feitian.coord.messages import CoordStatus, ListReply
 
+if TYPE_CHECKING:
+    from feitian.coord.messages import GetRequest, StatusRequest
+    from feitian.coord.ops_json import op_of
+    from feitian.coord.role import CoordRole, ServiceRegistration
+    from feitian.coord.server.backup import check_snapshot, restore_replica
+
+# Exported on first use, for other components (they import only through this root: ARCHITECTURE.md, Layers).
+_LAZY = {
+    "CoordRole": "feitian.coord.role",
+    "GetRequest": "feitian.coord.messages",
+    "ServiceRegistration": "feitian.coord.role",
+    "StatusRequest": "feitian.coord.messages",
+    "check_snapshot": "feitian.coord.server.backup",
+    "op_of": "feitian.coord.ops_json",
+    "restore_replica": "feitian.coord.server.backup",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "Barrier",
     "CheckOp",
     "Compacted",
     "CoordClient",
+    "CoordRole",
     "CoordStatus",
     "CreateOp",
     "Created",
@@ -84,6 +113,7 @@ __all__ = [
     "Event",
     "EventKind",
     "ExistsResult",
+    "GetRequest",
     "GetResult",
     "Leader",
     "LeaseState",
@@ -98,11 +128,16 @@ __all__ = [
     "Resync",
     "SelectResult",
     "Selector",
+    "ServiceRegistration",
     "Session",
     "SetOp",
+    "StatusRequest",
     "SyncCoordClient",
     "TxnCommitted",
     "Updated",
     "Watch",
+    "check_snapshot",
+    "op_of",
     "register",
+    "restore_replica",
 ]

@@ -20,8 +20,7 @@ import msgspec
 from feitian.coord.client.client import CoordClient
 from feitian.coord.client.recipes.naming import Registration, register
 from feitian.errors import ConfigError
-from feitian.replica.options import ReplicaOptions
-from feitian.replica.status import add_replica_stats
+from feitian.replica import ReplicaOptions, add_replica_stats
 from feitian.rpc import Metric
 
 if TYPE_CHECKING:

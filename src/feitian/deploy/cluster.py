@@ -7,7 +7,7 @@ Layout of a cluster directory::
     logs/<name>.log     each node's stdout and stderr
     run/<name>.json     endpoint files written by serving nodes (and unix sockets)
     data/<name>/        each node's data
-    security/           the authority key, the CA, and every identity (deploy/cluster_security.py)
+    security/           the authority key, the CA, and every identity (security/authority/cluster.py)
 
 ``up`` starts the nodes, waits until each answers its health check, and records them; ``down`` stops exactly the
 processes recorded (by pid, verified by start time) and reports any that would not stop. ``stop_nodes`` and
@@ -36,13 +36,13 @@ import msgspec
 import tomli_w
 
 from feitian import __version__
-from feitian.deploy.cluster_security import ClusterSecurity
 from feitian.deploy.node import EndpointFile
 from feitian.errors import AlreadyExistsError, ConflictError, FeitianError, NotFoundError, UnavailableError
 from feitian.rpc import Client, ClientConfig, Health, HealthReply, NuwaAddress, Resolver, Stats, StatsReply
 from feitian.runtime.eventloop import run
 from feitian.runtime.files import atomic_write
 from feitian.runtime.procs import ProcessRef, is_running, spawn_detached, stop_processes
+from feitian.security.authority import ClusterSecurity
 
 CLUSTER_FILE = "cluster.json"
 AUTHORITY = "authority"  # the authority node's name and role

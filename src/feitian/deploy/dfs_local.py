@@ -18,7 +18,7 @@ import contextlib
 import os
 from collections.abc import Sequence
 
-from feitian.dfs.client.client import DfsClient, DfsClientConfig
+from feitian.dfs import DfsClient, DfsClientConfig
 from feitian.errors import FeitianError, NotFoundError
 from feitian.rpc import ClientConfig
 

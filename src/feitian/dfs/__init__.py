@@ -19,26 +19,74 @@ One sub-package per role, over a shared level:
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ChunkServerRole", "DfsClient", "DfsClientConfig", "DfsMasterRole", "SyncDfs", "connect_local"]
+if TYPE_CHECKING:
+    from feitian.deploy.dfs_local import connect_local
+    from feitian.dfs.client.client import DfsClient, DfsClientConfig
+    from feitian.dfs.client.sync import SyncDfs
+    from feitian.dfs.client.transfer import (
+        copy_file,
+        download,
+        into_local_dir,
+        into_remote_dir,
+        local_sink,
+        open_local,
+        remote_file,
+        upload,
+    )
+    from feitian.dfs.messages.master import Locate, LocateReply, MasterStatus
+    from feitian.dfs.roles import ChunkServerRole, DfsMasterRole
+
+# Exported on first use (the core alone stays light), for users and other components, which import only through
+# this root (ARCHITECTURE.md, Layers).
+_LAZY = {
+    "ChunkServerRole": "feitian.dfs.roles",
+    "DfsClient": "feitian.dfs.client.client",
+    "DfsClientConfig": "feitian.dfs.client.client",
+    "DfsMasterRole": "feitian.dfs.roles",
+    "Locate": "feitian.dfs.messages.master",
+    "LocateReply": "feitian.dfs.messages.master",
+    "MasterStatus": "feitian.dfs.messages.master",
+    "SyncDfs": "feitian.dfs.client.sync",
+    "copy_file": "feitian.dfs.client.transfer",
+    "download": "feitian.dfs.client.transfer",
+    "into_local_dir": "feitian.dfs.client.transfer",
+    "into_remote_dir": "feitian.dfs.client.transfer",
+    "local_sink": "feitian.dfs.client.transfer",
+    "open_local": "feitian.dfs.client.transfer",
+    "remote_file": "feitian.dfs.client.transfer",
+    "upload": "feitian.dfs.client.transfer",
+}
+
+__all__ = [
+    "ChunkServerRole",
+    "DfsClient",
+    "DfsClientConfig",
+    "DfsMasterRole",
+    "Locate",
+    "LocateReply",
+    "MasterStatus",
+    "SyncDfs",
+    "connect_local",
+    "copy_file",
+    "download",
+    "into_local_dir",
+    "into_remote_dir",
+    "local_sink",
+    "open_local",
+    "remote_file",
+    "upload",
+]
 
 
-def __getattr__(name: str) -> Any:  # the client is imported on first use: the core alone stays light
-    if name in ("DfsClient", "DfsClientConfig"):
-        from feitian.dfs import client
-
-        return getattr(client, name)
-    if name == "SyncDfs":
-        from feitian.dfs.client.sync import SyncDfs
-
-        return SyncDfs
-    if name in ("ChunkServerRole", "DfsMasterRole"):
-        from feitian.dfs import roles
-
-        return getattr(roles, name)
+def __getattr__(name: str) -> Any:
     if name == "connect_local":  # the deploy layer's: see the docstring (the one allowed upward import)
         from feitian.deploy.dfs_local import connect_local
 
         return connect_local
-    raise AttributeError(name)
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -8,8 +8,7 @@ import msgspec
 
 from feitian.dfs.core import ClusterConfig, NamespaceConfig, PlacementPolicy
 from feitian.errors import UnavailableReason
-from feitian.replica.options import ReplicaOptions
-from feitian.replica.router import Router
+from feitian.replica import ReplicaOptions, Router
 from feitian.rpc import Client
 
 __all__ = ["ChunkServerOptions", "MasterOptions"]

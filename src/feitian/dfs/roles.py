@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from feitian.dfs.options import ChunkServerOptions, MasterOptions
 from feitian.errors import ConfigError
-from feitian.replica.status import add_replica_stats
+from feitian.replica import add_replica_stats
 from feitian.rpc import Metric
 
 __all__ = ["ChunkServerRole", "DfsMasterRole"]

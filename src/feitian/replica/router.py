@@ -41,8 +41,7 @@ from feitian.errors import (
     UnavailableError,
     UnavailableReason,
 )
-from feitian.rpc import Client, Request
-from feitian.rpc.context import current_deadline
+from feitian.rpc import Client, Request, current_deadline
 
 __all__ = ["FAILED_AVOID_S", "MAX_RETRY_PAUSE_S", "RETRY_PAUSE_S", "Router"]
 

@@ -31,8 +31,7 @@ from typing import Any
 from feitian.base.clock import Clock
 from feitian.replica.driver import Replica, ReplicaConfig, StateMachine
 from feitian.replica.duties import LeaderDuties
-from feitian.rpc import CallContext, Client, Server
-from feitian.rpc.context import current_deadline
+from feitian.rpc import CallContext, Client, Server, current_deadline
 
 __all__ = ["DEADLINE_MARGIN_S", "ReplicatedService", "remaining_s"]
 

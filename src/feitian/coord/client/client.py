@@ -69,7 +69,7 @@ from feitian.coord.messages import (
     TxnRequest,
 )
 from feitian.errors import DeadlineExceededError, FeitianError, UnavailableError
-from feitian.replica.router import Router
+from feitian.replica import Router
 from feitian.rpc import Client, Request
 
 __all__ = ["DEDUPE_WINDOW", "CoordClient"]

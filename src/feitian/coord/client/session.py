@@ -33,7 +33,7 @@ from feitian.errors import (
     PermissionDeniedError,
     SessionExpiredError,
 )
-from feitian.replica.router import Router
+from feitian.replica import Router
 
 log = logging.getLogger(__name__)
 

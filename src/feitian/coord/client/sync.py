@@ -37,8 +37,7 @@ from feitian.coord.core import (
 )
 from feitian.coord.messages import ListReply
 from feitian.errors import SessionExpiredError
-from feitian.rpc import Client, ClientConfig
-from feitian.rpc.security import ClientTls, Credentials
+from feitian.rpc import Client, ClientConfig, ClientTls, Credentials
 from feitian.runtime.loop_thread import LoopThread
 
 __all__ = ["SyncCoordClient", "SyncLock"]

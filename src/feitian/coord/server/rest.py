@@ -146,7 +146,7 @@ class RestApi:
         self.limits = limits or RestLimits()
         ssl_context = None
         if security is not None:
-            from feitian.security.tls import server_context
+            from feitian.security import server_context
 
             ssl_context = server_context(security.identity)  # a fresh one: the gateway relaxes its verify mode
         self.gateway = HttpGateway(

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from feitian.rpc.gateway.openapi import json_content as _json_content
-from feitian.rpc.gateway.openapi import openapi_document as _assemble
-from feitian.rpc.gateway.openapi import ref as _ref
-from feitian.rpc.gateway.openapi import responses as _responses
+from feitian.rpc.gateway import json_content as _json_content
+from feitian.rpc.gateway import openapi_document as _assemble
+from feitian.rpc.gateway import ref as _ref
+from feitian.rpc.gateway import responses as _responses
 
 __all__ = ["openapi_document"]
 

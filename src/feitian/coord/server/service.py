@@ -104,8 +104,7 @@ from feitian.coord.messages import (
 from feitian.coord.server.applier import AppliedFeed
 from feitian.coord.server.session_keeper import LeaderSessions, start_leader_term
 from feitian.errors import FeitianError, InternalError, InvalidArgumentError, UnavailableError
-from feitian.replica.driver import ReplicaConfig
-from feitian.replica.service import ReplicatedService, remaining_s
+from feitian.replica import ReplicaConfig, ReplicatedService, remaining_s
 from feitian.rpc import CallContext, Client, Server
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from feitian.coord.core import (
 )
 from feitian.coord.messages import HeartbeatReply
 from feitian.errors import FeitianError, PermissionDeniedError
-from feitian.replica.duties import LeaderDuties
+from feitian.replica import LeaderDuties
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from feitian.base.clock import Clock
 from feitian.dfs.chunkserver.service import ChunkService
 from feitian.dfs.messages.master import ChunkReport, Heartbeat, HeartbeatReply
 from feitian.errors import DataCorruptionError, NotFoundError
-from feitian.replica.router import Router
+from feitian.replica import Router
 from feitian.runtime.periodic import PeriodicTask
 
 __all__ = ["HeartbeatLoop", "Scrubber"]

@@ -59,8 +59,7 @@ from feitian.errors import (
     UnavailableError,
     UnavailableReason,
 )
-from feitian.rpc import Client
-from feitian.rpc.context import current_deadline
+from feitian.rpc import Client, current_deadline
 
 __all__ = ["Leadership", "MasterContext"]
 

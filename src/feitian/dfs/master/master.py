@@ -38,8 +38,7 @@ from feitian.dfs.master.leader import Leadership
 from feitian.dfs.master.tokens import TokenMinter
 from feitian.dfs.options import MasterOptions
 from feitian.errors import FeitianError
-from feitian.replica.driver import ReplicaConfig
-from feitian.replica.service import ReplicatedService
+from feitian.replica import ReplicaConfig, ReplicatedService
 from feitian.rpc import Client
 
 __all__ = ["DfsMaster", "MasterStateMachine"]

@@ -84,7 +84,7 @@ from feitian.dfs.messages.master import (
     WriteTokens,
 )
 from feitian.errors import AccessReason, ConflictError, ConflictReason, NotFoundError, PermissionDeniedError
-from feitian.replica.core.dedupe import RequestKey, request_key
+from feitian.replica.core import RequestKey, request_key
 from feitian.rpc import CallContext, Server
 
 __all__ = ["MasterService"]

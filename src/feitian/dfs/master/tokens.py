@@ -16,7 +16,7 @@ from typing import Any
 from feitian.dfs.core import chunk_resource
 from feitian.errors import UnavailableError, UnavailableReason
 from feitian.security import MAX_TOKEN_TTL_NS, CapabilityChain, Right, mint_token, new_nonce
-from feitian.security.core.resources import parse_resource, resources_cover
+from feitian.security.core import parse_resource, resources_cover
 
 __all__ = ["TokenMinter"]
 
@@ -53,7 +53,7 @@ class TokenMinter:
                 return chain
         raise UnavailableError(
             "mint chunk token: this master holds no capability for dfs-chunk:* (read, write)",
-            hint="the dfs-master role's grants (deploy/cluster_security.py ROLE_GRANTS) give it one",
+            hint="the dfs-master role's grants (security/authority/cluster.py ROLE_GRANTS) give it one",
             reason=UnavailableReason.NO_CHUNK_CAPABILITY,
         )
 

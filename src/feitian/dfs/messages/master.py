@@ -31,7 +31,7 @@ from feitian.dfs.core import (
 from feitian.dfs.core.geometry import ChunkGeometry
 from feitian.dfs.core.paths import join_path, split_path
 from feitian.rpc import Request
-from feitian.rpc.core.messages import method_name
+from feitian.rpc.core import method_name
 from feitian.security.core import MethodRule, Right, requires
 
 __all__ = [

@@ -39,6 +39,7 @@ from feitian.dfs.core import (
     CreateResult,
     Delete,
     DfsStateMachine,
+    FileNode,
     LeaseGrant,
     LeaseMode,
     Mkdir,
@@ -51,9 +52,8 @@ from feitian.dfs.core import (
     SetReplication,
     encode_command,
 )
-from feitian.dfs.core.records import FileNode
 from feitian.errors import FeitianError
-from feitian.replica.cycle import StateMachine
+from feitian.replica import StateMachine
 from feitian.testing.sim.consensus_checker import InvariantViolation
 from feitian.testing.sim.consensus_node import SimNode
 from feitian.testing.sim.service import LOST, ServiceSimulation

@@ -16,7 +16,8 @@ import msgspec
 
 from feitian.base.clock import Clock, MonotonicClock
 from feitian.errors import ConflictError, InvalidArgumentError
-from feitian.replica.core.dedupe import (
+from feitian.replica import ReplicaConfig, ReplicaStats, ReplicatedService, Router
+from feitian.replica.core import (
     ClientRecord,
     DedupeTable,
     ReplyCodec,
@@ -25,9 +26,6 @@ from feitian.replica.core.dedupe import (
     apply_once,
     request_key,
 )
-from feitian.replica.driver import ReplicaConfig, ReplicaStats
-from feitian.replica.router import Router
-from feitian.replica.service import ReplicatedService
 from feitian.rpc import CallContext, Client, Request, handler
 from feitian.security.core import MethodRule, Right, requires
 

@@ -9,7 +9,7 @@
 
 Keys are created once and reused by later ``cluster up`` runs in the same directory; certificates and
 capabilities are issued afresh each time. The authority's state (principals, policy, revocations) is seeded in
-its data directory before it starts (:class:`feitian.authority.store.AuthorityStore`).
+its data directory before it starts (:class:`feitian.security.authority.store.AuthorityStore`).
 
 Clients pick an identity with ``--identity NAME|PATH`` or ``$FEITIAN_IDENTITY`` (default ``admin``): a name is
 looked up in ``identities/``, a path names a ``.key`` file with its ``.crt`` and ``.caps`` beside it.
@@ -22,8 +22,6 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from feitian.authority.messages import Issue
-from feitian.authority.store import AuthorityStore
 from feitian.errors import FeitianError, NotFoundError
 from feitian.rpc import Client, ClientConfig, Resolver
 from feitian.runtime.files import ensure_dir
@@ -38,6 +36,8 @@ from feitian.security import (
     save_private_key,
     sign_capability,
 )
+from feitian.security.authority.messages import Issue
+from feitian.security.authority.store import AuthorityStore
 from feitian.security.identity_files import IdentityFiles, read_capabilities
 from feitian.security.kuafu import CapabilitySet, ClientIdentity, chain_expiry
 

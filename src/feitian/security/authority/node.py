@@ -21,11 +21,11 @@ import time
 
 import msgspec
 
-from feitian.authority.agent import SecurityAgent
 from feitian.base.clock import MonotonicClock
 from feitian.errors import ConfigError
 from feitian.rpc import Client, ClientConfig
 from feitian.security import Guard, ReplayCache, RevocationView, TlsIdentity
+from feitian.security.authority.agent import SecurityAgent
 from feitian.security.ca import authority_key_of
 from feitian.security.identity_files import read_capabilities
 from feitian.security.kuafu import CapabilitySet, ClientIdentity, ServerGuard

@@ -20,12 +20,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from feitian.authority.messages import GetRevocations, Issue
 from feitian.base.clock import Clock
 from feitian.errors import FeitianError, UnavailableError
 from feitian.rpc import Client
 from feitian.runtime.periodic import PeriodicTask
 from feitian.security import RevocationList, RevocationView
+from feitian.security.authority.messages import GetRevocations, Issue
 from feitian.security.identity_files import write_capabilities
 from feitian.security.kuafu import CapabilitySet
 

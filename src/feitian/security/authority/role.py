@@ -1,8 +1,11 @@
-"""The ``authority`` node role: the cluster's authority service (feitian.authority), guarded like any node.
+"""The ``authority`` node role: the cluster's authority service (feitian.security.authority), guarded like any node.
 
 ``[role]`` keys: ``authority_key`` (the authority's private key file, mode 0600) and ``ca_cert`` (the cluster CA
-certificate). Its durable state lives in the node's data directory (feitian.authority.store); only one
+certificate). Its durable state lives in the node's data directory (feitian.security.authority.store); only one
 authority process may use a data directory at a time.
+
+``node`` is the deploy layer's NodeContext (its server, data directory, security, stats); this module only reads
+those attributes, so the service never imports the deploy layer (like Pangu's and Nuwa's roles).
 """
 
 from __future__ import annotations
@@ -15,13 +18,12 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from feitian.authority.service import AuthorityService
-from feitian.authority.store import AuthorityStore
-from feitian.deploy.node import NodeContext
 from feitian.errors import ConfigError
 from feitian.rpc import Metric
 from feitian.runtime.files import DirLock
 from feitian.security import ClusterAuthority, load_private_key
+from feitian.security.authority.service import AuthorityService
+from feitian.security.authority.store import AuthorityStore
 
 __all__ = ["AuthorityOptions", "AuthorityRole"]
 
@@ -57,7 +59,7 @@ class AuthorityRole:
         self._fresh: asyncio.Task[None] | None = None
         self.service: AuthorityService | None = None
 
-    async def start(self, node: NodeContext, options: Any) -> dict[str, str]:
+    async def start(self, node: Any, options: Any) -> dict[str, str]:
         assert isinstance(options, AuthorityOptions)
         security = node.security
         if security is None:

@@ -5,7 +5,7 @@ the cluster authority key, which signs certificates and capabilities; nothing el
 
 * ``authority.Issue``: capabilities for the *caller* (the principal its TLS certificate names), inside the
   policy; anything else is refused with ``not_granted``.
-* ``authority.Revocations``: the revocation list, as a long poll (see :class:`~feitian.authority.messages.
+* ``authority.Revocations``: the revocation list, as a long poll (see :class:`~feitian.security.authority.messages.
   GetRevocations`): a revocation reaches every polling verifier at once, and the answers that come every
   ``wait_s`` anyway keep each verifier's copy inside its staleness bound.
 * admin only: register principals (issuing their certificates), grant / revoke / list policy entries, revoke a
@@ -18,7 +18,23 @@ import asyncio
 import contextlib
 import logging
 
-from feitian.authority.messages import (
+from feitian.base.clock import Clock
+from feitian.errors import InvalidArgumentError, NotFoundError, UnauthenticatedError
+from feitian.rpc import CallContext, handler
+from feitian.security import (
+    MAX_CAPABILITY_TTL_NS,
+    CapabilityChain,
+    ClusterAuthority,
+    Principal,
+    PrincipalKind,
+    PublicKey,
+    RevocationList,
+    RevocationView,
+    parse_rights,
+    revocation_deadline,
+    sign_capability,
+)
+from feitian.security.authority.messages import (
     ADMIN_POLICY,
     ADMIN_PRINCIPALS,
     ADMIN_REVOCATIONS,
@@ -37,23 +53,7 @@ from feitian.authority.messages import (
     RevocationsReply,
     Revoke,
 )
-from feitian.authority.store import AuthorityStore, PrincipalRecord
-from feitian.base.clock import Clock
-from feitian.errors import InvalidArgumentError, NotFoundError, UnauthenticatedError
-from feitian.rpc import CallContext, handler
-from feitian.security import (
-    MAX_CAPABILITY_TTL_NS,
-    CapabilityChain,
-    ClusterAuthority,
-    Principal,
-    PrincipalKind,
-    PublicKey,
-    RevocationList,
-    RevocationView,
-    parse_rights,
-    revocation_deadline,
-    sign_capability,
-)
+from feitian.security.authority.store import AuthorityStore, PrincipalRecord
 from feitian.security.core.identity import PRINCIPAL_ID_CHARS
 
 __all__ = ["MAX_POLL_WAIT_S", "AuthorityService"]
