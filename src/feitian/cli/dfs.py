@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
+from feitian.base.units import MiB
 from feitian.cli.cluster import cluster_option
 from feitian.cli.identity import identity_option
 from feitian.cli.output import emit_json, note, table
@@ -25,7 +26,6 @@ from feitian.errors import EXIT_UNAVAILABLE, EXIT_USAGE, FeitianError, Unavailab
 from feitian.runtime.eventloop import run
 
 T = TypeVar("T")
-MiB = 1 << 20
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 progress_option = click.option(
     "--progress/--no-progress", default=None, help="Show a progress line (default: when stderr is a terminal)."

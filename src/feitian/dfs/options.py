@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from feitian.base.units import SECOND_NS
 from feitian.dfs.core import ClusterConfig, NamespaceConfig, PlacementPolicy
 from feitian.errors import UnavailableReason
 from feitian.replica import ReplicaOptions, Router
@@ -13,7 +14,6 @@ from feitian.rpc import Client
 
 __all__ = ["ChunkServerOptions", "MasterOptions"]
 
-SECOND_NS = 1_000_000_000
 KiB, MiB = 1 << 10, 1 << 20
 
 

@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable
 
 from feitian.base.clock import Clock
+from feitian.base.units import SECOND_NS
 from feitian.coord.core import ClientLease, LeaseState, SessionTiming
 from feitian.coord.messages import CloseSessionRequest, HeartbeatRequest
 from feitian.errors import (
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Session"]
 
-_NS = 1_000_000_000
 MIN_ATTEMPT_S = 0.1  # the shortest wait for one heartbeat's answer
 
 StateListener = Callable[["Session", LeaseState], None]
@@ -161,7 +161,7 @@ class Session:
 
     async def _heartbeat(self) -> int:
         sent = self.clock.monotonic_ns()
-        remaining_s = max(MIN_ATTEMPT_S, (self.lease.expires_at_ns - sent) / _NS)
+        remaining_s = max(MIN_ATTEMPT_S, (self.lease.expires_at_ns - sent) / SECOND_NS)
         # One attempt may take up to a heartbeat interval (a busy leader answers late, and an answer is worth
         # having as long as the lease lasts); then the router tries another replica, until the lease runs out.
         attempt_s = max(MIN_ATTEMPT_S, min(self.timing.heartbeat_interval_ms / 1000, remaining_s))

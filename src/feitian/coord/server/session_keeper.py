@@ -23,6 +23,7 @@ import contextlib
 import logging
 
 from feitian.base.clock import StallAdjustedClock
+from feitian.base.units import SECOND_NS
 from feitian.coord.core import (
     CoordStateMachine,
     ExpireSessions,
@@ -36,7 +37,6 @@ from feitian.replica import LeaderDuties
 
 log = logging.getLogger(__name__)
 
-_NS = 1_000_000_000
 EXPIRY_POLL_S = 0.05  # the expiry loop wakes at least this often (a stall is seen within about this long)
 STALL_LOG_NS = 200_000_000  # stalls longer than this are logged
 
@@ -85,8 +85,8 @@ class LeaderSessions:
                 timeout = EXPIRY_POLL_S
                 deadline = self.tracker.next_deadline_ns() if self.tracker.active else None
                 if deadline is not None:
-                    timeout = min(timeout, max(0.0, (deadline - self.clock.monotonic_ns()) / _NS))
-                intended = real.monotonic_ns() + int(timeout * _NS)
+                    timeout = min(timeout, max(0.0, (deadline - self.clock.monotonic_ns()) / SECOND_NS))
+                intended = real.monotonic_ns() + int(timeout * SECOND_NS)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
                 if not self._wake.is_set():  # the timer fired: was it late? (a stall counts before any expiry)

@@ -15,6 +15,7 @@ from typing import Any
 from crc32c import crc32c
 
 from feitian.base.clock import Clock
+from feitian.base.units import MiB
 from feitian.dfs.chunkserver.store import ChunkStore
 from feitian.dfs.messages.chunk import (
     ADMIN_READ,
@@ -43,7 +44,6 @@ from feitian.rpc import CallContext, Client, Server
 __all__ = ["BULK_LANE", "ChunkService"]
 
 BULK_LANE = "bulk"
-MiB = 1 << 20
 PIECE_BYTES = 4 * MiB  # copies move chunks in pieces of this size (rounded to whole blocks)
 FORWARD_TIMEOUT_S = 60.0
 

@@ -31,6 +31,7 @@ import fsspec  # type: ignore[import-untyped]
 import msgspec
 
 from feitian.base.clock import Clock, MonotonicClock
+from feitian.base.units import MiB
 from feitian.dfs.core import (
     DeleteResult,
     DirEntry,
@@ -81,7 +82,6 @@ from feitian.rpc import Client
 
 __all__ = ["DfsClient", "DfsClientConfig"]
 
-MiB = 1 << 20
 LIST_PAGE = 1000
 
 

@@ -16,14 +16,13 @@ from typing import Any
 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem  # type: ignore[import-untyped]
 
+from feitian.base.units import MiB
 from feitian.dfs.client.client import DfsClient
 from feitian.dfs.client.sync import SyncDfs
 from feitian.dfs.core import FileStatus, NodeKind
 from feitian.errors import AlreadyExistsError, ConflictError, FeitianError, NotFoundError
 
 __all__ = ["PanguFile", "PanguFileSystem"]
-
-MiB = 1 << 20
 
 
 def _translate(exc: FeitianError, path: str) -> Exception:

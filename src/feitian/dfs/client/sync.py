@@ -17,6 +17,7 @@ import io
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
+from feitian.base.units import MiB
 from feitian.dfs.client.client import DfsClient, DfsClientConfig
 from feitian.dfs.core import DeleteResult, DirEntry, FileStatus, MkdirResult, RenameResult
 from feitian.errors import InvalidArgumentError
@@ -25,7 +26,6 @@ from feitian.runtime.loop_thread import LoopThread
 __all__ = ["SyncDfs"]
 
 T = TypeVar("T")
-MiB = 1 << 20
 
 
 class SyncDfs:

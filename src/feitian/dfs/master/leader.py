@@ -16,6 +16,7 @@ import random
 from collections.abc import Coroutine, Iterable
 from typing import Any, Protocol
 
+from feitian.base.units import SECOND_NS
 from feitian.dfs.core import (
     AcquireLease,
     AddChunk,
@@ -64,7 +65,6 @@ from feitian.rpc import Client, current_deadline
 __all__ = ["Leadership", "MasterContext"]
 
 log = logging.getLogger(__name__)
-SECOND_NS = 1_000_000_000
 NONCE_TTL_NS = 60 * 1_000_000_000
 PLACE_POLL_S = 0.2  # while chunk servers register with a new leader, how often a write waiting for them looks
 PLACE_WAIT_NS = 2 * SECOND_NS  # and how long one call waits before answering "retry" (leader_starting)

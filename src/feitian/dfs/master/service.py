@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from feitian.base.units import SECOND_NS
 from feitian.dfs.core import (
     AcquireLease,
     ChunkLocation,
@@ -88,8 +89,6 @@ from feitian.replica.core import RequestKey, request_key
 from feitian.rpc import CallContext, Server
 
 __all__ = ["MasterService"]
-
-SECOND_NS = 1_000_000_000
 
 
 def _caller_key(ctx: CallContext) -> bytes:

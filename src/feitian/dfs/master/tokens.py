@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from feitian.base.units import SECOND_NS
 from feitian.dfs.core import chunk_resource
 from feitian.errors import UnavailableError, UnavailableReason
 from feitian.security import MAX_TOKEN_TTL_NS, CapabilityChain, Right, mint_token, new_nonce
@@ -20,7 +21,6 @@ from feitian.security.core import parse_resource, resources_cover
 
 __all__ = ["TokenMinter"]
 
-SECOND_NS = 1_000_000_000
 _CHUNKS = parse_resource("dfs-chunk:0/v0")
 
 

@@ -26,6 +26,7 @@ import random
 from dataclasses import dataclass, field
 from typing import cast
 
+from feitian.base.units import SECOND_NS, KiB
 from feitian.consensus import Entry
 from feitian.dfs.core import (
     AcquireLease,
@@ -61,8 +62,6 @@ from feitian.testing.sim.service import LOST, ServiceSimulation
 SERVERS = tuple(f"cs{i}" for i in range(5))
 HOLDERS = ("h0", "h1", "h2")
 NAMES = tuple(f"/d{d}/f{f}" for d in range(2) for f in range(4))
-SECOND_NS = 1_000_000_000
-KiB = 1024
 REQUEST_GIVE_UP_TICKS = 60
 
 
