@@ -23,13 +23,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import msgspec
 
 from feitian.base.clock import Clock, MonotonicClock, StallAdjustedClock
+from feitian.base.units import SECOND_NS
 from feitian.coord.core import (
     DEFAULT_LIMITS,
     Applied,
@@ -299,9 +299,10 @@ class CoordService:
     # -- subscriptions ---------------------------------------------------------------------------------------
 
     async def watch(self, ctx: CallContext, req: WatchRequest) -> WatchReply:
-        loop = asyncio.get_running_loop()
+        clock = self.node.clock
         wait_s = min(max(req.wait_ms, 0), MAX_WATCH_WAIT_MS) / 1000
-        give_up = loop.time() + (wait_s if ctx.deadline is None else min(wait_s, ctx.deadline - loop.time() - 0.2))
+        # No longer than the caller's deadline allows (the kit reads it), less time for the answer to travel back.
+        give_up_ns = clock.monotonic_ns() + int(remaining_s(ctx, wait_s, margin=0.2) * SECOND_NS)
         if req.since < -1:
             raise InvalidArgumentError(f"watch: since must be a revision (>= 0) or -1 (from now), not {req.since}")
         sm = self.sm
@@ -331,7 +332,7 @@ class CoordService:
                     events=result.events, through_revision=result.through_revision, more=result.more, revision=revision
                 )
             since = max(since, result.through_revision)
-            left = give_up - loop.time()
+            left = (give_up_ns - clock.monotonic_ns()) / SECOND_NS
             if left <= 0 or self.replica.leader_address is None:  # time is up, or no leader to stay current with
                 return WatchReply(through_revision=since, revision=revision)
             await self.feed.wait_changed(revision, min(left, WATCH_SLICE_S))

@@ -16,6 +16,7 @@ import random
 from collections.abc import Coroutine, Iterable
 from typing import Any, Protocol
 
+from feitian.base.clock import Clock
 from feitian.base.units import SECOND_NS
 from feitian.dfs.core import (
     AcquireLease,
@@ -81,6 +82,7 @@ class MasterContext(Protocol):
     client: Client
     minter: TokenMinter
     rng: random.Random
+    clock: Clock
 
     @property
     def sm(self) -> DfsStateMachine: ...
@@ -254,7 +256,7 @@ class Leadership:
                     f"{op} {path}: chunk servers are still registering with a new master leader",
                     reason=UnavailableReason.LEADER_STARTING,
                 )
-            await asyncio.sleep(PLACE_POLL_S)
+            await self.master.clock.sleep(PLACE_POLL_S)
             waited_ns += int(PLACE_POLL_S * SECOND_NS)
         live = [v for v in views if v.live]
         in_service = [v for v in live if not v.decommissioning]
