@@ -43,8 +43,6 @@ ALLOWED = {
     "replica/router.py": "the deadline of the Kuafu call being handled (loop time) turned into seconds left",
     "replica/service.py": "the deadline of the Kuafu call being handled (loop time) turned into seconds left",
     "rpc/gateway/server.py": "an HTTP call's deadline, turned into loop time for the RPC CallContext",
-    # Owned by another change of issue 17, which moves their loops onto feitian.runtime.periodic.
-    "replica/driver.py": "pending: the shared Raft driver's loops move onto PeriodicTask",
 }
 
 

@@ -62,8 +62,10 @@ class ReplicatedService:
     ) -> None:
         self.name = name
         self.clock = clock
-        self.replica = Replica(config, state_machine, client, rng=rng, on_leader_change=self._leader_changed)
-        self.duties = LeaderDuties(self.replica, name=name, start_entry=start_entry)
+        self.replica = Replica(
+            config, state_machine, client, rng=rng, on_leader_change=self._leader_changed, clock=clock
+        )
+        self.duties = LeaderDuties(self.replica, name=name, start_entry=start_entry, clock=clock)
         self.propose_timeout_s = config.default_timeout_s
 
     def _leader_changed(self, leader_id: int) -> None:

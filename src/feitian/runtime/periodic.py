@@ -110,6 +110,18 @@ class PeriodicTask:
             raise InvalidArgumentError(f"periodic task {self.name} is already running", task=self.name)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
 
+    async def run(self) -> None:
+        """Run the loop as part of the calling task: start it, wait until it ends, and stop it when the caller is
+        cancelled. For a loop that is itself one task of something larger, e.g. a leader-only task of
+        ``feitian.replica.LeaderDuties`` (cancelled on step-down)."""
+        self.start()
+        task = self._task
+        assert task is not None
+        try:
+            await asyncio.wait({task})
+        finally:
+            await self.stop()
+
     def cancel(self) -> asyncio.Task[None] | None:
         """Cancel the loop without waiting for it to end (for synchronous code, e.g. a ``__del__``); returns the
         task, if one was running."""

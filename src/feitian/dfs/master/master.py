@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from feitian.base.clock import Clock, MonotonicClock
@@ -40,6 +40,7 @@ from feitian.dfs.options import MasterOptions
 from feitian.errors import FeitianError
 from feitian.replica import ReplicaConfig, ReplicatedService
 from feitian.rpc import Client
+from feitian.runtime.periodic import PeriodicTask
 
 __all__ = ["DfsMaster", "MasterStateMachine"]
 
@@ -101,6 +102,7 @@ class DfsMaster(ReplicatedService):
             f"dfs master {node_name}", replica_config, self.sm, client, clock=clock or MonotonicClock(), rng=self.rng
         )
         self.leadership: Leadership | None = None  # while this replica leads and is ready
+        self.maintenance: PeriodicTask | None = None  # the maintenance rounds of the latest term led
         self.duties.on_ready(self._became_ready)
         self.duties.on_step_down(self._step_down)
         self.duties.add_task(self._maintain)
@@ -120,18 +122,22 @@ class DfsMaster(ReplicatedService):
             log.info("master %s is no longer the leader", self.node_name)
             await leadership.stop()
 
-    async def _maintain(self) -> None:
-        """The leader's maintenance rounds (a leader-only task): one at once, then every interval."""
-        while True:
-            leadership = self.leadership
-            if leadership is not None:
-                try:
-                    await leadership.tick()
-                except FeitianError as exc:
-                    log.warning("master %s: a maintenance round failed: %s; retrying", self.node_name, exc)
-                except Exception:
-                    log.exception("master %s: a maintenance round failed; retrying", self.node_name)
-            await self.clock.sleep(self.options.maintenance_interval_s)
+    def _maintain(self) -> Coroutine[Any, Any, None]:
+        """The leader's maintenance rounds (a leader-only task): one at once, then every interval, on the master's
+        clock; a round that fails is logged and counted (``maintenance.errors``) and the next follows on time."""
+        self.maintenance = PeriodicTask(
+            f"master {self.node_name} maintenance",
+            self._maintenance_round,
+            self.options.maintenance_interval_s,
+            clock=self.clock,
+            logger=log,
+        )
+        return self.maintenance.run()
+
+    async def _maintenance_round(self) -> None:
+        leadership = self.leadership
+        if leadership is not None:
+            await leadership.tick()
 
     def _chunks_changed(self, chunk_ids: list[int], now_ns: int) -> None:
         leadership = self.leadership
