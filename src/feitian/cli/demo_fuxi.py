@@ -18,12 +18,10 @@ from pathlib import Path
 import click
 
 from feitian.coord import CoordClient
-from feitian.deploy.cluster import ClusterState, LocalCluster
+from feitian.deploy import ClusterState, LocalCluster
 from feitian.dfs import DfsClient
 from feitian.rpc import ClientConfig
-from feitian.sched.client import SchedClient
-from feitian.sched.messages import AppState
-from feitian.sched.pkg import PackageStore
+from feitian.sched import AppState, PackageStore, SchedClient
 
 LIMIT = 3_000_000
 RANGES = 8

@@ -7,7 +7,7 @@ Layout of a cluster directory::
     logs/<name>.log     each node's stdout and stderr
     run/<name>.json     endpoint files written by serving nodes (and unix sockets)
     data/<name>/        each node's data
-    security/           the authority key, the CA, and every identity (deploy/cluster_security.py)
+    security/           the authority key, the CA, and every identity (security/authority/cluster.py)
 
 ``up`` starts the nodes, waits until each answers its health check, and records them; ``down`` stops exactly the
 processes recorded (by pid, verified by start time) and reports any that would not stop. ``stop_nodes`` and
@@ -37,13 +37,13 @@ import msgspec
 import tomli_w
 
 from feitian import __version__
-from feitian.deploy.cluster_security import ClusterSecurity
 from feitian.deploy.node import EndpointFile
 from feitian.errors import AlreadyExistsError, ConflictError, FeitianError, NotFoundError, UnavailableError
 from feitian.rpc import Client, ClientConfig, Health, HealthReply, NuwaAddress, Resolver, Stats, StatsReply
 from feitian.runtime.eventloop import run
 from feitian.runtime.files import atomic_write
 from feitian.runtime.procs import ProcessRef, is_running, spawn_detached, stop_processes
+from feitian.security.authority import ClusterSecurity
 
 CLUSTER_FILE = "cluster.json"
 AUTHORITY = "authority"  # the authority node's name and role
@@ -595,8 +595,7 @@ class LocalCluster:
         running = [p for p in state.processes if is_running(p.ref)]
         stuck_refs = stop_processes([p.ref for p in running], grace_s=grace_s)
         stuck = [p.name for p in running if p.ref in stuck_refs]
-        from feitian.sched.tubo.agent import default_cgroup_prefix  # imported when used: the service layer
-        from feitian.sched.tubo.cleanup import stop_started
+        from feitian.sched import default_cgroup_prefix, stop_started  # imported when used
 
         for proc in state.processes:  # what Tubos started outlives them by design: the cluster's end ends it
             if proc.role == "tubo" and proc.name not in stuck:

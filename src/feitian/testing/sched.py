@@ -15,15 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from feitian.deploy.cluster import ClusterState, LocalCluster, NodeSpec, coord_specs, dfs_specs, fuxi_specs
+from feitian.deploy import ClusterState, LocalCluster, NodeSpec, coord_specs, dfs_specs, fuxi_specs
 from feitian.errors import FeitianError
 from feitian.rpc import Client, ClientConfig
 from feitian.runtime.eventloop import run
 from feitian.runtime.procs import ProcessRef, signal_process, stop_processes
-from feitian.sched.client import SchedClient
-from feitian.sched.messages import MasterStatus
-from feitian.sched.tubo.agent import default_cgroup_prefix
-from feitian.sched.tubo.cleanup import stop_started
+from feitian.sched import MasterStatus, SchedClient, default_cgroup_prefix, stop_started
 from feitian.testing.waiting import wait_for_condition
 
 __all__ = ["SchedCluster"]

@@ -16,8 +16,10 @@ from feitian.sched.core import Grant, Shape
 async def main() -> list[str]:
     lines = []
     async with AppMaster.from_env() as am:
-        forged = Grant(grant_id=123456789, app=am.app_id, unit="x", machine=os.environ["FEITIAN_MACHINE"], shape=Shape.of(cpu=500),
-                       priority=100, group="default")  # fmt: skip
+        here = os.environ["FEITIAN_MACHINE"]
+        forged = Grant(
+            grant_id=123456789, app=am.app_id, unit="x", machine=here, shape=Shape.of(cpu=500), priority=100, group="x"
+        )
         for label, make in [
             ("forged-grant", lambda: am.start_worker(forged, "w", ["true"])),
             ("unknown-resource", lambda: am.ask("a", 1, Shape.of(gpu=1))),
