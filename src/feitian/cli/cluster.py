@@ -93,7 +93,8 @@ def cluster() -> None:
     type=click.IntRange(0, 5),
     default=2,
     show_default=True,
-    help="FuxiMasters (the resource manager; one leads, elected through Nuwa), 0..5; they need Nuwa.",
+    help="FuxiMasters (the resource manager; one leads, elected through Nuwa), 0..5; started when there are Nuwa "
+    "replicas and Tubos.",
 )
 @click.option(
     "--tubos",

@@ -133,7 +133,7 @@ def default_spec(
     pangu = dfs_specs(dfs_masters, chunkservers) if dfs_masters else []
     specs.extend(pangu)
     tubos = (chunkservers if dfs_masters else 0) if tubos is None else tubos
-    if fuxi_masters and nuwa:
+    if fuxi_masters and nuwa and tubos:  # a resource manager without machines would have nothing to manage
         machines = [(f"chunkserver-{i + 1}", DFS_RACKS[i % len(DFS_RACKS)]) for i in range(tubos)]
         nuwa_addresses = [s.listen[0] for s in nuwa]
         # Tubos fetch packages: records in Nuwa, blobs in Pangu.
