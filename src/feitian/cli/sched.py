@@ -443,8 +443,8 @@ def submit(
     """Submit application NAME: FuxiMaster starts COMMAND as its application master on a machine with room for
     it (--cpu, --memory), and again after a failure, up to --max-attempts times. Prints its ID.
 
-    Everything after `--` is the command, run as is (no shell) with a clean environment: give the full path of
-    an interpreter (`which python3`) if it is not in /usr/bin or /bin.
+    Everything after `--` is the command, run as is (no shell) with a clean environment: PATH is
+    /usr/local/bin:/usr/bin:/bin unless --env PATH=... gives one, so name other programs by their full path.
 
     With --wait: exit 0 when it succeeds, 1 when it fails or is killed (its exit code and detail in the
     `error:` line); Ctrl-C stops the waiting (exit 130), not the application.
