@@ -383,6 +383,15 @@ def _progress(info: AppInfo) -> str:
     return f"{info.state.value}{where}{attempt}"
 
 
+async def _resolve_package(package: str, cluster_dir: str | None, identity: str | None) -> str:
+    """``NAME`` or ``NAME@VERSION`` -> ``NAME@VERSION`` of a version that exists (NotFoundError otherwise): every
+    attempt of the master, on any machine, runs the version that was the latest at submission."""
+    from feitian.cli.pkg import cluster_store
+
+    async with cluster_store(cluster_dir, identity) as store:
+        return (await store.resolve(package)).spec
+
+
 async def _follow(s: SchedClient, info: AppInfo) -> AppInfo:
     """Until the application ends, each change of state (and of master attempt) said on stderr."""
     seen: tuple[AppState, int, str] | None = None
@@ -400,7 +409,12 @@ async def _follow(s: SchedClient, info: AppInfo) -> AppInfo:
 @sched.command()
 @click.argument("name")
 @click.argument("command", nargs=-1, metavar="-- COMMAND [ARGS]...")
-@click.option("--package", default="", metavar="NAME[@VERSION]", help="Run COMMAND in this package (feitian pkg).")
+@click.option(
+    "--package",
+    default="",
+    metavar="NAME[@VERSION]",
+    help="Run COMMAND in this package (feitian pkg); NAME alone: its latest version now.",
+)
 @click.option("--priority", type=int, default=100, show_default=True, help="Smaller is higher: 0..1000.")
 @click.option("--group", default="default", show_default=True, help="The quota group (feitian sched quota).")
 @click.option(
@@ -469,10 +483,11 @@ def submit(
     shape = _shape(cpu, memory)
 
     async def action(s: SchedClient) -> AppInfo:
+        spec = await _resolve_package(package, cluster_dir, identity) if package else ""
         info = await s.submit(
             name,
             list(command),
-            package=package,
+            package=spec,
             env=env,
             master_shape=shape,
             priority=priority,

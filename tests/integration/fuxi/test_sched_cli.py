@@ -182,6 +182,15 @@ def test_quota_set_and_list(cluster: str) -> None:
     assert info["group"] == "batch" and info["state"] == "succeeded"
 
 
+def test_submit_pins_the_package_version(cluster: str, tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text("print('packaged')\n")
+    feitian("pkg", "upload", "tool", str(tmp_path), "--cluster", cluster, check=True)
+    info = sched(cluster, "submit", "packaged", "--package", "tool", "--", "/bin/true")
+    assert info["package"] == "tool@1"  # the latest version when submitted, for every attempt
+    assert sched(cluster, "app", info["app_id"])["package"] == "tool@1"
+    sched(cluster, "kill", info["app_id"])
+
+
 BAD_INPUT = [
     (["app", "app-9999999999"], 4, "application 'app-9999999999' does not exist"),
     (["kill", "no-such-app"], 4, "application 'no-such-app' does not exist"),
@@ -196,6 +205,8 @@ BAD_INPUT = [
     (["submit", "x", "--env", "NOEQUALS", "--", "/bin/true"], 2, "not NAME=VALUE"),
     (["submit", "x", "--max-attempts", "1000", "--", "/bin/true"], 2, "max_attempts must be 1..100"),
     (["submit", "x", "--package", "not a name", "--", "/bin/true"], 2, "package name 'not a name'"),
+    (["submit", "x", "--package", "nosuch", "--", "/bin/true"], 4, "package nosuch: not found"),
+    (["submit", "x", "--package", "tool@9", "--", "/bin/true"], 4, "package tool@9: no such version"),
     (["submit", "x"], 2, "no command given"),
     (["submit", "x", "--"], 2, "no command given"),
     (["quota", "set", "g", "gpu=1"], 2, "unknown resource 'gpu'"),
