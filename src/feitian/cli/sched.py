@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -33,6 +34,7 @@ T = TypeVar("T")
 
 FUXI_MASTER_ROLE = "fuxi-master"
 DEFAULT_TIMEOUT_S = 30.0  # how long each call is retried across the FuxiMasters (a failover takes a few seconds)
+EXIT_INTERRUPTED = 130  # Ctrl-C, as every command (feitian.cli.main)
 WAIT_POLL_S = 0.5  # `submit --wait`: how often the application is looked at
 MAX_NAME_BYTES = 256  # an application's name: a label for people (the ID is FuxiMaster's)
 SIZE_RESOURCES = ("memory", "disk")  # amounts in bytes: given as sizes (512MiB)
@@ -496,11 +498,20 @@ def submit(
         )
         if not wait:
             return info
+        submitted.append(info.app_id)
         if not as_json:
             click.echo(info.app_id)  # at once: the user can kill it from another shell
         return await _follow(s, info)
 
-    found = _run(cluster_dir, identity, timeout_s, action)
+    submitted: list[str] = []
+    try:
+        found = _run(cluster_dir, identity, timeout_s, action)
+    except KeyboardInterrupt:
+        if not submitted:
+            raise
+        click.echo("error: interrupted", err=True)
+        click.echo(f"hint: {submitted[0]} goes on; `feitian sched kill {submitted[0]}` stops it", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     if as_json:
         emit_json(_json(found))
     elif not wait:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from feitian.deploy.cluster import LocalCluster
 from feitian.runtime.procs import ProcessRef, start_time_of, stop_processes
 from feitian.sched.tubo import cgroups
 from feitian.sched.tubo.agent import default_cgroup_prefix
-from feitian.testing.cli import feitian
+from feitian.testing.cli import FEITIAN, feitian
 from feitian.testing.waiting import wait_until
 
 TUBOS = [f"tubo-{i}" for i in range(1, 5)]
@@ -168,6 +170,27 @@ def test_apps_app_and_kill(cluster: str) -> None:
     # its process is stopped on its machine (the Tubo's report reaches the master)
     wait_until(lambda: {n["name"]: n["processes"] for n in sched(cluster, "nodes")}[machine] == 0, 60, "stopped")
     assert sched(cluster, "kill", app_id)["state"] == "killed"  # killing an ended application changes nothing
+
+
+def test_ctrl_c_stops_the_waiting_not_the_application(cluster: str) -> None:
+    args = ["submit", "patient", "--wait", "--cluster", cluster, "--", PY, "-c", "import time; time.sleep(600)"]
+    proc = subprocess.Popen([*FEITIAN, "sched", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        app_id = proc.stdout.readline().strip()
+        assert app_id.startswith("app-")
+        while "running" not in (line := proc.stderr.readline()):
+            assert line, "submit --wait ended before the application ran"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "error: interrupted" in err and f"`feitian sched kill {app_id}`" in err and "Traceback" not in err
+    assert sched(cluster, "app", app_id)["state"] == "running"
+    assert sched(cluster, "kill", app_id)["state"] == "killed"
 
 
 def test_quota_set_and_list(cluster: str) -> None:
