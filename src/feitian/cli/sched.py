@@ -37,6 +37,9 @@ DEFAULT_TIMEOUT_S = 30.0  # how long each call is retried across the FuxiMasters
 EXIT_INTERRUPTED = 130  # Ctrl-C, as every command (feitian.cli.main)
 WAIT_POLL_S = 0.5  # `submit --wait`: how often the application is looked at
 MAX_NAME_BYTES = 256  # an application's name: a label for people (the ID is FuxiMaster's)
+DEFAULT_MASTER_CPU = 500  # FuxiMaster's own default shape for an application master: half a core, 256 MiB
+DEFAULT_MASTER_MEMORY = 256 << 20
+TUBO_ENV_PREFIX = "FEITIAN_"  # what Tubo sets in each process's environment (docs/sched.md, "Isolation")
 SIZE_RESOURCES = ("memory", "disk")  # amounts in bytes: given as sizes (512MiB)
 
 KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
@@ -352,6 +355,11 @@ def _env(pairs: tuple[str, ...]) -> dict[str, str]:
         key, eq, value = pair.partition("=")
         if not eq or not key:
             raise InvalidArgumentError(f"--env {pair!r}: not NAME=VALUE", hint="e.g. --env LOG_LEVEL=debug")
+        if key.startswith(TUBO_ENV_PREFIX):
+            raise InvalidArgumentError(
+                f"--env {key}: {TUBO_ENV_PREFIX}* variables are set by Tubo for each process",
+                hint="the process reads FEITIAN_APP_ID, FEITIAN_WORK_DIR, FEITIAN_TUBO_SOCKET… from its environment",
+            )
         env[key] = value
     return env
 
@@ -369,18 +377,15 @@ def _shape(cpu: int | None, memory: str | None) -> dict[str, int]:
     return shape
 
 
-DEFAULT_MASTER_CPU = 500  # FuxiMaster's own default shape for an application master: half a core, 256 MiB
-DEFAULT_MASTER_MEMORY = 256 * MiB
-
-
 def _progress(info: AppInfo) -> str:
+    """``running, master on m3 (attempt 1 of 3)``; ``failed (exit 3; …)``."""
     if info.state in ENDED:
         outcome = _outcome(info)
         return info.state.value + (f" ({outcome})" if outcome else "")
     where = ""
     if info.master_machine:
-        where = f", master on {info.master_machine}" if info.state is AppState.RUNNING else ", master starting on "
-        where += "" if info.state is AppState.RUNNING else info.master_machine
+        verb = "on" if info.state is AppState.RUNNING else "starting on"
+        where = f", master {verb} {info.master_machine}"
     attempt = f" (attempt {info.attempts} of {info.max_attempts})" if info.attempts else ""
     return f"{info.state.value}{where}{attempt}"
 

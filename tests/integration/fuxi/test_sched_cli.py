@@ -226,6 +226,7 @@ BAD_INPUT = [
     (["submit", "x", "--memory", "-1GiB", "--", "/bin/true"], 2, "'-1GiB' is not a size"),
     (["submit", "x", "--memory", "12XB", "--", "/bin/true"], 2, "'12XB' is not a size"),
     (["submit", "x", "--env", "NOEQUALS", "--", "/bin/true"], 2, "not NAME=VALUE"),
+    (["submit", "x", "--env", "FEITIAN_APP_ID=me", "--", "/bin/true"], 2, "FEITIAN_* variables are set by Tubo"),
     (["submit", "x", "--max-attempts", "1000", "--", "/bin/true"], 2, "max_attempts must be 1..100"),
     (["submit", "x", "--package", "not a name", "--", "/bin/true"], 2, "package name 'not a name'"),
     (["submit", "x", "--package", "nosuch", "--", "/bin/true"], 4, "package nosuch: not found"),
