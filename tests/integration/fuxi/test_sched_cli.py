@@ -214,6 +214,25 @@ def test_submit_pins_the_package_version(cluster: str, tmp_path: Path) -> None:
     sched(cluster, "kill", info["app_id"])
 
 
+def test_a_user_without_the_rights_is_refused(cluster: str, tmp_path: Path) -> None:
+    """carol may read the machines, applications and quotas, and submit: not set a quota (admin) or kill (delete)."""
+    feitian("key", "create", "carol", "--dir", str(tmp_path), check=True)
+    feitian("user", "add", "carol", "--pubkey", str(tmp_path / "carol.pub"), "--cluster", cluster, check=True)
+    for resource, rights in [("fuxi:/nodes", "read"), ("fuxi:/quota", "read"), ("fuxi:/apps", "read,create")]:
+        feitian(
+            "policy", "grant", "carol", "--resource", resource, "--rights", rights, "--cluster", cluster, check=True
+        )  # fmt: skip
+    carol = str(tmp_path / "carol.key")
+    feitian("cap", "request", "--identity", carol, "--cluster", cluster, check=True)
+    assert len(sched(cluster, "nodes", "--identity", carol)) == 4
+    assert "default" in [g["group"] for g in sched(cluster, "quota", "--identity", carol)]
+    refused(run_sched(cluster, "quota", "set", "carols", "cpu=1000", "--identity", carol), 6, "fuxi:/quota")
+    app_id = sched(cluster, "submit", "by-carol", "--identity", carol, "--", "/bin/true")["app_id"]
+    refused(run_sched(cluster, "kill", app_id, "--identity", carol), 6, "fuxi:/apps")
+    assert "carols" not in [g["group"] for g in sched(cluster, "quota")]
+    sched(cluster, "kill", app_id)  # as admin
+
+
 BAD_INPUT = [
     (["app", "app-9999999999"], 4, "application 'app-9999999999' does not exist"),
     (["kill", "no-such-app"], 4, "application 'no-such-app' does not exist"),
