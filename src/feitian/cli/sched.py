@@ -22,15 +22,15 @@ import msgspec
 from feitian.cli.cluster import cluster_option
 from feitian.cli.identity import identity_option
 from feitian.cli.output import emit_json, note, table
-from feitian.deploy.cluster import LocalCluster, resolve_cluster_dir
+from feitian.deploy import LocalCluster, resolve_cluster_dir
 from feitian.errors import FeitianError, InvalidArgumentError, NotFoundError
 from feitian.rpc import ClientConfig
 from feitian.runtime.eventloop import run
-from feitian.sched.client import ENDED, SchedClient
-from feitian.sched.messages import AppInfo, AppState, MasterStatusReply, NodeInfo, QuotaInfo
-from feitian.sched.pkg import parse_spec
+from feitian.sched import AppInfo, AppState, MasterStatusReply, NodeInfo, QuotaInfo, SchedClient, parse_spec
 
 T = TypeVar("T")
+
+ENDED = frozenset({AppState.SUCCEEDED, AppState.FAILED, AppState.KILLED})
 
 FUXI_MASTER_ROLE = "fuxi-master"
 DEFAULT_TIMEOUT_S = 30.0  # how long each call is retried across the FuxiMasters (a failover takes a few seconds)
@@ -390,15 +390,6 @@ def _progress(info: AppInfo) -> str:
     return f"{info.state.value}{where}{attempt}"
 
 
-async def _resolve_package(package: str, cluster_dir: str | None, identity: str | None) -> str:
-    """``NAME`` or ``NAME@VERSION`` -> ``NAME@VERSION`` of a version that exists (NotFoundError otherwise): every
-    attempt of the master, on any machine, runs the version that was the latest at submission."""
-    from feitian.cli.pkg import cluster_store
-
-    async with cluster_store(cluster_dir, identity) as store:
-        return (await store.resolve(package)).spec
-
-
 async def _follow(s: SchedClient, info: AppInfo) -> AppInfo:
     """Until the application ends, each change of state (and of master attempt) said on stderr."""
     seen: tuple[AppState, int, str] | None = None
@@ -490,11 +481,10 @@ def submit(
     shape = _shape(cpu, memory)
 
     async def action(s: SchedClient) -> AppInfo:
-        spec = await _resolve_package(package, cluster_dir, identity) if package else ""
         info = await s.submit(
             name,
             list(command),
-            package=spec,
+            package=package,
             env=env,
             master_shape=shape,
             priority=priority,
