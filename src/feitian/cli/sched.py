@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
+from feitian.base import GiB, KiB, MiB
 from feitian.cli.cluster import cluster_option
 from feitian.cli.identity import identity_option
 from feitian.cli.output import emit_json, note, table
@@ -38,11 +39,11 @@ EXIT_INTERRUPTED = 130  # Ctrl-C, as every command (feitian.cli.main)
 WAIT_POLL_S = 0.5  # `submit --wait`: how often the application is looked at
 MAX_NAME_BYTES = 256  # an application's name: a label for people (the ID is FuxiMaster's)
 DEFAULT_MASTER_CPU = 500  # FuxiMaster's own default shape for an application master: half a core, 256 MiB
-DEFAULT_MASTER_MEMORY = 256 << 20
+DEFAULT_MASTER_MEMORY = 256 * MiB
 TUBO_ENV_PREFIX = "FEITIAN_"  # what Tubo sets in each process's environment (docs/sched.md, "Isolation")
 SIZE_RESOURCES = ("memory", "disk")  # amounts in bytes: given as sizes (512MiB)
 
-KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
+TiB = 1 << 40
 _UNITS = {"": 1, "b": 1, "k": KiB, "kib": KiB, "m": MiB, "mib": MiB, "g": GiB, "gib": GiB, "t": TiB, "tib": TiB}
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*")
 _GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
