@@ -91,7 +91,7 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from feitian.cli import bench, cluster, coord, demo, dfs, kv, node, pkg, rpc, security
+    from feitian.cli import bench, cluster, coord, demo, dfs, kv, node, pkg, rpc, sched, security
 
     cli.add_command(cluster.cluster)
     cli.add_command(node.node)
@@ -102,6 +102,7 @@ def _register() -> None:
     cli.add_command(dfs.dfs)
     cli.add_command(coord.coord)
     cli.add_command(pkg.pkg)
+    cli.add_command(sched.sched)
     for group in (security.key, security.user, security.policy, security.cap, security.token):
         cli.add_command(group)
 
