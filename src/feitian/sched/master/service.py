@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -81,6 +82,7 @@ __all__ = ["FuxiMaster", "FuxiMasterOptions"]
 
 log = logging.getLogger(__name__)
 _NS = 1_000_000_000
+GROUP_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class FuxiMasterOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -439,9 +441,13 @@ class FuxiMaster:
 
     async def _set_quota(self, ctx: CallContext, req: SetQuota) -> list[QuotaInfo]:
         lead = self._leading()
+        if not GROUP_NAME.fullmatch(req.group):  # it names a Nuwa node too
+            raise InvalidArgumentError(
+                f"quota group name {req.group!r}: use 1-64 of A-Z a-z 0-9 . _ -", hint="e.g. `batch` or `team-a`"
+            )
+        # Checked in full (resources, amounts) on a copy before anything is stored.
         probe = MasterState(0, limits=self.limits, policy=self.policy)
-        for name, quota in (req.quota or {}).items():
-            probe.alloc.space.compile_capacity(f"quota of group {req.group!r}", {name: quota})
+        probe.alloc.set_quota(req.group, req.quota)
         path = f"{self.root}/quota/{req.group}"
         value = msgspec.json.encode(req.quota)
         try:

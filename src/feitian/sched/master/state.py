@@ -157,6 +157,10 @@ class MachineRuntime:
     orders: dict[str, Order] = field(default_factory=dict)  # proc id -> order, sent until the report satisfies it
 
 
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
+
+
 class MasterState:
     def __init__(
         self,
@@ -497,7 +501,7 @@ class MasterState:
                     AppState.FAILED,
                     self.now_s,
                     exit_code=proc.exit_code,
-                    detail=f"its master failed {record.attempts} times; last: {proc.state} {proc.reason}".strip(),
+                    detail=f"its master failed {_times(record.attempts)}; last: {proc.state} {proc.reason}".strip(),
                 )
             )
             return
@@ -718,7 +722,7 @@ class MasterState:
             out.append(
                 QuotaInfo(
                     group=name,
-                    quota=self.alloc.space.shape_of(tuple(group.limits.items()), ()).as_dict(),
+                    quota={self.alloc.space.machine_dims[i]: amount for i, amount in group.limits.items()},
                     usage=self.alloc.group_usage(name).as_dict(),
                     borrowable=self.alloc.borrowable(name).as_dict(),
                 )
