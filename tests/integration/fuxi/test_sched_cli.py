@@ -203,7 +203,7 @@ BAD_INPUT = [
     (["submit", "x", "--package", "tool@9", "--", "/bin/true"], 4, "package tool@9: no such version"),
     (["submit", "x"], 2, "no command given"),
     (["submit", "x", "--"], 2, "no command given"),
-    (["quota", "set", "g", "gpu=1"], 2, "unknown resource 'gpu'"),
+    (["quota", "set", "g", "gpu=1"], 2, "'gpu' is not a machine resource"),
     (["quota", "set", "g", "cpu=-1"], 2, "'-1' is negative"),
     (["quota", "set", "g", "cpu=lots"], 2, "'lots' is not a whole number"),
     (["quota", "set", "g", "cpu=99999999999999999"], 2, "above max_cpu_millicores"),
