@@ -50,7 +50,7 @@ async def main(out, limit, ranges):
                 elif isinstance(event, WorkerEnded):
                     ended += 1
                     if event.state != "finished":
-                        raise SystemExit(f"{event.proc_id} {event.state}: {event.reason}")
+                        raise SystemExit(f"{event.proc_id} {event.state}: {event.detail}")
                     await am.give_back([event.grant_id])
     counts = {n: int(open(os.path.join(out, n)).read()) for n in placed}
     json.dump({"total": sum(counts.values()), "counts": counts, "machines": placed},

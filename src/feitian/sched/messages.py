@@ -210,7 +210,7 @@ class ProcReport(msgspec.Struct, frozen=True, kw_only=True):
     state: str  # feitian.sched.tubo ProcState value
     attempt: int = 0
     exit_code: int | None = None
-    reason: str = ""
+    detail: str = ""
 
 
 class StartProcess(msgspec.Struct, frozen=True, tag=True, kw_only=True):
@@ -230,7 +230,7 @@ class KillProcess(msgspec.Struct, frozen=True, tag=True, kw_only=True):
 
     proc_id: str
     grace_s: float
-    reason: str
+    detail: str
 
 
 Order = StartProcess | KillProcess
@@ -315,7 +315,7 @@ class WorkerEnded(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     grant_id: int
     state: str
     exit_code: int | None = None
-    reason: str = ""
+    detail: str = ""
 
 
 AmEvent = SendGrant | Preempt | Revoke | AskResync | AppEnded | WorkerEnded
@@ -350,7 +350,7 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
     grant_id: int
     state: str
     exit_code: int | None = None
-    reason: str = ""
+    detail: str = ""
 
 
 class StartWorker(Request[WorkerInfo], frozen=True, tag="tubo.StartWorker", kw_only=True):

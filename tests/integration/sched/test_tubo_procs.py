@@ -36,7 +36,7 @@ def test_exit_codes_and_signals_are_reported(supervisors: Make, tmp_path: Path, 
     assert (bad.state, bad.exit_code, bad.signal) == (ProcState.FAILED, 3, None)
     segv = ended(sup, "segv")
     assert (segv.state, segv.exit_code, segv.signal) == (ProcState.FAILED, None, 11)
-    assert "SIGSEGV" in segv.reason
+    assert "SIGSEGV" in segv.detail
     open_gate(fifo)
     done = ended(sup, "ok")
     assert (done.state, done.exit_code, done.pid) == (ProcState.FINISHED, 0, ok.pid)
@@ -64,7 +64,7 @@ def test_work_dir_env_and_package_path(supervisors: Make, tmp_path: Path) -> Non
     tool.chmod(0o755)
     sup.start(ProcessSpec("p1", "appA", ["hello-tool"], env={"MINE": "x"}, package_dir=str(package)))
     status = ended(sup, "p1")
-    assert status.state is ProcState.FINISHED, status.reason
+    assert status.state is ProcState.FINISHED, status.detail
     work = Path(status.work_dir)
     assert stat.S_IMODE(work.stat().st_mode) == 0o700
     assert (work / "stdout.log").read_text() == f"tool in {work} p1 appA {package} x\n"
@@ -117,7 +117,7 @@ def test_stop_trapped_sigterm_exits_with_its_code(supervisors: Make, tmp_path: P
     sup.stop("t", grace_s=60)
     status = ended(sup, "t")
     assert (status.state, status.exit_code, status.signal) == (ProcState.KILLED, 7, None)
-    assert "after SIGTERM" in status.reason
+    assert "after SIGTERM" in status.detail
 
 
 @pytest.mark.parametrize("cgroups", [pytest.param(True, marks=needs_cgroups), False])
@@ -140,9 +140,9 @@ def test_stop_ignored_sigterm_is_sigkilled_after_the_grace(supervisors: Make, tm
     assert len(first) == 1
     status = first[0] if first[0].state.ended else ended(sup, "stubborn")
     if not first[0].state.ended:
-        assert first[0].reason == "SIGKILL sent: the grace period is over"
+        assert first[0].detail == "SIGKILL sent: the grace period is over"
     assert (status.state, status.signal) == (ProcState.KILLED, 9)
-    assert "SIGKILL at the end of the grace period" in status.reason
+    assert "SIGKILL at the end of the grace period" in status.detail
     if cgroups:
         assert sup.cgroups is not None
         wait_until(lambda: (sup.poll(), not sup.cgroups.exists("stubborn"))[1], what="cgroup empty and removed")
@@ -155,7 +155,7 @@ def test_memory_hog_is_oom_killed(supervisors: Make) -> None:
     sup.start(ProcessSpec("hog", "a", [sys.executable, "-S", "-c", hog], memory_bytes=48 << 20))
     status = ended(sup, "hog", timeout_s=60)
     assert status.state is ProcState.OOM_KILLED, status
-    assert status.signal == 9 and "memory over its limit of 50331648 bytes" in status.reason
+    assert status.signal == 9 and "memory over its limit of 50331648 bytes" in status.detail
     assert status.memory_peak_bytes >= 40 << 20
 
 

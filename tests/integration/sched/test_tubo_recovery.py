@@ -15,7 +15,7 @@ import pytest
 from tubo_fixtures import Make, Supervisors, ended, gate, needs_cgroups, open_gate
 
 from feitian.runtime.files import atomic_write
-from feitian.runtime.procs import ProcessRef, is_running, signal_process, wait_gone
+from feitian.runtime.procs import ProcessRef, is_running, signal_process, start_time_of, wait_gone
 from feitian.sched.tubo import ProcessSpec, ProcState
 from feitian.sched.tubo.supervisor import _Record
 from feitian.testing.waiting import wait_until
@@ -97,12 +97,16 @@ def test_vanished_process_is_lost_and_a_reused_pid_is_not_mistaken(
     assert wait_gone([shim, victim.ref], 10) == []
     # Another program now has the pid the record names (simulated: the record points at it, start time kept).
     other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    while start_time_of(other.pid) == victim.start_time:  # started in the same clock tick: not a reuse to test
+        other.kill()
+        other.wait()
+        other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
     try:
         reused = ProcessRef(other.pid, victim.start_time)
         _rewrite_record(first.root / "procs" / "victim" / "record", worker=reused, shim=reused)
         second = supervisors(use_cgroups=cgroups)
         lost = second.get("victim")
-        assert lost.state is ProcState.LOST and "no exit status" in lost.reason
+        assert lost.state is ProcState.LOST and "no exit status" in lost.detail
         assert other.poll() is None, "the unrelated process was not signalled"
     finally:
         other.kill()
@@ -146,7 +150,7 @@ def test_a_start_cut_short_by_a_crash_is_lost(supervisors: Make) -> None:
     atomic_write(proc_dir / "record", msgspec.json.encode(_Record(ProcessSpec("half", "a", ["true"]), 1)))
     second = supervisors(use_cgroups=False)
     half = second.get("half")
-    assert (half.state, half.reason, half.pid) == (ProcState.LOST, "Tubo stopped while starting it", 0)
+    assert (half.state, half.detail, half.pid) == (ProcState.LOST, "Tubo stopped while starting it", 0)
     second.forget("half")
     assert not proc_dir.exists()
 

@@ -57,7 +57,8 @@ async def test_cancelling_the_wait_kills_the_child(tmp_path: Path) -> None:
         time.sleep(60)
 
     task = asyncio.ensure_future(run_in_child(hang, "test"))
-    await wait_for_condition(pidfile.exists, 10, "the child started")
+    # The file exists before its text is written: wait for the whole pid.
+    await wait_for_condition(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 10, "the child started")
     pid = int(pidfile.read_text())
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -299,7 +299,7 @@ class MasterState:
             for proc in machine.procs.values():
                 if proc.app_id == app_id and proc.state not in PROC_ENDED:
                     machine.orders[proc.proc_id] = KillProcess(
-                        proc_id=proc.proc_id, grace_s=self.limits.kill_grace_s, reason=f"application {state.value}"
+                        proc_id=proc.proc_id, grace_s=self.limits.kill_grace_s, detail=f"application {state.value}"
                     )
         self.ended_runtime[app_id] = runtime
         self._remember_ended(record)
@@ -428,7 +428,7 @@ class MasterState:
         if runtime is None:
             if not ended:  # a process of an ended or unknown application: stop it
                 machine.orders[proc.proc_id] = KillProcess(
-                    proc_id=proc.proc_id, grace_s=self.limits.kill_grace_s, reason="its application has ended"
+                    proc_id=proc.proc_id, grace_s=self.limits.kill_grace_s, detail="its application has ended"
                 )
             elif isinstance(order, KillProcess):
                 del machine.orders[proc.proc_id]
@@ -451,14 +451,14 @@ class MasterState:
                 )
             if grant is None:
                 machine.orders[proc.proc_id] = KillProcess(
-                    proc_id=proc.proc_id, grace_s=self.limits.kill_grace_s, reason=f"grant {proc.grant_id} is not live"
+                    proc_id=proc.proc_id, grace_s=self.limits.kill_grace_s, detail=f"grant {proc.grant_id} is not live"
                 )
                 return
         if proc.kind is ProcKind.MASTER:
             if not ended and runtime.am_proc and runtime.am_proc != proc.proc_id:
                 # Another attempt is the current one (started while this one was not reported): stop this one.
                 machine.orders[proc.proc_id] = KillProcess(
-                    proc_id=proc.proc_id, grace_s=self.limits.kill_grace_s, reason="a newer attempt runs"
+                    proc_id=proc.proc_id, grace_s=self.limits.kill_grace_s, detail="a newer attempt runs"
                 )
             elif not ended:
                 runtime.am_proc, runtime.am_machine, runtime.am_grant = proc.proc_id, machine.name, proc.grant_id
@@ -477,7 +477,7 @@ class MasterState:
                     grant_id=proc.grant_id,
                     state=proc.state,
                     exit_code=proc.exit_code,
-                    reason=proc.reason,
+                    detail=proc.detail,
                 ),
             )
         if ended and isinstance(order, KillProcess):
@@ -501,7 +501,7 @@ class MasterState:
                     AppState.FAILED,
                     self.now_s,
                     exit_code=proc.exit_code,
-                    detail=f"its master failed {_times(record.attempts)}; last: {proc.state} {proc.reason}".strip(),
+                    detail=f"its master failed {_times(record.attempts)}; last: {proc.state} {proc.detail}".strip(),
                 )
             )
             return
@@ -587,7 +587,7 @@ class MasterState:
                         machine.orders[proc.proc_id] = KillProcess(
                             proc_id=proc.proc_id,
                             grace_s=self.limits.kill_grace_s,
-                            reason=f"grant revoked ({effect.reason.value})",
+                            detail=f"grant revoked ({effect.reason.value})",
                         )
             if grant.app.endswith(AM_SUFFIX):
                 runtime = self.apps.get(grant.app[: -len(AM_SUFFIX)])

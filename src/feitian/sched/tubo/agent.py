@@ -129,7 +129,7 @@ class ProcMeta(msgspec.Struct, frozen=True, kw_only=True):
             state=state,
             attempt=self.attempt,
             exit_code=exit_code,
-            reason=reason,
+            detail=reason,
         )
 
 
@@ -269,7 +269,7 @@ class Tubo:
         if meta is None:
             return None
         code = status.exit_code if status.exit_code is not None else _signal_code(status)
-        return meta.report(proc_id, status.state.value, code, status.reason)
+        return meta.report(proc_id, status.state.value, code, status.detail)
 
     async def _heartbeat(self) -> float:
         self.address = self.address or self._address_of()
@@ -333,7 +333,7 @@ class Tubo:
         if isinstance(order, KillProcess):
             with contextlib.suppress(NotFoundError):
                 if self.supervisor.get(order.proc_id).state is ProcState.RUNNING:
-                    log.info("tubo %s: stopping %s (%s)", self.name, order.proc_id, order.reason)
+                    log.info("tubo %s: stopping %s (%s)", self.name, order.proc_id, order.detail)
                     self.supervisor.stop(order.proc_id, order.grace_s)
             return
         assert isinstance(order, StartProcess)
@@ -585,11 +585,11 @@ class Tubo:
         meta = self.meta[proc_id]
         failed = self.failed_starts.get(proc_id)
         if failed is not None:
-            state, code, reason = failed.state, failed.exit_code, failed.reason
+            state, code, reason = failed.state, failed.exit_code, failed.detail
         else:
             try:
                 status = self.supervisor.get(proc_id)
-                state, code, reason = status.state.value, status.exit_code, status.reason
+                state, code, reason = status.state.value, status.exit_code, status.detail
             except NotFoundError:
                 state, code, reason = ProcState.LOST.value, None, "no record"
         return WorkerInfo(
@@ -599,7 +599,7 @@ class Tubo:
             grant_id=meta.grant_id,
             state=state,
             exit_code=code,
-            reason=reason,
+            detail=reason,
         )
 
 

@@ -82,7 +82,7 @@ class ProcessStatus(msgspec.Struct, frozen=True):
     start_time: int  # its kernel start time: (pid, start_time) is a runtime.procs.ProcessRef
     exit_code: int | None = None  # set when it exited by itself
     signal: int | None = None  # set when a signal ended it
-    reason: str = ""  # for people: why it ended, or what is being done to it
+    detail: str = ""  # for people: why it ended, or what is being done to it
     work_dir: str = ""
     started_at_ns: int = 0  # wall clock
     ended_at_ns: int = 0  # wall clock; 0 while running

@@ -380,7 +380,7 @@ class ProcessSupervisor:
             ProcState.RUNNING,
             worker.pid if worker else 0,
             worker.start_time if worker else 0,
-            reason=reason,
+            detail=reason,
             work_dir=str(self._work_dir(spec.proc_id)),
             started_at_ns=record.started_at_ns,
         )
@@ -409,7 +409,7 @@ class ProcessSupervisor:
             signal_process(worker, signal.SIGKILL)
         if not entry.killing:
             entry.killing = True
-            entry.status = msgspec.structs.replace(entry.status, reason="SIGKILL sent: the grace period is over")
+            entry.status = msgspec.structs.replace(entry.status, detail="SIGKILL sent: the grace period is over")
 
     def _read_exit(self, proc_id: str) -> str | None:
         try:
@@ -437,7 +437,7 @@ class ProcessSupervisor:
         if _alive(worker):
             if not entry.orphan:
                 entry.orphan = True
-                entry.status = msgspec.structs.replace(entry.status, reason="its shim died: exit status unknown")
+                entry.status = msgspec.structs.replace(entry.status, detail="its shim died: exit status unknown")
             return False
         self._finish(entry, None, None, lost="the process vanished and its shim wrote no exit status")
         return True
@@ -472,7 +472,7 @@ class ProcessSupervisor:
             state=state,
             exit_code=code,
             signal=sig,
-            reason=reason,
+            detail=reason,
             ended_at_ns=ended_at_ns or self.clock.wall_ns(),
             memory_peak_bytes=stats.memory_peak_bytes,
             cpu_ns=stats.cpu_ns,
