@@ -154,8 +154,10 @@ def fuxi_specs(
     ``(machine name, rack)``, named ``tubo-1``…"""
     ports = free_ports(masters)
     addresses = [f"tcp://127.0.0.1:{port}" for port in ports]
+    # Application masters' long polls wait in a lane of their own (like Nuwa's watches).
+    lanes = {"lanes": {"default": {}, "fuxi.events": {"max_concurrency": 100_000, "max_queue": 10_000}}}
     specs = [
-        NodeSpec(f"fuxi-master-{i + 1}", "fuxi-master", {"coord": coord, **(master_options or {})}, {}, [address])
+        NodeSpec(f"fuxi-master-{i + 1}", "fuxi-master", {"coord": coord, **(master_options or {})}, lanes, [address])
         for i, address in enumerate(addresses)
     ]
     for i, (machine, rack) in enumerate(machines):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -82,6 +83,7 @@ __all__ = ["FuxiMaster", "FuxiMasterOptions"]
 
 log = logging.getLogger(__name__)
 _NS = 1_000_000_000
+EVENTS_LANE = "fuxi.events"  # application masters' long polls (AmEvents), when the node configures it
 GROUP_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
@@ -95,7 +97,8 @@ class FuxiMasterOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     # A new leader adopts what Tubos and application masters report, granting nothing new, until every machine
     # earlier leaders knew has reported — or this long at most (machines that do not report by then are lost).
     recovery_s: float = 10.0
-    session_ttl_ms: int = 8_000  # the Nuwa session holding the leadership
+    # The Nuwa session holding the leadership: a dead leader is replaced about this long after it died.
+    session_ttl_ms: int = 3_000
     max_wait_s: float = 30.0  # the longest long poll of application masters' events
     quota: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)  # groups created if missing
     policy: dict[str, Any] = msgspec.field(default_factory=dict)  # SchedPolicy fields to override
@@ -149,7 +152,10 @@ class FuxiMaster:
         self.lead: _Leadership | None = None
         self.last_recovery_s = 0.0  # how long the latest leadership's recovery took
         self._tasks: list[asyncio.Task[None]] = []
-        self._waiting: dict[str, asyncio.Event] = {}  # application -> set when it has new events
+        self._waiting: dict[str, asyncio.Event] = {}
+        self._submitting: dict[
+            str, asyncio.Future[AppInfo]
+        ] = {}  # submit_id -> its first attempt, while stored  # application -> set when it has new events
 
     # == lifecycle ====================================================================================================
 
@@ -169,8 +175,12 @@ class FuxiMaster:
             AmDemand: self._am_demand,
             AmEvents: self._am_events,
         }
+        lanes = server.config.lanes
         for request_type, fn in handlers.items():
-            server.add_handler(request_type, fn, requires=RULES[request_type])
+            # Long polls wait in a lane of their own: a thousand of them must not take the default lane's slots
+            # from heartbeats and submissions.
+            lane = EVENTS_LANE if request_type is AmEvents and EVENTS_LANE in lanes else None
+            server.add_handler(request_type, fn, requires=RULES[request_type], lane=lane)
 
     def start(self, address: Callable[[], str]) -> None:
         """Campaign (once the node listens: ``address()`` names where) and observe the election."""
@@ -387,6 +397,22 @@ class FuxiMaster:
         state = lead.state
         if req.submit_id and req.submit_id in state.by_submit:
             return state.app_info(state.record_of(state.by_submit[req.submit_id]))
+        # Stored by a task of its own: a caller that gives up (its deadline) does not cut a submission between
+        # Nuwa and the state; a retry while the first attempt is being stored waits for that attempt.
+        task = self._submitting.get(req.submit_id) if req.submit_id else None
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._store_submission(lead, req))
+            task.add_done_callback(_retrieve)
+            if req.submit_id:
+                self._submitting[req.submit_id] = task
+                task.add_done_callback(functools.partial(self._submitted, req.submit_id))
+        return await asyncio.shield(task)
+
+    def _submitted(self, submit_id: str, task: asyncio.Task[AppInfo]) -> None:
+        self._submitting.pop(submit_id, None)
+
+    async def _store_submission(self, lead: _Leadership, req: SubmitApp) -> AppInfo:
+        state = lead.state
         record = AppRecord(
             app_id="",
             name=req.name,
@@ -516,3 +542,9 @@ class FuxiMaster:
             with contextlib.suppress(TimeoutError, DeadlineExceededError):
                 async with asyncio.timeout(left_ns / _NS):
                     await changed.wait()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a submission task's failure as seen (its callers may all have given up)."""
+    if not task.cancelled():
+        task.exception()

@@ -316,7 +316,8 @@ class Tubo:
         for order in reply.orders:
             self._carry_out(order)
         self._interval_s = reply.interval_s if reply.interval_s > 0 else self.options.heartbeat_s
-        return self._interval_s
+        # Asked for a full report (a new leader recovering, waiting for every machine): send it at once.
+        return 0.0 if reply.send_full else self._interval_s
 
     def _forget(self, proc_id: str) -> None:
         self.failed_starts.pop(proc_id, None)
