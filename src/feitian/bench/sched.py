@@ -237,17 +237,58 @@ async def _until(
 
 
 def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (``/proc/<pid>/stat``)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    """User + system CPU seconds of a process so far (``/proc/<pid>/stat``; 0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-async def _local_status(rpc: Client, address: str) -> MasterStatusReply | None:
+def _machine_busy_s() -> float:
+    """CPU seconds every process of this machine spent so far, all cores (``/proc/stat``: not idle, not iowait)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
+class _CpuMeter:
+    """CPU seconds of some processes, and of the whole machine, over a window."""
+
+    def __init__(self, pids: dict[str, list[int]]) -> None:
+        self.pids = pids
+        self.before = self._read()
+
+    def _read(self) -> dict[str, float]:
+        out = {name: sum(_cpu_s(pid) for pid in pids) for name, pids in self.pids.items()}
+        out["machine"] = _machine_busy_s()
+        out["wall"] = time.monotonic()
+        return out
+
+    def cores(self) -> dict[str, float]:
+        """Cores used by each group (CPU seconds / wall seconds) since the meter was made."""
+        after = self._read()
+        wall = after.pop("wall") - self.before["wall"]
+        return {name: (value - self.before[name]) / wall for name, value in after.items()}
+
+
+async def _local_status(rpc: Client, address: str, timeout_s: float = 2.0) -> MasterStatusReply | None:
     try:
-        return await rpc.call(address, MasterStatus(local=True), timeout=2)
+        return await rpc.call(address, MasterStatus(local=True), timeout=timeout_s)
     except FeitianError:
         return None
+
+
+async def _leader(cluster: SchedCluster, rpc: Client) -> str:
+    """The FuxiMaster that leads now (a loaded one may take seconds to answer)."""
+    for _ in range(10):
+        for spec in cluster.specs:
+            if spec.role == "fuxi-master":
+                status = await _local_status(rpc, spec.listen[0], timeout_s=10.0)
+                if status is not None and status.leader:
+                    return spec.name
+    raise UnavailableError("bench sched: no FuxiMaster leads")
 
 
 async def _health(rpc: Client, address: str) -> dict[str, float]:
@@ -312,17 +353,26 @@ async def _service(cluster: SchedCluster, opts: SchedBenchOptions, logs: str, sa
         wanted = opts.apps * opts.per_app
         await _until(lambda: masters.status.get("grants", 0) >= wanted, 60, "the first grants", workers)
 
-        leader_name = await cluster.leader(rpc)
+        leader_name = await _leader(cluster, rpc)
         leader = cluster.ref(leader_name)
         address = _address(cluster, leader_name)
         for worker in workers:
             worker.send("mark")
         health_before = await _health(rpc, address)
-        cpu_before, wall_before = _cpu_s(leader.pid), time.monotonic()
+        meter = _CpuMeter(
+            {
+                "master": [leader.pid],
+                "nuwa": [cluster.ref(n).pid for n in cluster.names("coord")],
+                "simulated_tubos": [w.proc.pid for w in workers if w is not masters],
+                "simulated_masters": [masters.proc.pid],
+            }
+        )
+        wall_before = time.monotonic()
         grants_before = masters.status.get("grants", 0)
         say(f"service: measuring for {opts.seconds:g} s")
         await asyncio.sleep(opts.seconds)  # the measured window
-        cpu_after, wall_after = _cpu_s(leader.pid), time.monotonic()
+        cores = meter.cores()
+        wall_after = time.monotonic()
         grants_after = masters.status.get("grants", 0)
         health_after = await _health(rpc, address)
         tubo_reports = [await w.report() for w in workers if w is not masters]
@@ -333,7 +383,8 @@ async def _service(cluster: SchedCluster, opts: SchedBenchOptions, logs: str, sa
                 "window_s": window,
                 "grant_latency": am["grant_latency"],
                 "grants_per_s": (grants_after - grants_before) / window,
-                "master_cpu": (cpu_after - cpu_before) / window,
+                "master_cpu": cores.pop("master"),
+                "cores_used": cores,  # the others: Nuwa, the simulation, and the machine as a whole
                 "master_rss_bytes": rss_bytes(leader),
                 "master_loop_stalls": health_after.get("loop_stalls", 0) - health_before.get("loop_stalls", 0),
                 "master_loop_lag_max_ms": health_after.get("loop_lag_max_ms"),
@@ -529,6 +580,10 @@ def print_report(f: dict[str, Any]) -> None:
         print(f"  FuxiMaster leader: {s['master_cpu'] * 100:.0f}% of a core, RSS {rss_mib:.0f} MiB, "
               f"{s['master_loop_stalls']:.0f} event-loop stalls >= 100 ms in the window (longest since start "
               f"{s['master_loop_lag_max_ms']} ms)")  # fmt: skip
+        c = s["cores_used"]
+        print(f"  cores used in the window: Nuwa {c['nuwa']:.2f}, simulated Tubos {c['simulated_tubos']:.2f}, "
+              f"simulated masters {c['simulated_masters']:.2f}; the whole machine {c['machine']:.2f} of "
+              f"{f['cpus']}")  # fmt: skip
         print(f"  heartbeats: {s['heartbeats_per_s']:.0f}/s answered, round trip p50 {hb['p50_ms']} ms, p99 "
               f"{hb['p99_ms']} ms; {s['heartbeats_late']} sent late; errors: Tubos {s['tubo_errors']}, "
               f"masters {s['am_errors']}")  # fmt: skip
