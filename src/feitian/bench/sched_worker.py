@@ -126,6 +126,7 @@ class _Tubos(_Common):
         self.answered = 0
         self.full_sent = 0
         self.starts = 0
+        self.epoch = 0  # the newest FuxiMaster epoch seen
         self.late = 0  # heartbeats sent later than their slot by more than an interval (the process fell behind)
 
     async def run(self) -> None:
@@ -165,11 +166,14 @@ class _Tubos(_Common):
         self.sent += 1
         self.full_sent += full
         started = time.monotonic()
-        try:
-            reply = await self.router.call(request, leader=True)
+        try:  # as a real Tubo: a heartbeat not answered within two intervals is sent again at the next one
+            reply = await self.router.call(request, leader=True, timeout_s=max(1.0, 2 * self.interval_s))
         except FeitianError as exc:
             self.failed(exc)
             return
+        if reply.epoch < self.epoch:  # a deposed master: its orders are ignored
+            return
+        self.epoch = reply.epoch
         self.latencies.append(time.monotonic() - started)
         self.answered += 1
         if full:
