@@ -66,8 +66,11 @@ TARGETS = {
 PEERS = [
     ("Fuxi 2.0 (ATC 2021)", "40,000 task scheduling decisions/s per (C++) scheduler; 100,000-machine clusters"),
     ("Fuxi (VLDB 2014)", "5,000 machines, failover without killing running work; incremental protocol"),
-    ("Borg (EuroSys 2015)", "Borgmaster failover about 10 s; up to tens of thousands of machines per cell"),
-    ("YARN (SoCC 2013)", "ResourceManager heartbeat-driven; Yahoo! clusters of about 4,000 machines per RM"),
+    (
+        "Borg (EuroSys 2015)",
+        "Borgmaster failover typically about 10 s (up to a minute in big cells); cells of ~10,000 machines",
+    ),
+    ("YARN (SoCC 2013)", "built past Hadoop 1's JobTracker limit of about 4,000 machines; runs all of Yahoo!'s grids"),
 ]
 MASTER_OPTIONS = {
     "tubo_interval_s": 1.0,
