@@ -32,17 +32,17 @@ ALLOWED = {
     "runtime/wal_bench.py": "a benchmark",
     "security/bench.py": "a benchmark",
     "replica/log.py": "times real disk writes to decide whether to move them off the loop",
-    "authority/store.py": "the wall-clock creation time stored with a principal",
-    "coord/backup.py": "a unique suffix for a kept directory's name",
+    "security/authority/store.py": "the wall-clock creation time stored with a principal",
+    "security/authority/cluster.py": (
+        "a local cluster's setup and its clients' renewals (run by `cluster up` and the CLI; it was deploy's): the "
+        "wall time capabilities are minted at and checked against"
+    ),
+    "coord/server/backup.py": "a unique suffix for a kept directory's name",
     "coord/role.py": "polls for the server's first address at start-up (no timing logic)",
     "rpc/gateway/site.py": "a pause after a failed accept() (an OS error)",
     "replica/router.py": "the deadline of the Kuafu call being handled (loop time) turned into seconds left",
     "replica/service.py": "the deadline of the Kuafu call being handled (loop time) turned into seconds left",
     "rpc/gateway/server.py": "an HTTP call's deadline, turned into loop time for the RPC CallContext",
-    # Owned by another change of issue 17, which moves their loops onto feitian.runtime.periodic.
-    "coord/service.py": "pending: leader duties move to the replicated-service kit",
-    "dfs/master_leader.py": "pending: leader duties move to the replicated-service kit",
-    "replica/driver.py": "pending: the shared Raft driver's loops move onto PeriodicTask",
 }
 
 

@@ -24,8 +24,8 @@ import msgspec
 from feitian.coord import CoordClient, CoordStatus
 from feitian.coord.messages import StatusRequest
 from feitian.errors import ConflictError, FeitianError, NotFoundError, NotLeaderError
+from feitian.examples.kv import Get, Put, Stats
 from feitian.replica.driver import ReplicaStats
-from feitian.replica.kv import Get, Put, Stats
 from feitian.rpc import Client, ClientConfig, Request
 from feitian.testing.coord import CoordReplicas
 from feitian.testing.faultproxy import FaultProxy
@@ -144,7 +144,7 @@ async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout_s: float,
     return time.monotonic() - started
 
 
-# -- the replicated KV store (feitian.replica.kv) -------------------------------------------------------------------
+# -- the replicated KV store (feitian.examples.kv) -------------------------------------------------------------------
 
 
 class KvRegisterStore:

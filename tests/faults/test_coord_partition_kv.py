@@ -13,7 +13,7 @@ import pytest
 from coord_workload import ProxiedKv, kv_stats, proxied_kv
 
 from feitian.errors import FeitianError
-from feitian.replica.kv import Get, KvClient, Put
+from feitian.examples.kv import Get, KvClient, Put
 from feitian.testing.waiting import wait_for_condition
 
 

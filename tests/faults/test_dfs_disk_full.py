@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from feitian.dfs.chunk_file import ChunkGeometry
-from feitian.dfs.chunk_messages import ReadChunk, WriteChunk
-from feitian.dfs.chunk_store import ChunkStore
-from feitian.dfs.client import DfsClient
-from feitian.dfs.master_messages import Locate, LocateReply
+from feitian.dfs.chunkserver.chunk_file import ChunkGeometry
+from feitian.dfs.chunkserver.store import ChunkStore
+from feitian.dfs.client.client import DfsClient
+from feitian.dfs.messages.chunk import ReadChunk, WriteChunk
+from feitian.dfs.messages.master import Locate, LocateReply
 from feitian.errors import UnavailableError
 from feitian.runtime.files import is_disk_full
 from feitian.testing.dfs import TEST_CLIENT_CONFIG, DfsCluster

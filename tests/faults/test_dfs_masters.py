@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from feitian.dfs.client import DfsClient
-from feitian.dfs.master_messages import DeleteRequest, MkdirRequest
+from feitian.dfs.client.client import DfsClient
+from feitian.dfs.messages.master import DeleteRequest, MkdirRequest
 from feitian.errors import FeitianError, InvalidArgumentError, NotFoundError
 from feitian.testing.dfs import DfsCluster, running_dfs
 from feitian.testing.waiting import wait_for_condition

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from feitian.dfs.client import DfsClient
+from feitian.dfs.client.client import DfsClient
 from feitian.testing.cli import feitian
 from feitian.testing.dfs import TEST_CLIENT_CONFIG, DfsCluster, running_dfs
 from feitian.testing.waiting import wait_for_condition

@@ -42,12 +42,8 @@ def fuxi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchedCluster]:
             "preempt_notice_ns": 1_500_000_000,
         }
     }
-    cluster = SchedCluster(tmp_path_factory.mktemp("fuxi-faults"), master_options=options)
-    try:
-        cluster.start()
+    with SchedCluster.running(tmp_path_factory.mktemp("fuxi-faults"), master_options=options) as cluster:
         yield cluster
-    finally:
-        assert cluster.stop() == []
 
 
 @pytest.fixture
@@ -63,6 +59,7 @@ async def sched(fuxi: SchedCluster) -> AsyncIterator[SchedClient]:
             return all(n.processes == 0 for n in await client.nodes())
 
         await wait_for_condition(idle, 30, "every process of the test stopped")
+        assert (await client.status(check=True)).problems == [], "an allocator invariant broke"
         await client.router.rpc.close()
 
 
@@ -129,6 +126,7 @@ async def test_leader_failover_kills_nothing_and_serves_new_demand(
         # Accounting survived: what is used is exactly the master and its three workers (500 mcpu each).
         used = sum(n.capacity["cpu"] - n.free.get("cpu", 0) for n in await sched.nodes())
         assert used == 4 * 500
+        assert (await sched.status(check=True)).problems == []
     finally:
         await asyncio.to_thread(fuxi.restart, old)
 

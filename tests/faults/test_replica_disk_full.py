@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from feitian.errors import FeitianError
+from feitian.examples.kv import Get, KvClient, Stats
 from feitian.replica.driver import ReplicaStats
-from feitian.replica.kv import Get, KvClient, Stats
 from feitian.rpc import Client, ClientConfig
 from feitian.testing.disks import DiskUnavailable, fill, small_disk
 from feitian.testing.replicas import KvReplicas

@@ -21,7 +21,7 @@ import msgspec
 import pytest
 
 from feitian.coord.messages import CoordStatus, GetRequest, StatusRequest
-from feitian.dfs.master_messages import MasterStatus
+from feitian.dfs.messages.master import MasterStatus
 from feitian.errors import FeitianError
 from feitian.rpc import Client
 from feitian.testing.coord import CoordReplicas

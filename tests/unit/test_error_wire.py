@@ -134,7 +134,7 @@ def test_stored_error_results_keep_their_old_encoding_plus_retryable() -> None:
 
 # -- HTTP status declared by each class ---------------------------------------------------------------------------
 
-# The status table coord/rest.py had before each class declared its own (the REST API must answer the same).
+# The status table coord/server/rest.py had before each class declared its own (the REST API must answer the same).
 _REST_TABLE = {
     "invalid_argument": 400,
     "config": 400,

@@ -12,7 +12,7 @@ import asyncio
 import time
 from typing import Protocol
 
-_NS = 1_000_000_000
+from feitian.base.units import SECOND_NS
 
 
 class Clock(Protocol):
@@ -47,7 +47,7 @@ class MonotonicClock:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
-        await self.sleep_until_ns(time.monotonic_ns() + int(seconds * _NS))
+        await self.sleep_until_ns(time.monotonic_ns() + int(seconds * SECOND_NS))
 
     async def sleep_until_ns(self, deadline_ns: int) -> None:
         left = deadline_ns - time.monotonic_ns()
@@ -55,7 +55,7 @@ class MonotonicClock:
             await asyncio.sleep(0)
             return
         while left > 0:
-            await asyncio.sleep(left / _NS)
+            await asyncio.sleep(left / SECOND_NS)
             left = deadline_ns - time.monotonic_ns()
 
 
@@ -85,7 +85,7 @@ class StallAdjustedClock:
         if seconds <= 0:
             await self.clock.sleep(0)
             return
-        await self.sleep_until_ns(self.monotonic_ns() + int(seconds * _NS))
+        await self.sleep_until_ns(self.monotonic_ns() + int(seconds * SECOND_NS))
 
     async def sleep_until_ns(self, deadline_ns: int) -> None:
         """On this clock's timeline: a stall counted while waiting moves the wake-up later by as much."""

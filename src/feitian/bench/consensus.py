@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from feitian.replica.driver import ReplicaStats
-from feitian.replica.kv import KvClient, Stats
+from feitian.examples import KvClient, Stats
+from feitian.replica import ReplicaStats
 from feitian.rpc import Client, ClientConfig
 from feitian.runtime.eventloop import run
 from feitian.runtime.wal_bench import bench_raw

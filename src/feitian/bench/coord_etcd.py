@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from feitian.deploy.cluster import free_ports
+from feitian.deploy import free_ports
 from feitian.errors import NotFoundError, UnavailableError
 from feitian.runtime.procs import ProcessRef, is_running, spawn_detached, stop_processes
 

@@ -43,8 +43,8 @@ from typing import Any
 import msgspec
 
 from feitian.bench.coord_scale_worker import POLL_S, WorkerProcesses, lock_path, shares
+from feitian.coord import CoordStatus, GetRequest, StatusRequest
 from feitian.coord.core import DEFAULT_SESSION_TTL_MS
-from feitian.coord.messages import CoordStatus, GetRequest, StatusRequest
 from feitian.errors import FeitianError, InvalidArgumentError, UnavailableError
 from feitian.rpc import Client, Health, HealthReply
 from feitian.runtime.eventloop import run

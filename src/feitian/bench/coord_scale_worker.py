@@ -35,8 +35,7 @@ from typing import Any
 
 import msgspec
 
-from feitian.coord import CoordClient
-from feitian.coord.client_session import Session
+from feitian.coord import CoordClient, Session
 from feitian.coord.core import LeaseState
 from feitian.errors import FeitianError, UnavailableError
 from feitian.rpc import ClientConfig
@@ -248,7 +247,7 @@ def shares(sessions: int, locks: int, procs: int) -> list[tuple[int, int, int]]:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    from feitian.deploy.cluster import LocalCluster
+    from feitian.deploy import LocalCluster
 
     cluster = LocalCluster(args.cluster)
     state = cluster.load()

@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from feitian.dfs.client import DfsClient, DfsClientConfig
+from feitian.base.units import MiB
+from feitian.dfs import DfsClient, DfsClientConfig
 from feitian.runtime.eventloop import run
 from feitian.testing.dfs import DfsCluster
 from feitian.testing.waiting import wait_for_condition
 
-MiB = 1 << 20
 PIECE = 4 * MiB
 BLOCK = 8 * MiB  # what the client hands to write() at a time
 HEARTBEAT_TIMEOUT_S = 3.0

@@ -24,8 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from feitian.deploy.cluster import LocalCluster, default_spec
-from feitian.deploy.echo_methods import EchoBytes
+from feitian.deploy import EchoBytes, LocalCluster, default_spec
 from feitian.rpc import Client, ClientConfig, Health
 from feitian.runtime.eventloop import run
 

@@ -47,9 +47,7 @@ from feitian.errors import FeitianError, InvalidArgumentError, UnavailableError
 from feitian.rpc import Client, Health, HealthReply
 from feitian.runtime.eventloop import run
 from feitian.runtime.procs import ProcessRef, rss_bytes, signal_process
-from feitian.sched.bench import bench_core, bench_memory
-from feitian.sched.client import SchedClient
-from feitian.sched.messages import AppState, MasterStatus, MasterStatusReply
+from feitian.sched import AppState, MasterStatus, MasterStatusReply, SchedClient, bench_core, bench_memory
 from feitian.testing.sched import SchedCluster
 
 __all__ = ["SchedBenchOptions", "print_report", "run_sched_bench"]

@@ -48,6 +48,16 @@ from feitian.errors import FeitianError
 from feitian.replica import Router
 from feitian.rpc import Client, ClientConfig
 from feitian.runtime.eventloop import run
+from feitian.sched import (
+    AmDemand,
+    AmEvents,
+    AmRegister,
+    KillProcess,
+    ProcKind,
+    ProcReport,
+    StartProcess,
+    TuboHeartbeat,
+)
 from feitian.sched.core import (
     AskResync,
     DemandDelta,
@@ -58,16 +68,6 @@ from feitian.sched.core import (
     Shape,
     UnitDemand,
     UnitSpec,
-)
-from feitian.sched.messages import (
-    AmDemand,
-    AmEvents,
-    AmRegister,
-    KillProcess,
-    ProcKind,
-    ProcReport,
-    StartProcess,
-    TuboHeartbeat,
 )
 
 __all__ = ["MACHINE_CAPACITY", "RACK_SIZE", "STATUS_EVERY_S", "UNIT", "UNIT_SHAPE", "percentiles"]
@@ -422,7 +422,7 @@ def _stdin_lines() -> asyncio.Queue[str]:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    from feitian.deploy.cluster import LocalCluster
+    from feitian.deploy import LocalCluster
 
     cluster = LocalCluster(args.cluster)
     state = cluster.load()

@@ -22,11 +22,11 @@ import time
 from typing import Any
 
 from feitian.bench.rpc import cluster_client, measure, plain_client, secure_ratios
-from feitian.deploy.cluster import LocalCluster, default_spec
+from feitian.deploy import LocalCluster, default_spec
 from feitian.rpc import Client, ClientConfig, Health
 from feitian.runtime.eventloop import run
+from feitian.security import CapabilitySet, ClientIdentity
 from feitian.security import bench as micro_bench
-from feitian.security.kuafu import CapabilitySet, ClientIdentity
 
 TARGETS = {"secure_thr100_vs_insecure": 0.8, "secure_up1m_vs_insecure": 0.6}
 _METRICS = ("lat100_p50_us", "lat100_p99_us", "thr100_calls_per_s", "up1m_MBps")

@@ -7,7 +7,7 @@ import click
 
 from feitian.cli.identity import identity_option
 from feitian.cli.output import emit_json, note, table
-from feitian.deploy.cluster import LocalCluster, ProcessRecord, ProcessStatus, default_spec, resolve_cluster_dir
+from feitian.deploy import LocalCluster, ProcessRecord, ProcessStatus, default_spec, resolve_cluster_dir
 from feitian.errors import UnavailableError
 
 cluster_option = click.option(

@@ -23,10 +23,9 @@ import msgspec
 from feitian.cli.cluster import cluster_option
 from feitian.cli.identity import identity_option
 from feitian.cli.output import emit_json, note, table
-from feitian.coord import CoordClient, LockLease, Resync
+from feitian.coord import CoordClient, LockLease, Resync, op_of
 from feitian.coord.core import NodeStat, Op
-from feitian.coord.ops_json import op_of
-from feitian.deploy.cluster import LocalCluster, resolve_cluster_dir
+from feitian.deploy import LocalCluster, resolve_cluster_dir
 from feitian.errors import (
     DeadlineExceededError,
     FeitianError,
@@ -682,7 +681,7 @@ def save(file: str, bound_s: float | None, cluster_dir: str | None, identity: st
 def restore(file: str, cluster_dir: str | None, as_json: bool) -> None:
     """Replace the state of every coord replica with FILE's. Running replicas are stopped, restored and started
     again (their old data is kept beside it); a stopped cluster is restored in place."""
-    from feitian.coord.backup import check_snapshot, restore_replica
+    from feitian.coord import check_snapshot, restore_replica
     from feitian.runtime.procs import is_running, stop_processes
 
     data = _read_file(file, "snapshot restore")

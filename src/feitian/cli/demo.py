@@ -12,17 +12,18 @@ import time
 
 import click
 
-from feitian.authority.messages import AddPrincipal, PolicyGrant, Revoke
+from feitian.cli.demo_fuxi import fuxi_tour
 from feitian.cli.demo_nuwa import nuwa_tour, service_resolver
 from feitian.cli.demo_pangu import pangu_tour
 from feitian.cli.output import note
-from feitian.deploy.cluster import ClusterResolver, ClusterState, LocalCluster, default_spec
+from feitian.deploy import ClusterResolver, ClusterState, LocalCluster, default_spec
 from feitian.errors import FeitianError
-from feitian.replica.kv import KvClient, Stats
+from feitian.examples import KvClient, Stats
 from feitian.rpc import Client, ClientConfig, Echo, Health
 from feitian.runtime.eventloop import run
 from feitian.runtime.procs import signal_process
 from feitian.security import create_identity_files, load_public_key
+from feitian.security.authority import AddPrincipal, PolicyGrant, Revoke
 
 
 def say(text: str) -> None:
@@ -119,6 +120,7 @@ async def tour(lc: LocalCluster, state: ClusterState) -> None:
         say(f"  6 more calls served by: {', '.join(served)}")
 
     await _consensus_tour(lc, state)
+    await fuxi_tour(lc, state)
     await pangu_tour(lc, state)
 
 

@@ -12,7 +12,7 @@ import click
 
 from feitian.cli.coord import cluster_coord
 from feitian.coord import CoordClient, Event, NuwaResolver
-from feitian.deploy.cluster import ClusterResolver, ClusterState, LocalCluster
+from feitian.deploy import ClusterResolver, ClusterState, LocalCluster
 from feitian.errors import NotFoundError
 from feitian.rpc import ClientConfig, Resolver
 

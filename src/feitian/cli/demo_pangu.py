@@ -10,12 +10,10 @@ import time
 
 import click
 
-from feitian.deploy.cluster import ClusterState, LocalCluster
-from feitian.dfs.local import connect_local
-from feitian.dfs.master_messages import Locate, LocateReply
+from feitian.base.units import MiB
+from feitian.deploy import ClusterState, LocalCluster, connect_local
+from feitian.dfs import Locate, LocateReply
 from feitian.runtime.procs import signal_process
-
-MiB = 1 << 20
 
 
 def say(text: str) -> None:

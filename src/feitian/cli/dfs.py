@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
+from feitian.base.units import MiB
 from feitian.cli.cluster import cluster_option
 from feitian.cli.identity import identity_option
 from feitian.cli.output import emit_json, note, table
@@ -25,7 +26,6 @@ from feitian.errors import EXIT_UNAVAILABLE, EXIT_USAGE, FeitianError, Unavailab
 from feitian.runtime.eventloop import run
 
 T = TypeVar("T")
-MiB = 1 << 20
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 progress_option = click.option(
     "--progress/--no-progress", default=None, help="Show a progress line (default: when stderr is a terminal)."
@@ -79,7 +79,7 @@ def _cli_hints(command: str) -> Iterator[None]:
 
 
 def _run(cluster_dir: str | None, identity: str | None, action: Callable[[Any], Awaitable[T]], command: str = "") -> T:
-    from feitian.dfs.local import connect_local, remember_leader
+    from feitian.deploy import connect_local, remember_leader
 
     async def go() -> T:
         dfs = await connect_local(cluster_dir, identity=identity, name="feitian-dfs")
@@ -154,7 +154,7 @@ def put(
 ) -> None:
     """Copy the local file LOCAL (- for stdin) to REMOTE (an existing directory, or a path ending with /,
     receives it under its name); returns once every replica has it on disk. A failed upload leaves no file."""
-    from feitian.dfs.transfer import into_remote_dir, open_local, upload
+    from feitian.dfs import into_remote_dir, open_local, upload
 
     source = open_local("put", local) if local != "-" else os.fdopen(os.dup(0), "rb")
 
@@ -189,7 +189,7 @@ def put(
 def get(remote: str, local: str, progress: bool | None, cluster_dir: str | None, identity: str | None) -> None:
     """Copy REMOTE to the local file LOCAL (- for stdout; an existing directory receives it under its name);
     every block is verified against its checksum. LOCAL appears only once complete."""
-    from feitian.dfs.transfer import download, into_local_dir, local_sink, remote_file
+    from feitian.dfs import download, into_local_dir, local_sink, remote_file
 
     async def action(client: Any) -> int:
         status = await remote_file(client, "get", remote)
@@ -215,7 +215,7 @@ def get(remote: str, local: str, progress: bool | None, cluster_dir: str | None,
 def cat(remote: str, offset: int, length: int | None, cluster_dir: str | None, identity: str | None) -> None:
     """Print REMOTE (or a byte range of it) to stdout. A range past the end is cut at the end (nothing at or
     after it), like ``head -c``."""
-    from feitian.dfs.transfer import download, remote_file
+    from feitian.dfs import download, remote_file
 
     async def action(client: Any) -> int:
         status = await remote_file(client, "cat", remote)
@@ -235,7 +235,7 @@ def cat(remote: str, offset: int, length: int | None, cluster_dir: str | None, i
 def cp(src: str, dst: str, force: bool, cluster_dir: str | None, identity: str | None) -> None:
     """Copy the file SRC to DST (an existing directory receives it under its name), through this client: every
     block verified, the copy with SRC's replication, chunk size and type. A failed copy leaves no file."""
-    from feitian.dfs.transfer import copy_file
+    from feitian.dfs import copy_file
 
     length = _run(cluster_dir, identity, lambda c: copy_file(c, src, dst, overwrite=force), "cp")
     note(f"{dst}: {length} bytes")
@@ -248,7 +248,7 @@ def cp(src: str, dst: str, force: bool, cluster_dir: str | None, identity: str |
 @identity_option
 def append(remote: str, local: str, cluster_dir: str | None, identity: str | None) -> None:
     """Append LOCAL (default: stdin) to REMOTE (created if missing); durable on every replica on return."""
-    from feitian.dfs.transfer import open_local
+    from feitian.dfs import open_local
 
     with open_local("append", local) if local != "-" else os.fdopen(os.dup(0), "rb") as f:
         data = f.read()
@@ -266,7 +266,7 @@ def append(remote: str, local: str, cluster_dir: str | None, identity: str | Non
 @identity_option
 def tail(remote: str, follow: bool, offset: int | None, cluster_dir: str | None, identity: str | None) -> None:
     """Print the end of REMOTE; with -f, follow it as a writer appends (acknowledged bytes only)."""
-    from feitian.dfs.transfer import remote_file
+    from feitian.dfs import remote_file
 
     async def action(client: Any) -> None:
         status = await remote_file(client, "tail", remote)
@@ -402,7 +402,7 @@ def rm(path: str, recursive: bool, cluster_dir: str | None, identity: str | None
 def mv(src: str, dst: str, force: bool, cluster_dir: str | None, identity: str | None) -> None:
     """Rename SRC to DST, atomically (a file or a whole directory); an existing directory DST (or one ending
     with /) receives SRC under its name."""
-    from feitian.dfs.transfer import into_remote_dir
+    from feitian.dfs import into_remote_dir
 
     async def action(client: Any) -> str:
         target = await into_remote_dir(client, "mv", posixpath.basename(src.rstrip("/")), dst)
@@ -552,7 +552,7 @@ def recommission(node: str, cluster_dir: str | None, identity: str | None) -> No
 @json_option
 def status(cluster_dir: str | None, identity: str | None, as_json: bool) -> None:
     """Each master replica: role, term, applied index, files, chunks. Exits 3 if any does not answer."""
-    from feitian.dfs.local import master_addresses
+    from feitian.deploy import master_addresses
 
     addresses = master_addresses(cluster_dir)
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from feitian.deploy.cluster import ClusterResolver, LocalCluster
+from feitian.deploy import ClusterResolver, LocalCluster
 from feitian.errors import InvalidArgumentError, NotFoundError
 from feitian.rpc import Client, ClientConfig
 

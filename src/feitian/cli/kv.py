@@ -11,9 +11,9 @@ import click
 from feitian.cli.cluster import cluster_option
 from feitian.cli.identity import identity_option
 from feitian.cli.output import emit_json, table
-from feitian.deploy.cluster import LocalCluster, resolve_cluster_dir
+from feitian.deploy import LocalCluster, resolve_cluster_dir
 from feitian.errors import FeitianError, NotFoundError, UnavailableError
-from feitian.replica.kv import KvClient, Stats
+from feitian.examples import KvClient, Stats
 from feitian.rpc import Client, ClientConfig
 from feitian.runtime.eventloop import run
 

@@ -7,8 +7,7 @@ import sys
 
 import click
 
-from feitian.deploy.node import load_config, run_node
-from feitian.deploy.roles import ROLES, make_role
+from feitian.deploy import ROLES, load_config, make_role, run_node
 from feitian.runtime.eventloop import run
 
 

@@ -22,7 +22,7 @@ from feitian.cli.cluster import cluster_option
 from feitian.cli.identity import identity_option
 from feitian.cli.output import emit_json, note, table
 from feitian.runtime.eventloop import run
-from feitian.sched.pkg import PackageLimits, PackageRef, PackageStore, pack, validate_name
+from feitian.sched import PackageLimits, PackageRef, PackageStore, pack, validate_name
 
 T = TypeVar("T")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -32,7 +32,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON."
 async def cluster_store(cluster_dir: str | None, identity: str | None) -> AsyncIterator[PackageStore]:
     """A :class:`PackageStore` on the Nuwa and Pangu of the local cluster at ``cluster_dir``."""
     from feitian.cli.coord import cluster_coord
-    from feitian.deploy.cluster import LocalCluster, resolve_cluster_dir
+    from feitian.deploy import LocalCluster, resolve_cluster_dir
     from feitian.dfs import connect_local
 
     lc = LocalCluster(resolve_cluster_dir(cluster_dir))

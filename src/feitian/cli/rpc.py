@@ -9,7 +9,7 @@ import click
 from feitian.cli.cluster import cluster_option
 from feitian.cli.identity import cluster_client, credential_options, identity_option, read_token
 from feitian.cli.output import emit_json
-from feitian.deploy.cluster import LocalCluster, resolve_cluster_dir
+from feitian.deploy import LocalCluster, resolve_cluster_dir
 from feitian.errors import InvalidArgumentError
 from feitian.rpc import Health, HealthReply
 from feitian.runtime.eventloop import run

@@ -10,21 +10,10 @@ from typing import Any, TypeVar
 
 import click
 
-from feitian.authority.messages import (
-    AddPrincipal,
-    Issue,
-    ListPrincipals,
-    PolicyGrant,
-    PolicyList,
-    PolicyReply,
-    PolicyRevoke,
-    Revoke,
-)
 from feitian.cli.cluster import cluster_option
 from feitian.cli.identity import cluster_client, identity_option
 from feitian.cli.output import emit_json, note, table
-from feitian.deploy.cluster import LocalCluster, resolve_cluster_dir
-from feitian.deploy.cluster_security import resolve_identity
+from feitian.deploy import LocalCluster, resolve_cluster_dir
 from feitian.errors import InvalidArgumentError, NotFoundError
 from feitian.rpc import Request
 from feitian.runtime.eventloop import run
@@ -32,6 +21,7 @@ from feitian.security import (
     DEFAULT_TOKEN_TTL_NS,
     CapabilityChain,
     Right,
+    chain_expiry,
     create_identity_files,
     delegate,
     load_private_key,
@@ -40,10 +30,21 @@ from feitian.security import (
     new_nonce,
     parse_resource,
     parse_rights,
+    read_capabilities,
+    write_capabilities,
 )
-from feitian.security.core.capability import MAX_DELEGATION_DEPTH
-from feitian.security.identity_files import read_capabilities, write_capabilities
-from feitian.security.kuafu import chain_expiry
+from feitian.security.authority import (
+    AddPrincipal,
+    Issue,
+    ListPrincipals,
+    PolicyGrant,
+    PolicyList,
+    PolicyReply,
+    PolicyRevoke,
+    Revoke,
+    resolve_identity,
+)
+from feitian.security.core import MAX_DELEGATION_DEPTH
 
 R = TypeVar("R")
 

@@ -76,6 +76,9 @@ bounded in-flight window per follower and fast backtracking; snapshots; joint-co
 with learners; leader transfer; ReadIndex reads confirmed by a heartbeat round (no lease reads).
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from feitian.consensus.config import Config, RandomSource
 from feitian.consensus.leader import Proposal
 from feitian.consensus.messages import (
@@ -118,6 +121,27 @@ from feitian.consensus.types import (
     SnapshotMeta,
 )
 
+if TYPE_CHECKING:
+    from feitian.consensus.quorum import VoteResult
+    from feitian.consensus.raft import Raft
+    from feitian.consensus.read_only import ReadIndexStatus, VoteFn
+
+# Exported on first use, for other components (they import only through this root: ARCHITECTURE.md, Layers).
+_LAZY = {
+    "Raft": "feitian.consensus.raft",
+    "ReadIndexStatus": "feitian.consensus.read_only",
+    "VoteFn": "feitian.consensus.read_only",
+    "VoteResult": "feitian.consensus.quorum",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "AppendEntries",
     "AppendEntriesReply",
@@ -140,10 +164,12 @@ __all__ = [
     "ProgressState",
     "ProgressStatus",
     "Proposal",
+    "Raft",
     "RandomSource",
     "RawNode",
     "ReadIndex",
     "ReadIndexReply",
+    "ReadIndexStatus",
     "ReadState",
     "Ready",
     "RequestVote",
@@ -155,6 +181,8 @@ __all__ = [
     "Status",
     "Storage",
     "TimeoutNow",
+    "VoteFn",
+    "VoteResult",
     "bootstrap",
     "decode_message",
     "encode_message",

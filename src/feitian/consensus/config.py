@@ -7,10 +7,8 @@ from typing import Protocol
 
 import msgspec
 
+from feitian.base.units import MiB
 from feitian.errors import ConfigError
-
-KIB = 1024
-MIB = 1024 * KIB
 
 
 class RandomSource(Protocol):
@@ -28,13 +26,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     # Ticks between leader heartbeats; must be well below election_tick.
     heartbeat_tick: int = 1
     # Bound on the entry bytes in one AppendEntries (an entry larger than this still travels alone).
-    max_size_per_msg_bytes: int = 1 * MIB
+    max_size_per_msg_bytes: int = 1 * MiB
     # Bound on unacknowledged AppendEntries per follower in the REPLICATE state (the pipelining window).
     max_inflight_msgs: int = 256
     # Bound on the payload bytes the leader holds uncommitted; proposals beyond it raise OverloadedError.
-    max_uncommitted_size_bytes: int = 64 * MIB
+    max_uncommitted_size_bytes: int = 64 * MiB
     # Bound on the entry bytes handed out for applying in one Ready (at least one entry).
-    max_committed_size_per_ready_bytes: int = 64 * MIB
+    max_committed_size_per_ready_bytes: int = 64 * MiB
     # Leader ticks to wait for an InstallSnapshot to be acknowledged before presuming it lost and re-probing
     # the follower (drivers should also call RawNode.report_snapshot when the transfer ends).
     snapshot_timeout_tick: int = 100

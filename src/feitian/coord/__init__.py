@@ -2,8 +2,10 @@
 transactions, persistent subscriptions, and the recipes built on them (locks, election, naming, client cache).
 
 ``feitian.coord.core`` holds the pure logic every replica runs identically (the tree, sessions, retried-write
-results, the event history) and the leader's session timing. ``service.py`` runs it as replicas (``feitian node
-run coord``); this package's root is the client. See ``docs/coord.md``.
+results, the event history) and the leader's session timing. ``server/`` runs it as replicas (``feitian node
+run coord``, REST included); ``client/`` is the client side, recipes included; ``messages.py`` and ``ops_json.py``
+are shared by both sides and import neither; ``role.py`` (the node role) sits above both. This package's root
+exports the client. See ``docs/coord.md``.
 
 The async client (public API)::
 
@@ -31,8 +33,25 @@ The async client (public API)::
 ``request_seq``); every error is a ``feitian.errors`` class.
 """
 
-from feitian.coord.client import CoordClient
-from feitian.coord.client_session import Session
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from feitian.coord.client.client import CoordClient
+from feitian.coord.client.recipes import (
+    Barrier,
+    Election,
+    Leader,
+    Lock,
+    LockLease,
+    NameCache,
+    Queue,
+    Registration,
+    register,
+)
+from feitian.coord.client.resolver import NuwaResolver
+from feitian.coord.client.session import Session
+from feitian.coord.client.sync import SyncCoordClient
+from feitian.coord.client.watch import Resync, Watch
 from feitian.coord.core import (
     CheckOp,
     Compacted,
@@ -53,26 +72,38 @@ from feitian.coord.core import (
     Updated,
 )
 from feitian.coord.messages import CoordStatus, ListReply
-from feitian.coord.recipes import (
-    Barrier,
-    Election,
-    Leader,
-    Lock,
-    LockLease,
-    NameCache,
-    Queue,
-    Registration,
-    register,
-)
-from feitian.coord.resolver import NuwaResolver
-from feitian.coord.sync import SyncCoordClient
-from feitian.coord.watch import Resync, Watch
+
+if TYPE_CHECKING:
+    from feitian.coord.messages import GetRequest, StatusRequest
+    from feitian.coord.ops_json import op_of
+    from feitian.coord.role import CoordRole, ServiceRegistration
+    from feitian.coord.server.backup import check_snapshot, restore_replica
+
+# Exported on first use, for other components (they import only through this root: ARCHITECTURE.md, Layers).
+_LAZY = {
+    "CoordRole": "feitian.coord.role",
+    "GetRequest": "feitian.coord.messages",
+    "ServiceRegistration": "feitian.coord.role",
+    "StatusRequest": "feitian.coord.messages",
+    "check_snapshot": "feitian.coord.server.backup",
+    "op_of": "feitian.coord.ops_json",
+    "restore_replica": "feitian.coord.server.backup",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "Barrier",
     "CheckOp",
     "Compacted",
     "CoordClient",
+    "CoordRole",
     "CoordStatus",
     "CreateOp",
     "Created",
@@ -82,6 +113,7 @@ __all__ = [
     "Event",
     "EventKind",
     "ExistsResult",
+    "GetRequest",
     "GetResult",
     "Leader",
     "LeaseState",
@@ -96,11 +128,16 @@ __all__ = [
     "Resync",
     "SelectResult",
     "Selector",
+    "ServiceRegistration",
     "Session",
     "SetOp",
+    "StatusRequest",
     "SyncCoordClient",
     "TxnCommitted",
     "Updated",
     "Watch",
+    "check_snapshot",
+    "op_of",
     "register",
+    "restore_replica",
 ]

@@ -41,7 +41,7 @@ from feitian.coord.core import (
     Updated,
 )
 from feitian.coord.core.results import StoredResult
-from feitian.replica.driver import ReplicaStats
+from feitian.replica import ReplicaStats
 from feitian.rpc import Request
 from feitian.security.core import MethodRule, Right, requires, requires_authentication, requires_each
 

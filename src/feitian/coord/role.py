@@ -17,15 +17,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from feitian.coord.client import CoordClient
-from feitian.coord.recipes.naming import Registration, register
+from feitian.coord.client.client import CoordClient
+from feitian.coord.client.recipes.naming import Registration, register
 from feitian.errors import ConfigError
-from feitian.replica.options import ReplicaOptions
-from feitian.replica.status import add_replica_stats
+from feitian.replica import ReplicaOptions, add_replica_stats
 from feitian.rpc import Metric
 
 if TYPE_CHECKING:
-    from feitian.coord.rest import RestLimits  # imported when used: aiohttp only for replicas serving REST
+    from feitian.coord.server.rest import RestLimits  # imported when used: aiohttp only for replicas serving REST
 
 __all__ = ["CoordOptions", "CoordRole", "ServiceRegistration"]
 
@@ -36,7 +35,7 @@ class CoordOptions(ReplicaOptions, frozen=True, forbid_unknown_fields=True):
     limits: dict[str, int] = msgspec.field(
         default_factory=dict
     )  # CoordLimits fields to override (every replica must use the same)
-    rest: str = ""  # serve the REST API (feitian.coord.rest) here, e.g. "tcp://127.0.0.1:0"; "" = off
+    rest: str = ""  # serve the REST API (feitian.coord.server.rest) here, e.g. "tcp://127.0.0.1:0"; "" = off
     rest_peers: dict[str, str] = msgspec.field(
         default_factory=dict
     )  # replica id -> REST base URL, so followers redirect writes to the leader
@@ -70,7 +69,7 @@ class CoordRole:
 
     async def start(self, node: Any, options: Any) -> dict[str, str]:
         from feitian.coord.core import CoordLimits
-        from feitian.coord.service import CoordReplica
+        from feitian.coord.server.service import CoordReplica
 
         assert isinstance(options, CoordOptions)
         config = options.replica_config(role="coord", data_dir=node.data_dir, cluster=node.config.node.cluster)
@@ -86,7 +85,7 @@ class CoordRole:
         node.stats.add_source(COORD_METRICS, coord_figures(self._replica.sm))
         extra = {"replica_id": str(options.id)}
         if options.rest:
-            from feitian.coord.rest import RestApi
+            from feitian.coord.server.rest import RestApi
 
             rest_peers = {int(k): v for k, v in options.rest_peers.items()}
             self._rest = RestApi(
@@ -140,7 +139,7 @@ class ServiceRegistration:
 
 def rest_limits(overrides: dict[str, float]) -> RestLimits:
     """RestLimits with the node config's ``rest_limits`` overrides (ConfigError naming an unknown key)."""
-    from feitian.coord.rest import RestLimits
+    from feitian.coord.server.rest import RestLimits
 
     try:
         return msgspec.convert(overrides, RestLimits, strict=False)

@@ -7,7 +7,7 @@ Layout of a cluster directory::
     logs/<name>.log     each node's stdout and stderr
     run/<name>.json     endpoint files written by serving nodes (and unix sockets)
     data/<name>/        each node's data
-    security/           the authority key, the CA, and every identity (deploy/cluster_security.py)
+    security/           the authority key, the CA, and every identity (security/authority/cluster.py)
 
 ``up`` starts the nodes, waits until each answers its health check, and records them; ``down`` stops exactly the
 processes recorded (by pid, verified by start time) and reports any that would not stop. ``stop_nodes`` and
@@ -30,19 +30,20 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import tomli_w
 
 from feitian import __version__
-from feitian.deploy.cluster_security import ClusterSecurity
 from feitian.deploy.node import EndpointFile
 from feitian.errors import AlreadyExistsError, ConflictError, FeitianError, NotFoundError, UnavailableError
 from feitian.rpc import Client, ClientConfig, Health, HealthReply, NuwaAddress, Resolver, Stats, StatsReply
 from feitian.runtime.eventloop import run
 from feitian.runtime.files import atomic_write
 from feitian.runtime.procs import ProcessRef, is_running, spawn_detached, stop_processes
+from feitian.security.authority import ClusterSecurity
 
 CLUSTER_FILE = "cluster.json"
 AUTHORITY = "authority"  # the authority node's name and role
@@ -129,12 +130,16 @@ def default_spec(
         specs.append(NodeSpec("rpc-proxy-1", "rpc-proxy"))
     if kv:
         specs.extend(replica_specs("kv", kv))
-    if dfs_masters:
-        specs.extend(dfs_specs(dfs_masters, chunkservers))
+    pangu = dfs_specs(dfs_masters, chunkservers) if dfs_masters else []
+    specs.extend(pangu)
     tubos = (chunkservers if dfs_masters else 0) if tubos is None else tubos
     if fuxi_masters and nuwa:
         machines = [(f"chunkserver-{i + 1}", DFS_RACKS[i % len(DFS_RACKS)]) for i in range(tubos)]
-        specs.extend(fuxi_specs(fuxi_masters, [s.listen[0] for s in nuwa], machines))
+        nuwa_addresses = [s.listen[0] for s in nuwa]
+        # Tubos fetch packages: records in Nuwa, blobs in Pangu.
+        pangu_masters = [s.listen[0] for s in pangu if s.role == "dfs-master"]
+        packages = {"coord": nuwa_addresses, "dfs": pangu_masters} if pangu else {}
+        specs.extend(fuxi_specs(fuxi_masters, nuwa_addresses, machines, tubo_options=packages))
     return specs
 
 
@@ -590,6 +595,12 @@ class LocalCluster:
         running = [p for p in state.processes if is_running(p.ref)]
         stuck_refs = stop_processes([p.ref for p in running], grace_s=grace_s)
         stuck = [p.name for p in running if p.ref in stuck_refs]
+        from feitian.sched import default_cgroup_prefix, stop_started  # imported when used
+
+        for proc in state.processes:  # what Tubos started outlives them by design: the cluster's end ends it
+            if proc.role == "tubo" and proc.name not in stuck:
+                root = Path(self.dir, "data", proc.name, "tubo")
+                stop_started(root, default_cgroup_prefix(proc.name, root), grace_s=min(grace_s, 2.0))
         stopped = [p.name for p in running if p.name not in stuck]
         if not stuck:
             os.unlink(self.state_path)

@@ -16,7 +16,7 @@ Config file::
 
     [rpc]            # Kuafu server settings (ServerConfig): lanes, limits, ...
     [role]           # the role's own options
-    [security]       # identity, CA, capabilities, authority address (deploy/node_security.py)
+    [security]       # identity, CA, capabilities, authority address (security/authority/node.py)
 
 With ``[security]`` the node serves mutual TLS only and checks every call (ZK-4); before it publishes its
 endpoint file it has fetched the revocation list from the authority, and it keeps it fresh and its capabilities
@@ -46,12 +46,11 @@ from typing import Any, ClassVar, Protocol
 import msgspec
 
 from feitian import __version__
-from feitian.deploy.node_security import NodeSecurity, SecuritySection
 from feitian.errors import ConfigError, InvalidArgumentError
-from feitian.rpc import Client, ClientConfig, Server, ServerConfig
-from feitian.rpc.status import Metric, NodeStats, add_stats_handler, rpc_source
+from feitian.rpc import Client, ClientConfig, Metric, NodeStats, Server, ServerConfig, add_stats_handler, rpc_source
 from feitian.runtime.files import atomic_write
 from feitian.runtime.looplag import LoopLag
+from feitian.security.authority import NodeSecurity, SecuritySection
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +191,7 @@ async def run_node(role_name: str, config: NodeConfig, role: Role) -> None:
     lag.start()
     metrics, metrics_url = None, ""
     if node.metrics:  # listening before the role starts: a bad address or a taken port stops the node at once
-        from feitian.rpc.metrics import MetricsServer  # prometheus_client: only in nodes that serve /metrics
+        from feitian.rpc import MetricsServer  # prometheus_client: only in nodes that serve /metrics
 
         metrics = MetricsServer(stats, node.metrics)
         metrics_url = await metrics.start()

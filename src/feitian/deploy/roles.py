@@ -7,17 +7,15 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from feitian.coord.role import CoordRole, ServiceRegistration
-from feitian.deploy.authority_role import AuthorityRole
+from feitian.coord import CoordRole, ServiceRegistration
 from feitian.deploy.echo_methods import MAP_RULE, TEXT_RULE, add_echo_methods
 from feitian.deploy.node import NodeContext, Role
-from feitian.dfs.roles import ChunkServerRole, DfsMasterRole
+from feitian.dfs import ChunkServerRole, DfsMasterRole
 from feitian.errors import InvalidArgumentError
-from feitian.replica.options import ReplicaOptions
-from feitian.replica.status import add_replica_stats
-from feitian.rpc import CallContext, Metric
-from feitian.rpc.proxy import Proxy, ProxyConfig
-from feitian.sched.roles import FuxiMasterRole, TuboRole
+from feitian.replica import ReplicaOptions, add_replica_stats
+from feitian.rpc import CallContext, Metric, Proxy, ProxyConfig
+from feitian.sched import FuxiMasterRole, TuboRole
+from feitian.security.authority import AuthorityRole
 
 
 class EchoOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -110,7 +108,7 @@ KV_METRICS = (Metric("kv_keys", "gauge", "keys in the replicated key-value store
 
 
 class KvRole:
-    """A replica of the small replicated key-value store (feitian.replica.kv): the consensus layer's test and
+    """A replica of the small replicated key-value store (feitian.examples.kv): the consensus layer's test and
     benchmark workload."""
 
     options_type: ClassVar[type[Any]] = KvOptions
@@ -119,7 +117,7 @@ class KvRole:
         self._replica: Any = None
 
     async def start(self, node: NodeContext, options: Any) -> dict[str, str]:
-        from feitian.replica.kv import KvService
+        from feitian.examples import KvService
 
         assert isinstance(options, KvOptions)
         config = options.replica_config(role="kv", data_dir=node.data_dir, cluster=node.config.node.cluster)

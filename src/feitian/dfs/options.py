@@ -6,15 +6,14 @@ from typing import Any
 
 import msgspec
 
+from feitian.base.units import SECOND_NS
 from feitian.dfs.core import ClusterConfig, NamespaceConfig, PlacementPolicy
 from feitian.errors import UnavailableReason
-from feitian.replica.options import ReplicaOptions
-from feitian.replica.router import Router
+from feitian.replica import ReplicaOptions, Router
 from feitian.rpc import Client
 
 __all__ = ["ChunkServerOptions", "MasterOptions"]
 
-SECOND_NS = 1_000_000_000
 KiB, MiB = 1 << 10, 1 << 20
 
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from feitian.dfs.options import ChunkServerOptions, MasterOptions
 from feitian.errors import ConfigError
-from feitian.replica.status import add_replica_stats
+from feitian.replica import add_replica_stats
 from feitian.rpc import Metric
 
 __all__ = ["ChunkServerRole", "DfsMasterRole"]
@@ -61,7 +61,7 @@ def chunkserver_figures(service: Any) -> Callable[[], dict[str, float]]:
 
 
 class DfsMasterRole:
-    """A Pangu master replica (feitian.dfs.master); ``[role]`` keys: docs/config.md."""
+    """A Pangu master replica (feitian.dfs.master.master); ``[role]`` keys: docs/config.md."""
 
     options_type: ClassVar[type[Any]] = MasterOptions
 
@@ -69,8 +69,8 @@ class DfsMasterRole:
         self._master: Any = None
 
     async def start(self, node: Any, options: Any) -> dict[str, str]:
-        from feitian.dfs.master import DfsMaster
-        from feitian.dfs.master_service import MasterService
+        from feitian.dfs.master.master import DfsMaster
+        from feitian.dfs.master.service import MasterService
 
         config = options.replica_config(role="dfs-master", data_dir=node.data_dir, cluster=node.config.node.cluster)
         self._master = DfsMaster(node.name, options, config, node.client, node.security)
@@ -87,7 +87,7 @@ class DfsMasterRole:
 
 
 class ChunkServerRole:
-    """A Pangu chunk server (feitian.dfs.chunkserver); its replicas live in ``<data_dir>/chunks``."""
+    """A Pangu chunk server (feitian.dfs.chunkserver.service); its replicas live in ``<data_dir>/chunks``."""
 
     options_type: ClassVar[type[Any]] = ChunkServerOptions
 
@@ -97,9 +97,9 @@ class ChunkServerRole:
 
     async def start(self, node: Any, options: Any) -> dict[str, str]:
         from feitian.base.clock import MonotonicClock
-        from feitian.dfs.chunk_store import ChunkStore, StoreConfig
-        from feitian.dfs.chunkserver import BULK_LANE, ChunkService
-        from feitian.dfs.chunkserver_loops import HeartbeatLoop, Scrubber
+        from feitian.dfs.chunkserver.loops import HeartbeatLoop, Scrubber
+        from feitian.dfs.chunkserver.service import BULK_LANE, ChunkService
+        from feitian.dfs.chunkserver.store import ChunkStore, StoreConfig
         from feitian.dfs.options import master_caller
 
         assert isinstance(options, ChunkServerOptions)

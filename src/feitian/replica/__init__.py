@@ -10,6 +10,9 @@ replicated-service kit").
   of rules, honours the caller's deadline and reports an outcome that may be unknown.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from feitian.replica.core import (
     ClientRecord,
     DedupeTable,
@@ -25,12 +28,36 @@ from feitian.replica.duties import LeaderDuties
 from feitian.replica.router import Router
 from feitian.replica.service import ReplicatedService, remaining_s
 
+if TYPE_CHECKING:
+    from feitian.replica.cycle import ReadyCycle, apply_entry, carry_out
+    from feitian.replica.options import ReplicaOptions
+    from feitian.replica.status import add_replica_stats
+
+# Exported on first use, for other components (they import only through this root: ARCHITECTURE.md, Layers).
+_LAZY = {
+    "ReadyCycle": "feitian.replica.cycle",
+    "ReplicaOptions": "feitian.replica.options",
+    "add_replica_stats": "feitian.replica.status",
+    "apply_entry": "feitian.replica.cycle",
+    "carry_out": "feitian.replica.cycle",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "ClientRecord",
     "DedupeTable",
     "LeaderDuties",
+    "ReadyCycle",
     "Replica",
     "ReplicaConfig",
+    "ReplicaOptions",
     "ReplicaStats",
     "ReplicatedService",
     "ReplyCodec",
@@ -39,6 +66,9 @@ __all__ = [
     "StateMachine",
     "StoredEntry",
     "StoredReply",
+    "add_replica_stats",
+    "apply_entry",
+    "carry_out",
     "client_key",
     "remaining_s",
     "request_key",

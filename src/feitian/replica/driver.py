@@ -32,6 +32,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
+from feitian.base.clock import Clock, MonotonicClock
+from feitian.base.units import SECOND_NS
 from feitian.consensus import (
     Config,
     Entry,
@@ -59,6 +61,7 @@ from feitian.replica.snapshot_transfer import SnapshotChunk, SnapshotReceiver
 from feitian.replica.transport import RAFT_RESOURCE, Step, Transport
 from feitian.rpc import CallContext, Client, Server
 from feitian.runtime.forked import can_fork, run_in_child
+from feitian.runtime.periodic import PeriodicTask
 from feitian.runtime.raft_store_snapshots import read_snapshot_meta, snapshot_name, write_snapshot
 from feitian.security.core import Right, requires
 
@@ -177,6 +180,7 @@ class Replica:
         *,
         rng: random.Random | None = None,
         on_leader_change: Callable[[int], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         problems = config.problems()
         if problems:
@@ -185,6 +189,7 @@ class Replica:
         self.sm = state_machine
         self.client = client
         self.rng = rng or random.Random()
+        self.clock = clock or MonotonicClock()  # what the driver's loops read and wait on
         self.on_leader_change = on_leader_change
         self.log: DurableLog | None = None
         self.node: RawNode | None = None
@@ -224,6 +229,7 @@ class Replica:
         self._next_read: asyncio.Future[int] | None = None  # the ReadIndex round reads arriving now will share
         self._read_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._ticker: PeriodicTask | None = None  # the consensus core's clock tick
         self._leader_id = 0
         self._role = Role.FOLLOWER
         self.proposal_count = 0
@@ -260,10 +266,20 @@ class Replica:
             max_uncommitted_size_bytes=self.config.max_uncommitted_bytes,
         )
         self.node = RawNode(cfg, self.log.memory, self.rng)
-        self._tasks = [loop.create_task(self._run_ready()), loop.create_task(self._run_ticks())]
+        self._tasks = [loop.create_task(self._run_ready())]
+        self._ticker = PeriodicTask(
+            f"replica {self.config.id} ticks",
+            self._tick,
+            self.config.tick_ms / 1000,
+            clock=self.clock,
+            delay_first=True,
+        )
+        self._ticker.start()
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._ticker is not None:
+            await self._ticker.stop()
         tasks = [*self._tasks, *(t for t in (self._read_task, self._snapshot_task) if t is not None)]
         for task in tasks:
             task.cancel()
@@ -379,7 +395,7 @@ class Replica:
         by a quorum after the round started. Gives up after ``default_timeout_s``."""
         node = self.core
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + self.config.default_timeout_s
+        give_up_ns = self.clock.monotonic_ns() + int(self.config.default_timeout_s * SECOND_NS)
         # Unique across replicas and restarts: the leader never relies on it, but this replica matches the
         # answers it gets to its own rounds by it.
         context = self._read_prefix + next(self._read_ids).to_bytes(8, "big")
@@ -387,7 +403,7 @@ class Replica:
         self._reads[context] = future
         try:
             while not future.done():
-                remaining = give_up - loop.time()
+                remaining = (give_up_ns - self.clock.monotonic_ns()) / SECOND_NS
                 if remaining <= 0:
                     if self._leader_id == 0:
                         raise UnavailableError(f"read: no leader elected (replica {self.config.id})")
@@ -474,12 +490,9 @@ class Replica:
         self.core.step(message)
         self._wakeup.set()
 
-    async def _run_ticks(self) -> None:
-        interval = self.config.tick_ms / 1000
-        while True:
-            await asyncio.sleep(interval)
-            self.core.tick()
-            self._wakeup.set()
+    async def _tick(self) -> None:
+        self.core.tick()
+        self._wakeup.set()
 
     # -- the Ready cycle ---------------------------------------------------------------------------------------
 
@@ -502,7 +515,7 @@ class Replica:
                         "replica %d: the Ready loop failed (%d so far); resuming", self.config.id, self.loop_errors
                     )
                 delay = min(2.0, max(0.05, delay * 2))
-                await asyncio.sleep(delay)  # back-off before resuming
+                await self.clock.sleep(delay)  # back-off before resuming
                 self._wakeup.set()
             else:
                 delay = 0.0
@@ -574,7 +587,7 @@ class Replica:
         )
         delay = 0.1
         while True:
-            await asyncio.sleep(delay)
+            await self.clock.sleep(delay)
             delay = min(2.0, delay * 2)
             try:
                 await self.log.reopen()
@@ -713,7 +726,7 @@ class Replica:
     async def _take_snapshot(self, meta: SnapshotMeta) -> None:
         assert self.log is not None
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        started_ns = self.clock.monotonic_ns()
         directory = self.log.snapshot_dir
         self.log.busy_io = True  # writing a large file: the log's own writes go to its thread meanwhile
         try:
@@ -737,7 +750,7 @@ class Replica:
         finally:
             self.log.busy_io = False
         self.snapshot_bytes = size
-        self.snapshot_seconds = round(loop.time() - started, 3)
+        self.snapshot_seconds = round((self.clock.monotonic_ns() - started_ns) / SECOND_NS, 3)
         log.info(
             "replica %d: snapshot at %d: %d bytes in %.2fs",
             self.config.id,

@@ -26,14 +26,15 @@ and not restarted until the next term; a duty that must survive errors catches t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from feitian.base.clock import Clock, MonotonicClock
 from feitian.errors import FeitianError, NotLeaderError
 from feitian.replica.driver import Replica
+from feitian.runtime.periodic import PeriodicTask
 
 __all__ = ["LeaderDuties"]
 
@@ -52,6 +53,7 @@ class LeaderDuties:
         name: str = "replica",
         start_entry: Callable[[int], bytes] | None = None,
         poll_s: float = LEADERSHIP_POLL_S,
+        clock: Clock | None = None,
     ) -> None:
         self.replica = replica
         self.name = name
@@ -65,8 +67,10 @@ class LeaderDuties:
         self._factories: list[TaskFactory] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._taking_over: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._loop_task: asyncio.Task[None] | None = None
+        # Leadership checks: at once, every poll_s, and whenever leader_changed() wakes it.
+        self._follower = PeriodicTask(
+            f"{name} leadership", self.check, poll_s, clock=clock or MonotonicClock(), logger=log, delay_first=False
+        )
 
     # -- what a service declares ---------------------------------------------------------------------------------
 
@@ -94,32 +98,17 @@ class LeaderDuties:
 
     def leader_changed(self, _leader_id: int = 0) -> None:
         """The driver's ``on_leader_change`` callback (or any reason to check leadership now)."""
-        self._wake.set()
+        self._follower.wake()
 
     async def start(self) -> None:
-        self._loop_task = asyncio.get_running_loop().create_task(self._follow())
+        self._follower.start()
 
     async def stop(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
-            self._loop_task = None
+        await self._follower.stop()
         if self._taking_over is not None:
             self._taking_over.cancel()
             await asyncio.gather(self._taking_over, return_exceptions=True)
         await self._step_down("stopping")
-
-    async def _follow(self) -> None:
-        while True:
-            try:
-                await self.check()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("%s: following leadership failed; retrying", self.name)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
-            self._wake.clear()
 
     async def check(self) -> None:
         """Compare the duties with the replica's leadership now, and step down or take over as needed."""
@@ -145,7 +134,7 @@ class LeaderDuties:
             self._taking_over = None  # after a failure the next check tries again
         node = self.replica.node
         if not (self.replica.is_leader and node is not None and node.term == term) or self.ready:
-            self._wake.set()
+            self._follower.wake()
             return
         self.ready, self.term = True, term
         self.terms_led += 1
@@ -154,7 +143,7 @@ class LeaderDuties:
         for factory in self._factories:
             self.spawn(factory())
         log.info("%s: leader of term %d, ready", self.name, term)
-        self._wake.set()
+        self._follower.wake()
 
     async def _step_down(self, why: str) -> None:
         was_ready, self.ready = self.ready, False

@@ -32,6 +32,7 @@ import random
 from typing import Any, TypeVar
 
 from feitian.base.clock import Clock, MonotonicClock
+from feitian.base.units import SECOND_NS
 from feitian.errors import (
     ConnectionLostError,
     DeadlineExceededError,
@@ -41,13 +42,11 @@ from feitian.errors import (
     UnavailableError,
     UnavailableReason,
 )
-from feitian.rpc import Client, Request
-from feitian.rpc.context import current_deadline
+from feitian.rpc import Client, Request, current_deadline
 
 __all__ = ["FAILED_AVOID_S", "MAX_RETRY_PAUSE_S", "RETRY_PAUSE_S", "Router"]
 
 R = TypeVar("R")
-_NS = 1_000_000_000
 
 FAILED_AVOID_S = 1.0  # a replica that did not answer is skipped this long, while another one may answer
 RETRY_PAUSE_S = 0.05  # after every replica failed once in a row, before going round again (jittered, doubling)
@@ -127,13 +126,13 @@ class Router:
         until the call's deadline (see the module docstring for the rules)."""
         budget = self._budget_s(timeout_s)
         clock = self.clock
-        deadline_ns = clock.monotonic_ns() + int(budget * _NS)
+        deadline_ns = clock.monotonic_ns() + int(budget * SECOND_NS)
         per_attempt = self.attempt_timeout_s if attempt_timeout_s is None else attempt_timeout_s
         failures = 0
         last: FeitianError | None = None
         unknown = False  # an attempt whose outcome is unknown: it may still be applied
         while True:
-            left = (deadline_ns - clock.monotonic_ns()) / _NS
+            left = (deadline_ns - clock.monotonic_ns()) / SECOND_NS
             if left <= 0:
                 break
             target = (self.leader or self._rotate()) if leader else self.current
@@ -158,7 +157,7 @@ class Router:
                 last = self.observed[target] = exc
                 lost = isinstance(exc, ConnectionLostError) or exc.fields.get("outcome") == "unknown"
                 unknown = unknown or lost or isinstance(exc, DeadlineExceededError)
-                self._failed_until[target] = clock.monotonic_ns() + int(FAILED_AVOID_S * _NS)
+                self._failed_until[target] = clock.monotonic_ns() + int(FAILED_AVOID_S * SECOND_NS)
                 if leader:
                     self.leader = None
                 self.move_on(target)
@@ -173,7 +172,7 @@ class Router:
             failures += 1
             if failures % len(self.addresses) == 0:
                 pause = min(MAX_RETRY_PAUSE_S, RETRY_PAUSE_S * 2 ** (failures // len(self.addresses) - 1))
-                left = max(0.0, (deadline_ns - clock.monotonic_ns()) / _NS)
+                left = max(0.0, (deadline_ns - clock.monotonic_ns()) / SECOND_NS)
                 await clock.sleep(min(left, pause * (0.5 + self.rng.random() / 2)))
         error = self.gave_up(type(request).__name__, max(0.0, budget), last)
         if unknown and not getattr(request, "idempotent", False):

@@ -31,8 +31,7 @@ from typing import Any
 from feitian.base.clock import Clock
 from feitian.replica.driver import Replica, ReplicaConfig, StateMachine
 from feitian.replica.duties import LeaderDuties
-from feitian.rpc import CallContext, Client, Server
-from feitian.rpc.context import current_deadline
+from feitian.rpc import CallContext, Client, Server, current_deadline
 
 __all__ = ["DEADLINE_MARGIN_S", "ReplicatedService", "remaining_s"]
 
@@ -63,8 +62,10 @@ class ReplicatedService:
     ) -> None:
         self.name = name
         self.clock = clock
-        self.replica = Replica(config, state_machine, client, rng=rng, on_leader_change=self._leader_changed)
-        self.duties = LeaderDuties(self.replica, name=name, start_entry=start_entry)
+        self.replica = Replica(
+            config, state_machine, client, rng=rng, on_leader_change=self._leader_changed, clock=clock
+        )
+        self.duties = LeaderDuties(self.replica, name=name, start_entry=start_entry, clock=clock)
         self.propose_timeout_s = config.default_timeout_s
 
     def _leader_changed(self, leader_id: int) -> None:

@@ -28,7 +28,7 @@ from feitian.rpc import Client, Request
 log = logging.getLogger(__name__)
 
 RAFT_LANE = "raft"
-RAFT_RESOURCE = "raft:/"  # a secured cluster grants replicas WRITE on it (deploy/cluster_security.py)
+RAFT_RESOURCE = "raft:/"  # a secured cluster grants replicas WRITE on it (security/authority/cluster.py)
 # A Ready's messages for one peer are split into raft.Step messages of about this size at most (a follower being
 # caught up may be sent its whole in-flight window at once); snapshots travel in chunks (snapshot_transfer).
 MAX_STEP_BYTES = 4 << 20

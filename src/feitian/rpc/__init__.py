@@ -1,5 +1,8 @@
 """Kuafu (夸父): feitian's message RPC. See docs/rpc.md."""
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from feitian.rpc.client import Call, Client, Reply
 from feitian.rpc.config import ClientConfig, LaneConfig, ServerConfig
 from feitian.rpc.context import CallContext, PeerInfo
@@ -10,11 +13,40 @@ from feitian.rpc.resolver import MemoryResolver, Resolver
 from feitian.rpc.server import Server, handler
 from feitian.rpc.status import Metric, NodeStats, Replication, Stats, StatsReply
 
+if TYPE_CHECKING:
+    from feitian.rpc.context import current_deadline
+    from feitian.rpc.metrics import MetricsServer
+    from feitian.rpc.proxy import Proxy, ProxyConfig
+    from feitian.rpc.security import ClientTls, Credentials
+    from feitian.rpc.status import add_stats_handler, rpc_source
+
+# Exported on first use, for other components (they import only through this root: ARCHITECTURE.md, Layers).
+_LAZY = {
+    "ClientTls": "feitian.rpc.security",
+    "Credentials": "feitian.rpc.security",
+    "MetricsServer": "feitian.rpc.metrics",
+    "Proxy": "feitian.rpc.proxy",
+    "ProxyConfig": "feitian.rpc.proxy",
+    "add_stats_handler": "feitian.rpc.status",
+    "current_deadline": "feitian.rpc.context",
+    "rpc_source": "feitian.rpc.status",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "Call",
     "CallContext",
     "Client",
     "ClientConfig",
+    "ClientTls",
+    "Credentials",
     "Echo",
     "FrameLimits",
     "Health",
@@ -22,9 +54,12 @@ __all__ = [
     "LaneConfig",
     "MemoryResolver",
     "Metric",
+    "MetricsServer",
     "NodeStats",
     "NuwaAddress",
     "PeerInfo",
+    "Proxy",
+    "ProxyConfig",
     "Replication",
     "Reply",
     "Request",
@@ -35,6 +70,9 @@ __all__ = [
     "StatsReply",
     "TcpAddress",
     "UnixAddress",
+    "add_stats_handler",
+    "current_deadline",
     "handler",
     "parse_address",
+    "rpc_source",
 ]

@@ -40,11 +40,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from feitian.base.clock import Clock, RandomSource
+from feitian.base.units import SECOND_NS
 from feitian.errors import FeitianError, InvalidArgumentError
 
 __all__ = ["PeriodicTask"]
 
-_NS = 1_000_000_000
 
 Body = Callable[[], Awaitable[float | None]]
 
@@ -110,6 +110,18 @@ class PeriodicTask:
             raise InvalidArgumentError(f"periodic task {self.name} is already running", task=self.name)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
 
+    async def run(self) -> None:
+        """Run the loop as part of the calling task: start it, wait until it ends, and stop it when the caller is
+        cancelled. For a loop that is itself one task of something larger, e.g. a leader-only task of
+        ``feitian.replica.LeaderDuties`` (cancelled on step-down)."""
+        self.start()
+        task = self._task
+        assert task is not None
+        try:
+            await asyncio.wait({task})
+        finally:
+            await self.stop()
+
     def cancel(self) -> asyncio.Task[None] | None:
         """Cancel the loop without waiting for it to end (for synchronous code, e.g. a ``__del__``); returns the
         task, if one was running."""
@@ -142,7 +154,7 @@ class PeriodicTask:
 
     def next_wait_ns(self) -> int:
         """One interval, with the jitter drawn."""
-        interval_ns = int(self.interval_s * _NS)
+        interval_ns = int(self.interval_s * SECOND_NS)
         if self.jitter and self.rng is not None:
             interval_ns = int(interval_ns * (1 + self.jitter * (2 * self.rng.random() - 1)))
         return interval_ns
@@ -150,7 +162,7 @@ class PeriodicTask:
     async def _run(self) -> None:
         clock = self.clock
         if self.first_delay_s is not None:
-            first_ns = int(self.first_delay_s * _NS)
+            first_ns = int(self.first_delay_s * SECOND_NS)
         else:
             first_ns = self.next_wait_ns() if self.delay_first else 0
         due = clock.monotonic_ns() + first_ns
@@ -159,7 +171,7 @@ class PeriodicTask:
             started = clock.monotonic_ns()
             self.last_started_ns = started
             self.late_ns = max(0, started - due)
-            interval_ns = int(self.interval_s * _NS)
+            interval_ns = int(self.interval_s * SECOND_NS)
             if interval_ns > 0 and started - due >= interval_ns:
                 self.skipped += (started - due) // interval_ns
             after: float | None
@@ -177,7 +189,7 @@ class PeriodicTask:
                 after = self.error_delay_s
             self.runs += 1
             if after is not None:
-                due = clock.monotonic_ns() + int(max(0.0, after) * _NS)
+                due = clock.monotonic_ns() + int(max(0.0, after) * SECOND_NS)
             else:
                 due = started + self.next_wait_ns()
 

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import msgspec
 
-from feitian.consensus.types import Entry, HardState, Snapshot, SnapshotMeta
+from feitian.consensus import Entry, HardState, Snapshot, SnapshotMeta
 from feitian.errors import DataCorruptionError, FeitianError, InvalidArgumentError, UnavailableError
 from feitian.runtime.files import ensure_dir, remove_durably, translating
 from feitian.runtime.raft_store_snapshots import list_snapshots, read_snapshot, snapshot_name, write_snapshot

@@ -24,7 +24,7 @@ from pathlib import Path
 import msgspec
 from crc32c import crc32c
 
-from feitian.consensus.types import Snapshot, SnapshotMeta
+from feitian.consensus import Snapshot, SnapshotMeta
 from feitian.errors import DataCorruptionError
 from feitian.runtime.files import atomic_write, read_bytes, translating
 

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from feitian.errors import InvalidArgumentError, NotFoundError
+from feitian.errors import ConflictError, FeitianError, InvalidArgumentError, NotFoundError
 from feitian.replica import Router
 from feitian.rpc import Client, ClientConfig
 from feitian.runtime.loop_thread import LoopThread
@@ -129,8 +129,9 @@ class SchedClient:
     async def set_quota(self, group: str, quota: dict[str, int]) -> list[QuotaInfo]:
         return await self.router.call(SetQuota(group, quota), leader=True)
 
-    async def status(self) -> MasterStatusReply:
-        return await self.router.call(MasterStatus(), leader=True)
+    async def status(self, *, check: bool = False) -> MasterStatusReply:
+        """The leader's status; ``check``: with the allocator's broken invariants (``problems``, [] if none)."""
+        return await self.router.call(MasterStatus(check=check), leader=True)
 
     async def wait(self, app_id: str, *, poll_s: float = 0.2, timeout_s: float | None = None) -> AppInfo:
         """Until the application has ended (succeeded, failed or killed); DeadlineExceededError after
@@ -210,8 +211,17 @@ class AppMaster:
             self.last_grant_seen = max(self.last_grant_seen, grant.grant_id)
         await self._snapshot()
 
-    async def _send(self, *messages: DemandDelta | ReturnGrants | DemandSnapshot) -> None:
-        reply = await self.rpc.call(self.tubo, AmDemand(messages=list(messages)), timeout=15.0)
+    async def _send(self, message: DemandDelta | ReturnGrants) -> None:
+        """Send one sequenced message. A refused one (bad input) uses no seq number; one whose outcome is
+        unknown (the connection broke) does, and a gap it leaves is mended by the resync it causes."""
+        try:
+            reply = await self.rpc.call(self.tubo, AmDemand(messages=[message]), timeout=15.0)
+        except (InvalidArgumentError, NotFoundError, ConflictError):
+            raise
+        except FeitianError:
+            self.seq += 1
+            raise
+        self.seq += 1
         if reply.resync:
             await self._snapshot()
 
@@ -227,29 +237,24 @@ class AppMaster:
         known = self.units.get(unit)
         if known is not None and known[0] != spec:
             raise InvalidArgumentError(f"unit {unit!r} was declared with another shape or locality")
-        self.units[unit] = (spec, (known[1] if known else 0) + count)
         message = DemandDelta(self.app_id, self.seq, unit, count, spec if known is None else None)
-        self.seq += 1
-        await self._send(message)
+        await self._send(message)  # refused (bad input): nothing changes here, and no seq is used
+        self.units[unit] = (spec, (known[1] if known else 0) + count)
 
     async def cancel(self, unit: str, count: int) -> None:
         """Ask for ``count`` fewer of ``unit`` (of what is not granted yet)."""
         spec, outstanding = self.units[unit]
         count = min(count, outstanding)
+        await self._send(DemandDelta(self.app_id, self.seq, unit, -count))
         self.units[unit] = (spec, outstanding - count)
-        message = DemandDelta(self.app_id, self.seq, unit, -count)
-        self.seq += 1
-        await self._send(message)
 
     async def give_back(self, grant_ids: Sequence[int]) -> None:
         """Return grants (their workers should have ended: what still runs on them is killed)."""
         ids = tuple(g for g in grant_ids if g in self.held)
-        for grant_id in ids:
-            del self.held[grant_id]
         if ids:
-            message = ReturnGrants(self.app_id, self.seq, ids)
-            self.seq += 1
-            await self._send(message)
+            await self._send(ReturnGrants(self.app_id, self.seq, ids))
+            for grant_id in ids:
+                del self.held[grant_id]
 
     async def poll(self, wait_s: float = 10.0) -> list[AmEvent]:
         """The next events (waiting up to ``wait_s``), with the books updated; a resync is answered here."""
@@ -289,16 +294,28 @@ class AppMaster:
         return self.machines.get(machine, "")
 
     async def start_worker(
-        self, grant: Grant | int, name: str, command: Sequence[str], *, env: dict[str, str] | None = None
+        self,
+        grant: Grant | int,
+        name: str,
+        command: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        package: str = "",
     ) -> WorkerInfo:
-        """Start a worker on a grant this application holds (its machine's Tubo checks the grant)."""
+        """Start a worker on a grant this application holds (its machine's Tubo checks the grant), in
+        ``package`` (NAME[@VERSION]) if given."""
         if isinstance(grant, int):
             found = self.held.get(grant)
             if found is None:
                 raise NotFoundError(f"grant {grant} is not held by this application", grant_id=grant)
             grant = found
         request = StartWorker(
-            grant=grant, name=name, command=list(command), env=dict(env or {}), address=self.address_of(grant.machine)
+            grant=grant,
+            name=name,
+            command=list(command),
+            env=dict(env or {}),
+            package=package,
+            address=self.address_of(grant.machine),
         )
         return await self.rpc.call(self.tubo, request, timeout=30.0)
 

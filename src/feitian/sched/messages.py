@@ -25,6 +25,7 @@ import msgspec
 
 from feitian.rpc import Request
 from feitian.sched.core import AskResync, DemandDelta, DemandSnapshot, Grant, Preempt, ReturnGrants, Revoke, SendGrant
+from feitian.sched.pkg import PackageRef
 from feitian.security.core import MethodRule, Right, requires
 
 __all__ = [
@@ -182,6 +183,7 @@ class MasterStatusReply(msgspec.Struct, frozen=True, kw_only=True):
     machines: int
     apps: int
     grants: int
+    problems: list[str] | None = None  # broken allocator invariants, when asked (check=True); [] = none
 
 
 class MasterStatus(Request[MasterStatusReply], frozen=True, tag="fuxi.Status"):
@@ -189,6 +191,7 @@ class MasterStatus(Request[MasterStatusReply], frozen=True, tag="fuxi.Status"):
     with NotLeaderError naming the leader)."""
 
     local: bool = False
+    check: bool = False  # also check the allocator's invariants (costs a pass over every grant and machine)
     idempotent = True
 
 
@@ -211,13 +214,13 @@ class ProcReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StartProcess(msgspec.Struct, frozen=True, tag=True, kw_only=True):
-    """Order: start an application master on this machine, on its grant."""
+    """Order: start an application master on this machine, on its grant (in its package, resolved at submit)."""
 
     proc_id: str
     app_id: str
     grant: Grant
     command: list[str]
-    package: str = ""
+    package: PackageRef | None = None
     env: dict[str, str] = msgspec.field(default_factory=dict)
     attempt: int = 1
 

@@ -12,6 +12,9 @@ See docs/security.md for the threat model, the formats, the rights model and the
   (``Client(tls=..., credentials=...)``), :class:`IdentityFiles`
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from feitian.security.ca import ClusterAuthority, authority_key_of, principal_of_certificate
 from feitian.security.core import (
     ALL_RIGHTS,
@@ -75,6 +78,25 @@ from feitian.security.kuafu import CapabilitySet, ClientIdentity, ServerGuard
 from feitian.security.policy import Policy, PolicyEntry
 from feitian.security.tls import TlsIdentity, client_context, peer_principal, server_context, verify_server
 
+if TYPE_CHECKING:
+    from feitian.security.identity_files import read_capabilities, write_capabilities
+    from feitian.security.kuafu import chain_expiry
+
+# Exported on first use, for other components (they import only through this root: ARCHITECTURE.md, Layers).
+_LAZY = {
+    "chain_expiry": "feitian.security.kuafu",
+    "read_capabilities": "feitian.security.identity_files",
+    "write_capabilities": "feitian.security.identity_files",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "ALL_RIGHTS",
     "DEFAULT_CAPABILITY_TTL_NS",
@@ -116,6 +138,7 @@ __all__ = [
     "TokenBody",
     "authority_key_of",
     "capability_id",
+    "chain_expiry",
     "client_context",
     "create_identity_files",
     "delegate",
@@ -131,6 +154,7 @@ __all__ = [
     "peer_principal",
     "principal_id_for",
     "principal_of_certificate",
+    "read_capabilities",
     "requires",
     "requires_authentication",
     "requires_each",
@@ -144,4 +168,5 @@ __all__ = [
     "verify_chain",
     "verify_server",
     "verify_token",
+    "write_capabilities",
 ]

@@ -20,9 +20,10 @@ import heapq
 import itertools
 import time
 
+from feitian.base.units import SECOND_NS
+
 __all__ = ["SETTLE_ROUNDS", "ManualClock", "ShiftedClock"]
 
-_NS = 1_000_000_000
 SETTLE_ROUNDS = 20  # turns of the event loop a woken task gets to run and go back to sleep (ManualClock.settle)
 
 
@@ -35,7 +36,7 @@ class ShiftedClock:
         self.mono_offset_ns = 0
 
     def advance(self, seconds: float) -> None:
-        self.mono_offset_ns += int(seconds * _NS)
+        self.mono_offset_ns += int(seconds * SECOND_NS)
 
     def wall_ns(self) -> int:
         return time.time_ns()
@@ -47,7 +48,7 @@ class ShiftedClock:
         await asyncio.sleep(max(0.0, seconds))
 
     async def sleep_until_ns(self, deadline_ns: int) -> None:
-        await asyncio.sleep(max(0.0, (deadline_ns - self.monotonic_ns()) / _NS))
+        await asyncio.sleep(max(0.0, (deadline_ns - self.monotonic_ns()) / SECOND_NS))
 
 
 class ManualClock:
@@ -60,8 +61,8 @@ class ManualClock:
     for real I/O (a socket, a thread) needs :func:`feitian.testing.waiting.wait_until` as well."""
 
     def __init__(self, start_s: float = 1000.0, wall_start_s: float = 1_700_000_000.0) -> None:
-        self.now_ns = int(start_s * _NS)
-        self.wall_offset_ns = int(wall_start_s * _NS) - self.now_ns
+        self.now_ns = int(start_s * SECOND_NS)
+        self.wall_offset_ns = int(wall_start_s * SECOND_NS) - self.now_ns
         self._sleepers: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
 
@@ -73,7 +74,7 @@ class ManualClock:
         return self.now_ns + self.wall_offset_ns
 
     async def sleep(self, seconds: float) -> None:
-        await self.sleep_until_ns(self.now_ns + max(0, int(seconds * _NS)))
+        await self.sleep_until_ns(self.now_ns + max(0, int(seconds * SECOND_NS)))
 
     async def sleep_until_ns(self, deadline_ns: int) -> None:
         if deadline_ns <= self.now_ns:
@@ -99,7 +100,7 @@ class ManualClock:
     async def advance(self, seconds: float) -> None:
         """Let ``seconds`` pass smoothly: time stops at every sleeper's deadline on the way, wakes it and lets it
         run (so a periodic task runs once per interval, on time), then settles at the end."""
-        target = self.now_ns + int(seconds * _NS)
+        target = self.now_ns + int(seconds * SECOND_NS)
         await self.settle()  # tasks just started get to go to sleep first
         while self._sleepers and self._sleepers[0][0] <= target:
             self.now_ns = max(self.now_ns, self._sleepers[0][0])
@@ -112,7 +113,7 @@ class ManualClock:
         """The clock jumps ``seconds`` at once (a stalled loop, a suspended process): every sleeper due by then
         wakes once, late, and sees the new time."""
         await self.settle()
-        self.now_ns += int(seconds * _NS)
+        self.now_ns += int(seconds * SECOND_NS)
         self._wake_due()
         await self.settle()
 

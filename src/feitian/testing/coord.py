@@ -12,9 +12,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from feitian.coord import CoordClient
-from feitian.coord.messages import CoordStatus, StatusRequest
-from feitian.deploy.cluster import NodeSpec, coord_specs
+from feitian.coord import CoordClient, CoordStatus, StatusRequest
+from feitian.deploy import NodeSpec, coord_specs
 from feitian.errors import FeitianError
 from feitian.rpc import Client, ClientConfig
 from feitian.testing.replicas import ReplicaProcesses

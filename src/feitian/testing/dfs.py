@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from feitian.deploy.cluster import ClusterState, LocalCluster, NodeSpec, dfs_specs
-from feitian.dfs.client import DfsClient, DfsClientConfig
+from feitian.deploy import ClusterState, LocalCluster, NodeSpec, dfs_specs
+from feitian.dfs import DfsClient, DfsClientConfig
 from feitian.errors import FeitianError
 from feitian.rpc import Client, ClientConfig
 from feitian.runtime.eventloop import run
@@ -139,7 +139,7 @@ class DfsCluster:
 
     async def leader(self, client: Client) -> str:
         """The name of the master replica that leads now."""
-        from feitian.dfs.master_messages import MasterStatus
+        from feitian.dfs import MasterStatus
 
         for spec in self.specs:
             if spec.role != "dfs-master":

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from feitian.deploy.cluster import LocalCluster, NodeSpec, replica_specs
+from feitian.deploy import LocalCluster, NodeSpec, replica_specs
 from feitian.runtime.procs import ProcessRef, signal_process, stop_processes
 
 

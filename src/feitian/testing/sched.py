@@ -9,24 +9,19 @@ it started (and every process the Tubos started), by pid.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from feitian.deploy.cluster import ClusterState, LocalCluster, NodeSpec, coord_specs, fuxi_specs
+from feitian.deploy import ClusterState, LocalCluster, NodeSpec, coord_specs, dfs_specs, fuxi_specs
 from feitian.errors import FeitianError
 from feitian.rpc import Client, ClientConfig
 from feitian.runtime.eventloop import run
-from feitian.runtime.procs import ProcessRef, signal_process, start_time_of, stop_processes
-from feitian.sched.client import SchedClient
-from feitian.sched.messages import MasterStatus
-from feitian.sched.tubo import cgroups
-from feitian.sched.tubo.agent import default_cgroup_prefix
-from feitian.testing.waiting import wait_for_condition, wait_until
+from feitian.runtime.procs import ProcessRef, signal_process, stop_processes
+from feitian.sched import MasterStatus, SchedClient, default_cgroup_prefix, stop_started
+from feitian.testing.waiting import wait_for_condition
 
 __all__ = ["SchedCluster"]
 
@@ -46,6 +41,8 @@ class SchedCluster:
         secure: bool = False,
         master_options: dict[str, Any] | None = None,
         tubo_options: dict[str, Any] | None = None,
+        dfs_masters: int = 0,
+        chunkservers: int = 0,
     ) -> None:
         self.cluster = LocalCluster(str(directory))
         self.secure = secure
@@ -65,8 +62,20 @@ class SchedCluster:
             "disk_full_ratio": 1.0,
             **(tubo_options or {}),
         }
+        pangu: list[NodeSpec] = []
+        self.dfs_addresses: list[str] = []
+        if dfs_masters:  # Pangu too: packages (records in Nuwa, blobs in Pangu) and data
+            pangu = dfs_specs(
+                dfs_masters,
+                chunkservers,
+                {"chunkserver_heartbeat_s": 0.3, "election_ticks": 10},
+                {"heartbeat_interval_s": 0.3},
+                racks,
+            )
+            self.dfs_addresses = [s.listen[0] for s in pangu if s.role == "dfs-master"]
+            tubo = {"coord": self.coord_addresses, "dfs": self.dfs_addresses, **tubo}
         names = [(f"m{i + 1}", racks[i % len(racks)]) for i in range(machines)]
-        self.specs: list[NodeSpec] = [*nuwa, *fuxi_specs(masters, self.coord_addresses, names, master, tubo)]
+        self.specs: list[NodeSpec] = [*nuwa, *pangu, *fuxi_specs(masters, self.coord_addresses, names, master, tubo)]
         self.master_addresses = [s.listen[0] for s in self.specs if s.role == "fuxi-master"]
         self._refs: list[ProcessRef] = []
 
@@ -131,36 +140,26 @@ class SchedCluster:
         self._refs.append(ref)
         return ref
 
-    def tubo_processes(self, name: str) -> list[ProcessRef]:
-        """What a Tubo started and still runs: the shims and workers its supervisor recorded (pid and start
-        time, so a reused pid is never taken for one of them)."""
-        out = []
-        for record in (self.data_dir(name) / "tubo" / "procs").glob("*/record"):
-            try:
-                data = msgspec.json.decode(record.read_bytes())
-            except (OSError, msgspec.DecodeError):
-                continue
-            for key in ("worker", "shim"):
-                ref = data.get(key) if isinstance(data, dict) else None
-                if isinstance(ref, dict) and ref.get("pid") and start_time_of(ref["pid"]) == ref.get("start_time"):
-                    out.append(ProcessRef(ref["pid"], ref["start_time"]))
-        return out
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, directory: str | os.PathLike[str], **options: Any) -> Iterator[SchedCluster]:
+        """A started cluster (``options`` as the constructor's); afterwards every process it and its Tubos
+        started is stopped by pid (an AssertionError if one would not stop)."""
+        cluster = cls(directory, **options)
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            left = cluster.stop()
+            assert left == [], f"processes that would not stop: {left}"
 
     def stop(self) -> list[ProcessRef]:
         """Stop every process ever started here and what the Tubos started (by the pids they recorded and the
         pids in their cgroups), and remove those cgroups; returns any process that would not stop."""
-        started = [ref for name in self.names("tubo") for ref in self.tubo_processes(name)]
         for ref in self._refs:
             signal_process(ref, signal.SIGCONT)
         left = stop_processes(self._refs, grace_s=10)
-        left += stop_processes(started, grace_s=2)
         for name in self.names("tubo"):
-            found = cgroups.detect(default_cgroup_prefix(name, self.data_dir(name) / "tubo"))
-            if isinstance(found, cgroups.CgroupV1):
-                for child in found.children():
-                    found.kill_all(child)
-                    wait_until(functools.partial(found.remove, child), 10.0, f"cgroup {child} removed")
-                for base in found.bases.values():
-                    with contextlib.suppress(OSError):
-                        base.rmdir()
+            root = self.data_dir(name) / "tubo"
+            left += stop_started(root, default_cgroup_prefix(name, root))
         return left

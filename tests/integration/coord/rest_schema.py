@@ -1,5 +1,5 @@
 """Checking REST responses against the service's own OpenAPI document (the subset of JSON Schema 2020-12 that
-``feitian.coord.rest_openapi`` uses: type, const, enum, properties, required, additionalProperties, items,
+``feitian.coord.server.rest_openapi`` uses: type, const, enum, properties, required, additionalProperties, items,
 minItems/maxItems, oneOf, $ref, contentEncoding base64)."""
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from feitian.coord import CheckOp, CoordClient, CreateOp, DeleteOp, SetOp
+from feitian.coord.client.sync import SyncCoordClient
 from feitian.coord.messages import CreateRequest, CreateSessionRequest, GetRequest
-from feitian.coord.sync import SyncCoordClient
 from feitian.errors import (
     AlreadyExistsError,
     ConflictError,

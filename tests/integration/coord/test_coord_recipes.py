@@ -285,7 +285,7 @@ async def test_a_change_seen_while_a_lookup_is_answered_makes_its_answer_old(
 
 
 async def _register(client: CoordClient, root: str, name: str, server: str, address: str) -> object:
-    from feitian.coord.recipes.naming import Registration
+    from feitian.coord.client.recipes.naming import Registration
 
     registration = Registration(client, name, server, address, root=root)
     registration.start()

@@ -15,8 +15,8 @@ import pytest
 from rest_schema import OpenApi
 from test_rest import NODES, with_rest
 
-from feitian.deploy.cluster_security import ClusterSecurity
 from feitian.security import CapabilityChain, TlsIdentity, client_context
+from feitian.security.authority.cluster import ClusterSecurity
 from feitian.security.core import Right, mint_token
 from feitian.security.keys import load_private_key, new_nonce
 from feitian.testing.coord import CoordReplicas

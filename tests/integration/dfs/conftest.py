@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from feitian.dfs.client import DfsClient
+from feitian.dfs.client.client import DfsClient
 from feitian.testing.dfs import TEST_CLIENT_CONFIG, DfsCluster
 
 MiB = 1 << 20

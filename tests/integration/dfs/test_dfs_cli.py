@@ -15,9 +15,9 @@ from subprocess import CompletedProcess
 import pytest
 
 from feitian.deploy.cluster import LocalCluster
-from feitian.dfs.chunk_messages import ReadChunk
-from feitian.dfs.local import connect_local
-from feitian.dfs.master_messages import Locate, LocateReply
+from feitian.deploy.dfs_local import connect_local
+from feitian.dfs.messages.chunk import ReadChunk
+from feitian.dfs.messages.master import Locate, LocateReply
 from feitian.errors import NotFoundError, PermissionDeniedError, UnauthenticatedError
 from feitian.rpc import ClientConfig
 from feitian.runtime.eventloop import run as run_async

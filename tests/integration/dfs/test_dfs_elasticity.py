@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from feitian.dfs.client import DfsClient
-from feitian.dfs.master_messages import Locate, LocateReply
+from feitian.dfs.client.client import DfsClient
+from feitian.dfs.messages.master import Locate, LocateReply
 from feitian.testing.dfs import DfsCluster, running_dfs
 from feitian.testing.waiting import wait_for_condition
 

@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from feitian.dfs.client import DfsClient
+from feitian.dfs.client.client import DfsClient
 from feitian.dfs.core import NodeKind
-from feitian.dfs.master_messages import Locate, LocateReply
+from feitian.dfs.messages.master import Locate, LocateReply
 from feitian.errors import AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError
 from feitian.testing.waiting import wait_for_condition
 

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from feitian.dfs.fsspec_adapter import PanguFileSystem
-from feitian.dfs.sync import SyncDfs
+from feitian.dfs.client.fsspec_adapter import PanguFileSystem
+from feitian.dfs.client.sync import SyncDfs
 from feitian.errors import InvalidArgumentError
 from feitian.testing.dfs import DfsCluster
 
@@ -19,7 +19,7 @@ from feitian.testing.dfs import DfsCluster
 @pytest.fixture
 def pangu(dfs_cluster: DfsCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[PanguFileSystem]:
     monkeypatch.setenv("FEITIAN_CLUSTER", dfs_cluster.cluster.dir)
-    import feitian.dfs.client  # noqa: F401 - registers pangu://
+    import feitian.dfs.client.client  # noqa: F401 - registers pangu://
 
     fs = fsspec.filesystem("pangu")
     try:

@@ -13,12 +13,8 @@ from feitian.testing.sched import SchedCluster
 
 @pytest.fixture(scope="module")
 def fuxi_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchedCluster]:
-    cluster = SchedCluster(tmp_path_factory.mktemp("fuxi"))
-    try:
-        cluster.start()
+    with SchedCluster.running(tmp_path_factory.mktemp("fuxi")) as cluster:
         yield cluster
-    finally:
-        assert cluster.stop() == []
 
 
 @pytest.fixture

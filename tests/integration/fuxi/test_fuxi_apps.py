@@ -83,3 +83,16 @@ async def test_unknown_quota_group_and_application(sched: SchedClient) -> None:
     with pytest.raises(NotFoundError, match="app-9999"):
         await sched.get("app-9999")
     assert os.environ.get("FEITIAN_TUBO_SOCKET") is None
+
+
+async def test_an_application_master_cannot_use_what_is_not_its_own(sched: SchedClient, tmp_path: Path) -> None:
+    out = tmp_path / "errors.txt"
+    script = str(Path(__file__).with_name("am_bad_input.py"))
+    app = await sched.submit("bad-am", [sys.executable, script, str(out)])
+    done = await sched.wait(app.app_id, timeout_s=60)
+    assert done.state is AppState.SUCCEEDED, done
+    got = dict(line.split(" ", 1) for line in out.read_text().splitlines())
+    assert got["forged-grant"].startswith("NotFoundError") and "not a live grant" in got["forged-grant"]
+    assert got["unknown-resource"].startswith("InvalidArgumentError") and "gpu" in got["unknown-resource"]
+    assert got["negative-amount"].startswith("InvalidArgumentError")
+    assert got["absurd-count"].startswith("InvalidArgumentError")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from feitian.errors import ConflictError, FeitianError
+from feitian.examples.kv import Get, KvClient, Stats
 from feitian.replica.driver import ReplicaStats
-from feitian.replica.kv import Get, KvClient, Stats
 from feitian.rpc import Client, ClientConfig
 from feitian.testing.replicas import KvReplicas
 from feitian.testing.waiting import wait_for_condition

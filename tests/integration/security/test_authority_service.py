@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from zk_world import Pki, guarded_server, reason
 
-from feitian.authority.messages import GetRevocations, Issue, PolicyGrant, PolicyList, Revoke
-from feitian.authority.service import AuthorityService
-from feitian.authority.store import AuthorityStore
 from feitian.errors import InvalidArgumentError, PermissionDeniedError, UnauthenticatedError
 from feitian.rpc import Client, ClientConfig
 from feitian.security import CapabilityChain, PrincipalKind, RevocationList, verify_chain
+from feitian.security.authority.messages import GetRevocations, Issue, PolicyGrant, PolicyList, Revoke
+from feitian.security.authority.service import AuthorityService
+from feitian.security.authority.store import AuthorityStore
 from feitian.testing.rpc import serving
 from feitian.testing.waiting import wait_for_condition
 
@@ -76,8 +76,8 @@ async def test_issue_by_policy_admin_changes_and_the_long_poll(tmp_path: Path) -
 
 
 async def test_a_nodes_agent_polls_revocations_and_renews_capabilities(tmp_path: Path) -> None:
-    from feitian.authority.agent import SecurityAgent
     from feitian.security import RevocationView
+    from feitian.security.authority.agent import SecurityAgent
     from feitian.security.identity_files import read_capabilities
     from feitian.security.kuafu import CapabilitySet, ClientIdentity
 

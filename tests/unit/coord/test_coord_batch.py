@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from coord_fixtures import ALICE, Harness, fingerprint
 
-from feitian.coord.batching import WriteBatcher, batchable_size
+from feitian.coord.client.batching import WriteBatcher, batchable_size
 from feitian.coord.core import Batch, BatchApplied, CoordLimits, Created, CreateNode, DeleteNode, SetNode, Updated
 from feitian.coord.core.results import ErrorValue
 from feitian.coord.messages import CreateRequest, SetRequest, WriteBatchReply, WriteBatchRequest

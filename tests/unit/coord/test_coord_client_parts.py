@@ -8,10 +8,10 @@ import asyncio
 import pytest
 
 from feitian.cli.coord import parse_ops
+from feitian.coord.client.recipes.lock import contenders
+from feitian.coord.client.watch import selector_for
 from feitian.coord.core import CheckOp, CreateOp, DeleteOp, NodeStat, Selector, SetOp
 from feitian.coord.messages import TXN_RULE, SetRequest, StatusRequest, TxnRequest
-from feitian.coord.recipes.lock import contenders
-from feitian.coord.watch import selector_for
 from feitian.errors import InvalidArgumentError, NotLeaderError, UnavailableError
 from feitian.replica.router import Router
 from feitian.security.core import Right

@@ -1,4 +1,4 @@
-"""The leader's side of sessions (coord/session_keeper.py) around a leader change: what a heartbeat is told."""
+"""The leader's side of sessions (coord/server/session_keeper.py) around a leader change: what a heartbeat is told."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from feitian.base.clock import MonotonicClock, StallAdjustedClock
 from feitian.coord.core import CoordStateMachine, CreateSession, SessionTracker, StartLeaderTerm
-from feitian.coord.session_keeper import LeaderSessions
+from feitian.coord.server.session_keeper import LeaderSessions
 from feitian.errors import NotLeaderError, SessionExpiredError
 from feitian.replica.duties import LeaderDuties
 from feitian.testing.waiting import wait_for_condition

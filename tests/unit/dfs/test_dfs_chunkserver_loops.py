@@ -1,4 +1,4 @@
-"""A chunk server's heartbeat loop (dfs/chunkserver_loops.py) on a manual clock: a real chunk store on disk, the
+"""A chunk server's heartbeat loop (dfs/chunkserver/loops.py) on a manual clock: a real chunk store on disk, the
 master leader replaced at the one call it makes (``Router.call``), no real waiting."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from feitian.dfs.chunk_store import ChunkStore
-from feitian.dfs.chunkserver import ChunkService
-from feitian.dfs.chunkserver_loops import HeartbeatLoop, Scrubber
-from feitian.dfs.master_messages import ChunkReport, Heartbeat, HeartbeatReply
+from feitian.dfs.chunkserver.loops import HeartbeatLoop, Scrubber
+from feitian.dfs.chunkserver.service import ChunkService
+from feitian.dfs.chunkserver.store import ChunkStore
+from feitian.dfs.messages.master import ChunkReport, Heartbeat, HeartbeatReply
 from feitian.errors import UnavailableError
 from feitian.rpc import Client, ClientConfig
 from feitian.testing.clock import ManualClock

@@ -9,8 +9,8 @@ import msgspec
 
 from feitian.consensus import Config, Entry, HardState, RawNode, Ready
 from feitian.errors import ConflictError
+from feitian.examples.kv import DeleteCommand, KvStateMachine, PutCommand
 from feitian.replica.core import RequestKey
-from feitian.replica.kv import DeleteCommand, KvStateMachine, PutCommand
 from feitian.replica.log import DurableLog
 
 

@@ -311,3 +311,34 @@ async def test_stop_after_wake_still_ends_the_task() -> None:
     assert handle is not None and handle.cancelled() and body.at == [0.0]
     task.wake()  # not running: nothing happens
     assert not task.running
+
+
+async def test_run_is_the_loop_inside_the_calling_task_and_stops_with_it() -> None:
+    """What a leader-only task does (LeaderDuties cancels it on step-down): the loop runs while the caller's
+    task lives, and cancelling that task stops the loop with it."""
+    clock = ManualClock(start_s=0.0)
+    body = Recorder(clock)
+    periodic = PeriodicTask("maintain", body, 2.0, clock=clock)
+    outer = asyncio.get_running_loop().create_task(periodic.run())
+    await clock.advance(4.0)
+    assert body.at == [0.0, 2.0, 4.0] and periodic.running
+    outer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    assert not periodic.running and clock.sleepers == 0
+    await clock.advance(10.0)
+    assert len(body.at) == 3  # stopped with its caller
+
+
+async def test_run_returns_when_the_body_stops_its_own_loop() -> None:
+    clock = ManualClock(start_s=0.0)
+    periodic: PeriodicTask
+
+    async def body() -> None:
+        if periodic.runs == 1:
+            await periodic.stop()
+
+    periodic = PeriodicTask("once-more", body, 1.0, clock=clock)
+    outer = asyncio.get_running_loop().create_task(periodic.run())
+    await clock.advance(3.0)
+    assert outer.done() and not outer.cancelled() and periodic.runs == 2  # the second run stopped it

@@ -1,4 +1,4 @@
-"""The node's security agent (authority/agent.py) on a manual clock: its first fetch gives up, its long polls
+"""The node's security agent (security/authority/agent.py) on a manual clock: its first fetch gives up, its long polls
 retry and its capability renewals come at half the remaining lifetime — all on the injected clock, without real
 waiting. The authority is replaced at the one call the agent makes (``Client.call``)."""
 
@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from feitian.authority.agent import SecurityAgent
-from feitian.authority.messages import GetRevocations, Issue, IssueReply, RevocationsReply
 from feitian.errors import UnavailableError
 from feitian.security import KeyPair, RevocationList, RevocationView
+from feitian.security.authority.agent import SecurityAgent
+from feitian.security.authority.messages import GetRevocations, Issue, IssueReply, RevocationsReply
 from feitian.security.core.capability import issue_capability
 from feitian.security.kuafu import CapabilitySet
 from feitian.testing.clock import ManualClock

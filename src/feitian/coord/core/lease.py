@@ -12,10 +12,11 @@ import enum
 
 import msgspec
 
+from feitian.base.units import MS_NS
+
 __all__ = ["DEFAULT_SESSION_TTL_MS", "ClientLease", "LeaseState", "SessionTiming"]
 
 DEFAULT_SESSION_TTL_MS = 8_000  # lock failover (TTL + expiry) stays under 10 s (seed: 锁failover在10s以内)
-_MS = 1_000_000
 
 
 class SessionTiming(msgspec.Struct, frozen=True):
@@ -59,11 +60,11 @@ class ClientLease:
 
     @property
     def jeopardy_at_ns(self) -> int:
-        return self.acked_sent_ns + self.timing.jeopardy_after_ms * _MS
+        return self.acked_sent_ns + self.timing.jeopardy_after_ms * MS_NS
 
     @property
     def expires_at_ns(self) -> int:
-        return self.acked_sent_ns + self.timing.client_lease_ms * _MS
+        return self.acked_sent_ns + self.timing.client_lease_ms * MS_NS
 
     def state(self, now_ns: int) -> LeaseState:
         if self._lost or now_ns >= self.expires_at_ns:
@@ -86,7 +87,7 @@ class ClientLease:
 
     def next_heartbeat_ns(self, last_sent_ns: int, now_ns: int) -> int:
         """When to send the next heartbeat: every interval, twice as often in jeopardy."""
-        interval = self.timing.heartbeat_interval_ms * _MS
+        interval = self.timing.heartbeat_interval_ms * MS_NS
         if self.state(now_ns) is LeaseState.JEOPARDY:
             interval //= 2
         return last_sent_ns + max(interval, 1)

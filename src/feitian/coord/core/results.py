@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from feitian.errors import FeitianError
-from feitian.rpc.core.messages import ErrorInfo
+from feitian.rpc.core import ErrorInfo
 
 __all__ = [
     "BatchApplied",

@@ -21,7 +21,7 @@ from feitian.coord.core.results import StoredResult
 from feitian.coord.core.sessions import SessionRecord, SessionTable
 from feitian.coord.core.tree import Node, Tree
 from feitian.errors import DataCorruptionError, FeitianError
-from feitian.replica.core.dedupe import ClientRecord, DedupeTable
+from feitian.replica.core import ClientRecord, DedupeTable
 
 __all__ = ["SNAPSHOT_FORMAT", "decode_snapshot", "encode_snapshot"]
 

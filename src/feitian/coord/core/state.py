@@ -58,7 +58,7 @@ from feitian.coord.core.sessions import SessionTable
 from feitian.coord.core.snapshot import Restored, decode_snapshot, encode_snapshot
 from feitian.coord.core.tree import Node, Tree
 from feitian.errors import FeitianError, InvalidArgumentError, NotFoundError, SessionExpiredError
-from feitian.replica.core.dedupe import DedupeTable
+from feitian.replica.core import DedupeTable
 
 __all__ = ["Applied", "CoordStateMachine"]
 

@@ -23,13 +23,12 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 
+from feitian.base.units import MS_NS
 from feitian.coord.core.commands import ExpireSessions
 from feitian.coord.core.state import Applied
 from feitian.errors import InternalError, SessionExpiredError
 
 __all__ = ["SessionTracker"]
-
-_MS = 1_000_000
 
 
 class SessionTracker:
@@ -82,7 +81,7 @@ class SessionTracker:
         if session_id in self._expiring or now_ns >= deadline:
             raise SessionExpiredError(f"heartbeat: session {session_id:#x} has expired", session_id=session_id)
         ttl_ms = self._ttl_ms[session_id]
-        self._set_deadline(session_id, now_ns + ttl_ms * _MS)
+        self._set_deadline(session_id, now_ns + ttl_ms * MS_NS)
         return ttl_ms
 
     def due(self, now_ns: int) -> ExpireSessions | None:
@@ -120,7 +119,7 @@ class SessionTracker:
     def _start(self, session_id: int, ttl_ms: int, now_ns: int) -> None:
         self._ttl_ms[session_id] = ttl_ms
         self._expiring.discard(session_id)
-        self._set_deadline(session_id, now_ns + ttl_ms * _MS)
+        self._set_deadline(session_id, now_ns + ttl_ms * MS_NS)
 
     def _set_deadline(self, session_id: int, deadline: int) -> None:
         self._deadlines[session_id] = deadline

@@ -27,6 +27,9 @@ crc32c per block. :class:`ChunkTokenClaims` and :func:`check_chunk_access` are w
 ``plan_write``) maps a write onto chunks.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from feitian.dfs.core.chunk_format import (
     BlockWrite,
     apply_block_write,
@@ -120,6 +123,24 @@ from feitian.dfs.core.tokens import (
     token_expiry,
 )
 
+if TYPE_CHECKING:
+    from feitian.dfs.core.chunk_table import ChunkTable
+    from feitian.dfs.core.records import FileNode
+
+# Exported on first use, for other components (they import only through this root: ARCHITECTURE.md, Layers).
+_LAZY = {
+    "ChunkTable": "feitian.dfs.core.chunk_table",
+    "FileNode": "feitian.dfs.core.records",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "OPERATION_RIGHTS",
     "AcquireLease",
@@ -131,6 +152,7 @@ __all__ = [
     "ChunkLocation",
     "ChunkReplica",
     "ChunkRight",
+    "ChunkTable",
     "ChunkTokenClaims",
     "CloseFile",
     "ClusterConfig",
@@ -146,6 +168,7 @@ __all__ = [
     "DfsStateMachine",
     "DirEntry",
     "ExpiredLease",
+    "FileNode",
     "FileStatus",
     "FileType",
     "FsckReport",

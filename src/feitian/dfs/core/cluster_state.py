@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from feitian.base.clock import RandomSource
+from feitian.base.units import SECOND_NS, MiB
 from feitian.dfs.core.commands import RemovalReason, RemoveReplica
 from feitian.dfs.core.namespace import DfsStateMachine
 from feitian.dfs.core.placement import (
@@ -51,9 +52,6 @@ __all__ = [
     "ReplicaState",
     "Throttle",
 ]
-
-SECOND_NS = 1_000_000_000
-MiB = 1 << 20
 
 
 class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -17,7 +17,7 @@ import msgspec
 
 from feitian.dfs.core.records import FileType, LeaseMode, ServerState
 from feitian.errors import InvalidArgumentError
-from feitian.replica.core.dedupe import RequestKey
+from feitian.replica.core import RequestKey
 
 __all__ = [
     "AcquireLease",

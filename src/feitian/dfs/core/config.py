@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
+from feitian.base.units import SECOND_NS, KiB, MiB
 from feitian.errors import ConfigError
 
 __all__ = [
@@ -18,9 +19,6 @@ __all__ = [
     "NamespaceConfig",
 ]
 
-KiB = 1 << 10
-MiB = 1 << 20
-SECOND_NS = 1_000_000_000
 
 DEFAULT_CHUNK_SIZE_BYTES = 64 * MiB
 DEFAULT_BLOCK_SIZE_BYTES = 64 * KiB

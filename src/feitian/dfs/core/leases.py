@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import datetime
 
+from feitian.base.units import SECOND_NS
 from feitian.dfs.core.config import NamespaceConfig
 from feitian.dfs.core.records import FileNode, Lease, LeaseMode
 from feitian.errors import ConflictError, ConflictReason, InvalidArgumentError
 
 __all__ = ["check_expiry", "check_lease", "describe_time", "lease_is_live", "takeover_blocked"]
-
-SECOND_NS = 1_000_000_000
 
 
 def describe_time(at_ns: int, now_ns: int) -> str:

@@ -60,7 +60,7 @@ from feitian.dfs.core.records import (
 )
 from feitian.dfs.core.tree import Tree
 from feitian.errors import ConflictError, ConflictReason, FeitianError, InvalidArgumentError
-from feitian.replica.core.dedupe import ClientRecord, DedupeTable, ReplyCodec, StoredReply, apply_once
+from feitian.replica.core import ClientRecord, DedupeTable, ReplyCodec, StoredReply, apply_once
 
 __all__ = ["DEDUPE_WINDOW", "MAX_DEDUPE_CLIENTS", "DfsStateMachine"]
 

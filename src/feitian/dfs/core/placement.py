@@ -26,6 +26,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 import msgspec
 
 from feitian.base.clock import RandomSource
+from feitian.base.topology import distance, distinct_racks
 from feitian.errors import InvalidArgumentError
 
 __all__ = [
@@ -287,7 +288,8 @@ def plan_repair(
 
 
 def _rack_count(usage: _Usage, replicas: Iterable[str]) -> int:
-    return len({usage.views[s].rack if s in usage.views else f"?{s}" for s in replicas})
+    replicas = list(replicas)
+    return distinct_racks(replicas, {s: usage.views[s].rack for s in replicas if s in usage.views})
 
 
 def plan_balance(
@@ -435,13 +437,7 @@ def read_order(
 
     def rank(item: tuple[int, str]) -> tuple[bool, int, int]:
         index, server_id = item
-        place = (
-            0
-            if server_id == local_server
-            else 1
-            if local_rack is not None and rack_of.get(server_id) == local_rack
-            else 2
-        )
+        place = distance(server_id, rack_of, local_machine=local_server, local_rack=local_rack)
         return (server_id in avoid, place, index)
 
     return tuple(server_id for _, server_id in sorted(enumerate(replicas), key=rank))

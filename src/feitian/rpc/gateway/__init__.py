@@ -7,6 +7,9 @@ routes to ``gateway.app.router``. ``openapi`` assembles a service's OpenAPI docu
 (``feitian.rpc.gateway``), not from ``feitian.rpc``, so Kuafu users do not load aiohttp.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from feitian.rpc.gateway.openapi import openapi_document, responses
 from feitian.rpc.gateway.server import (
     GatewayLimits,
@@ -18,6 +21,23 @@ from feitian.rpc.gateway.server import (
 )
 from feitian.rpc.gateway.site import TlsSite, plaintext_refusal
 
+if TYPE_CHECKING:
+    from feitian.rpc.gateway.openapi import json_content, ref
+
+# Exported on first use, for other components (they import only through this root: ARCHITECTURE.md, Layers).
+_LAZY = {
+    "json_content": "feitian.rpc.gateway.openapi",
+    "ref": "feitian.rpc.gateway.openapi",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "GatewayLimits",
     "HttpCaller",
@@ -25,8 +45,10 @@ __all__ = [
     "TlsSite",
     "error_body",
     "http_status_for",
+    "json_content",
     "json_response",
     "openapi_document",
     "plaintext_refusal",
+    "ref",
     "responses",
 ]

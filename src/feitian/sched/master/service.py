@@ -49,7 +49,7 @@ from feitian.errors import (
 from feitian.replica import remaining_s
 from feitian.rpc import CallContext, Client, Server
 from feitian.runtime.periodic import PeriodicTask
-from feitian.sched.core import SchedLimits, SchedPolicy
+from feitian.sched.core import SchedLimits, SchedPolicy, check
 from feitian.sched.master.state import AppRecord, MachineGone, MachineSeen, MasterLimits, MasterState, Persist
 from feitian.sched.messages import (
     RULES,
@@ -75,6 +75,7 @@ from feitian.sched.messages import (
     TuboHeartbeat,
     TuboHeartbeatReply,
 )
+from feitian.sched.pkg import DEFAULT_ROOT, PackageStore
 
 __all__ = ["FuxiMaster", "FuxiMasterOptions"]
 
@@ -86,6 +87,7 @@ class FuxiMasterOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     coord: list[str]  # Nuwa replicas: election and hard state
     root: str = "/fuxi"  # where in Nuwa the hard state lives
     election: str = "fuxi-master"
+    packages_root: str = DEFAULT_ROOT  # where package records live in Nuwa (feitian pkg)
     tick_ms: int = 50  # how often the allocator runs
     tubo_interval_s: float = 1.0  # the heartbeat interval Tubos are told to use
     # A new leader adopts what Tubos and application masters report, granting nothing new, until every machine
@@ -145,7 +147,7 @@ class FuxiMaster:
         self.lead: _Leadership | None = None
         self.last_recovery_s = 0.0  # how long the latest leadership's recovery took
         self._tasks: list[asyncio.Task[None]] = []
-        self._changed = asyncio.Event()  # set (and replaced) whenever events may have appeared
+        self._waiting: dict[str, asyncio.Event] = {}  # application -> set when it has new events
 
     # == lifecycle ====================================================================================================
 
@@ -356,8 +358,15 @@ class FuxiMaster:
         self._notify()
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        """Wake the long polls of the applications that have new events (all of them when leadership ends)."""
+        lead = self.lead
+        if lead is None:
+            woken = list(self._waiting)
+        else:
+            woken = [a for a in lead.state.woken if a in self._waiting]
+            lead.state.woken.clear()
+        for app_id in woken:
+            self._waiting.pop(app_id).set()
 
     def _leading(self) -> _Leadership:
         lead = self.lead
@@ -390,6 +399,9 @@ class FuxiMaster:
             submitted_at=self.wall(),
         )
         state.check_submit(record)
+        if req.package:  # fixed now: every attempt of its master runs the same content
+            ref = await PackageStore(self.coord, None, root=self.options.packages_root).resolve(req.package)
+            record.package, record.package_ref = ref.spec, ref
         result = await self.coord.txn(
             [
                 lead.fence,
@@ -451,6 +463,7 @@ class FuxiMaster:
             machines=len(state.machines) if state else 0,
             apps=len(state.apps) if state else 0,
             grants=len(state.alloc.held) if state else 0,
+            problems=check(state.alloc) if state and req.check else None,
         )
 
     # == Tubos ========================================================================================================
@@ -493,7 +506,7 @@ class FuxiMaster:
             left_ns = deadline - self.clock.monotonic_ns()
             if events or left_ns <= 0 or req.epoch != lead.state.epoch:  # a new epoch: re-register at once
                 return AmEventsReply(epoch=lead.state.epoch, events=events, next=last, machines=machines)
-            changed = self._changed
+            changed = self._waiting.setdefault(req.app_id, asyncio.Event())
             with contextlib.suppress(TimeoutError, DeadlineExceededError):
                 async with asyncio.timeout(left_ns / _NS):
                     await changed.wait()

@@ -68,6 +68,7 @@ from feitian.sched.messages import (
     TuboHeartbeatReply,
     WorkerEnded,
 )
+from feitian.sched.pkg import PackageRef
 
 __all__ = ["AM_SUFFIX", "AppRecord", "MachineGone", "MachineSeen", "MasterLimits", "MasterState", "Persist"]
 
@@ -96,7 +97,8 @@ class AppRecord(msgspec.Struct, kw_only=True):
     app_id: str
     name: str
     command: list[str]
-    package: str = ""
+    package: str = ""  # NAME@VERSION, resolved when submitted
+    package_ref: PackageRef | None = None
     env: dict[str, str] = {}
     master_shape: dict[str, int] = {}
     priority: int = 100
@@ -139,7 +141,6 @@ class AppRuntime:
     am_machine: str = ""
     am_grant: int = 0
     registered_attempt: int = 0
-    wakeups: int = 0  # bumped on each new event: the driver's waiters compare
 
 
 @dataclass
@@ -180,6 +181,7 @@ class MasterState:
         self.expected_machines: set[str] = set()  # machines earlier leaders knew: recovery waits for them
         self.full_reports: set[str] = set()  # machines that sent a full report to this leader
         self._persist: list[object] = []  # Persist effects made outside tick() (heartbeats), taken by the next tick
+        self.woken: set[str] = set()  # applications with new events since the driver last looked
         self.forgotten: list[str] = []  # ended applications dropped from memory: the driver deletes their records
         self.now_s = 0.0  # wall clock of the latest tick: ended_at of applications that end in between
 
@@ -283,7 +285,8 @@ class MasterState:
         self.by_submit.pop(record.submit_id, None)
         effects: list[object] = [Persist(record)]
         runtime.events.append((runtime.next_event, AppEnded(app_id, state)))
-        runtime.wakeups += 1
+        runtime.next_event += 1
+        self.woken.add(app_id)
         for name in (app_id, app_id + AM_SUFFIX):
             for effect in self.alloc.finish_app(name):
                 self._apply(effect, effects)
@@ -533,7 +536,12 @@ class MasterState:
             self._apply(effect, out)
         out.extend(self.take_persist())
         # Machines the allocator lost (their grants revoked above) are forgotten: they register again.
-        for name in [n for n in self.machines if n not in self.alloc.machines]:
+        lost = (
+            [n for n in self.machines if n not in self.alloc.machines]
+            if len(self.machines) != len(self.alloc.machines)
+            else []
+        )
+        for name in lost:
             del self.machines[name]
             self.expected_machines.discard(name)
             self.full_reports.discard(name)
@@ -605,7 +613,7 @@ class MasterState:
     def _event(self, runtime: AppRuntime, event: AmEvent) -> None:
         runtime.events.append((runtime.next_event, event))
         runtime.next_event += 1
-        runtime.wakeups += 1
+        self.woken.add(runtime.record.app_id)
         while len(runtime.events) > self.limits.max_events_per_app:
             runtime.events.popleft()
 
@@ -629,7 +637,7 @@ class MasterState:
             app_id=record.app_id,
             grant=grant,
             command=list(record.command),
-            package=record.package,
+            package=record.package_ref,
             env=dict(record.env),
             attempt=record.attempts,
         )

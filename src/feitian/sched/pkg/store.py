@@ -76,16 +76,23 @@ class PackageStore:
     def __init__(
         self,
         coord: CoordClient,
-        dfs: DfsClient,
+        dfs: DfsClient | None,
         *,
         root: str = DEFAULT_ROOT,
         limits: PackageLimits | None = None,
         clock: Clock | None = None,
     ) -> None:
-        self.coord, self.dfs = coord, dfs
+        self.coord, self._dfs = coord, dfs  # dfs None: records only (resolve, list), no blobs
         self.clock = clock or MonotonicClock()
         self.root = root.rstrip("/")
         self.limits = limits or PackageLimits()
+
+    @property
+    def dfs(self) -> DfsClient:
+        """The Pangu client (InvalidArgumentError for a store that reads records only)."""
+        if self._dfs is None:
+            raise InvalidArgumentError("this package store reads records only: it was given no Pangu client")
+        return self._dfs
 
     # -- paths -------------------------------------------------------------------------------------------------
 
@@ -362,8 +369,8 @@ class PackageStore:
             blobs = await self.dfs.list(f"{self.root}/blobs")
         except NotFoundError:
             blobs = []
-        for entry in blobs:
-            digest = entry.name
+        for blob in blobs:
+            digest = blob.name
             try:
                 await self.coord.txn(
                     [
@@ -379,8 +386,8 @@ class PackageStore:
             uploads = await self.dfs.list(f"{self.root}/uploads")
         except NotFoundError:
             uploads = []
-        for entry in uploads:
-            path = f"{self.root}/uploads/{entry.name}"
+        for upload in uploads:
+            path = f"{self.root}/uploads/{upload.name}"
             try:
                 if (await self.dfs.stat(path)).mtime_ns < self.clock.wall_ns() - UPLOAD_ABANDONED_S * 1e9:
                     await self.dfs.delete(path)

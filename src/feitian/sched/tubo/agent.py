@@ -22,6 +22,7 @@ started over a Unix socket (docs/sched.md, "Tubo").
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -34,6 +35,8 @@ from typing import Any
 import msgspec
 
 from feitian.base.clock import Clock, MonotonicClock
+from feitian.coord import CoordClient
+from feitian.dfs import DfsClient
 from feitian.errors import (
     ConflictError,
     FeitianError,
@@ -68,6 +71,7 @@ from feitian.sched.messages import (
     WhoAmIReply,
     WorkerInfo,
 )
+from feitian.sched.pkg import DEFAULT_ROOT, PackageCache, PackageRef, PackageStore
 from feitian.sched.tubo.machine import MachineConfig, detect_capacity, machine_health
 from feitian.sched.tubo.procs import ProcessSpec, ProcessStatus, ProcState
 from feitian.sched.tubo.supervisor import ProcessSupervisor
@@ -94,6 +98,11 @@ class TuboOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_processes: int = 1_000
     disk_full_ratio: float = 0.95
     min_free_disk_bytes: int = 1 << 30
+    app_uids: tuple[int, int] | None = None  # run each application as its own uid from [first, last] (root only)
+    coord: list[str] = msgspec.field(default_factory=list)  # Nuwa replicas: package records (feitian pkg)
+    dfs: list[str] = msgspec.field(default_factory=list)  # Pangu masters: package blobs
+    packages_root: str = DEFAULT_ROOT
+    package_cache_bytes: int = 4 << 30  # unpacked packages kept on this machine (least recently used go first)
 
 
 class ProcMeta(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,6 +115,22 @@ class ProcMeta(msgspec.Struct, frozen=True, kw_only=True):
     shape: dict[str, int]
     attempt: int = 0
     name: str = ""  # a worker's name in its application
+    package_digest: str = ""  # the cached package it runs in (pinned while it runs)
+
+    def report(self, proc_id: str, state: str, exit_code: int | None, reason: str) -> ProcReport:
+        """The process as the master hears of it."""
+        return ProcReport(
+            proc_id=proc_id,
+            app_id=self.app_id,
+            kind=self.kind,
+            grant_id=self.grant_id,
+            unit=self.unit,
+            shape=self.shape,
+            state=state,
+            attempt=self.attempt,
+            exit_code=exit_code,
+            reason=reason,
+        )
 
 
 class Tubo:
@@ -141,7 +166,18 @@ class Tubo:
             clock=self.clock,
             max_processes=options.max_processes,
             use_cgroups=options.use_cgroups,
+            app_uids=options.app_uids,
         )
+        self.capacity = detect_capacity(self.root, self.machine_config)  # once: free disk would change each beat
+        self.packages: PackageStore | None = None
+        self.cache: PackageCache | None = None
+        self._coord: CoordClient | None = None
+        if options.coord and options.dfs:
+            self._coord = CoordClient(rpc, options.coord, clock=self.clock)
+            dfs = DfsClient(rpc, list(options.dfs), clock=self.clock)
+            self.packages = PackageStore(self._coord, dfs, root=options.packages_root, clock=self.clock)
+            self.cache = PackageCache(self.root / "packages", options.package_cache_bytes, self.packages.open_blob)
+        self._starting: set[asyncio.Task[None]] = set()
         self.meta_dir = ensure_dir(self.root / "meta")
         self.meta: dict[str, ProcMeta] = {}
         self.router = Router(rpc, options.masters, service="FuxiMaster", timeout_s=5.0, clock=self.clock)
@@ -174,6 +210,12 @@ class Tubo:
                 self.meta[path.name] = msgspec.json.decode(path.read_bytes(), type=ProcMeta)
             except (OSError, msgspec.DecodeError) as exc:
                 log.warning("tubo %s: unreadable process record %s (%s); ignored", self.name, path, exc)
+        if self.cache is not None:
+            await self.cache.open()
+            for proc_id, meta in self.meta.items():  # what runs keeps its package
+                if meta.package_digest and self._running(proc_id):
+                    with contextlib.suppress(FeitianError):
+                        self.cache.pin(meta.package_digest)
         local: dict[type[Any], Any] = {
             AmRegister: self._local_register,
             AmDemand: self._local_demand,
@@ -198,6 +240,15 @@ class Tubo:
         if self._beat is not None:
             await self._beat.stop()
         await self.local.stop(grace_s=1.0)
+        for task in list(self._starting):
+            task.cancel()
+        await asyncio.gather(*self._starting, return_exceptions=True)
+        if self.cache is not None:
+            await self.cache.close()
+        if self._coord is not None:
+            with contextlib.suppress(FeitianError, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._coord.close()
         self.supervisor.close()
 
     @property
@@ -217,18 +268,8 @@ class Tubo:
             return None
         if meta is None:
             return None
-        return ProcReport(
-            proc_id=proc_id,
-            app_id=meta.app_id,
-            kind=meta.kind,
-            grant_id=meta.grant_id,
-            unit=meta.unit,
-            shape=meta.shape,
-            state=status.state.value,
-            attempt=meta.attempt,
-            exit_code=status.exit_code if status.exit_code is not None else _signal_code(status),
-            reason=status.reason,
-        )
+        code = status.exit_code if status.exit_code is not None else _signal_code(status)
+        return meta.report(proc_id, status.state.value, code, status.reason)
 
     async def _heartbeat(self) -> float:
         self.address = self.address or self._address_of()
@@ -240,13 +281,17 @@ class Tubo:
         names = [s.proc_id for s in self.supervisor.list()] + list(self.failed_starts) if full else list(self.dirty)
         reports = [r for r in (self._report(n) for n in names) if r is not None]
         health = machine_health(self.root, self.machine_config)
+        reasons = list(health.reasons)
+        late_s = (self._beat.late_ns if self._beat is not None else 0) / 1e9
+        if late_s > max(1.0, 2 * self._interval_s):  # this Tubo cannot keep up: give its machine no new work
+            reasons.append(f"tubo lagging: heartbeat {late_s:.1f} s late")
         request = TuboHeartbeat(
             name=self.machine,
             rack=self.options.rack,
             address=self.address,
-            capacity=detect_capacity(self.root, self.machine_config),
-            healthy=health.healthy,
-            health_reason="; ".join(health.reasons),
+            capacity=self.capacity,
+            healthy=not reasons,
+            health_reason="; ".join(reasons),
             isolation=self.isolation,
             full=full,
             procs=reports,
@@ -275,7 +320,10 @@ class Tubo:
 
     def _forget(self, proc_id: str) -> None:
         self.failed_starts.pop(proc_id, None)
-        self.meta.pop(proc_id, None)
+        meta = self.meta.pop(proc_id, None)
+        if meta is not None and meta.package_digest and self.cache is not None:
+            with contextlib.suppress(FeitianError):
+                self.cache.unpin(meta.package_digest)
         with contextlib.suppress(FileNotFoundError):
             (self.meta_dir / proc_id).unlink()
         with contextlib.suppress(FeitianError):
@@ -298,10 +346,51 @@ class Tubo:
             unit=order.grant.unit,
             shape=order.grant.shape.as_dict(),
             attempt=order.attempt,
+            package_digest=order.package.digest if order.package else "",
         )
-        self._start(order.proc_id, meta, list(order.command), dict(order.env), order.grant)
+        if order.package is None:
+            self._start(order.proc_id, meta, list(order.command), dict(order.env), order.grant)
+            return
+        # The package may have to be downloaded first: in a task of its own, not in the heartbeat.
+        self.meta[order.proc_id] = meta  # the order is not carried out twice meanwhile
+        task = asyncio.get_running_loop().create_task(self._start_in_package(order, meta))
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
 
-    def _start(self, proc_id: str, meta: ProcMeta, command: list[str], env: dict[str, str], grant: Grant) -> None:
+    async def _start_in_package(self, order: StartProcess, meta: ProcMeta) -> None:
+        assert order.package is not None
+        try:
+            package_dir = await self._package(order.package)
+        except FeitianError as exc:
+            self._start_failed(order.proc_id, meta, f"package {order.package.spec}: {exc.message}")
+            return
+        self._start(order.proc_id, meta, list(order.command), dict(order.env), order.grant, package_dir)
+
+    async def _package(self, ref: PackageRef) -> str:
+        """The package unpacked on this machine and pinned (the caller's process unpins it when forgotten)."""
+        if self.cache is None:
+            raise InvalidArgumentError(
+                f"tubo {self.name} cannot fetch packages: its [role] section names no coord and dfs addresses"
+            )
+        return str(await self.cache.ensure(ref, pin=True))
+
+    def _start_failed(self, proc_id: str, meta: ProcMeta, reason: str) -> None:
+        log.warning("tubo %s: could not start %s: %s", self.name, proc_id, reason)
+        self.failed_starts[proc_id] = meta.report(proc_id, ProcState.FAILED.value, 127, f"could not start: {reason}")
+        self.meta[proc_id] = meta
+        self.dirty.add(proc_id)
+        if self._beat is not None:
+            self._beat.wake()
+
+    def _start(
+        self,
+        proc_id: str,
+        meta: ProcMeta,
+        command: list[str],
+        env: dict[str, str],
+        grant: Grant,
+        package_dir: str = "",
+    ) -> None:
         env = {
             **env,
             "FEITIAN_TUBO_SOCKET": f"unix://{self.socket_path}",
@@ -316,25 +405,15 @@ class Tubo:
             env=env,
             cpu_millis=grant.shape.get("cpu") or DEFAULT_CPU_MILLIS,
             memory_bytes=grant.shape.get("memory") or DEFAULT_MEMORY_BYTES,
+            package_dir=package_dir,
         )
-        atomic_write(self.meta_dir / proc_id, msgspec.json.encode(meta))
-        self.meta[proc_id] = meta
         try:
+            atomic_write(self.meta_dir / proc_id, msgspec.json.encode(meta))
+            self.meta[proc_id] = meta
             self.supervisor.start(spec)
         except FeitianError as exc:
-            log.warning("tubo %s: could not start %s: %s", self.name, proc_id, exc)
-            self.failed_starts[proc_id] = ProcReport(
-                proc_id=proc_id,
-                app_id=meta.app_id,
-                kind=meta.kind,
-                grant_id=meta.grant_id,
-                unit=meta.unit,
-                shape=meta.shape,
-                state=ProcState.FAILED.value,
-                attempt=meta.attempt,
-                exit_code=127,
-                reason=f"could not start: {exc.message}",
-            )
+            self._start_failed(proc_id, meta, exc.message)
+            return
         self.dirty.add(proc_id)
         if self._beat is not None:
             self._beat.wake()  # tell the master soon
@@ -357,10 +436,12 @@ class Tubo:
 
     def _proc_of_pid(self, pid: int) -> str | None:
         known = {s.proc_id for s in self.supervisor.list() if s.state is ProcState.RUNNING}
+        prefix = "/" + self.supervisor.cgroups.prefix.strip("/") + "/" if self.supervisor.cgroups else None
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-                leaf = line.rsplit("/", 1)[-1]
-                if leaf in known:
+                path = line.split(":", 2)[-1]
+                head, _, leaf = path.rpartition("/")
+                if prefix is not None and head + "/" == prefix and leaf in known:
                     return leaf
         # Without cgroups: the caller or one of its ancestors is a process this Tubo started.
         pids = {s.pid: s.proc_id for s in self.supervisor.list() if s.state is ProcState.RUNNING and s.pid}
@@ -457,6 +538,14 @@ class Tubo:
             if self._running(proc_id):
                 raise ConflictError(f"start worker: {req.name!r} already runs", proc_id=proc_id)
             self._forget(proc_id)  # an ended worker of that name: start again under the same name
+        package_dir, digest = "", ""
+        if req.package:
+            if self.packages is None:
+                raise InvalidArgumentError(
+                    f"tubo {self.name} cannot fetch packages: its [role] section names no coord and dfs addresses"
+                )
+            ref = await self.packages.resolve(req.package)
+            package_dir, digest = await self._package(ref), ref.digest
         meta = ProcMeta(
             app_id=req.app_id,
             kind=ProcKind.WORKER,
@@ -464,9 +553,10 @@ class Tubo:
             unit=grant.unit,
             shape=grant.shape.as_dict(),
             name=req.name,
+            package_digest=digest,
         )
         env = {**req.env, "FEITIAN_WORKER": req.name}
-        self._start(proc_id, meta, list(req.command), env, grant)
+        self._start(proc_id, meta, list(req.command), env, grant, package_dir)
         return self._worker_info(proc_id)
 
     def _running(self, proc_id: str) -> bool:

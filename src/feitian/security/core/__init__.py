@@ -3,6 +3,9 @@
 Nothing here reads a clock, draws randomness, or touches files, sockets or event loops.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from feitian.security.core.authorize import (
     Authorizer,
     MethodRule,
@@ -43,6 +46,22 @@ from feitian.security.core.token import (
     verify_token,
 )
 
+if TYPE_CHECKING:
+    from feitian.security.core.capability import MAX_DELEGATION_DEPTH
+
+# Exported on first use, for other components (they import only through this root: ARCHITECTURE.md, Layers).
+_LAZY = {
+    "MAX_DELEGATION_DEPTH": "feitian.security.core.capability",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "ALL_RIGHTS",
     "DEFAULT_CAPABILITY_TTL_NS",
@@ -52,6 +71,7 @@ __all__ = [
     "DEFAULT_TOKEN_TTL_NS",
     "MAX_CAPABILITY_TTL_NS",
     "MAX_CHAIN_LENGTH",
+    "MAX_DELEGATION_DEPTH",
     "MAX_TOKEN_TTL_NS",
     "Authorizer",
     "Capability",

@@ -32,6 +32,7 @@ from typing import Annotated, NoReturn
 
 import msgspec
 
+from feitian.base.units import SECOND_NS
 from feitian.errors import FeitianError, InvalidArgumentError
 from feitian.security.core.identity import (
     ED25519_PUBLIC_KEY_BYTES,
@@ -85,10 +86,9 @@ DEFAULT_MAX_DEPTH = 2
 MAX_RESOURCES_PER_CAPABILITY = 64
 MAX_CAPABILITY_BYTES = 16 * 1024
 MAX_CHAIN_BYTES = MAX_CHAIN_LENGTH * (MAX_CAPABILITY_BYTES + 128)
-_SECOND_NS = 1_000_000_000
-MAX_CAPABILITY_TTL_NS = 24 * 3600 * _SECOND_NS
-DEFAULT_CAPABILITY_TTL_NS = 3600 * _SECOND_NS
-DEFAULT_CLOCK_SKEW_NS = 5 * _SECOND_NS
+MAX_CAPABILITY_TTL_NS = 24 * 3600 * SECOND_NS
+DEFAULT_CAPABILITY_TTL_NS = 3600 * SECOND_NS
+DEFAULT_CLOCK_SKEW_NS = 5 * SECOND_NS
 
 _SIGNING_DOMAIN = b"feitian-capability-v1\x00"
 _ID_DOMAIN = b"feitian-capability-id-v1\x00"
@@ -224,8 +224,8 @@ def new_capability(
     if not 0 <= not_before_ns < expires_ns:
         problems.append(f"need 0 <= not_before_ns ({not_before_ns}) < expires_ns ({expires_ns})")
     elif expires_ns - not_before_ns > MAX_CAPABILITY_TTL_NS:
-        lifetime_s = (expires_ns - not_before_ns) // _SECOND_NS
-        problems.append(f"lifetime {lifetime_s}s over {MAX_CAPABILITY_TTL_NS // _SECOND_NS}s")
+        lifetime_s = (expires_ns - not_before_ns) // SECOND_NS
+        problems.append(f"lifetime {lifetime_s}s over {MAX_CAPABILITY_TTL_NS // SECOND_NS}s")
     if not 0 <= max_depth <= MAX_DELEGATION_DEPTH:
         problems.append(f"max_depth {max_depth} outside 0..{MAX_DELEGATION_DEPTH}")
     if len(issuer_key) != ED25519_PUBLIC_KEY_BYTES or len(holder_key) != ED25519_PUBLIC_KEY_BYTES:

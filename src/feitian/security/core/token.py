@@ -25,6 +25,7 @@ from typing import Annotated
 
 import msgspec
 
+from feitian.base.units import SECOND_NS
 from feitian.errors import InvalidArgumentError, OverloadedError, UnavailableReason
 from feitian.security.core.capability import (
     DEFAULT_CLOCK_SKEW_NS,
@@ -68,9 +69,8 @@ __all__ = [
 ]
 
 TOKEN_VERSION = 1
-_SECOND_NS = 1_000_000_000
-MAX_TOKEN_TTL_NS = 10 * 60 * _SECOND_NS
-DEFAULT_TOKEN_TTL_NS = 60 * _SECOND_NS
+MAX_TOKEN_TTL_NS = 10 * 60 * SECOND_NS
+DEFAULT_TOKEN_TTL_NS = 60 * SECOND_NS
 MIN_NONCE_BYTES = 16
 MAX_NONCE_BYTES = 32
 MAX_AUDIENCE_CHARS = 128
@@ -214,7 +214,7 @@ def verify_token(
     if not verify_signature(body.issuer_key, token.signature, _SIGNING_DOMAIN + token.body):
         raise fail(Reason.BAD_SIGNATURE, "signature does not verify (forged or altered)")
     if not 0 < body.expires_ns - body.issued_at_ns <= MAX_TOKEN_TTL_NS:
-        raise fail(Reason.MALFORMED, f"lifetime outside (0, {MAX_TOKEN_TTL_NS // _SECOND_NS}s]")
+        raise fail(Reason.MALFORMED, f"lifetime outside (0, {MAX_TOKEN_TTL_NS // SECOND_NS}s]")
     if body.issued_at_ns > now_ns + skew_ns:
         raise fail(Reason.NOT_YET_VALID, f"issued in the future ({body.issued_at_ns}, now {now_ns})")
     if now_ns >= body.expires_ns:

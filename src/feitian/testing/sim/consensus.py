@@ -25,13 +25,13 @@ from feitian.consensus import (
     Config,
     Entry,
     Message,
+    Raft,
     ReadState,
     Ready,
     Role,
     Snapshot,
     bootstrap,
 )
-from feitian.consensus.raft import Raft
 from feitian.errors import FeitianError, InvalidArgumentError, NotLeaderError, UnavailableError
 from feitian.testing.sim import mutants
 from feitian.testing.sim.consensus_checker import Checker, InvariantViolation

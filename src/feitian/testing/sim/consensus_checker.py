@@ -18,8 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from feitian.consensus import Entry, MemoryStorage, Proposal, ReadState, Ready, Snapshot
-from feitian.consensus.raft import Raft
+from feitian.consensus import Entry, MemoryStorage, Proposal, Raft, ReadState, Ready, Snapshot
 
 
 class InvariantViolation(AssertionError):

@@ -20,10 +20,10 @@ from feitian.consensus import (
     RawNode,
     ReadState,
     Ready,
+    Snapshot,
 )
-from feitian.consensus.types import Snapshot
-from feitian.replica.cycle import ReadyCycle, apply_entry, carry_out
-from feitian.replica.cycle import StateMachine as ServiceMachine
+from feitian.replica import ReadyCycle, apply_entry, carry_out
+from feitian.replica import StateMachine as ServiceMachine
 
 
 class StateImage(msgspec.Struct, frozen=True, array_like=True):

@@ -15,9 +15,8 @@ import contextlib
 from collections.abc import Iterator
 from unittest import mock
 
+from feitian.consensus import ReadIndexStatus, VoteFn, VoteResult
 from feitian.consensus import raft as raft_module
-from feitian.consensus.quorum import VoteResult
-from feitian.consensus.read_only import ReadIndexStatus, VoteFn
 from feitian.errors import InvalidArgumentError
 
 COLLIDING_READS = "colliding-reads"

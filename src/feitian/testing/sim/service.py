@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from feitian.consensus import Entry, Role, Snapshot
 from feitian.errors import InvalidArgumentError, NotLeaderError, UnavailableError
-from feitian.replica.cycle import StateMachine
+from feitian.replica import StateMachine
 from feitian.testing.sim import service_mutants
 from feitian.testing.sim.consensus import ConsensusSimulation, SimOptions, SimResult
 from feitian.testing.sim.consensus_checker import InvariantViolation

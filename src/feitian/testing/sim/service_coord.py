@@ -47,7 +47,7 @@ from feitian.coord.core import (
     encode_command,
 )
 from feitian.errors import FeitianError, NotLeaderError, SessionExpiredError
-from feitian.replica.cycle import StateMachine
+from feitian.replica import StateMachine
 from feitian.testing.sim.consensus_checker import InvariantViolation
 from feitian.testing.sim.consensus_node import SimNode
 from feitian.testing.sim.service import LOST, ServiceSimulation

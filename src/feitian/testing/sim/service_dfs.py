@@ -26,6 +26,7 @@ import random
 from dataclasses import dataclass, field
 from typing import cast
 
+from feitian.base.units import SECOND_NS, KiB
 from feitian.consensus import Entry
 from feitian.dfs.core import (
     AcquireLease,
@@ -39,6 +40,7 @@ from feitian.dfs.core import (
     CreateResult,
     Delete,
     DfsStateMachine,
+    FileNode,
     LeaseGrant,
     LeaseMode,
     Mkdir,
@@ -51,9 +53,8 @@ from feitian.dfs.core import (
     SetReplication,
     encode_command,
 )
-from feitian.dfs.core.records import FileNode
 from feitian.errors import FeitianError
-from feitian.replica.cycle import StateMachine
+from feitian.replica import StateMachine
 from feitian.testing.sim.consensus_checker import InvariantViolation
 from feitian.testing.sim.consensus_node import SimNode
 from feitian.testing.sim.service import LOST, ServiceSimulation
@@ -61,8 +62,6 @@ from feitian.testing.sim.service import LOST, ServiceSimulation
 SERVERS = tuple(f"cs{i}" for i in range(5))
 HOLDERS = ("h0", "h1", "h2")
 NAMES = tuple(f"/d{d}/f{f}" for d in range(2) for f in range(4))
-SECOND_NS = 1_000_000_000
-KiB = 1024
 REQUEST_GIVE_UP_TICKS = 60
 
 

@@ -24,10 +24,10 @@ from unittest import mock
 
 from feitian.coord.core import CreateOp
 from feitian.coord.core import tree as coord_tree
+from feitian.dfs.core import ChunkTable
 from feitian.dfs.core import namespace as dfs_namespace
-from feitian.dfs.core.chunk_table import ChunkTable
 from feitian.errors import InvalidArgumentError
-from feitian.replica.core.dedupe import DedupeTable
+from feitian.replica.core import DedupeTable
 
 DOUBLE_GRANT = "double-grant"
 LOCAL_CLOCK = "local-clock"
