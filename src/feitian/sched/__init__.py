@@ -14,15 +14,23 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from feitian.sched.bench import bench_core, bench_memory
     from feitian.sched.client import AppMaster, SchedClient, SyncAppMaster, SyncSchedClient
     from feitian.sched.messages import (
+        AmDemand,
+        AmEvents,
+        AmRegister,
         AppInfo,
         AppState,
+        KillProcess,
         MasterStatus,
         MasterStatusReply,
         NodeInfo,
         ProcKind,
+        ProcReport,
         QuotaInfo,
+        StartProcess,
+        TuboHeartbeat,
         WorkerEnded,
         WorkerInfo,
     )
@@ -41,11 +49,15 @@ if TYPE_CHECKING:
     from feitian.sched.tubo.cleanup import stop_started
 
 _LAZY = {
+    "AmDemand": "feitian.sched.messages",  # the wire messages below: for simulated Tubos and masters (bench sched)
+    "AmEvents": "feitian.sched.messages",
+    "AmRegister": "feitian.sched.messages",
     "AppInfo": "feitian.sched.messages",
     "AppMaster": "feitian.sched.client",
     "AppState": "feitian.sched.messages",
     "DEFAULT_ROOT": "feitian.sched.pkg",
     "FuxiMasterRole": "feitian.sched.roles",
+    "KillProcess": "feitian.sched.messages",
     "MasterStatus": "feitian.sched.messages",
     "MasterStatusReply": "feitian.sched.messages",
     "NodeInfo": "feitian.sched.messages",
@@ -54,13 +66,18 @@ _LAZY = {
     "PackageRef": "feitian.sched.pkg",
     "PackageStore": "feitian.sched.pkg",
     "ProcKind": "feitian.sched.messages",
+    "ProcReport": "feitian.sched.messages",
     "QuotaInfo": "feitian.sched.messages",
     "SchedClient": "feitian.sched.client",
+    "StartProcess": "feitian.sched.messages",
     "SyncAppMaster": "feitian.sched.client",
     "SyncSchedClient": "feitian.sched.client",
+    "TuboHeartbeat": "feitian.sched.messages",
     "TuboRole": "feitian.sched.roles",
     "WorkerEnded": "feitian.sched.messages",
     "WorkerInfo": "feitian.sched.messages",
+    "bench_core": "feitian.sched.bench",
+    "bench_memory": "feitian.sched.bench",
     "default_cgroup_prefix": "feitian.sched.tubo.agent",
     "pack": "feitian.sched.pkg",
     "parse_spec": "feitian.sched.pkg",
@@ -78,10 +95,14 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_ROOT",
+    "AmDemand",
+    "AmEvents",
+    "AmRegister",
     "AppInfo",
     "AppMaster",
     "AppState",
     "FuxiMasterRole",
+    "KillProcess",
     "MasterStatus",
     "MasterStatusReply",
     "NodeInfo",
@@ -90,13 +111,18 @@ __all__ = [
     "PackageRef",
     "PackageStore",
     "ProcKind",
+    "ProcReport",
     "QuotaInfo",
     "SchedClient",
+    "StartProcess",
     "SyncAppMaster",
     "SyncSchedClient",
+    "TuboHeartbeat",
     "TuboRole",
     "WorkerEnded",
     "WorkerInfo",
+    "bench_core",
+    "bench_memory",
     "default_cgroup_prefix",
     "pack",
     "parse_spec",
