@@ -150,6 +150,8 @@ class _Tubos(_Common):
                 due = now
             due += self.interval_s
             await self._one(machine)
+            if machine.full:  # asked for a full report (a new leader recovering): as a real Tubo, send it at once
+                await self._one(machine)
 
     async def _one(self, machine: _Machine) -> None:
         full = machine.full
@@ -202,7 +204,7 @@ class _Tubos(_Common):
                 known = machine.procs.get(order.proc_id)
                 if known is None or known.state != "running":
                     continue
-                report = msgspec.structs.replace(known, state="killed", reason=order.reason)
+                report = msgspec.structs.replace(known, state="killed", detail=order.detail)
             else:
                 continue
             machine.procs[report.proc_id] = report
