@@ -28,13 +28,13 @@ import asyncio
 import contextlib
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import msgspec
 
+from feitian.bench.workers import spawn_worker, stdin_lines
 from feitian.coord import CoordClient, Session
 from feitian.coord.core import LeaseState
 from feitian.errors import FeitianError, UnavailableError
@@ -154,16 +154,7 @@ class WorkerProcesses:
                 *("--locks", str(locks), "--first", str(first), "--prefix", prefix),
                 *("--concurrency", str(concurrency), "--ttl-ms", str(self.ttl_ms)),
             ]
-            stderr = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    *(sys.executable, "-m", "feitian.bench.coord_scale_worker", *argv),
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=stderr,
-                )
-            finally:
-                os.close(stderr)
+            proc = await spawn_worker("feitian.bench.coord_scale_worker", argv, log)
             self.procs.append(proc)
             self.logs.append(log)
             self.statuses.append(WorkerStatus())
@@ -255,7 +246,7 @@ async def _main(args: argparse.Namespace) -> None:
     rpc = await cluster.client(ClientConfig(name=args.name, connect_timeout_s=2), state=state)
     clients = [CoordClient(rpc, addresses, session_ttl_ms=args.ttl_ms) for _ in range(args.sessions)]
     worker = _Worker(clients, args.first, args.locks, args.prefix, args.concurrency)
-    lines = _stdin_lines()
+    lines = stdin_lines()
     worker.status.ready = True
     worker.report()
     if not await lines.get():  # the go line; end of input: the benchmark is gone
@@ -267,22 +258,6 @@ async def _main(args: argparse.Namespace) -> None:
             raise failed
         worker.report()
     task.cancel()
-
-
-def _stdin_lines() -> asyncio.Queue[str]:
-    """Lines of stdin ("" at its end), read by a daemon thread (it never keeps the process alive)."""
-    loop = asyncio.get_running_loop()
-    lines: asyncio.Queue[str] = asyncio.Queue()
-
-    def read() -> None:
-        while True:
-            line = sys.stdin.readline()
-            loop.call_soon_threadsafe(lines.put_nowait, line)
-            if not line:
-                return
-
-    threading.Thread(target=read, name="stdin", daemon=True).start()
-    return lines
 
 
 def main(argv: Sequence[str]) -> None:

@@ -34,7 +34,6 @@ import json
 import multiprocessing
 import os
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from typing import Any
 
 import msgspec
 
+from feitian.bench.workers import spawn_worker
 from feitian.errors import FeitianError, InvalidArgumentError, UnavailableError
 from feitian.rpc import Client, Health, HealthReply
 from feitian.runtime.eventloop import run
@@ -196,16 +196,7 @@ class _Worker:
 
 
 async def _spawn(cluster_dir: str, log: str, argv: list[str]) -> _Worker:
-    stderr = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "feitian.bench.sched_worker", "--cluster", cluster_dir, *argv),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-        )
-    finally:
-        os.close(stderr)
+    proc = await spawn_worker("feitian.bench.sched_worker", ["--cluster", cluster_dir, *argv], log)
     return _Worker(proc, log)
 
 

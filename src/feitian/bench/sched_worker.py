@@ -36,7 +36,6 @@ import collections
 import contextlib
 import random
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +43,7 @@ from typing import Any
 
 import msgspec
 
+from feitian.bench.workers import stdin_lines
 from feitian.errors import FeitianError
 from feitian.replica import Router
 from feitian.rpc import Client, ClientConfig
@@ -407,22 +407,6 @@ def _say(line: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _stdin_lines() -> asyncio.Queue[str]:
-    """Lines of stdin ("" at its end), read by a daemon thread (it never keeps the process alive)."""
-    loop = asyncio.get_running_loop()
-    lines: asyncio.Queue[str] = asyncio.Queue()
-
-    def read() -> None:
-        while True:
-            line = sys.stdin.readline()
-            loop.call_soon_threadsafe(lines.put_nowait, line)
-            if not line:
-                return
-
-    threading.Thread(target=read, name="stdin", daemon=True).start()
-    return lines
-
-
 async def _main(args: argparse.Namespace) -> None:
     from feitian.deploy import LocalCluster
 
@@ -432,7 +416,7 @@ async def _main(args: argparse.Namespace) -> None:
     rpc: Client = await cluster.client(ClientConfig(name=args.name, connect_timeout_s=2), state=state)
     # An attempt outlives a long poll (the master answers one a little before the attempt's deadline).
     router = Router(rpc, masters, service="FuxiMaster", timeout_s=CALL_TIMEOUT_S, attempt_timeout_s=POLL_WAIT_S + 2)
-    lines = _stdin_lines()
+    lines = stdin_lines()
     worker: _Tubos | _Masters
     if args.tubos:
         worker = _Tubos(router, args.first, args.count, args.interval_s)

@@ -1,14 +1,13 @@
-"""``feitian sched``'s own parts without a cluster: sizes and quota amounts as people write them, and docs/cli.md
-documenting every ``feitian sched`` command with every one of its options."""
+"""``feitian sched``'s own parts without a cluster: sizes and quota amounts as people write them (docs/cli.md
+documenting every command: tests/unit/test_cli_docs.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import click
 import pytest
 
-from feitian.cli.sched import parse_quota, parse_size, sched
+from feitian.cli.sched import parse_quota, parse_size
 from feitian.errors import InvalidArgumentError
 
 CLI_MD = Path(__file__).resolve().parents[3] / "docs" / "cli.md"
@@ -46,25 +45,3 @@ def test_quota_amounts() -> None:
 def test_bad_quota_amounts(items: tuple[str, ...], message: str) -> None:
     with pytest.raises(InvalidArgumentError, match=message):
         parse_quota(items)
-
-
-def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
-    out: list[tuple[str, click.Command]] = []
-    for name, command in group.commands.items():
-        out.append((prefix + name, command))
-        if isinstance(command, click.Group):
-            out.extend(_commands(command, f"{prefix}{name} "))
-    return out
-
-
-def test_every_sched_command_and_option_is_in_docs_cli_md() -> None:
-    rows = [line for line in CLI_MD.read_text().splitlines() if line.startswith("| `feitian sched ")]
-    assert rows
-    for name, command in _commands(sched):
-        usage = next((r.split(" | ")[0] for r in rows if f"feitian sched {name} " in r or f"/ `{name} " in r), None)
-        assert usage is not None, f"`feitian sched {name}` has no row in docs/cli.md"
-        for param in command.params:
-            if isinstance(param, click.Option):
-                flags = {*param.opts, *param.secondary_opts} - SHARED
-                if flags:
-                    assert any(flag in usage for flag in flags), f"{name}: none of {sorted(flags)} in {usage!r}"
