@@ -156,9 +156,14 @@ class SchedCluster:
     def stop(self) -> list[ProcessRef]:
         """Stop every process ever started here and what the Tubos started (by the pids they recorded and the
         pids in their cgroups), and remove those cgroups; returns any process that would not stop."""
-        for ref in self._refs:
+        refs = list(self._refs)
+        with contextlib.suppress(
+            FeitianError, OSError
+        ):  # and whatever the state names (a restart that failed half-way)
+            refs.extend(p.ref for p in self.cluster.load().processes if p.ref not in refs)
+        for ref in refs:
             signal_process(ref, signal.SIGCONT)
-        left = stop_processes(self._refs, grace_s=10)
+        left = stop_processes(refs, grace_s=10)
         for name in self.names("tubo"):
             root = self.data_dir(name) / "tubo"
             left += stop_started(root, default_cgroup_prefix(name, root))
