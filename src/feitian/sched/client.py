@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from feitian.errors import ConflictError, FeitianError, InvalidArgumentError, NotFoundError
+from feitian.errors import ConflictError, DeadlineExceededError, FeitianError, InvalidArgumentError, NotFoundError
 from feitian.replica import Router
 from feitian.rpc import Client, ClientConfig
 from feitian.runtime.loop_thread import LoopThread
@@ -40,7 +40,6 @@ from feitian.sched.core import (
     DemandSnapshot,
     Grant,
     Locality,
-    Preempt,
     ReturnGrants,
     Revoke,
     SendGrant,
@@ -143,8 +142,6 @@ class SchedClient:
             if info.state in ENDED:
                 return info
             if deadline is not None and clock.monotonic_ns() >= deadline:
-                from feitian.errors import DeadlineExceededError
-
                 raise DeadlineExceededError(f"application {app_id} still {info.state.value} after {timeout_s}s")
             await clock.sleep(poll_s)
 
@@ -326,9 +323,6 @@ class AppMaster:
     async def workers(self, machine: str = "") -> list[WorkerInfo]:
         request = ListWorkers(machine=machine, address=self.address_of(machine) if machine else "")
         return await self.rpc.call(self.tubo, request, timeout=30.0)
-
-    def preempted(self, events: Sequence[AmEvent]) -> list[Preempt]:
-        return [e for e in events if isinstance(e, Preempt)]
 
 
 class SyncSchedClient:

@@ -125,7 +125,6 @@ class _Leadership:
         self.recover_until_ns = recover_until_ns
         self.writes: asyncio.Queue[Persist | MachineSeen | MachineGone | str] = asyncio.Queue()
         self.started_ns = 0
-        self.lost = asyncio.Event()
 
 
 class FuxiMaster:
@@ -240,11 +239,9 @@ class FuxiMaster:
         log.info("fuxi-master %s: leading epoch %d with %d applications", self.name, epoch, len(state.apps))
         ticker.start()
         try:
-            waiter = asyncio.ensure_future(lead.lost.wait())
-            await asyncio.wait([waiter, writer], return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            if writer.done():
-                writer.result()  # a fence that failed: raise it here
+            # Until the writer fails (a fence that failed: raised here) or the lock recipe cancels this task
+            # because the Nuwa session, and with it the leadership, is lost.
+            await writer
         finally:
             self.lead = None
             await ticker.stop()
@@ -515,7 +512,7 @@ class FuxiMaster:
     async def _am_register(self, ctx: CallContext, req: AmRegister) -> AmRegistered:
         lead = self._leading()
         state = lead.state
-        expected = state.am_register(req.app_id, req.attempt, list(req.held), self.clock.monotonic_ns())
+        expected = state.am_register(req.app_id, list(req.held), self.clock.monotonic_ns())
         return AmRegistered(
             epoch=state.epoch,
             app=state.app_info(state.record_of(req.app_id)),

@@ -136,11 +136,9 @@ class AppRuntime:
     record: AppRecord
     events: collections.deque[tuple[int, AmEvent]] = field(default_factory=collections.deque)
     next_event: int = 1
-    am_seq: int = 1  # the next seq of the A#am allocator application (FuxiMaster's own stream)
     am_proc: str = ""  # the current master process, once ordered or reported
     am_machine: str = ""
     am_grant: int = 0
-    registered_attempt: int = 0
 
 
 @dataclass
@@ -316,11 +314,10 @@ class MasterState:
             )
         return runtime
 
-    def am_register(self, app_id: str, attempt: int, held: list[Grant], now_ns: int) -> int:
+    def am_register(self, app_id: str, held: list[Grant], now_ns: int) -> int:
         """An application master (re-)registered; during recovery its held grants are adopted. Returns the seq
         its next message must carry."""
-        runtime = self.runtime(app_id)
-        runtime.registered_attempt = attempt
+        self.runtime(app_id)  # refuses an ended or unknown application
         if self.recovering:
             for grant in held:
                 if grant.app != app_id or self.alloc.grant(grant.grant_id) is not None:
@@ -625,8 +622,7 @@ class MasterState:
         record = runtime.record
         app = record.app_id + AM_SUFFIX
         spec = UnitSpec(Shape.of(record.master_shape))
-        runtime.am_seq = self.alloc.apps[app].expected_seq
-        self.alloc.handle(DemandDelta(app, runtime.am_seq, AM_UNIT, 1, spec), 0)
+        self.alloc.handle(DemandDelta(app, self.alloc.apps[app].expected_seq, AM_UNIT, 1, spec), 0)
 
     def _start_master(self, runtime: AppRuntime, grant: Grant) -> None:
         record = runtime.record

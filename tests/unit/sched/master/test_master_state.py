@@ -91,7 +91,7 @@ def test_kill_revokes_everything_and_orders_its_processes_stopped() -> None:
     tick(state, 1)
     am_grant = next(o for o in state.heartbeat(hb("m1"), 2, 1.0).orders if isinstance(o, StartProcess)).grant
     state.heartbeat(hb("m1", proc("app-1.master.1", "app-1", ProcKind.MASTER, am_grant.grant_id)), 3, 1.0)
-    state.am_register("app-1", 1, [], 4)
+    state.am_register("app-1", [], 4)
     state.am_demand("app-1", [DemandDelta("app-1", 1, "work", 2, UnitSpec(Shape.of(cpu=500)))], 5)
     tick(state, 6)
     grants = state.alloc.grants_of("app-1")
