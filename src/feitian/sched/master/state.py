@@ -19,6 +19,7 @@ every live application whose master nobody reported.
 from __future__ import annotations
 
 import collections
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -349,7 +350,9 @@ class MasterState:
             return [], after, {}
         if epoch != self.epoch:
             after = 0
-        events = [e for n, e in runtime.events if n > after]
+        # Event numbers are consecutive: the first one wanted is at a known place in the log.
+        first = runtime.events[0][0] if runtime.events else after + 1
+        events = [e for _, e in itertools.islice(runtime.events, max(0, after + 1 - first), None)]
         if runtime.events and after + 1 < runtime.events[0][0]:
             events.insert(
                 0, AskResync(app_id, self.alloc.apps[app_id].expected_seq if app_id in self.alloc.apps else 0, -1)

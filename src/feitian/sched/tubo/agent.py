@@ -436,7 +436,8 @@ class Tubo:
         return proc_id, meta
 
     def _proc_of_pid(self, pid: int) -> str | None:
-        known = {s.proc_id for s in self.supervisor.list() if s.state is ProcState.RUNNING}
+        running = [s for s in self.supervisor.list() if s.state is ProcState.RUNNING]
+        known = {s.proc_id for s in running}
         prefix = "/" + self.supervisor.cgroups.prefix.strip("/") + "/" if self.supervisor.cgroups else None
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
@@ -445,7 +446,7 @@ class Tubo:
                 if prefix is not None and head + "/" == prefix and leaf in known:
                     return leaf
         # Without cgroups: the caller or one of its ancestors is a process this Tubo started.
-        pids = {s.pid: s.proc_id for s in self.supervisor.list() if s.state is ProcState.RUNNING and s.pid}
+        pids = {s.pid: s.proc_id for s in running if s.pid}
         seen = 0
         while pid > 1 and seen < 64:
             if pid in pids:
