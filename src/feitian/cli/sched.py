@@ -27,7 +27,16 @@ from feitian.deploy import LocalCluster, resolve_cluster_dir
 from feitian.errors import FeitianError, InvalidArgumentError, NotFoundError
 from feitian.rpc import ClientConfig
 from feitian.runtime.eventloop import run
-from feitian.sched import AppInfo, AppState, MasterStatusReply, NodeInfo, QuotaInfo, SchedClient, parse_spec
+from feitian.sched import (
+    AppInfo,
+    AppState,
+    MasterStatusReply,
+    NodeInfo,
+    QuotaInfo,
+    SchedClient,
+    parse_grant,
+    parse_spec,
+)
 
 T = TypeVar("T")
 
@@ -433,6 +442,14 @@ async def _follow(s: SchedClient, info: AppInfo) -> AppInfo:
     help="How many times the master is started before the application fails.",
 )
 @click.option(
+    "--grant",
+    "grant_texts",
+    multiple=True,
+    metavar="RESOURCE=RIGHTS",
+    help="Give the application's processes this capability of yours, narrowed, under an identity of their own "
+    "(secured clusters; repeatable), e.g. dfs:/jobs/wc/=read,create,write.",
+)
+@click.option(
     "--wait", is_flag=True, help="Wait until it ends, saying each change on stderr; exit 1 unless it succeeds."
 )
 @json_option
@@ -447,6 +464,7 @@ def submit(
     memory: str | None,
     env_pairs: tuple[str, ...],
     max_attempts: int,
+    grant_texts: tuple[str, ...],
     wait: bool,
     as_json: bool,
     cluster_dir: str | None,
@@ -466,6 +484,10 @@ def submit(
     Examples:
       feitian sched submit hello -- /usr/bin/python3 -c 'print(1)'
       feitian sched submit wc --package wordcount@3 --priority 10 --cpu 1000 --memory 1GiB --wait -- python3 -m wc
+      feitian sched submit wc --grant dfs:/jobs/wc/=read,create,write -- python3 -m wc
+
+    With --grant, the application's processes get an identity of their own holding the named capabilities (each
+    must be covered by one of yours that may be delegated); without, they reach no service of a secured cluster.
     """
     if not name or len(name.encode()) > MAX_NAME_BYTES or any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise InvalidArgumentError(
@@ -480,6 +502,7 @@ def submit(
         parse_spec(package)
     env = _env(env_pairs)
     shape = _shape(cpu, memory)
+    grants = [parse_grant(text) for text in grant_texts]
 
     async def action(s: SchedClient) -> AppInfo:
         info = await s.submit(
@@ -491,6 +514,7 @@ def submit(
             priority=priority,
             group=group,
             max_attempts=max_attempts,
+            grants=grants,
         )
         if not wait:
             return info

@@ -14,8 +14,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from feitian.sched.appenv import AppEnvironment
     from feitian.sched.bench import bench_core, bench_memory
     from feitian.sched.client import AppMaster, SchedClient, SyncAppMaster, SyncSchedClient
+    from feitian.sched.credentials import AppGrant, app_credentials, parse_grant
     from feitian.sched.messages import (
         AmDemand,
         AmEvents,
@@ -52,6 +54,8 @@ _LAZY = {
     "AmDemand": "feitian.sched.messages",  # the wire messages below: for simulated Tubos and masters (bench sched)
     "AmEvents": "feitian.sched.messages",
     "AmRegister": "feitian.sched.messages",
+    "AppEnvironment": "feitian.sched.appenv",
+    "AppGrant": "feitian.sched.credentials",
     "AppInfo": "feitian.sched.messages",
     "AppMaster": "feitian.sched.client",
     "AppState": "feitian.sched.messages",
@@ -79,7 +83,9 @@ _LAZY = {
     "bench_core": "feitian.sched.bench",
     "bench_memory": "feitian.sched.bench",
     "default_cgroup_prefix": "feitian.sched.tubo.agent",
+    "app_credentials": "feitian.sched.credentials",
     "pack": "feitian.sched.pkg",
+    "parse_grant": "feitian.sched.credentials",
     "parse_spec": "feitian.sched.pkg",
     "stop_started": "feitian.sched.tubo.cleanup",
     "validate_name": "feitian.sched.pkg",
@@ -98,6 +104,8 @@ __all__ = [
     "AmDemand",
     "AmEvents",
     "AmRegister",
+    "AppEnvironment",
+    "AppGrant",
     "AppInfo",
     "AppMaster",
     "AppState",
@@ -121,10 +129,12 @@ __all__ = [
     "TuboRole",
     "WorkerEnded",
     "WorkerInfo",
+    "app_credentials",
     "bench_core",
     "bench_memory",
     "default_cgroup_prefix",
     "pack",
+    "parse_grant",
     "parse_spec",
     "stop_started",
     "validate_name",

@@ -47,6 +47,7 @@ from feitian.sched.core import (
     UnitDemand,
     UnitSpec,
 )
+from feitian.sched.credentials import DEFAULT_TTL_S, AppGrant, credentials_for
 from feitian.sched.messages import (
     AmDemand,
     AmEvent,
@@ -83,6 +84,7 @@ class SchedClient:
     """What a user asks of FuxiMaster; calls follow the leader (the kit's Router)."""
 
     def __init__(self, rpc: Client, masters: Sequence[str], *, timeout_s: float = 30.0) -> None:
+        self.rpc = rpc
         self.router = Router(rpc, list(masters), service="FuxiMaster", timeout_s=timeout_s)
 
     async def submit(
@@ -96,7 +98,13 @@ class SchedClient:
         priority: int = 100,
         group: str = "default",
         max_attempts: int = 3,
+        grants: Sequence[AppGrant] = (),
+        credential_ttl_s: float = DEFAULT_TTL_S,
     ) -> AppInfo:
+        """Submit an application. ``grants`` ((resource, rights) pairs, :func:`~feitian.sched.credentials.
+        parse_grant`) give its processes an identity of their own holding those of this client's capabilities,
+        narrowed (secured clusters; docs/sched.md, "Security")."""
+        credentials = credentials_for(self.rpc, grants, ttl_s=credential_ttl_s) if grants else None
         request = SubmitApp(
             name=name,
             command=list(command),
@@ -107,6 +115,7 @@ class SchedClient:
             group=group,
             max_attempts=max_attempts,
             submit_id=uuid.uuid4().hex,  # a retried submit returns the first application
+            credentials=credentials,
         )
         return await self.router.call(request, leader=True)
 

@@ -19,7 +19,7 @@ an epoch older than the newest it has seen, so a deposed master cannot start or 
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -38,11 +38,15 @@ __all__ = [
     "AmEventsReply",
     "AmRegister",
     "AmRegistered",
+    "AppCredentials",
     "AppEnded",
+    "AppIdentity",
+    "AppIdentityReply",
     "AppInfo",
     "AppState",
     "CheckGrant",
     "GetApp",
+    "GetAppIdentity",
     "KillApp",
     "KillProcess",
     "ListApps",
@@ -78,6 +82,10 @@ class AppState(enum.Enum):
     SUCCEEDED = "succeeded"  # its master exited 0
     FAILED = "failed"  # its master failed more than max_attempts times
     KILLED = "killed"  # a user killed it
+
+    @property
+    def ended(self) -> bool:
+        return self in (AppState.SUCCEEDED, AppState.FAILED, AppState.KILLED)
 
 
 class ProcKind(enum.Enum):
@@ -127,6 +135,34 @@ class QuotaInfo(msgspec.Struct, frozen=True, kw_only=True):
 # -- users -> master -------------------------------------------------------------------------------------------
 
 
+MAX_CREDENTIAL_CHAINS = 64  # capability chains one application may be given
+MAX_CHAIN_BYTES = 16_384  # one encoded chain (a chain has at most 8 links of a few hundred bytes)
+
+
+class AppCredentials(msgspec.Struct, frozen=True, kw_only=True):
+    """What a submitter gives its application so that its processes can reach the cluster's services (ZK-3):
+    a key made for the application by the submitter (``seed``: the Ed25519 private key's 32 raw bytes) and
+    capability chains the submitter delegated to that key — never more than the submitter holds. FuxiMaster
+    registers the key with the authority (which issues its certificate), keeps both with the application's hard
+    state and gives them to the Tubos that start the application's processes (docs/sched.md, "Security")."""
+
+    seed: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+    chains: Annotated[
+        list[Annotated[bytes, msgspec.Meta(max_length=MAX_CHAIN_BYTES)]], msgspec.Meta(max_length=MAX_CREDENTIAL_CHAINS)
+    ]
+
+
+class AppIdentity(msgspec.Struct, frozen=True, kw_only=True):
+    """An application's identity as its processes get it: files in their working directory (Tubo writes them)."""
+
+    principal: str  # the principal's name at the authority: app.<number of the application id>
+    seed: bytes
+    certificate_pem: bytes
+    ca_pem: bytes
+    chains: list[bytes]
+    expires_ns: int  # when the last of its capabilities expires (wall clock)
+
+
 class SubmitApp(Request[AppInfo], frozen=True, tag="fuxi.Submit", kw_only=True):
     """Submit an application: FuxiMaster starts its master process (``command``, run in ``package`` if given) on
     a grant of ``master_shape``. ``submit_id`` (chosen by the client) makes a retried submit return the first
@@ -141,6 +177,7 @@ class SubmitApp(Request[AppInfo], frozen=True, tag="fuxi.Submit", kw_only=True):
     group: str = "default"
     max_attempts: int = 3
     submit_id: str = ""
+    credentials: AppCredentials | None = None  # the application's own identity (secured clusters)
 
 
 class GetApp(Request[AppInfo], frozen=True, tag="fuxi.GetApp"):
@@ -340,6 +377,18 @@ class AmEvents(Request[AmEventsReply], frozen=True, tag="fuxi.AmEvents", kw_only
     wait_s: float = 10.0
 
 
+class AppIdentityReply(msgspec.Struct, frozen=True):
+    identity: AppIdentity | None  # None: the application was submitted without credentials
+
+
+class GetAppIdentity(Request[AppIdentityReply], frozen=True, tag="fuxi.AppIdentity"):
+    """Asked by a Tubo before it starts a process of ``app_id``: the identity files to give the process."""
+
+    idempotent = True
+
+    app_id: str
+
+
 # -- application masters -> Tubos (workers) -------------------------------------------------------------------
 
 
@@ -413,6 +462,7 @@ RULES: dict[type[Any], MethodRule[Any]] = {
     MasterStatus: requires(Right.READ, NODES),
     TuboHeartbeat: requires(Right.WRITE, TUBO),
     CheckGrant: requires(Right.WRITE, TUBO),
+    GetAppIdentity: requires(Right.WRITE, TUBO),
     AmRegister: requires(Right.WRITE, TUBO),
     AmDemand: requires(Right.WRITE, TUBO),
     AmEvents: requires(Right.WRITE, TUBO),

@@ -36,7 +36,14 @@ class FuxiMasterRole:
 
     async def start(self, node: Any, options: Any) -> dict[str, str]:
         assert isinstance(options, FuxiMasterOptions)
-        master = self._master = FuxiMaster(node.client, options, name=node.name)
+        security = node.security  # applications' principals are registered with this node's authority
+        master = self._master = FuxiMaster(
+            node.client,
+            options,
+            name=node.name,
+            authority=security.section.authority if security is not None else "",
+            ca_pem=security.identity.ca_pem if security is not None else b"",
+        )
         master.register(node.server)
         server = node.server
         master.start(lambda: server.addresses[0] if server.addresses else "")

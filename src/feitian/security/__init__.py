@@ -79,12 +79,13 @@ from feitian.security.policy import Policy, PolicyEntry
 from feitian.security.tls import TlsIdentity, client_context, peer_principal, server_context, verify_server
 
 if TYPE_CHECKING:
-    from feitian.security.identity_files import read_capabilities, write_capabilities
+    from feitian.security.identity_files import capabilities_text, read_capabilities, write_capabilities
     from feitian.security.kuafu import chain_expiry
 
 # Exported on first use, for other components (they import only through this root: ARCHITECTURE.md, Layers).
 _LAZY = {
     "chain_expiry": "feitian.security.kuafu",
+    "capabilities_text": "feitian.security.identity_files",
     "read_capabilities": "feitian.security.identity_files",
     "write_capabilities": "feitian.security.identity_files",
 }
@@ -137,6 +138,7 @@ __all__ = [
     "Token",
     "TokenBody",
     "authority_key_of",
+    "capabilities_text",
     "capability_id",
     "chain_expiry",
     "client_context",

@@ -23,7 +23,7 @@ from feitian.runtime.files import atomic_write
 from feitian.security.keys import load_private_key
 from feitian.security.tls import TlsIdentity
 
-__all__ = ["IdentityFiles", "read_capabilities", "write_capabilities"]
+__all__ = ["IdentityFiles", "capabilities_text", "read_capabilities", "write_capabilities"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +90,13 @@ def read_capabilities(path: str | os.PathLike[str]) -> list[bytes]:
     return chains
 
 
-def write_capabilities(path: str | os.PathLike[str], chains: list[bytes]) -> None:
-    """Replace a capabilities file atomically (mode 0600)."""
+def capabilities_text(chains: list[bytes]) -> bytes:
+    """The content of a capabilities file holding ``chains``."""
     lines = ["# feitian capabilities: one base64 CapabilityChain per line (`feitian cap show` decodes them)"]
     lines += [base64.b64encode(chain).decode("ascii") for chain in chains]
-    atomic_write(path, ("\n".join(lines) + "\n").encode("ascii"))
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def write_capabilities(path: str | os.PathLike[str], chains: list[bytes]) -> None:
+    """Replace a capabilities file atomically (mode 0600)."""
+    atomic_write(path, capabilities_text(chains))

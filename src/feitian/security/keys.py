@@ -97,7 +97,8 @@ class KeyPair:
 
     @classmethod
     def from_seed(cls, seed: bytes, name: str) -> KeyPair:
-        """A key pair from a 32-byte seed: deterministic keys for tests and simulations only."""
+        """A key pair from its 32-byte seed (the raw Ed25519 private key, :meth:`seed`): deterministic keys for
+        tests and simulations, and an application's key handed from its submitter to its processes."""
         if len(seed) != 32:
             raise InvalidArgumentError(f"key seed must be 32 bytes, got {len(seed)}")
         return cls(Ed25519PrivateKey.from_private_bytes(seed), name)
@@ -116,6 +117,12 @@ class KeyPair:
 
     def sign(self, data: bytes) -> bytes:
         return self._private.sign(data)
+
+    def seed(self) -> bytes:
+        """The raw 32-byte private key (:meth:`from_seed` makes the same key again): handle with care."""
+        return self._private.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
 
     def private_pem(self) -> bytes:
         """PKCS#8 PEM of the private key, unencrypted: handle with care."""

@@ -52,6 +52,7 @@ from feitian.replica import remaining_s
 from feitian.rpc import CallContext, Client, Server
 from feitian.runtime.periodic import PeriodicTask
 from feitian.sched.core import SchedLimits, SchedPolicy, check
+from feitian.sched.master import identities
 from feitian.sched.master.state import AppRecord, MachineGone, MachineSeen, MasterLimits, MasterState, Persist
 from feitian.sched.messages import (
     RULES,
@@ -61,9 +62,13 @@ from feitian.sched.messages import (
     AmEventsReply,
     AmRegister,
     AmRegistered,
+    AppCredentials,
+    AppIdentity,
+    AppIdentityReply,
     AppInfo,
     CheckGrant,
     GetApp,
+    GetAppIdentity,
     KillApp,
     ListApps,
     ListNodes,
@@ -104,6 +109,9 @@ class FuxiMasterOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     policy: dict[str, Any] = msgspec.field(default_factory=dict)  # SchedPolicy fields to override
     limits: dict[str, Any] = msgspec.field(default_factory=dict)  # SchedLimits fields to override
     master_limits: dict[str, Any] = msgspec.field(default_factory=dict)  # MasterLimits fields to override
+    # The authority that registers applications' principals; "" = the node's own [security] authority (none
+    # in an insecure cluster: applications submitted with credentials are refused there).
+    authority: str = ""
 
     def decoded(self) -> tuple[SchedPolicy, SchedLimits, MasterLimits]:
         try:
@@ -136,8 +144,12 @@ class FuxiMaster:
         name: str,
         clock: Clock | None = None,
         wall: Callable[[], float] = time.time,
+        authority: str = "",
+        ca_pem: bytes = b"",
     ) -> None:
         self.rpc = rpc
+        self.authority = options.authority or authority  # applications' principals (identities.py)
+        self.ca_pem = ca_pem
         self.options = options
         self.name = name
         self.clock = clock or MonotonicClock()
@@ -151,6 +163,7 @@ class FuxiMaster:
         self.lead: _Leadership | None = None
         self.last_recovery_s = 0.0  # how long the latest leadership's recovery took
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()  # principals being retired
         self._waiting: dict[str, asyncio.Event] = {}
         self._submitting: dict[
             str, asyncio.Future[AppInfo]
@@ -170,6 +183,7 @@ class FuxiMaster:
             MasterStatus: self._status,
             TuboHeartbeat: self._heartbeat,
             CheckGrant: self._check_grant,
+            GetAppIdentity: self._app_identity,
             AmRegister: self._am_register,
             AmDemand: self._am_demand,
             AmEvents: self._am_events,
@@ -188,9 +202,10 @@ class FuxiMaster:
         self._tasks = [loop.create_task(self._campaign()), loop.create_task(self._observe())]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._background]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(FeitianError, TimeoutError):
             async with asyncio.timeout(2.0):
                 await self.coord.close()
@@ -336,9 +351,24 @@ class FuxiMaster:
                     await self.coord.txn([lead.fence, DeleteOp(path=f"{self.root}/machines/{item.name}")])
                 continue
             record = item.record
+            if record.identity is not None and record.state.ended:
+                # Its principal is retired and its key no longer kept (best effort: the capabilities expire).
+                self._retire(record.identity)
+                record.identity = None
             await self.coord.txn(
                 [lead.fence, SetOp(path=f"{self.root}/apps/{record.app_id}", value=msgspec.msgpack.encode(record))]
             )
+
+    def _retire(self, identity: AppIdentity) -> None:
+        async def run() -> None:
+            try:
+                await identities.retire(self.rpc, self.authority, identity)
+            except FeitianError as exc:
+                log.warning("could not retire application principal %s: %s", identity.principal, exc)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _queue_effects(self, lead: _Leadership, effects: list[object]) -> None:
         for effect in effects:
@@ -424,6 +454,8 @@ class FuxiMaster:
             submitted_at=self.wall(),
         )
         state.check_submit(record)
+        if req.credentials is not None:
+            record.identity = await self._enrol(req.credentials)
         if req.package:  # fixed now: every attempt of its master runs the same content
             ref = await PackageStore(self.coord, None, root=self.options.packages_root).resolve(req.package)
             record.package, record.package_ref = ref.spec, ref
@@ -442,6 +474,15 @@ class FuxiMaster:
             raise NotLeaderError("fuxi-master lost its leadership while submitting", leader_hint=None)
         state.submit(record)
         return state.app_info(record)
+
+    async def _enrol(self, creds: AppCredentials) -> AppIdentity:
+        if not self.authority or not self.ca_pem:
+            raise InvalidArgumentError(
+                "submit: credentials were given, but this cluster is not secured (no authority)",
+                hint="submit without credentials: in an insecure cluster every process reaches every service",
+            )
+        key, expires_ns = identities.check_credentials(creds, self.ca_pem, int(self.wall() * _NS))
+        return await identities.enrol(self.rpc, self.authority, key, creds, expires_ns)
 
     async def _get_app(self, ctx: CallContext, req: GetApp) -> AppInfo:
         state = self._leading().state
@@ -506,6 +547,10 @@ class FuxiMaster:
 
     async def _check_grant(self, ctx: CallContext, req: CheckGrant) -> Any:
         return self._leading().state.check_grant(req.grant_id, req.app_id, req.machine)
+
+    async def _app_identity(self, ctx: CallContext, req: GetAppIdentity) -> AppIdentityReply:
+        record = self._leading().state.record_of(req.app_id)
+        return AppIdentityReply(None if record.state.ended else record.identity)
 
     # == application masters ==========================================================================================
 

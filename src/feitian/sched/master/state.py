@@ -56,6 +56,7 @@ from feitian.sched.messages import (
     AM_UNIT,
     AmEvent,
     AppEnded,
+    AppIdentity,
     AppInfo,
     AppState,
     KillProcess,
@@ -112,6 +113,7 @@ class AppRecord(msgspec.Struct, kw_only=True):
     ended_at: float = 0.0
     exit_code: int | None = None
     detail: str = ""
+    identity: AppIdentity | None = None  # the application's own principal (docs/sched.md, Security)
 
 
 class Persist(msgspec.Struct, frozen=True):

@@ -57,7 +57,9 @@ from feitian.sched.messages import (
     AmEventsReply,
     AmRegister,
     AmRegistered,
+    AppIdentity,
     CheckGrant,
+    GetAppIdentity,
     KillProcess,
     ListWorkers,
     LocalWhoAmI,
@@ -72,6 +74,7 @@ from feitian.sched.messages import (
     WorkerInfo,
 )
 from feitian.sched.pkg import DEFAULT_ROOT, PackageCache, PackageRef, PackageStore
+from feitian.sched.tubo.identity import AppIdentities, identity_env, identity_files
 from feitian.sched.tubo.machine import MachineConfig, detect_capacity, machine_health
 from feitian.sched.tubo.procs import ProcessSpec, ProcessStatus, ProcState
 from feitian.sched.tubo.supervisor import ProcessSupervisor
@@ -181,6 +184,13 @@ class Tubo:
         self.meta_dir = ensure_dir(self.root / "meta")
         self.meta: dict[str, ProcMeta] = {}
         self.router = Router(rpc, options.masters, service="FuxiMaster", timeout_s=5.0, clock=self.clock)
+        self.identities = AppIdentities(self._fetch_identity)
+        # Where the cluster's services are, for the processes started here (feitian.sched.AppEnvironment).
+        self._service_env = {
+            key: ",".join(addresses)
+            for key, addresses in (("FEITIAN_COORD", options.coord), ("FEITIAN_DFS", options.dfs))
+            if addresses
+        }
         self.address = ""
         self.epoch = 0  # the newest master epoch seen
         self.need_full = True
@@ -349,23 +359,31 @@ class Tubo:
             attempt=order.attempt,
             package_digest=order.package.digest if order.package else "",
         )
-        if order.package is None:
-            self._start(order.proc_id, meta, list(order.command), dict(order.env), order.grant)
-            return
-        # The package may have to be downloaded first: in a task of its own, not in the heartbeat.
+        # The application's identity and package may have to be fetched first: in a task of its own, not in the
+        # heartbeat.
         self.meta[order.proc_id] = meta  # the order is not carried out twice meanwhile
-        task = asyncio.get_running_loop().create_task(self._start_in_package(order, meta))
+        task = asyncio.get_running_loop().create_task(self._start_later(order, meta))
         self._starting.add(task)
         task.add_done_callback(self._starting.discard)
 
-    async def _start_in_package(self, order: StartProcess, meta: ProcMeta) -> None:
-        assert order.package is not None
+    async def _start_later(self, order: StartProcess, meta: ProcMeta) -> None:
         try:
-            package_dir = await self._package(order.package)
+            identity = await self.identities.get(order.app_id)
         except FeitianError as exc:
-            self._start_failed(order.proc_id, meta, f"package {order.package.spec}: {exc.message}")
+            self._start_failed(order.proc_id, meta, f"the application's identity: {exc.message}")
             return
-        self._start(order.proc_id, meta, list(order.command), dict(order.env), order.grant, package_dir)
+        package_dir = ""
+        if order.package is not None:
+            try:
+                package_dir = await self._package(order.package)
+            except FeitianError as exc:
+                self._start_failed(order.proc_id, meta, f"package {order.package.spec}: {exc.message}")
+                return
+        self._start(order.proc_id, meta, list(order.command), dict(order.env), order.grant, package_dir, identity)
+
+    async def _fetch_identity(self, app_id: str) -> AppIdentity | None:
+        reply = await self.router.call(GetAppIdentity(app_id), leader=True, timeout_s=5.0)
+        return reply.identity
 
     async def _package(self, ref: PackageRef) -> str:
         """The package unpacked on this machine and pinned (the caller's process unpins it when forgotten)."""
@@ -391,14 +409,20 @@ class Tubo:
         env: dict[str, str],
         grant: Grant,
         package_dir: str = "",
+        identity: AppIdentity | None = None,
     ) -> None:
         env = {
             **env,
+            **self._service_env,
             "FEITIAN_TUBO_SOCKET": f"unix://{self.socket_path}",
             "FEITIAN_MACHINE": self.machine,
             "FEITIAN_GRANT_ID": str(grant.grant_id),
             "FEITIAN_ATTEMPT": str(meta.attempt),
         }
+        files = None
+        if identity is not None:
+            env.update(identity_env(identity, self.supervisor.work_dir(proc_id)))
+            files = identity_files(identity)
         spec = ProcessSpec(
             proc_id=proc_id,
             app_id=meta.app_id,
@@ -411,7 +435,7 @@ class Tubo:
         try:
             atomic_write(self.meta_dir / proc_id, msgspec.json.encode(meta))
             self.meta[proc_id] = meta
-            self.supervisor.start(spec)
+            self.supervisor.start(spec, files)
         except FeitianError as exc:
             self._start_failed(proc_id, meta, exc.message)
             return
@@ -558,7 +582,8 @@ class Tubo:
             package_digest=digest,
         )
         env = {**req.env, "FEITIAN_WORKER": req.name}
-        self._start(proc_id, meta, list(req.command), env, grant, package_dir)
+        identity = await self.identities.get(req.app_id)
+        self._start(proc_id, meta, list(req.command), env, grant, package_dir, identity)
         return self._worker_info(proc_id)
 
     def _running(self, proc_id: str) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeGuard
@@ -125,6 +126,10 @@ class ProcessSupervisor:
     def _work_dir(self, proc_id: str) -> Path:
         return self.root / "work" / proc_id
 
+    def work_dir(self, proc_id: str) -> Path:
+        """Where the process ``proc_id`` runs (created by :meth:`start`)."""
+        return self._work_dir(proc_id)
+
     def _save(self, entry: _Entry) -> None:
         atomic_write(self._proc_dir(entry.record.spec.proc_id) / "record", msgspec.json.encode(entry.record))
 
@@ -145,7 +150,9 @@ class ProcessSupervisor:
         self._recovered = True
         return self.list()
 
-    def start(self, spec: ProcessSpec) -> ProcessStatus:
+    def start(self, spec: ProcessSpec, files: Mapping[str, bytes] | None = None) -> ProcessStatus:
+        """Start ``spec``'s process. ``files`` (paths relative to its working directory -> content) are written
+        there first, mode 0600 in directories of mode 0700, owned by the process's uid: e.g. its identity."""
         self._require_recovered()
         validate_spec(spec)
         name = spec.proc_id
@@ -186,6 +193,7 @@ class ProcessSupervisor:
                 os.chown(work_dir, uid, uid)
             except OSError as exc:
                 raise os_error(exc, "chown", work_dir) from exc
+        _write_files(work_dir, files or {}, uid)
         record = _Record(spec, self.clock.wall_ns(), uid=uid)
         entry = _Entry(record, self._running_status(record, "starting"))
         self._save(entry)  # first: a crash from here on leaves a record that recover() ends and cleans up
@@ -535,3 +543,25 @@ def _mtime_ns(path: Path) -> int:
         return path.stat().st_mtime_ns
     except OSError:
         return 0
+
+
+def _write_files(work_dir: Path, files: Mapping[str, bytes], uid: int) -> None:
+    for rel, content in files.items():
+        path = Path(rel)
+        if path.is_absolute() or ".." in path.parts or not path.parts:
+            raise InvalidArgumentError(f"start: file {rel!r} is not inside the working directory")
+        target = work_dir / path
+        try:
+            for parent in reversed(target.relative_to(work_dir).parents[:-1]):
+                directory = work_dir / parent
+                if not directory.exists():
+                    directory.mkdir(mode=0o700)
+                    if uid >= 0:
+                        os.chown(directory, uid, uid)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+                if uid >= 0:
+                    os.fchown(f.fileno(), uid, uid)
+        except OSError as exc:
+            raise os_error(exc, "write", target) from exc

@@ -27,17 +27,23 @@ from feitian.security.authority.store import AuthorityStore, PrincipalRecord
 
 if TYPE_CHECKING:
     from feitian.security.authority.messages import (
+        APP_NAME_PREFIX,
         AddPrincipal,
+        EnrolApp,
         ListPrincipals,
         PolicyGrant,
         PolicyList,
         PolicyReply,
         PolicyRevoke,
+        RetireApp,
         Revoke,
     )
 
 # Exported on first use, for other components (they import only through this root: ARCHITECTURE.md, Layers).
 _LAZY = {
+    "APP_NAME_PREFIX": "feitian.security.authority.messages",
+    "EnrolApp": "feitian.security.authority.messages",
+    "RetireApp": "feitian.security.authority.messages",
     "AddPrincipal": "feitian.security.authority.messages",
     "ListPrincipals": "feitian.security.authority.messages",
     "PolicyGrant": "feitian.security.authority.messages",
@@ -56,12 +62,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "APP_NAME_PREFIX",
     "AddPrincipal",
     "AuthorityOptions",
     "AuthorityRole",
     "AuthorityService",
     "AuthorityStore",
     "ClusterSecurity",
+    "EnrolApp",
     "Issue",
     "ListPrincipals",
     "NodeSecurity",
@@ -70,6 +78,7 @@ __all__ = [
     "PolicyReply",
     "PolicyRevoke",
     "PrincipalRecord",
+    "RetireApp",
     "Revoke",
     "SecurityAgent",
     "SecuritySection",

@@ -66,6 +66,8 @@ ROLE_GRANTS: dict[str, list[tuple[str, list[Right]]]] = {
         ("coord:/fuxi/", [Right.READ, Right.CREATE, Right.WRITE, Right.DELETE]),
         ("coord:/elections/fuxi-master/", [Right.READ, Right.CREATE, Right.WRITE, Right.DELETE]),
         ("coord:/feitian/packages/", [Right.READ]),  # resolves an application's package when submitted
+        # registers each application's principal and retires it when the application ends (ZK-3)
+        ("authority:/principals/apps/", [Right.CREATE, Right.DELETE]),
     ],
     # Tubo: heartbeats and its processes' calls to FuxiMaster; workers started on other Tubos.
     "tubo": [

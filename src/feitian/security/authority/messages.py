@@ -17,8 +17,13 @@ __all__ = [
     "ADMIN_POLICY",
     "ADMIN_PRINCIPALS",
     "ADMIN_REVOCATIONS",
+    "APP_NAME_PREFIX",
+    "APP_PRINCIPALS",
+    "ENROL_APP",
+    "RETIRE_APP",
     "AddPrincipal",
     "AddPrincipalReply",
+    "EnrolApp",
     "GetRevocations",
     "Issue",
     "IssueReply",
@@ -29,6 +34,7 @@ __all__ = [
     "PolicyReply",
     "PolicyRevoke",
     "PrincipalInfo",
+    "RetireApp",
     "RevocationsReply",
     "Revoke",
 ]
@@ -36,6 +42,10 @@ __all__ = [
 ADMIN_POLICY: MethodRule[Any] = requires(Right.ADMIN, "authority:/policy")
 ADMIN_PRINCIPALS: MethodRule[Any] = requires(Right.ADMIN, "authority:/principals")
 ADMIN_REVOCATIONS: MethodRule[Any] = requires(Right.ADMIN, "authority:/revocations")
+# Applications' principals (ZK-3): FuxiMaster registers one per application and retires it when the application
+# ends. Its capability names this subtree only, so it can register no other kind of principal.
+APP_PRINCIPALS = "authority:/principals/apps/"
+APP_NAME_PREFIX = "app."
 
 
 class IssueReply(msgspec.Struct, frozen=True):
@@ -132,3 +142,29 @@ class Revoke(Request[RevocationsReply], frozen=True, tag="authority.Revoke"):
 
     capability_id: str = ""
     holder: str = ""
+
+
+class EnrolApp(Request[AddPrincipalReply], frozen=True, tag="authority.EnrolApp"):
+    """Register an application's principal (``app.<application id>``, a user) and issue its certificate.
+
+    Needs ``create`` on ``authority:/principals/apps/<name>``. The principal gets no policy entries: what it may
+    do comes from capabilities its submitter delegated to its key.
+    """
+
+    name: str
+    public_key: bytes
+
+
+class RetireApp(Request[RevocationsReply], frozen=True, tag="authority.RetireApp"):
+    """An application ended: revoke its principal as a holder until ``until_ns`` (when the capabilities
+    delegated to it expire anyway, so the revocation list stays bounded) and forget its registration.
+
+    Needs ``delete`` on ``authority:/principals/apps/<name>``.
+    """
+
+    name: str
+    until_ns: int
+
+
+ENROL_APP: MethodRule[EnrolApp] = requires(Right.CREATE, lambda r: APP_PRINCIPALS + r.name)
+RETIRE_APP: MethodRule[RetireApp] = requires(Right.DELETE, lambda r: APP_PRINCIPALS + r.name)

@@ -38,8 +38,12 @@ from feitian.security.authority.messages import (
     ADMIN_POLICY,
     ADMIN_PRINCIPALS,
     ADMIN_REVOCATIONS,
+    APP_NAME_PREFIX,
+    ENROL_APP,
+    RETIRE_APP,
     AddPrincipal,
     AddPrincipalReply,
+    EnrolApp,
     GetRevocations,
     Issue,
     IssueReply,
@@ -50,6 +54,7 @@ from feitian.security.authority.messages import (
     PolicyReply,
     PolicyRevoke,
     PrincipalInfo,
+    RetireApp,
     RevocationsReply,
     Revoke,
 )
@@ -166,6 +171,35 @@ class AuthorityService:
         )
         log.info("%s registered %s %s (%s)", _caller(ctx).describe(), kind.value, record.name, record.id)
         return AddPrincipalReply(_info(record), pem, self.ca.certificate_pem())
+
+    # -- applications' principals (FuxiMaster) -----------------------------------------------------------------
+
+    @handler(EnrolApp, requires=ENROL_APP)
+    async def enrol_app(self, ctx: CallContext, req: EnrolApp) -> AddPrincipalReply:
+        self._check_app_name(req.name)
+        record = self.store.replace_principal(req.name, req.public_key, PrincipalKind.USER)
+        pem = self.ca.issue_certificate_pem(
+            PublicKey(record.name, record.public_key), PrincipalKind.USER, now_s=self.clock.wall_ns() / 1e9
+        )
+        log.info("%s enrolled application principal %s (%s)", _caller(ctx).describe(), record.name, record.id)
+        return AddPrincipalReply(_info(record), pem, self.ca.certificate_pem())
+
+    @handler(RetireApp, requires=RETIRE_APP)
+    async def retire_app(self, ctx: CallContext, req: RetireApp) -> RevocationsReply:
+        self._check_app_name(req.name)
+        record = self.store.remove_principal(req.name)
+        current = self.store.revocations
+        if record is not None and req.until_ns > self.clock.wall_ns():
+            current = current.revoke_holder(record.id, until_ns=req.until_ns)
+            self.store.set_revocations(current)
+            self.publish()
+        log.info("%s retired application principal %s", _caller(ctx).describe(), req.name)
+        return RevocationsReply(current.version, current.to_bytes())
+
+    @staticmethod
+    def _check_app_name(name: str) -> None:
+        if not name.startswith(APP_NAME_PREFIX) or len(name) == len(APP_NAME_PREFIX):
+            raise InvalidArgumentError(f"application principal {name!r}: its name must start with {APP_NAME_PREFIX!r}")
 
     @handler(ListPrincipals, requires=ADMIN_PRINCIPALS)
     async def list_principals(self, ctx: CallContext, req: ListPrincipals) -> list[PrincipalInfo]:

@@ -92,6 +92,23 @@ class AuthorityStore:
         self.save_principals()
         return record
 
+    def replace_principal(self, name: str, public_key: bytes, kind: PrincipalKind) -> PrincipalRecord:
+        """Register ``name`` with this key, replacing an earlier registration of the name (an application's
+        principal whose retirement was lost: the name is reused with a fresh key)."""
+        old = self.principals.pop(name, None)
+        try:
+            return self.add_principal(name, public_key, kind)
+        except Exception:
+            if old is not None:
+                self.principals[name] = old
+            raise
+
+    def remove_principal(self, name: str) -> PrincipalRecord | None:
+        record = self.principals.pop(name, None)
+        if record is not None:
+            self.save_principals()
+        return record
+
     def principal(self, name_or_id: str) -> PrincipalRecord:
         record = self.principals.get(name_or_id)
         if record is not None:
