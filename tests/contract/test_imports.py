@@ -23,10 +23,12 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "feitian"
 # matching path prefix; a component is a package (or a top-level module) whose root is its public face.
 LAYERS: list[tuple[str, ...]] = [
     ("__init__", "errors", "base"),  # the version, the one error tree, clocks/randomness/units/topology
-    ("rpc/core", "consensus", "security/core", "coord/core", "dfs/core", "replica/core", "sched/core", "job/core"),  # pure
+    # pure
+    ("rpc/core", "consensus", "security/core", "coord/core", "dfs/core", "replica/core", "sched/core", "job/core"),
     ("runtime",),  # the only OS-touching layer
     ("rpc", "rpc/gateway", "security"),  # Kuafu and Zhongkui's identities, capabilities and TLS
-    ("replica", "security/authority", "coord", "dfs", "sched", "job", "examples"),  # services, on the replicated-service kit
+    # services, on the replicated-service kit
+    ("replica", "security/authority", "coord", "dfs", "sched", "job", "examples"),
     ("deploy",),  # node processes, roles, the local cluster
     ("testing",),  # test helpers that start real clusters
     ("bench",),  # benchmark programs

@@ -25,7 +25,16 @@ FORBIDDEN = {
     "tempfile",
     "pathlib",
 }
-PURE_PACKAGES = ["rpc/core", "consensus", "security/core", "dfs/core", "coord/core", "replica/core", "sched/core", "job/core"]
+PURE_PACKAGES = [
+    "rpc/core",
+    "consensus",
+    "security/core",
+    "dfs/core",
+    "coord/core",
+    "replica/core",
+    "sched/core",
+    "job/core",
+]
 
 
 def imports_of(path: Path) -> set[str]:

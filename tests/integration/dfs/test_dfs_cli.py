@@ -31,7 +31,10 @@ MiB = 1 << 20
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     directory = str(tmp_path_factory.mktemp("dfs-cli") / "cluster")
-    feitian("cluster", "up", "--dir", directory, "--echo", "0", "--no-proxy", "--kv", "0", check=True, timeout=120)
+    feitian(
+        "cluster", "up", "--dir", directory, "--echo", "0", "--no-proxy", "--kv", "0", "--fuxi-masters", "0",
+        check=True, timeout=120,
+    )  # fmt: skip
     try:
         yield directory
     finally:
