@@ -74,7 +74,7 @@ from feitian.security.keys import (
     save_private_key,
     save_public_key,
 )
-from feitian.security.kuafu import CapabilitySet, ClientIdentity, ServerGuard
+from feitian.security.kuafu import CapabilitySet, ClientIdentity, SamePrincipalClient, SamePrincipalServer, ServerGuard
 from feitian.security.policy import Policy, PolicyEntry
 from feitian.security.tls import TlsIdentity, client_context, peer_principal, server_context, verify_server
 
@@ -131,6 +131,8 @@ __all__ = [
     "RevocationList",
     "RevocationView",
     "Right",
+    "SamePrincipalClient",
+    "SamePrincipalServer",
     "ServerGuard",
     "SignedCapability",
     "Signer",

@@ -135,8 +135,14 @@ class ClusterAuthority:
         now_s: float,
         validity_s: int = DEFAULT_CERT_VALIDITY_S,
         hosts: Sequence[str] = _DEFAULT_HOSTS,
+        serves: bool = False,
     ) -> x509.Certificate:
-        """Issue the TLS certificate of principal ``subject`` (``hosts`` are used for services only)."""
+        """Issue the TLS certificate of principal ``subject`` (``hosts`` are used for services only).
+
+        ``serves``: a user principal whose processes also serve each other (an application's master and workers,
+        :class:`~feitian.security.kuafu.SamePrincipalServer`): its certificate may be used by a TLS server too.
+        It stays a user's: clients of cluster services still refuse it as a server (they accept services only).
+        """
         public = Ed25519PublicKey.from_public_bytes(subject.key)
         ca_public = self.key.private_key.public_key()
         uri = x509.UniformResourceIdentifier(PRINCIPAL_URI_PREFIX + subject.principal_id)
@@ -144,7 +150,7 @@ class ClusterAuthority:
         if kind is PrincipalKind.SERVICE:
             san.extend(_host_name(h) for h in hosts)
         usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
-        if kind is PrincipalKind.SERVICE:
+        if kind is PrincipalKind.SERVICE or serves:
             usages.insert(0, ExtendedKeyUsageOID.SERVER_AUTH)
         name = x509.Name(
             [
@@ -191,8 +197,9 @@ class ClusterAuthority:
         now_s: float,
         validity_s: int = DEFAULT_CERT_VALIDITY_S,
         hosts: Sequence[str] = _DEFAULT_HOSTS,
+        serves: bool = False,
     ) -> bytes:
-        cert = self.issue_certificate(subject, kind, now_s=now_s, validity_s=validity_s, hosts=hosts)
+        cert = self.issue_certificate(subject, kind, now_s=now_s, validity_s=validity_s, hosts=hosts, serves=serves)
         return cert.public_bytes(serialization.Encoding.PEM)
 
 

@@ -28,7 +28,14 @@ from feitian.security.core.reasons import Reason, refusal
 from feitian.security.guard import ConnectionSecurity, Guard
 from feitian.security.tls import TlsIdentity, client_context, server_context
 
-__all__ = ["CapabilitySet", "ClientIdentity", "ServerGuard", "chain_expiry"]
+__all__ = [
+    "CapabilitySet",
+    "ClientIdentity",
+    "SamePrincipalClient",
+    "SamePrincipalServer",
+    "ServerGuard",
+    "chain_expiry",
+]
 
 
 class ServerGuard:
@@ -134,3 +141,71 @@ class CapabilitySet:
 
     def __len__(self) -> int:
         return len(self._chains)
+
+
+class _PeerConnection:
+    __slots__ = ("principal",)
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+
+
+def _same_principal(own: Principal, peer_certificate: bytes, what: str) -> Principal:
+    if not peer_certificate:
+        raise refusal(Reason.MISSING, f"{what}: the peer presented no certificate")
+    peer = principal_of_certificate(peer_certificate)
+    if peer.id != own.id:
+        raise refusal(Reason.UNEXPECTED_PEER, f"{what}: {peer.describe()} is not {own.describe()}")
+    return peer
+
+
+class SamePrincipalServer:
+    """Mutual TLS between the processes of one principal — an application's master and its workers (ZK-4).
+
+    Both ends hold the same certificate (the application's identity, issued by the cluster authority); the
+    server accepts a peer only if its certificate names that same principal, so another application, a user or
+    a service cannot call in. The connection is the authorization: every call on it is allowed, no capability
+    is presented or needed. Implements ``feitian.rpc.security.ServerSecurity``; its client side is
+    :class:`SamePrincipalClient`.
+    """
+
+    def __init__(self, identity: TlsIdentity) -> None:
+        self.principal = identity.principal
+        self._context = server_context(identity)
+        self.refusals = 0
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        return self._context
+
+    def open_connection(self, peer_certificate: bytes) -> _PeerConnection:
+        return _PeerConnection(_same_principal(self.principal, peer_certificate, "connection"))
+
+    def check(self, conn: object, rule: object, request: object, method: str) -> None:
+        return None  # the connection is its own principal's: everything is allowed
+
+    def present_capability(self, conn: object, chain: bytes) -> Grant:
+        raise refusal(Reason.NOT_GRANTED, "capabilities are not taken here: a peer of the same principal needs none")
+
+    def present_token(self, conn: object, token: bytes) -> Grant:
+        raise refusal(Reason.NOT_GRANTED, "tokens are not taken here: a peer of the same principal needs none")
+
+    def refused(self, peer: str, reason: str, message: str) -> None:
+        self.refusals += 1
+
+
+class SamePrincipalClient:
+    """Implements ``feitian.rpc.security.ClientTls``: present ``identity``; accept only a server holding the same
+    principal (:class:`SamePrincipalServer`). Host names are not checked: peers are found by the addresses they
+    register, and authenticated by the certificate."""
+
+    def __init__(self, identity: TlsIdentity) -> None:
+        self.principal = identity.principal
+        self._context = client_context(identity, check_hostname=False)
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        return self._context
+
+    def check_server(self, peer_certificate: bytes, endpoint: str) -> None:
+        _same_principal(self.principal, peer_certificate, f"connect {endpoint}")

@@ -54,8 +54,11 @@ class TlsIdentity:
         now_s: float,
         validity_s: int = DEFAULT_CERT_VALIDITY_S,
         hosts: Sequence[str] = _DEFAULT_HOSTS,
+        serves: bool = False,
     ) -> TlsIdentity:
-        pem = authority.issue_certificate_pem(key.public(), kind, now_s=now_s, validity_s=validity_s, hosts=hosts)
+        pem = authority.issue_certificate_pem(
+            key.public(), kind, now_s=now_s, validity_s=validity_s, hosts=hosts, serves=serves
+        )
         return cls(key=key, certificate_pem=pem, ca_pem=authority.certificate_pem())
 
     @classmethod

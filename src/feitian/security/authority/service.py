@@ -178,8 +178,11 @@ class AuthorityService:
     async def enrol_app(self, ctx: CallContext, req: EnrolApp) -> AddPrincipalReply:
         self._check_app_name(req.name)
         record = self.store.replace_principal(req.name, req.public_key, PrincipalKind.USER)
-        pem = self.ca.issue_certificate_pem(
-            PublicKey(record.name, record.public_key), PrincipalKind.USER, now_s=self.clock.wall_ns() / 1e9
+        pem = self.ca.issue_certificate_pem(  # its master and workers serve each other (SamePrincipalServer)
+            PublicKey(record.name, record.public_key),
+            PrincipalKind.USER,
+            now_s=self.clock.wall_ns() / 1e9,
+            serves=True,
         )
         log.info("%s enrolled application principal %s (%s)", _caller(ctx).describe(), record.name, record.id)
         return AddPrincipalReply(_info(record), pem, self.ca.certificate_pem())
