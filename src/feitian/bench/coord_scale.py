@@ -133,6 +133,10 @@ async def _replica_figures(cluster: Any, rpc: Client, rss_peak: dict[int, int]) 
             figures["loop_stalls"] = int(health.detail.get("loop_stalls", "0"))
             busy = health.detail.get("loop_lag_max_busy_ms")
             figures["loop_lag_max_busy_ms"] = None if busy is None else float(busy)
+            for key in ("gc_pause_max_ms", "gc_full_max_ms"):  # the garbage collector's share of the stalls
+                value = health.detail.get(key)
+                figures[key] = None if value is None else float(value)
+            figures["gc_full_collections"] = int(health.detail.get("gc_full_collections", "0"))
             recent = LoopLag.parse_recent(health.detail.get("loop_stalls_recent", ""))
             figures["loop_stalls_longest"] = sorted((round(ms) for _, ms in recent), reverse=True)[:5]
             figures["uptime_s"] = health.uptime_s
@@ -505,6 +509,7 @@ def print_report(result: dict[str, Any]) -> None:
         + (f" ({a['last_error']})" if a["errors"] else "")
     )
     head = f"{'replica':<8}{'role':<10}{'RSS MiB':>9}{'peak MiB':>10}{'stall ms':>10}{'own ms':>8}{'stalls':>8}"
+    head += f"{'gc ms':>8}{'full gcs':>9}"
     head += f"{'nodes':>10}"
     print(head + f"{'sessions':>10}{'snap index':>12}{'snap MiB':>10}{'snap s':>8}")
     for i, r in result["replicas"].items():
@@ -512,6 +517,7 @@ def print_report(result: dict[str, Any]) -> None:
         print(
             f"{i:<8}{r.get('role', '?'):<10}{_mib(r.get('rss_bytes')):>9}{_mib(r.get('rss_peak_bytes')):>10}"
             f"{r.get('loop_lag_max_ms', '-'):>10}{r.get('loop_lag_max_busy_ms', '-'):>8}{r.get('loop_stalls', '-'):>8}"
+            f"{r.get('gc_pause_max_ms', '-'):>8}{r.get('gc_full_collections', '-'):>9}"
             f"{r.get('nodes', '-'):>10}"
             f"{r.get('sessions', '-'):>10}{r.get('snapshot_index', '-'):>12}{_mib(r.get('snapshot_bytes')):>10}"
             f"{'-' if snap_s is None else snap_s:>8}"

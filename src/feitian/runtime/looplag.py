@@ -21,17 +21,54 @@ wake-up every ``interval_s``.
 from __future__ import annotations
 
 import collections
+import gc
 import time
+from typing import Any
 
 from feitian.base.clock import Clock, MonotonicClock
 from feitian.runtime.periodic import PeriodicTask
 
-__all__ = ["DEFAULT_INTERVAL_S", "RECENT_STALLS", "STALL_MS", "LoopLag"]
+__all__ = ["DEFAULT_INTERVAL_S", "RECENT_STALLS", "STALL_MS", "GcPauses", "LoopLag"]
 
 DEFAULT_INTERVAL_S = 0.025
 STALL_MS = 100.0  # lateness counted as a stall (``stalls``)
 RECENT_STALLS = 32  # the stalls remembered with their times (the newest; older ones are dropped)
 BUSY_SHARE = 0.75  # a stall with the process on a CPU at least this share of the time is its own work
+
+
+class GcPauses:
+    """The cyclic garbage collector's pauses in this process (``gc.callbacks``): the longest, and how many full
+    (generation 2) collections ran — so a loop stall can be told to be a collection or something else."""
+
+    def __init__(self) -> None:
+        self.max_ms = 0.0
+        self.max_full_ms = 0.0  # the longest full collection
+        self.full = 0  # full collections
+        self.total_ms = 0.0
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        ms = (time.perf_counter() - self._started) * 1e3
+        self.total_ms += ms
+        self.max_ms = max(self.max_ms, ms)
+        if info.get("generation") == 2:
+            self.full += 1
+            self.max_full_ms = max(self.max_full_ms, ms)
+
+    def start(self) -> None:
+        if self._callback not in gc.callbacks:
+            gc.callbacks.append(self._callback)
+
+    def stop(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def reset(self) -> None:
+        self.max_ms = self.max_full_ms = self.total_ms = 0.0
+        self.full = 0
 
 
 class LoopLag:
@@ -46,6 +83,7 @@ class LoopLag:
         # callback, a collection), as opposed to waiting for a machine busy with other processes.
         self.max_busy_ms = 0.0
         self.recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=RECENT_STALLS)  # (at, ms)
+        self.gc = GcPauses()
         self._task = PeriodicTask("loop-lag", self._wake, interval_s, clock=self.clock)
         self._cpu = 0.0  # process CPU time at the previous wake-up
 
@@ -53,12 +91,15 @@ class LoopLag:
         """Forget what was seen so far (the figures then count from now)."""
         self.max_ms, self.max_at, self.stalls, self.max_busy_ms = 0.0, 0.0, 0, 0.0
         self.recent.clear()
+        self.gc.reset()
 
     def start(self) -> None:
         self._cpu = time.process_time()
+        self.gc.start()
         self._task.start()
 
     async def stop(self) -> None:
+        self.gc.stop()
         await self._task.stop()
 
     async def _wake(self) -> None:
@@ -87,7 +128,8 @@ class LoopLag:
         """The figures as a health reply's detail: ``loop_lag_max_ms`` (since start or reset),
         ``loop_lag_max_ago_s`` (how long ago it ended; empty before any wake-up), ``loop_stalls`` (wake-ups >=
         STALL_MS late) and ``loop_stalls_recent``: the newest stalls as ``AGO_S:MS`` pairs, space-separated, so
-        a caller can tell the stalls of the last minute from older ones."""
+        a caller can tell the stalls of the last minute from older ones; ``gc_pause_max_ms``, ``gc_full_max_ms``
+        and ``gc_full_collections``: the garbage collector's share (:class:`GcPauses`)."""
         now = self.clock.monotonic_ns() / 1e9
         ago = f"{now - self.max_at:.1f}" if self.max_ms > 0 else ""
         recent = " ".join(f"{now - at:.1f}:{ms:.0f}" for at, ms in self.recent)
@@ -97,6 +139,9 @@ class LoopLag:
             "loop_stalls": str(self.stalls),
             "loop_stalls_recent": recent,
             "loop_lag_max_busy_ms": f"{self.max_busy_ms:.1f}",
+            "gc_pause_max_ms": f"{self.gc.max_ms:.1f}",
+            "gc_full_max_ms": f"{self.gc.max_full_ms:.1f}",
+            "gc_full_collections": str(self.gc.full),
         }
 
     @staticmethod

@@ -71,3 +71,25 @@ async def test_on_a_manual_clock_a_jump_is_a_stall_of_the_jump_less_one_interval
         assert lag.detail()["loop_lag_max_ago_s"] == "0.5"
     finally:
         await lag.stop()
+
+
+def test_garbage_collections_are_timed_while_started() -> None:
+    import gc
+
+    from feitian.runtime.looplag import GcPauses
+
+    pauses = GcPauses()
+    pauses.start()
+    try:
+        pauses.start()  # once only
+        assert gc.callbacks.count(pauses._callback) == 1
+        junk = [[i] for i in range(200_000)]  # something for a full collection to walk
+        gc.collect()
+        assert pauses.full >= 1 and pauses.max_full_ms > 0 and pauses.max_ms >= pauses.max_full_ms
+        del junk
+    finally:
+        pauses.stop()
+    assert pauses._callback not in gc.callbacks
+    full = pauses.full
+    gc.collect()
+    assert pauses.full == full  # stopped: no longer counted
