@@ -112,9 +112,10 @@ class JobCore:
             task.blacklist = set(ts.blacklist)
             for machine in ts.blacklist:
                 core.task_blacklisted_at[(task.name, machine)] = -1
-            for index, used in ts.attempts.items():
-                # the attempt that ran at the restart may not have been its fault: one more is always allowed
-                task.instances[index].attempts_used = min(used, task.spec.max_attempts - 1)
+            for index, failures in ts.failures.items():
+                # attempts that ended without output; the running ones count again when their workers report
+                inst = task.instances[index]
+                inst.failures = inst.attempts_used = failures
             for rec in ts.done:
                 inst = task.instances[rec.index]
                 ref = AttemptRef(task.name, rec.index, rec.epoch, rec.attempt)
@@ -134,13 +135,13 @@ class JobCore:
                 for i in task.instances
                 if i.committed is not None
             )
-            attempts = {i.index: i.attempts_used for i in task.instances if i.committed is None and i.attempts_used}
+            failures = {i.index: i.failures for i in task.instances if i.committed is None and i.failures}
             tasks.append(
                 TaskSnapshot(
                     task.name,
                     task.spec.instances,
                     done,
-                    attempts,
+                    failures,
                     task.failed_attempts,
                     task.backups,
                     dict(task.machine_failures),
@@ -500,6 +501,7 @@ class JobCore:
     def _attempt_lost(self, now_ns: int, inst: Instance, attempt: Attempt, error: str) -> None:
         """An attempt of ``inst`` ended without output (already removed from ``inst.running``)."""
         task = inst.task
+        inst.failures += 1
         inst.failed_machines.add(attempt.machine)
         inst.last_error = error
         task.backup_wanted.pop(inst.index, None)
@@ -557,6 +559,7 @@ class JobCore:
             or inst.phase in (Phase.DONE, Phase.FAILED)
             or len(inst.running) >= 2
             or (inst.running and inst.backup_started)
+            or inst.attempts_used >= task.spec.max_attempts
             or self._blacklisted(task, worker.machine)
             or (self.started and self._missing(inst))
         ):
@@ -569,7 +572,7 @@ class JobCore:
         attempt.processed = report.processed
         if backup:
             inst.backup_started = True
-        inst.attempts_used = min(inst.attempts_used + 1, task.spec.max_attempts)
+        inst.attempts_used += 1
         self._take_runnable(inst)
         inst.phase = Phase.RUNNING
         inst.running.append(attempt)
@@ -648,8 +651,11 @@ class JobCore:
     def _demand(self, task: Task) -> None:
         need = 0
         if self.started and self.finished is None:
-            runnable = len(task.local_queue) + len(task.free_queue)
-            need = runnable + len(task.backup_wanted) - len(task.idle)
+            # Dispatch just ran: an idle worker left over is one that delay scheduling holds for an instance with
+            # preferred hosts (it counts against those), or one that may not run what is left — a free instance
+            # or a backup that avoids its machine — so those are asked for in full.
+            local = max(0, len(task.local_queue) - len(task.idle))
+            need = local + len(task.free_queue) + len(task.backup_wanted)
             need = max(0, min(need, self.policy.max_workers_per_task - len(task.workers)))
         desired: dict[str, int] = {}
         backups = min(need, len(task.backup_wanted))
@@ -705,6 +711,7 @@ class JobCore:
                 for attempt in inst.running:
                     self._cancel(attempt, CancelReason.JOB_ENDED)
                 inst.running.clear()
+                inst.phase = Phase.WAITING  # never to run again
             task.running.clear()
             task.backup_wanted.clear()
         self._end()

@@ -1,5 +1,5 @@
 """The JobMaster's snapshot (FUXI-11): what survives a restart — finished instances with their committed attempt
-and output metadata, the attempts spent on unfinished ones, failure counts and blacklists, the master epoch.
+and output metadata, the failed attempts of unfinished ones, failure counts and blacklists, the master epoch.
 
 Encoded with msgpack (msgspec), versioned: a core reads only :data:`SNAPSHOT_VERSION`. What runs is not in it:
 a restored core learns it from the workers' reports.
@@ -30,7 +30,7 @@ class TaskSnapshot(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     instances: int
     done: tuple[DoneRecord, ...]
-    attempts: dict[int, int]  # unfinished instance -> attempts started so far
+    failures: dict[int, int]  # unfinished instance -> its attempts that ended without output
     failed_attempts: int
     backups: int
     machine_failures: dict[str, int]
@@ -70,7 +70,7 @@ def decode(graph: JobGraph, data: bytes) -> JobSnapshot:
             problems.append(f"task {t.name!r} is not in the job")
         elif spec.instances != t.instances:
             problems.append(f"task {t.name!r}: {t.instances} instances in the snapshot, {spec.instances} in the job")
-        elif any(not 0 <= d.index < t.instances for d in t.done) or any(not 0 <= i < t.instances for i in t.attempts):
+        elif any(not 0 <= d.index < t.instances for d in t.done) or any(not 0 <= i < t.instances for i in t.failures):
             problems.append(f"task {t.name!r}: an instance index out of range")
     problems.extend(f"task {name!r} of the job is not in the snapshot" for name in graph.tasks if name not in names)
     if problems:

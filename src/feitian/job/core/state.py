@@ -42,6 +42,7 @@ class Instance:
         "committed",
         "duration_ns",
         "failed_machines",
+        "failures",
         "index",
         "last_error",
         "missing",
@@ -63,6 +64,7 @@ class Instance:
         self.attempts_used = 0  # attempts started (backups included), bounded by the task's max_attempts
         self.backup_started = False
         self.running: list[Attempt] = []  # at most two: the attempt and its backup
+        self.failures = 0  # attempts that ended without output (failed, or their worker was lost)
         self.failed_machines: set[str] = set()
         self.last_error = ""
         self.ready_ns = 0  # when it last became runnable
