@@ -13,23 +13,20 @@ it has waited ``any_wait_ns``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from feitian.job.core.policy import JobPolicy
-from feitian.job.core.state import Instance, Task
+from feitian.job.core.state import Instance, RunQueue, Task
 
 __all__ = ["pick_backup", "pick_runnable", "slow_criteria"]
 
 
 def _first(
-    task: Task, queue: Mapping[int, None] | None, machine: str, now_ns: int, wait_ns: int, policy: JobPolicy
+    task: Task, queue: RunQueue | None, machine: str, now_ns: int, wait_ns: int, policy: JobPolicy
 ) -> Instance | None:
-    if not queue:
+    if queue is None or not queue.live:
         return None
-    for scanned, index in enumerate(queue):
+    for scanned, inst in enumerate(queue.scan(task.instances)):
         if scanned >= policy.max_dispatch_scan:
             return None
-        inst = task.instances[index]
         waited = now_ns - inst.ready_ns
         if waited < wait_ns:
             return None  # later entries became runnable later still

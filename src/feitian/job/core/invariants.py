@@ -21,7 +21,7 @@ from feitian.job.core.state import Phase, WorkerPhase
 
 if TYPE_CHECKING:
     from feitian.job.core.jobcore import JobCore
-    from feitian.job.core.state import Instance, Task
+    from feitian.job.core.state import Instance, RunQueue, Task
 
 __all__ = ["check"]
 
@@ -59,13 +59,23 @@ def _task(core: JobCore, task: Task, problems: list[str]) -> None:
             problems.append(f"{where}: counts {inst.missing} missing inputs, {_missing(core, inst)} are")
     if done != task.done:
         problems.append(f"task {task.name}: done counter {task.done}, {done} instances done")
-    queued = set(task.local_queue) | set(task.free_queue)
-    if queued != runnable or task.local_queue.keys() & task.free_queue.keys():
-        problems.append(f"task {task.name}: runnable queues {sorted(queued)[:10]} != runnable {sorted(runnable)[:10]}")
+    local = _live(task, task.local_queue, f"task {task.name}: the local queue", problems)
+    free = _live(task, task.free_queue, f"task {task.name}: the free queue", problems)
+    if local | free != runnable or local & free:
+        problems.append(f"task {task.name}: runnable queues {sorted(local | free)[:10]} != {sorted(runnable)[:10]}")
     for name, by_key in (("host", task.by_host), ("rack", task.by_rack)):
         for key, queue in by_key.items():
-            if not queue or not set(queue) <= runnable:
-                problems.append(f"task {task.name}: the {name} index of {key} holds non-runnable instances")
+            live = _live(task, queue, f"task {task.name}: the {name} queue of {key}", problems)
+            if not live:
+                problems.append(f"task {task.name}: the {name} queue of {key} is empty but kept")
+    for inst in task.instances:
+        if inst.phase is Phase.RUNNABLE:
+            hosts = set(inst.hosts)
+            for host in hosts:
+                if host not in task.by_host:
+                    problems.append(f"{task.name}[{inst.index}]: runnable but not in the queue of its host {host}")
+            if (inst.index in local) != bool(hosts):
+                problems.append(f"{task.name}[{inst.index}]: in the wrong runnable queue")
     counted = {unit: n for unit, n in task.unit_runnable.items() if n}
     if counted != per_unit:
         problems.append(f"task {task.name}: runnable per unit {counted} != {per_unit}")
@@ -78,6 +88,14 @@ def _task(core: JobCore, task: Task, problems: list[str]) -> None:
     for unit, n in task.outstanding.items():
         if n < 0:
             problems.append(f"task {task.name}: unit {unit} outstanding {n} < 0")
+
+
+def _live(task: Task, queue: RunQueue, where: str, problems: list[str]) -> set[int]:
+    """The live entries of ``queue``; a problem when its live count disagrees or one is listed twice."""
+    live = [inst.index for inst in queue.scan(task.instances)]
+    if len(set(live)) != len(live) or len(live) != queue.live:
+        problems.append(f"{where}: {len(live)} live entries ({len(set(live))} distinct), live count {queue.live}")
+    return set(live)
 
 
 def _attempts(core: JobCore, task: Task, inst: Instance, where: str, problems: list[str]) -> None:

@@ -53,7 +53,7 @@ from feitian.job.core.records import (
     WorkerReport,
 )
 from feitian.job.core.snapshot import SNAPSHOT_VERSION, DoneRecord, JobSnapshot, TaskSnapshot, decode, encode
-from feitian.job.core.state import Attempt, Instance, Phase, Task, Worker, WorkerPhase
+from feitian.job.core.state import Attempt, Instance, Phase, RunQueue, Task, Worker, WorkerPhase
 from feitian.sched.core import Locality
 
 __all__ = ["JobCore"]
@@ -309,11 +309,13 @@ class JobCore:
                 due.append(self._next_backup_check_ns)
             if not task.idle:
                 continue
-            if task.local_queue:
-                ready_ns = task.instances[next(iter(task.local_queue))].ready_ns
-                due.extend(ready_ns + wait for wait in (p.rack_wait_ns, p.any_wait_ns, p.retry_elsewhere_wait_ns))
-            if task.free_queue:
-                due.append(task.instances[next(iter(task.free_queue))].ready_ns + p.retry_elsewhere_wait_ns)
+            oldest = next(task.local_queue.scan(task.instances), None)
+            if oldest is not None:
+                waits = (p.rack_wait_ns, p.any_wait_ns, p.retry_elsewhere_wait_ns)
+                due.extend(oldest.ready_ns + wait for wait in waits)
+            oldest = next(task.free_queue.scan(task.instances), None)
+            if oldest is not None:
+                due.append(oldest.ready_ns + p.retry_elsewhere_wait_ns)
             due.extend(worker.idle_since_ns + p.worker_idle_keep_ns for worker in task.idle.values())
             if task.backup_wanted:
                 due.append(next(iter(task.backup_wanted.values())) + p.any_wait_ns)
@@ -393,23 +395,24 @@ class JobCore:
         task = inst.task
         inst.phase = Phase.RUNNABLE
         inst.ready_ns = now_ns
+        inst.token += 1
         hosts = inst.hosts
         if hosts:
-            task.local_queue[inst.index] = None
+            task.local_queue.push(inst)
             racks = []
-            for host in hosts:
-                task.by_host.setdefault(host, {})[inst.index] = None
+            for host in dict.fromkeys(hosts):
+                task.by_host.setdefault(host, RunQueue()).push(inst)
                 rack = self.racks.get(host)
                 if rack is not None and rack not in racks:
                     racks.append(rack)
             inst.racks = tuple(racks)
             for rack in racks:
-                task.by_rack.setdefault(rack, {})[inst.index] = None
+                task.by_rack.setdefault(rack, RunQueue()).push(inst)
             unit = f"{task.name}@{hosts[0]}"
             if unit not in task.units and len(task.units) >= self.policy.max_units_per_task:
                 unit = task.name
         else:
-            task.free_queue[inst.index] = None
+            task.free_queue.push(inst)
             unit = task.name
         task.units.setdefault(unit, hosts[0] if unit != task.name else "")
         inst.unit = unit
@@ -420,20 +423,22 @@ class JobCore:
         task = inst.task
         if inst.phase is not Phase.RUNNABLE:
             return
-        task.local_queue.pop(inst.index, None)
-        task.free_queue.pop(inst.index, None)
-        for host in inst.hosts:
-            queue = task.by_host.get(host)
-            if queue is not None:
-                queue.pop(inst.index, None)
-                if not queue:
+        # its queue entries die with the phase change below; only the live counts change here
+        hosts = inst.hosts
+        if hosts:
+            task.local_queue.live -= 1
+            for host in dict.fromkeys(hosts):
+                queue = task.by_host[host]
+                queue.live -= 1
+                if not queue.live:
                     del task.by_host[host]
-        for rack in inst.racks:
-            queue = task.by_rack.get(rack)
-            if queue is not None:
-                queue.pop(inst.index, None)
-                if not queue:
+            for rack in inst.racks:
+                queue = task.by_rack[rack]
+                queue.live -= 1
+                if not queue.live:
                     del task.by_rack[rack]
+        else:
+            task.free_queue.live -= 1
         task.unit_runnable[inst.unit] -= 1
         inst.phase = Phase.RUNNING
         self._dirty[task.name] = task
@@ -629,7 +634,7 @@ class JobCore:
     def _release_idle(self, task: Task, now_ns: int) -> None:
         if not task.idle:
             return
-        has_work = bool(task.local_queue or task.free_queue or task.backup_wanted) and self.finished is None
+        has_work = bool(task.local_queue.live or task.free_queue.live or task.backup_wanted) and self.finished is None
         more_later = task.remaining() > len(task.running) and self.finished is None
         for worker in list(task.idle.values()):
             if self.finished is not None:
@@ -654,8 +659,8 @@ class JobCore:
             # Dispatch just ran: an idle worker left over is one that delay scheduling holds for an instance with
             # preferred hosts (it counts against those), or one that may not run what is left — a free instance
             # or a backup that avoids its machine — so those are asked for in full.
-            local = max(0, len(task.local_queue) - len(task.idle))
-            need = local + len(task.free_queue) + len(task.backup_wanted)
+            local = max(0, task.local_queue.live - len(task.idle))
+            need = local + task.free_queue.live + len(task.backup_wanted)
             need = max(0, min(need, self.policy.max_workers_per_task - len(task.workers)))
         desired: dict[str, int] = {}
         backups = min(need, len(task.backup_wanted))

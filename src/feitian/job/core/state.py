@@ -6,11 +6,13 @@ They belong to :class:`~feitian.job.core.jobcore.JobCore`; the invariant checker
 from __future__ import annotations
 
 import enum
+from collections import deque
+from collections.abc import Iterator
 
 from feitian.job.core.graph import TaskDef
 from feitian.job.core.records import AttemptRef
 
-__all__ = ["Attempt", "Instance", "Phase", "Task", "Worker", "WorkerPhase"]
+__all__ = ["Attempt", "Instance", "Phase", "RunQueue", "Task", "Worker", "WorkerPhase"]
 
 
 class Phase(enum.Enum):
@@ -53,6 +55,7 @@ class Instance:
         "ready_ns",
         "running",
         "task",
+        "token",
         "unit",
     )
 
@@ -68,6 +71,7 @@ class Instance:
         self.failed_machines: set[str] = set()
         self.last_error = ""
         self.ready_ns = 0  # when it last became runnable
+        self.token = 0  # bumped each time it becomes runnable: queue entries of an earlier time are dead
         self.racks: tuple[str, ...] = ()  # racks of its hosts, known when it became runnable
         self.unit = ""  # the demand unit it counts in while runnable
         self.committed: AttemptRef | None = None
@@ -79,6 +83,40 @@ class Instance:
     def hosts(self) -> tuple[str, ...]:
         hosts = self.task.spec.hosts
         return hosts[self.index] if hosts else ()
+
+
+class RunQueue:
+    """Runnable instances in the order they became runnable, with lazy deletion: an entry ``(index, token)`` is
+    live while its instance is runnable with that token. Dead entries at the head are dropped when scanned, so
+    taking instances from the front costs O(1) amortized (a dict keyed by index would rescan its deleted
+    slots). ``live`` counts the live entries (the owner keeps it, see JobCore._take_runnable)."""
+
+    __slots__ = ("entries", "live")
+
+    def __init__(self) -> None:
+        self.entries: deque[tuple[int, int]] = deque()
+        self.live = 0
+
+    def push(self, inst: Instance) -> None:
+        self.entries.append((inst.index, inst.token))
+        self.live += 1
+
+    def scan(self, instances: list[Instance]) -> Iterator[Instance]:
+        """Live instances, oldest first (dead entries in between are passed over; they count for the caller's
+        scan bound only through the instances it is given)."""
+        entries = self.entries
+        while entries:
+            index, token = entries[0]
+            inst = instances[index]
+            if inst.phase is Phase.RUNNABLE and inst.token == token:
+                break
+            entries.popleft()
+        if not self.live:
+            entries.clear()
+        for index, token in entries:
+            inst = instances[index]
+            if inst.phase is Phase.RUNNABLE and inst.token == token:
+                yield inst
 
 
 class WorkerPhase(enum.Enum):
@@ -136,10 +174,10 @@ class Task:
         self.backups = 0  # backup attempts started
         # Runnable instances, in the order they became runnable: with hosts (local_queue, and indexed by each
         # host and each host's rack) and without (free_queue).
-        self.local_queue: dict[int, None] = {}
-        self.free_queue: dict[int, None] = {}
-        self.by_host: dict[str, dict[int, None]] = {}
-        self.by_rack: dict[str, dict[int, None]] = {}
+        self.local_queue = RunQueue()
+        self.free_queue = RunQueue()
+        self.by_host: dict[str, RunQueue] = {}
+        self.by_rack: dict[str, RunQueue] = {}
         self.running: dict[int, None] = {}  # instances with at least one attempt running
         self.backup_wanted: dict[int, int] = {}  # slow running instances waiting for a backup worker -> since_ns
         # Worker demand: unit name -> preferred machine ("" for none); runnable instances per unit; outstanding.
