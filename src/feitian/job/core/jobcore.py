@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from feitian.errors import InvalidArgumentError
-from feitian.job.core import dispatch
+from feitian.job.core import dispatch, recovery
 from feitian.job.core.graph import EdgeDef, JobGraph, Pattern
 from feitian.job.core.policy import DEFAULT_JOB_POLICY, JobPolicy
 from feitian.job.core.records import (
@@ -43,7 +43,6 @@ from feitian.job.core.records import (
     CancelReason,
     CommitAttempt,
     Effect,
-    FinishedAttempt,
     JobFinished,
     ReleaseReason,
     ReleaseWorker,
@@ -52,7 +51,7 @@ from feitian.job.core.records import (
     WantWorkers,
     WorkerReport,
 )
-from feitian.job.core.snapshot import SNAPSHOT_VERSION, DoneRecord, JobSnapshot, TaskSnapshot, decode, encode
+from feitian.job.core.snapshot import decode, encode
 from feitian.job.core.state import Attempt, Instance, Phase, RunQueue, Task, Worker, WorkerPhase
 from feitian.sched.core import Locality
 
@@ -91,7 +90,7 @@ class JobCore:
         self._dirty: dict[str, Task] = {}
         self._next_backup_check_ns = 0
 
-    # -- construction from a snapshot ---------------------------------------------------------------------------
+    # -- construction from a snapshot (recovery.py) ------------------------------------------------------------
 
     @classmethod
     def restore(
@@ -105,50 +104,12 @@ class JobCore:
         ``graph``). Feed it the workers' reports, then call :meth:`start`."""
         snap = decode(graph, data)
         core = cls(graph, policy, racks, epoch=snap.epoch + 1)
-        for ts in snap.tasks:
-            task = core.tasks[ts.name]
-            task.failed_attempts, task.backups = ts.failed_attempts, ts.backups
-            task.machine_failures = dict(ts.machine_failures)
-            task.blacklist = set(ts.blacklist)
-            for machine in ts.blacklist:
-                core.task_blacklisted_at[(task.name, machine)] = -1
-            for index, failures in ts.failures.items():
-                # attempts that ended without output; the running ones count again when their workers report
-                inst = task.instances[index]
-                inst.failures = inst.attempts_used = failures
-            for rec in ts.done:
-                inst = task.instances[rec.index]
-                ref = AttemptRef(task.name, rec.index, rec.epoch, rec.attempt)
-                core._mark_done(inst, ref, rec.output, rec.duration_ns, rec.processed)
-        core.job_blacklist = dict.fromkeys(snap.job_blacklist, -1)
-        for task in core.tasks.values():
-            for inst in task.instances:
-                if inst.phase is Phase.WAITING:
-                    inst.missing = core._missing(inst)
+        recovery.load(core, snap)
         return core
 
     def snapshot(self) -> bytes:
-        tasks = []
-        for task in self.tasks.values():
-            done = tuple(
-                DoneRecord(i.index, i.committed.epoch, i.committed.attempt, i.output, i.duration_ns, i.processed)
-                for i in task.instances
-                if i.committed is not None
-            )
-            failures = {i.index: i.failures for i in task.instances if i.committed is None and i.failures}
-            tasks.append(
-                TaskSnapshot(
-                    task.name,
-                    task.spec.instances,
-                    done,
-                    failures,
-                    task.failed_attempts,
-                    task.backups,
-                    dict(task.machine_failures),
-                    tuple(sorted(task.blacklist)),
-                )
-            )
-        return encode(JobSnapshot(SNAPSHOT_VERSION, self.epoch, tuple(tasks), tuple(sorted(self.job_blacklist))))
+        """Finished instances, failed attempts of the others, blacklists, the epoch (snapshot.py)."""
+        return encode(recovery.build(self))
 
     # -- inputs -------------------------------------------------------------------------------------------------
 
@@ -207,9 +168,9 @@ class JobCore:
             return self._settle(now_ns)  # reported twice
         worker = self._add_worker(now_ns, report.worker_id, task, report.machine)
         if report.finished is not None:
-            self._adopt_finished(now_ns, worker, report.finished)
+            recovery.adopt_finished(self, now_ns, worker, report.finished)
         if report.running is not None:
-            self._adopt_running(now_ns, worker, report)
+            recovery.adopt_running(self, now_ns, worker, report.running, report)
         return self._settle(now_ns)
 
     def worker_lost(self, now_ns: int, worker_id: str) -> list[Effect]:
@@ -539,51 +500,6 @@ class JobCore:
             total = sum(t.machine_failures.get(machine, 0) for t in self.tasks.values())
             self._out.append(BlacklistMachine(machine, None, total))
             self._dirty.update(self.tasks)
-
-    # -- restart: adopting what workers report -----------------------------------------------------------------
-
-    def _adopt_finished(self, now_ns: int, worker: Worker, fin: FinishedAttempt) -> None:
-        ref = fin.ref
-        task = worker.task
-        if ref.task != task.name or not 0 <= ref.index < task.spec.instances:
-            return
-        inst = task.instances[ref.index]
-        if inst.phase in (Phase.DONE, Phase.FAILED) or self.finished is not None:
-            self._out.append(CancelAttempt(ref, worker.worker_id, CancelReason.NOT_ADOPTED))  # discard its output
-            return
-        self._commit(now_ns, inst, ref, worker.worker_id, fin.output, fin.duration_ns, fin.processed)
-
-    def _adopt_running(self, now_ns: int, worker: Worker, report: WorkerReport) -> None:
-        ref = report.running
-        assert ref is not None
-        task = worker.task
-        ok = ref.task == task.name and 0 <= ref.index < task.spec.instances and self.finished is None
-        inst = task.instances[ref.index] if ok else None
-        if (
-            inst is None
-            or inst.phase in (Phase.DONE, Phase.FAILED)
-            or len(inst.running) >= 2
-            or (inst.running and inst.backup_started)
-            or inst.attempts_used >= task.spec.max_attempts
-            or self._blacklisted(task, worker.machine)
-            or (self.started and self._missing(inst))
-        ):
-            worker.attempt = Attempt(ref, worker, now_ns, False, self.step)
-            self._cancel(worker.attempt, CancelReason.NOT_ADOPTED)
-            return
-        backup = bool(inst.running)
-        started = report.started_ns if report.started_ns is not None else now_ns
-        attempt = Attempt(ref, worker, started, backup, self.step)
-        attempt.processed = report.processed
-        if backup:
-            inst.backup_started = True
-        inst.attempts_used += 1
-        self._take_runnable(inst)
-        inst.phase = Phase.RUNNING
-        inst.running.append(attempt)
-        task.running[inst.index] = None
-        worker.phase, worker.attempt = WorkerPhase.BUSY, attempt
-        task.idle.pop(worker.worker_id, None)
 
     # -- the end of every input: dispatch, release, demand ------------------------------------------------------
 
