@@ -118,7 +118,9 @@ def test_broadcast_consumer_waits_for_the_whole_producer() -> None:
 
 def test_locality_host_then_rack_then_anywhere_with_bounded_waits() -> None:
     g = JobGraph([TaskDef("t", 2, hosts=(("m1",), ("m3",)))])
-    pol = JobPolicy(rack_wait_ns=3 * S, any_wait_ns=6 * S, worker_idle_keep_ns=100 * S)
+    pol = JobPolicy(
+        rack_wait_ns=3 * S, any_wait_ns=6 * S, worker_idle_keep_ns=100 * S, backup_check_interval_ns=100 * S
+    )
     run = Run(JobCore(g, pol, racks={"m1": "r1", "m2": "r1", "m3": "r2", "m9": "r9"}))
     out = run(run.core.start, 0)
     assert {e.unit: e.locality for e in out if isinstance(e, WantWorkers)} == {
@@ -199,6 +201,7 @@ def backup_setup(min_fraction: float = 0.5) -> tuple[Run, AttemptRef]:
 
 def test_a_slow_instance_gets_one_backup_and_the_first_to_finish_wins() -> None:
     run, ref = backup_setup()
+    assert run.core.next_deadline_ns() == 1 * S  # the backup check is due every backup_check_interval_ns
     run(run.core.attempt_progress, 5 * S, "w3", ref, 100)  # 20/s, far below 100/s
     out = run(run.core.tick, 16 * S)  # 16 s > 1.5 x 10 s
     assert wants(out) == {("t", "t"): 1}  # a worker for the backup
@@ -306,7 +309,7 @@ def test_workers_offered_only_on_blacklisted_machines_fail_the_job_after_the_bou
 
 def test_an_idle_worker_is_kept_for_instances_to_come_then_released() -> None:
     g = JobGraph([TaskDef("a", 2), TaskDef("b", 2)], [EdgeDef("a", "b", Pattern.ONE_TO_ONE)])
-    run = Run(JobCore(g, JobPolicy(worker_idle_keep_ns=2 * S)))
+    run = Run(JobCore(g, JobPolicy(worker_idle_keep_ns=2 * S, backup_check_interval_ns=100 * S)))
     run(run.core.start, 0)
     run(run.core.worker_started, 0, "wa", "a", "m1", "a")
     run(run.core.worker_started, 0, "wb", "b", "m1", "b")

@@ -120,6 +120,7 @@ class JobCore:
             raise InvalidArgumentError("job core: start() was already called")
         self.started = True
         self._begin()
+        self._next_backup_check_ns = now_ns + self.policy.backup_check_interval_ns
         for task in self.tasks.values():
             for inst in task.instances:
                 if inst.phase is Phase.RUNNING and self._missing(inst):
@@ -265,22 +266,31 @@ class JobCore:
             return None
         due: list[int] = []
         p = self.policy
+        backups_due = any(t.running and t.spec.backups for t in self.tasks.values())
         for task in self.tasks.values():
-            if task.running and task.spec.backups:
-                due.append(self._next_backup_check_ns)
             if not task.idle:
                 continue
+            # the oldest waiting instances' relaxations: overall, and on the racks of the idle workers
             oldest = next(task.local_queue.scan(task.instances), None)
             if oldest is not None:
                 waits = (p.rack_wait_ns, p.any_wait_ns, p.retry_elsewhere_wait_ns)
                 due.extend(oldest.ready_ns + wait for wait in waits)
+            for rack in {self.racks.get(w.machine) for w in task.idle.values()}:
+                queue = task.by_rack.get(rack) if rack is not None else None
+                first = next(queue.scan(task.instances), None) if queue is not None else None
+                if first is not None:
+                    due.append(first.ready_ns + p.rack_wait_ns)
             oldest = next(task.free_queue.scan(task.instances), None)
             if oldest is not None:
                 due.append(oldest.ready_ns + p.retry_elsewhere_wait_ns)
             due.extend(worker.idle_since_ns + p.worker_idle_keep_ns for worker in task.idle.values())
             if task.backup_wanted:
                 due.append(next(iter(task.backup_wanted.values())) + p.any_wait_ns)
+        # Deadlines already passed are left out: tick could not act on them (the instance is excluded from the
+        # idle workers' machines, or the worker is held); the backup check is always due at its time.
         future = [t for t in due if t > self.now_ns]
+        if backups_due:
+            future.append(self._next_backup_check_ns)
         return min(future) if future else None
 
     def progress(self) -> list[TaskProgress]:
