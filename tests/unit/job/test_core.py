@@ -408,3 +408,27 @@ def test_bad_snapshots_are_refused_naming_the_problem() -> None:
     other = msgspec.msgpack.encode({"version": 99})
     with pytest.raises(InvalidArgumentError, match="version 99"):
         JobCore.restore(graph_map_reduce(4, 2), other)
+
+
+def test_reports_of_unknown_tasks_or_twice_and_epochs_across_two_restarts() -> None:
+    _, snap = half_done()
+    core = JobCore.restore(graph_map_reduce(4, 2), snap)
+    run = Run(core)
+    out = run(core.worker_report, 10, WorkerReport("x", "gone", "m1"))
+    assert out == [ReleaseWorker("x", "gone", ReleaseReason.UNKNOWN)]
+    report = WorkerReport("w2", "map", "m2", running=AttemptRef("map", 3, 1, 2), started_ns=2)
+    run(core.worker_report, 10, report)
+    assert run(core.worker_report, 10, report) == []  # reported twice: once is enough
+    # an attempt named in the core's own epoch cannot come from before the restart: refused
+    out = run(core.worker_report, 10, WorkerReport("w5", "map", "m5", running=AttemptRef("map", 2, 2, 1)))
+    assert CancelAttempt(AttemptRef("map", 2, 2, 1), "w5", CancelReason.NOT_ADOPTED) in out
+    again = JobCore.restore(graph_map_reduce(4, 2), core.snapshot())
+    assert again.epoch == 3 and again.instance_output("map", 0) == b"o0"
+
+
+def test_progress_counts_done_running_failed_and_backups() -> None:
+    run, ref = backup_setup()
+    run(run.core.attempt_failed, 11 * S, "w3", ref, "x")
+    run(run.core.worker_started, 11 * S, "w9", "t", "m9", "t")  # runs the retry
+    (p,) = run.core.progress()
+    assert (p.task, p.instances, p.done, p.running, p.failed, p.backups) == ("t", 4, 3, 1, 1, 0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -152,7 +153,7 @@ class Sim:
         for effect in out:
             self.apply(effect)
 
-    def run(self, limit_ns: int = 3_600 * S) -> None:
+    def run(self, limit_ns: int = 600 * S) -> None:
         self.step(lambda now: self.core.start(now))
         self.at(100 * MS, "fuxi")
         for t in self.restart_times:
@@ -167,7 +168,9 @@ class Sim:
                 self.step(self.core.tick)
                 continue
             self.now = max(self.now, t)
-            assert self.now < limit_ns, f"seed {self.seed}: the job did not finish within the simulated hour"
+            assert self.now < limit_ns, (
+                f"seed {self.seed}: the job did not finish within {limit_ns // S} simulated seconds"
+            )
             getattr(self, "on_" + kind)(*args)
 
     # -- effects ----------------------------------------------------------------------------------------------------
@@ -383,3 +386,23 @@ def test_the_simulation_exercises_backups_blacklisting_and_adoption() -> None:
         finished += sim.reported_finished
     assert backups > 0 and blacklisted > 0 and job_blacklisted > 0
     assert running > 0 and finished > 0
+
+
+@pytest.mark.parametrize("seed", range(30), ids=lambda s: f"seed-{s}")
+def test_under_heavy_failures_the_job_ends_done_or_failed_naming_a_spent_instance(seed: int) -> None:
+    """30 % of attempts fail: the job still ends; if it failed, the reason names an instance that really used
+    all its attempts (or a task left without machines), and nothing runs any more."""
+    sim = Sim(seed, fail_rate=0.3, loss_rate=0.05, restarts=seed % 2)
+    sim.run()
+    assert sim.finished is not None
+    if sim.finished.ok:
+        assert len(sim.storage) == sum(t.instances for t in sim.graph.tasks.values())
+        return
+    match = re.search(r"task '(\w+)' instance (\d+) failed (\d+) attempts", sim.finished.reason)
+    if match is None:
+        assert "blacklisted" in sim.finished.reason, sim.finished.reason
+    else:
+        inst = sim.core.tasks[match[1]].instances[int(match[2])]
+        assert inst.attempts_used == int(match[3]) == sim.graph.tasks[match[1]].max_attempts
+    assert not any(t.running for t in sim.core.tasks.values())
+    assert all(not w.alive for w in sim.workers.values()), "every worker is returned at the end"
