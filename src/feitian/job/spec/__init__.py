@@ -36,6 +36,7 @@ from feitian.job.spec.model import (
     Workers,
     effective_format,
     effective_task,
+    normalized,
 )
 from feitian.job.spec.plan import Chunk, Split, build_graph, file_splits, split_size_of
 
@@ -69,6 +70,7 @@ __all__ = [
     "job_to_dict",
     "job_to_json",
     "job_to_yaml",
+    "normalized",
     "parse_size",
     "problems",
     "read_job",

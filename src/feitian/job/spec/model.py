@@ -50,6 +50,7 @@ __all__ = [
     "Workers",
     "effective_format",
     "effective_task",
+    "normalized",
 ]
 
 # -- bounds (docs/jobs.md, "Bounds") -----------------------------------------------------------------------------
@@ -247,3 +248,18 @@ def effective_task(job: JobSpec, task: TaskSpec) -> TaskSpec:
 
 def effective_format(job: JobSpec, pipe: PipeSpec) -> Format:
     return pipe.format or (job.defaults.format if job.defaults and job.defaults.format else None) or "kv"
+
+
+def normalized(job: JobSpec, counts: dict[str, int | None] | None = None) -> JobSpec:
+    """``job`` with every default applied: each task's fields (:func:`effective_task`) and, from ``counts``
+    (:func:`~feitian.job.spec.check.instance_counts`), the count of tasks that give neither ``instances`` nor
+    ``inputs``; each pipe's format. ``defaults`` is then left out: it says nothing more."""
+    tasks = []
+    for task in job.tasks:
+        full = effective_task(job, task)
+        count = (counts or {}).get(task.name)
+        if full.instances is None and full.inputs is None and count is not None:
+            full = msgspec.structs.replace(full, instances=count)
+        tasks.append(full)
+    pipes = tuple(msgspec.structs.replace(p, format=effective_format(job, p)) for p in job.pipes)
+    return msgspec.structs.replace(job, tasks=tuple(tasks), pipes=pipes, defaults=None)
