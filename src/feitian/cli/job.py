@@ -21,7 +21,7 @@ import click
 
 from feitian.cli.output import emit_json, note
 from feitian.errors import ConfigError, InvalidArgumentError, NotFoundError, PermissionDeniedError
-from feitian.job.spec import (
+from feitian.job import (
     MAX_FILE_BYTES,
     JobSpec,
     decode_job,

@@ -84,11 +84,11 @@ def test_text_that_is_not_utf8_is_refused_where_it_breaks() -> None:
     assert e.value.message == "j.yaml:2:3: not UTF-8 text"
 
 
-@pytest.mark.parametrize("text", ["[" * 100_000, "- " * 20_000 + "x"])
-def test_nesting_too_deep_is_an_error_not_a_crash(text: str) -> None:
+@pytest.mark.parametrize(("text", "fmt"), [("[" * 100_000, "json"), ("- " * 20_000 + "x", "yaml")])
+def test_nesting_too_deep_is_an_error_not_a_crash(text: str, fmt: str) -> None:
     with pytest.raises(InvalidArgumentError) as e:
-        decode_job(text, fmt="json" if text.startswith("[") else "yaml", source="deep")
-    assert "nested too deeply" in e.value.message or "deep:" in e.value.message
+        decode_job(text, fmt=fmt, source="deep")  # type: ignore[arg-type]
+    assert e.value.message == "deep: nested too deeply"
 
 
 def test_a_document_that_is_not_an_object_is_refused() -> None:
