@@ -104,6 +104,10 @@ def test_a_syntax_error_is_one_line_with_line_and_column(tmp_path: Path, name: s
     assert proc.returncode == 2
     no_traceback(proc)
     assert proc.stderr.splitlines()[0].startswith(f"error: {path}{where}")
+    proc = feitian("job", "check", str(path), "--json")
+    (problem,) = json.loads(proc.stdout)["problems"]
+    line, column = (int(n) for n in where.split(":")[1:3])
+    assert (problem["line"], problem["column"]) == (line, column) and proc.returncode == 2
 
 
 def test_stdin(tmp_path: Path) -> None:

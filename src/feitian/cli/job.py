@@ -85,7 +85,10 @@ def check(file: str, as_json: bool) -> None:
     try:
         spec = load_job_file(file)
     except InvalidArgumentError as exc:
-        if as_json:
+        if as_json and "line" in exc.fields:  # not JSON/YAML: where it broke
+            where = {"line": exc.fields["line"], "column": exc.fields["column"]}
+            emit_json({"ok": False, "problems": [{"path": "", "message": exc.message, **where}]})
+        elif as_json:
             listed: list[Any] = exc.fields.get("problems") or [exc.message]
             emit_json({"ok": False, "problems": [_problem_json(p) for p in listed]})
         raise

@@ -93,6 +93,11 @@ def test_round_trips_through_dict_json_and_yaml() -> None:
     }
 
 
+def test_one_input_path_may_be_given_as_a_string() -> None:
+    job = Job("j").task("t", inputs="/data/*.txt", command=["cat"])
+    assert job.spec.tasks[0].inputs == ("/data/*.txt",)
+
+
 def test_a_loaded_job_can_be_extended(tmp_path: Path) -> None:
     path = tmp_path / "t.yaml"
     path.write_text(terasort().to_yaml())
@@ -107,6 +112,7 @@ def test_a_loaded_job_can_be_extended(tmp_path: Path) -> None:
         (lambda: Job("j").task("t", instances="4", command=["cat"]), "task 't': Expected `int | null`, got `str`"),  # type: ignore[arg-type]
         (lambda: Job("j").task("t", instances=0, command=["cat"]), "task 't': Expected `int` >= 1 - at `instances`"),
         (lambda: Job("j").task("t", command=["cat"], replication=2), "replication is the output's"),
+        (lambda: Job("j").task("t", command="wc -l"), "command must be a list of words"),
         (lambda: Job("j").task("t", command=["cat"], mode="fibers"), "Invalid enum value 'fibers'"),
         (lambda: Job("j").pipe("a", "b", pattern="2:2"), "pipe a -> b: Invalid enum value '2:2'"),
         (lambda: Job("j").defaults(max_attempts=0), "defaults: Expected `int` >= 1"),

@@ -88,8 +88,11 @@ def test_a_cycle_is_named() -> None:
 
 
 def test_self_and_duplicate_pipes() -> None:
-    spec = job({"name": "a"}, {"name": "b"}, pipes=({"from": "a", "to": "a"}, {"from": "a", "to": "b"}) * 1)
-    assert found(spec) == ["pipes[0]: task 'a' cannot feed itself"]
+    pipes = ({"from": "a", "to": "a"}, {"from": "a", "to": "b"}, {"from": "a", "to": "b", "pattern": "1:N"})
+    assert found(job({"name": "a"}, {"name": "b"}, pipes=pipes)) == [
+        "pipes[0]: task 'a' cannot feed itself",
+        "pipes[2]: pipe a -> b is defined twice (also pipes[1])",
+    ]
 
 
 def test_one_to_one_counts_follow_producers_without_a_count() -> None:

@@ -131,6 +131,12 @@ class Job:
         ``operator`` [+ ``args``] or ``command``), its worker slot, worker mode, retries, backups and output."""
         if replication is not None and output is None:
             raise InvalidArgumentError(f"task {name!r}: replication is the output's: give output= too")
+        if isinstance(command, str):
+            raise InvalidArgumentError(
+                f"task {name!r}: command must be a list of words, not a string", hint=f"e.g. {command.split()!r}"
+            )
+        if isinstance(inputs, str):
+            inputs = [inputs]  # one path or glob
         values = _drop_none(
             {
                 "name": name,
