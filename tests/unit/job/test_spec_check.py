@@ -182,6 +182,7 @@ def test_code_references(code: dict[str, Any], where: str, says: str) -> None:
         ({"resources": {"memory": "0MiB"}}, "tasks[0].resources.memory", "not a positive size"),
         ({"resources": {"memory": "17TiB"}}, "tasks[0].resources.memory", "above Fuxi's bound 16TiB"),
         ({"resources": {"disk": "3XB"}}, "tasks[0].resources.disk", "is not a size"),
+        ({"resources": {"disk": "9" * 400 + "T"}}, "tasks[0].resources.disk", "far too large"),
         ({"resources": {"virtual": {"cpu": 2}}}, "tasks[0].resources.virtual.cpu", "a built-in resource"),
         ({"resources": {"virtual": {"g": 1 << 41}}}, "tasks[0].resources.virtual.g", "above Fuxi's bound"),
     ],

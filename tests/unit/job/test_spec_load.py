@@ -56,6 +56,12 @@ def test_unquoted_one_to_one_is_the_pattern_not_yaml_base_60() -> None:
     assert spec.pipes[0].pattern == "1:1" and spec.defaults is not None and spec.defaults.split_size == "1:2"
 
 
+def test_yaml_numbers_with_an_exponent_are_numbers() -> None:
+    text = "name: j\ntasks:\n- {name: a, code: {command: [cat]}, resources: {cpu: 5e-1}}\n"
+    resources = decode_job(text, source="j.yaml").tasks[0].resources
+    assert resources is not None and resources.cpu == 0.5
+
+
 def test_a_yaml_syntax_error_names_line_and_column() -> None:
     with pytest.raises(InvalidArgumentError) as e:
         decode_job("name: j\ntasks:\n  - name: a\n    code: {function: 'm:f'\n", source="j.yaml")

@@ -45,7 +45,10 @@ def parse_size(value: str | int) -> int | str:
     unit = _UNITS.get(found.group(2).lower()) if found else None
     if found is None or unit is None:
         return f"{value!r} is not a size (a number of bytes with an optional unit: 512MiB, 2GiB, 4G, 1048576)"
-    size = int(float(found.group(1)) * unit)
+    try:
+        size = int(float(found.group(1)) * unit)
+    except OverflowError:  # more digits than a float holds
+        return f"{value[:32]!r}...: far too large"
     return size if size > 0 else f"{value!r} is not a positive size"
 
 

@@ -66,6 +66,10 @@ def _float_or_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _int_or_text)
 _Loader.add_constructor("tag:yaml.org,2002:float", _float_or_text)
+# YAML 1.1 reads 1e-3 (no dot) as text; YAML 1.2 and JSON read it as a number, and so does a job file.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
 
 
 def guess_format(name: str, data: bytes) -> FileFormat:
