@@ -86,7 +86,8 @@ class Job:
         replication: int | None = None,
         format: str | None = None,
     ) -> Job:
-        """Job-level defaults for every task (and the record format of every pipe)."""
+        """Job-level defaults for every task (and the record format of every pipe); a second call replaces the
+        first."""
         workers = _drop_none({"mode": mode, "concurrency": concurrency}) or None
         values = _drop_none(
             {
