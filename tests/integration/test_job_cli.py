@@ -88,7 +88,7 @@ def test_problems_of_form_are_listed_per_task(tmp_path: Path) -> None:
     assert proc.stderr.splitlines() == [
         f"error: {path}: 2 problems:",
         "  tasks[0].instances: Expected `int | null`, got `str`",
-        "  tasks[1]: Object missing required field `code`",
+        "  tasks[1].code: missing (required)",
     ]
 
 

@@ -7,9 +7,10 @@ Loading happens in two steps, so that a file with several mistakes gets them all
    (``*name``) are refused (a few lines of them could expand to gigabytes) and so is YAML 1.1's reading of
    ``1:1`` as the base-60 number 61: in a job file it is the string ``"1:1"``. The text is at most
    :data:`~feitian.job.spec.model.MAX_FILE_BYTES`.
-2. the parsed document is checked field by field against the Structs — the top-level fields and every task and
-   pipe separately — so a wrong type, an unknown field or a number out of its bound in one task does not hide
-   those of another. Every such problem is listed, with its path, in one ``ConfigError``.
+2. the parsed document is checked field by field against the Structs — every field of the job, of each task and
+   pipe, and of the objects inside them (code, resources, workers, output, key, defaults) on its own — so a
+   wrong type, an unknown or missing field or a number out of its bound does not hide another. Every such
+   problem is listed, with its path, in one ``ConfigError``.
 
 The meaning (names, references, patterns, cycles, ...) is checked afterwards by :mod:`feitian.job.spec.check`.
 """
@@ -17,6 +18,8 @@ The meaning (names, references, patterns, cycles, ...) is checked afterwards by 
 from __future__ import annotations
 
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -137,49 +140,79 @@ def _convert(value: Any, type_: Any, where: str, out: list[str]) -> Any:
         return None
 
 
+def _struct_of(type_: Any) -> type[msgspec.Struct] | None:
+    """The Struct class of a field typed ``S`` or ``S | None`` (``Annotated`` stripped), else None."""
+    if typing.get_origin(type_) is typing.Annotated:
+        type_ = typing.get_args(type_)[0]
+    if typing.get_origin(type_) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(type_) if a is not type(None)]
+        type_ = args[0] if len(args) == 1 else None
+    return type_ if isinstance(type_, type) and issubclass(type_, msgspec.Struct) else None
+
+
+def _convert_struct(value: Any, cls: type[msgspec.Struct], where: str, out: list[str]) -> Any:
+    """``value`` as a ``cls``, field by field: every unknown field, missing field and wrong value is listed (a
+    nested Struct is checked the same way), not only the first."""
+    if not isinstance(value, dict):
+        return _convert(value, cls, where, out)
+    before = len(out)
+    fields = {f.encode_name: f for f in msgspec.structs.fields(cls)}
+    values: dict[str, Any] = {}
+    prefix = f"{where}." if where else ""
+    for key, item in value.items():
+        field = fields.get(key) if isinstance(key, str) else None
+        if field is None:
+            out.append(f"{prefix}{key}: unknown field (known: {', '.join(fields)})")
+            continue
+        inner = _struct_of(field.type)
+        if inner is not None and isinstance(item, dict):
+            values[field.name] = _convert_struct(item, inner, prefix + key, out)
+        elif field.name in _LISTS.get(cls, {}):
+            values[field.name] = _convert_list(prefix + key, item, *_LISTS[cls][field.name], out)
+        else:
+            values[field.name] = _convert(item, field.type, prefix + key, out)
+    for key, field in fields.items():
+        if field.required and key not in value:
+            out.append(f"{prefix}{key}: missing (required)")
+    return cls(**values) if len(out) == before else None
+
+
+def _convert_list(where: str, value: Any, kind: type[msgspec.Struct], low: int, high: int, out: list[str]) -> Any:
+    if not isinstance(value, list):
+        return _convert(value, tuple[kind, ...], where, out)  # type: ignore[valid-type]
+    if not low <= len(value) <= high:
+        out.append(f"{where}: {len(value)} entries, must be {low}..{high}")
+        return ()
+    return tuple(_convert_struct(item, kind, f"{where}[{i}]", out) for i, item in enumerate(value))
+
+
+_LISTS: dict[type[msgspec.Struct], dict[str, tuple[type[msgspec.Struct], int, int]]] = {
+    JobSpec: {"tasks": (TaskSpec, 1, MAX_TASKS), "pipes": (PipeSpec, 0, MAX_PIPES)}
+}
+
+
 def decode_job(data: bytes | str, *, fmt: FileFormat | None = None, source: str = "<job>") -> JobSpec:
     """A job description from JSON or YAML text (``fmt`` guessed from ``source``'s suffix and the text when not
     given). Raises ``InvalidArgumentError`` with ``line`` and ``column`` (not a document),
     ``MessageTooLargeError`` (over MAX_FILE_BYTES) or ``ConfigError`` listing every problem of form (types,
-    unknown fields, bounds of the schema)."""
+    unknown and missing fields, bounds of the schema), each with its path."""
     raw = data.encode() if isinstance(data, str) else data
     if len(raw) > MAX_FILE_BYTES:
         raise MessageTooLargeError(
             f"{source}: {len(raw)} bytes, a job file is at most {MAX_FILE_BYTES}", limit=MAX_FILE_BYTES, size=len(raw)
         )
     doc = _parse(raw, fmt or guess_format(source, raw), source)
-    problems: list[str] = []
     if not isinstance(doc, dict):
         raise ConfigError(f"{source}: a job file is one object (name, tasks, pipes, ...), not {type(doc).__name__}")
-    fields = {f.encode_name: f for f in msgspec.structs.fields(JobSpec)}
-    values: dict[str, Any] = {}
-    for key, value in doc.items():
-        field = fields.get(key) if isinstance(key, str) else None
-        if field is None:
-            problems.append(f"{key}: unknown field (fields: {', '.join(fields)})")
-        elif key in ("tasks", "pipes"):
-            values[field.name] = _convert_list(key, value, problems)
-        else:
-            values[field.name] = _convert(value, field.type, key, problems)
-    for key in ("name", "tasks"):
-        if key not in doc:
-            problems.append(f"{key}: missing (a job needs a name and at least one task)")
+    problems: list[str] = []
+    try:
+        job = _convert_struct(doc, JobSpec, "", problems)
+    except RecursionError:
+        problems.append("nested too deeply")
     if problems:
         raise ConfigError(f"{source}: {len(problems)} problem{'s' if len(problems) > 1 else ''}", problems=problems)
-    return JobSpec(**values)
-
-
-def _convert_list(key: str, value: Any, problems: list[str]) -> tuple[Any, ...]:
-    kind, bound = (TaskSpec, MAX_TASKS) if key == "tasks" else (PipeSpec, MAX_PIPES)
-    if not isinstance(value, list):
-        problems.append(f"{key}: expected a list, got {type(value).__name__}")
-        return ()
-    if key == "tasks" and not value:
-        problems.append("tasks: a job needs at least one task")
-    if len(value) > bound:
-        problems.append(f"{key}: {len(value)} entries, at most {bound}")
-        return ()
-    return tuple(_convert(item, kind, f"{key}[{i}]", problems) for i, item in enumerate(value))
+    assert isinstance(job, JobSpec)
+    return job
 
 
 def read_job(path: str | Path) -> JobSpec:
