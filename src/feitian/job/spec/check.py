@@ -190,7 +190,7 @@ def _task_problems(
     if capacities is not None and not out:
         resources = effective_task(job, task).resources
         if resources is not None and not resource_problems(resources):
-            bad = _fit_problem(shape_of(resources), capacities, pools or {})
+            bad = _capacity_problem(shape_of(resources), capacities, pools or {})
             if bad:
                 add(Problem(f"{where}.resources", bad))
     return out
@@ -234,7 +234,7 @@ def _code_problems(where: str, code: Code) -> list[Problem]:
     return out
 
 
-def _fit_problem(shape: dict[str, int], capacities: Sequence[Mapping[str, int]], pools: Mapping[str, int]) -> str:
+def _capacity_problem(shape: dict[str, int], capacities: Sequence[Mapping[str, int]], pools: Mapping[str, int]) -> str:
     machine_need = {r: a for r, a in shape.items() if r not in pools}
     for name, amount in shape.items():
         if name in pools and amount > pools[name]:
@@ -293,8 +293,8 @@ def _fit_problems(job: JobSpec, where: str, pipe: PipeSpec) -> list[Problem]:
     partitioned = pipe.pattern in ("hash", "range")
     arrow = effective_format(job, pipe) == "arrow"
     if pipe.sort and not partitioned:
-        add = "broadcast" if pipe.pattern == "1:N" else "1:1 pipe"
-        out.append(Problem(f"{where}.sort", f"a {add} has no partitions to sort: `sort` is for hash and range"))
+        kind = "broadcast" if pipe.pattern == "1:N" else "1:1 pipe"
+        out.append(Problem(f"{where}.sort", f"a {kind} has no partitions to sort: `sort` is for hash and range"))
     if pipe.key is not None and not partitioned and not pipe.sort:
         out.append(Problem(f"{where}.key", f"a {pipe.pattern} pipe does not partition: a key is for hash and range"))
     if pipe.pattern == "range" and pipe.key is None:
