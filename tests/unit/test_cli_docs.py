@@ -9,6 +9,7 @@ import click
 import pytest
 
 from feitian.cli.dfs import dfs
+from feitian.cli.job import job
 from feitian.cli.pkg import pkg
 from feitian.cli.sched import sched
 
@@ -26,7 +27,7 @@ def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Com
     return out
 
 
-@pytest.mark.parametrize("group", [dfs, pkg, sched], ids=lambda g: g.name)
+@pytest.mark.parametrize("group", [dfs, pkg, sched, job], ids=lambda g: g.name)
 def test_every_command_and_option_is_in_docs_cli_md(group: click.Group) -> None:
     head = f"| `feitian {group.name} "
     rows = [line for line in CLI_MD.read_text().splitlines() if line.startswith(head)]

@@ -91,7 +91,7 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from feitian.cli import bench, cluster, coord, demo, dfs, kv, node, pkg, rpc, sched, security
+    from feitian.cli import bench, cluster, coord, demo, dfs, job, kv, node, pkg, rpc, sched, security
 
     cli.add_command(cluster.cluster)
     cli.add_command(node.node)
@@ -103,6 +103,7 @@ def _register() -> None:
     cli.add_command(coord.coord)
     cli.add_command(pkg.pkg)
     cli.add_command(sched.sched)
+    cli.add_command(job.job)
     for group in (security.key, security.user, security.policy, security.cap, security.token):
         cli.add_command(group)
 

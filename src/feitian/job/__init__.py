@@ -1,5 +1,87 @@
 """Fuxi's DAG jobs (FUXI-7..11): job descriptions, the JobMaster and its TaskMasters, TaskWorkers, streamline.
 
 A job runs as a Fuxi application: its JobMaster is the application master (``feitian.sched``), its TaskWorkers
-run on grants. The pure scheduling core is :mod:`feitian.job.core`.
+run on grants. The pure scheduling core is :mod:`feitian.job.core`; job descriptions (the file format, its checks,
+the Python API, the graph a description becomes) are :mod:`feitian.job.spec` (docs/jobs.md).
+
+Other components import only through this root (ARCHITECTURE.md, Layers); what it exports is loaded on first use.
 """
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from feitian.job.spec import (
+        MAX_FILE_BYTES,
+        Chunk,
+        Job,
+        JobSpec,
+        KeySpec,
+        Problem,
+        Split,
+        build_graph,
+        decode_job,
+        file_splits,
+        input_problems,
+        instance_counts,
+        job_to_dict,
+        job_to_json,
+        job_to_yaml,
+        normalized,
+        problems,
+        read_job,
+        validate,
+    )
+
+_SPEC = (
+    "MAX_FILE_BYTES",
+    "Chunk",
+    "Job",
+    "JobSpec",
+    "KeySpec",
+    "Problem",
+    "Split",
+    "build_graph",
+    "decode_job",
+    "file_splits",
+    "input_problems",
+    "instance_counts",
+    "job_to_dict",
+    "job_to_json",
+    "job_to_yaml",
+    "normalized",
+    "problems",
+    "read_job",
+    "validate",
+)
+_LAZY = dict.fromkeys(_SPEC, "feitian.job.spec")
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "MAX_FILE_BYTES",
+    "Chunk",
+    "Job",
+    "JobSpec",
+    "KeySpec",
+    "Problem",
+    "Split",
+    "build_graph",
+    "decode_job",
+    "file_splits",
+    "input_problems",
+    "instance_counts",
+    "job_to_dict",
+    "job_to_json",
+    "job_to_yaml",
+    "normalized",
+    "problems",
+    "read_job",
+    "validate",
+]
