@@ -26,7 +26,16 @@ LAYERS: list[tuple[str, ...]] = [
     ("rpc/core", "consensus", "security/core", "coord/core", "dfs/core", "replica/core", "sched/core", "job/core"),  # pure
     ("runtime",),  # the only OS-touching layer
     ("rpc", "rpc/gateway", "security"),  # Kuafu and Zhongkui's identities, capabilities and TLS
-    ("replica", "security/authority", "coord", "dfs", "sched", "job", "examples"),  # services, on the replicated-service kit
+    (
+        "replica",
+        "security/authority",
+        "coord",
+        "dfs",
+        "sched",
+        "job",
+        "job/streamline",
+        "examples",
+    ),  # services, on the replicated-service kit
     ("deploy",),  # node processes, roles, the local cluster
     ("testing",),  # test helpers that start real clusters
     ("bench",),  # benchmark programs
