@@ -16,18 +16,32 @@ from feitian.job.streamline.keys import (
 from feitian.job.streamline.merge import Merger, merge_sorted, sort_batch
 from feitian.job.streamline.reader import read_partition
 from feitian.job.streamline.store import CommitResult, OutputIndex, OutputStore, PartitionEntry
+from feitian.job.streamline.transfer import (
+    MAX_PIECE_BYTES,
+    FetchPartition,
+    FetchReply,
+    ProducerLocation,
+    ShuffleClient,
+    ShuffleService,
+)
 from feitian.job.streamline.writer import PartitionedWriter, Partitioning, WriterStats
 
 __all__ = [
     "KV_SCHEMA",
+    "MAX_PIECE_BYTES",
     "BlockParser",
     "CommitResult",
+    "FetchPartition",
+    "FetchReply",
     "Merger",
     "OutputIndex",
     "OutputStore",
     "PartitionEntry",
     "PartitionedWriter",
     "Partitioning",
+    "ProducerLocation",
+    "ShuffleClient",
+    "ShuffleService",
     "StreamlineConfig",
     "WriterStats",
     "decode_block",

@@ -20,26 +20,22 @@ import os
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from crc32c import crc32c
 
 from feitian.errors import InvalidArgumentError
 from feitian.job.core import Pattern
-from feitian.job.streamline.blocks import encode_blocks, read_blocks
+from feitian.job.streamline.blocks import encode_blocks
 from feitian.job.streamline.config import StreamlineConfig
 from feitian.job.streamline.keys import hash_partition_ids, range_partition_ids
 from feitian.job.streamline.merge import concat_batches, merge_sorted, sort_batch
+from feitian.job.streamline.runs import BlockSink, Segment, reduce_segments, segment_batches
 from feitian.job.streamline.store import CommitResult, OutputIndex, OutputStore, PartitionEntry, part_name
 from feitian.runtime.files import ensure_dir, translating
 
 __all__ = ["PartitionedWriter", "Partitioning", "WriterStats"]
-
-COPY_BYTES = 1 << 20  # unsorted segments are copied into the partition file in pieces of this size
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +114,8 @@ class WriterStats:
 
 
 @dataclass(slots=True)
-class _Segment:
-    path: Path
-    offset: int
-    length: int
-    records: int
-
-
-@dataclass(slots=True)
 class _Run:
-    segments: dict[int, _Segment] = field(default_factory=dict)
+    segments: dict[int, Segment] = field(default_factory=dict)
 
 
 class PartitionedWriter:
@@ -244,7 +232,7 @@ class PartitionedWriter:
                 start = f.tell()
                 for block in encode_blocks(batch, self.config.block_bytes):
                     f.write(block)
-                run.segments[j] = _Segment(path, start, f.tell() - start, batch.num_rows)
+                run.segments[j] = Segment(path, start, f.tell() - start, batch.num_rows)
             self.stats.spilled_bytes += f.tell()
         self._runs.append(run)
         self.stats.spills += 1
@@ -280,7 +268,7 @@ class PartitionedWriter:
     def _finish_partition(self, j: int) -> PartitionEntry:
         path = self.dir / part_name(j)
         with translating("write", path), open(path, "wb") as f:
-            sink = _CrcSink(f)
+            sink = BlockSink(f)
             if not self._runs:  # everything fit in memory: no run files at all
                 batch = self._partition_batch(j)
                 self._buffers[j] = []
@@ -290,7 +278,7 @@ class PartitionedWriter:
                 segments = [run.segments[j] for run in self._runs if j in run.segments]
                 if self.partitioning.sort and len(segments) > 1:
                     segments = self._reduce_runs(j, segments)
-                    for batch in merge_sorted([_segment_batches(s) for s in segments], self.partitioning.key):
+                    for batch in merge_sorted([segment_batches(s) for s in segments], self.partitioning.key):
                         sink.write_batch(batch, self.config.block_bytes)
                 else:
                     for s in segments:
@@ -299,55 +287,14 @@ class PartitionedWriter:
             os.fsync(f.fileno())
         return PartitionEntry(sink.length, sink.records, sink.crc)
 
-    def _reduce_runs(self, j: int, segments: list[_Segment]) -> list[_Segment]:
-        """Merge runs in passes of ``merge_fan_in`` until one final merge can read them all at once."""
-        fan_in = self.config.merge_fan_in
-        n = 0
-        while len(segments) > fan_in:
-            group, segments = segments[:fan_in], segments[fan_in:]
-            path = self.spill_dir / f"merge-{j:05d}-{n:05d}"
-            n += 1
-            with translating("write", path), open(path, "wb") as f:
-                sink = _CrcSink(f)
-                for batch in merge_sorted([_segment_batches(s) for s in group], self.partitioning.key):
-                    sink.write_batch(batch, self.config.block_bytes)
-            segments.append(_Segment(path, 0, sink.length, sink.records))
-            self.stats.merge_passes += 1
-        return segments
-
-
-def _segment_batches(segment: _Segment) -> Iterable[pa.RecordBatch]:
-    with translating("read", segment.path), open(segment.path, "rb") as f:
-        yield from read_blocks(f, segment.offset, segment.length, str(segment.path))
-
-
-class _CrcSink:
-    """Writes blocks to a file, counting bytes and records and the running CRC-32C of the file."""
-
-    def __init__(self, f: BinaryIO) -> None:
-        self.f = f
-        self.length = 0
-        self.records = 0
-        self.crc = 0
-
-    def _write(self, data: bytes) -> None:
-        self.f.write(data)
-        self.crc = crc32c(data, self.crc)
-        self.length += len(data)
-
-    def write_batch(self, batch: pa.RecordBatch, block_bytes: int) -> None:
-        for block in encode_blocks(batch, block_bytes):
-            self._write(block)
-        self.records += batch.num_rows
-
-    def copy_segment(self, segment: _Segment) -> None:
-        with translating("read", segment.path), open(segment.path, "rb") as src:
-            src.seek(segment.offset)
-            left = segment.length
-            while left:
-                data = src.read(min(COPY_BYTES, left))
-                if not data:
-                    raise InvalidArgumentError(f"spill run {segment.path} is shorter than its index says")
-                self._write(data)
-                left -= len(data)
-        self.records += segment.records
+    def _reduce_runs(self, j: int, segments: list[Segment]) -> list[Segment]:
+        left, passes = reduce_segments(
+            segments,
+            self.config.merge_fan_in,
+            self.spill_dir,
+            f"p{j:05d}",
+            self.partitioning.key,
+            self.config.block_bytes,
+        )
+        self.stats.merge_passes += passes
+        return left
