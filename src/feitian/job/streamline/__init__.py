@@ -16,6 +16,33 @@ from feitian.job.streamline.keys import (
 from feitian.job.streamline.merge import Merger, merge_sorted, sort_batch
 from feitian.job.streamline.reader import read_partition
 from feitian.job.streamline.store import CommitResult, OutputIndex, OutputStore, PartitionEntry
+from feitian.job.streamline.tables import (
+    parquet_row_groups,
+    read_csv,
+    read_csv_split,
+    read_parquet,
+    write_csv,
+    write_parquet,
+)
+from feitian.job.streamline.terasort import (
+    KEY_BYTES,
+    RECORD_BYTES,
+    kv_to_records,
+    range_sort,
+    record_array,
+    records_to_kv,
+    sample_splitters,
+)
+from feitian.job.streamline.text import (
+    COUNTS_SCHEMA,
+    combine_counts,
+    count_words,
+    format_tsv,
+    read_split,
+    read_text_split,
+    split_lines,
+    tokenize,
+)
 from feitian.job.streamline.transfer import (
     MAX_PIECE_BYTES,
     FetchPartition,
@@ -27,8 +54,11 @@ from feitian.job.streamline.transfer import (
 from feitian.job.streamline.writer import PartitionedWriter, Partitioning, WriterStats
 
 __all__ = [
+    "COUNTS_SCHEMA",
+    "KEY_BYTES",
     "KV_SCHEMA",
     "MAX_PIECE_BYTES",
+    "RECORD_BYTES",
     "BlockParser",
     "CommitResult",
     "FetchPartition",
@@ -44,20 +74,38 @@ __all__ = [
     "ShuffleService",
     "StreamlineConfig",
     "WriterStats",
+    "combine_counts",
+    "count_words",
     "decode_block",
     "encode_block",
+    "format_tsv",
     "hash_partition_ids",
     "is_kv",
     "key_prefix",
     "key_prefixes",
     "kv_batch",
+    "kv_to_records",
     "merge_sorted",
+    "parquet_row_groups",
     "range_partition_id",
     "range_partition_ids",
+    "range_sort",
+    "read_csv",
+    "read_csv_split",
+    "read_parquet",
     "read_partition",
+    "read_split",
+    "read_text_split",
+    "record_array",
+    "records_to_kv",
+    "sample_splitters",
     "sort_batch",
     "sort_indices",
+    "split_lines",
     "splitters_from_keys",
     "stable_hash",
     "stable_hashes",
+    "tokenize",
+    "write_csv",
+    "write_parquet",
 ]
