@@ -14,6 +14,7 @@ from feitian.job.streamline.keys import (
     stable_hashes,
 )
 from feitian.job.streamline.merge import Merger, merge_sorted, sort_batch
+from feitian.job.streamline.pangu import PanguOutput, PanguSource
 from feitian.job.streamline.reader import read_partition
 from feitian.job.streamline.store import CommitResult, OutputIndex, OutputStore, PartitionEntry
 from feitian.job.streamline.tables import (
@@ -47,9 +48,13 @@ from feitian.job.streamline.transfer import (
     MAX_PIECE_BYTES,
     FetchPartition,
     FetchReply,
+    KuafuSource,
+    PieceSource,
     ProducerLocation,
     ShuffleClient,
     ShuffleService,
+    SourceReader,
+    source_batches,
 )
 from feitian.job.streamline.writer import PartitionedWriter, Partitioning, WriterStats
 
@@ -63,15 +68,20 @@ __all__ = [
     "CommitResult",
     "FetchPartition",
     "FetchReply",
+    "KuafuSource",
     "Merger",
     "OutputIndex",
     "OutputStore",
+    "PanguOutput",
+    "PanguSource",
     "PartitionEntry",
     "PartitionedWriter",
     "Partitioning",
+    "PieceSource",
     "ProducerLocation",
     "ShuffleClient",
     "ShuffleService",
+    "SourceReader",
     "StreamlineConfig",
     "WriterStats",
     "combine_counts",
@@ -101,6 +111,7 @@ __all__ = [
     "sample_splitters",
     "sort_batch",
     "sort_indices",
+    "source_batches",
     "split_lines",
     "splitters_from_keys",
     "stable_hash",

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import pyarrow as pa
 
+from feitian.errors import InvalidArgumentError
 from feitian.job.streamline.blocks import read_blocks
 from feitian.job.streamline.merge import merge_sorted
 from feitian.job.streamline.store import OutputStore
@@ -20,6 +21,8 @@ __all__ = ["read_partition"]
 
 def _instance_batches(store: OutputStore, output: str, instance: int, partition: int) -> Iterator[pa.RecordBatch]:
     index = store.index(output, instance)
+    if not 0 <= partition < len(index.partitions):
+        raise InvalidArgumentError(f"{output}/{instance}: partition {partition} of {len(index.partitions)}")
     entry = index.partitions[partition]
     path = store.partition_path(output, instance, partition)
     with translating("read", path), open(path, "rb") as f:

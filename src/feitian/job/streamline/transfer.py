@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 import pyarrow as pa
@@ -44,7 +45,18 @@ from feitian.job.streamline.store import OutputStore
 from feitian.rpc import CallContext, Client, Request, Server
 from feitian.runtime.files import translating
 
-__all__ = ["MAX_PIECE_BYTES", "FetchPartition", "FetchReply", "ProducerLocation", "ShuffleClient", "ShuffleService"]
+__all__ = [
+    "MAX_PIECE_BYTES",
+    "FetchPartition",
+    "FetchReply",
+    "KuafuSource",
+    "PieceSource",
+    "ProducerLocation",
+    "ShuffleClient",
+    "ShuffleService",
+    "SourceReader",
+    "source_batches",
+]
 
 MAX_PIECE_BYTES = 16 * MiB  # the most one Fetch returns, whatever it asks for
 
@@ -118,7 +130,7 @@ class ProducerLocation:
 _RETRYABLE = (UnavailableError, DeadlineExceededError, NotFoundError)
 
 
-class _Source:
+class KuafuSource:
     """One producer instance's partition as a stream of pieces, moving to another location on failure."""
 
     def __init__(
@@ -176,46 +188,45 @@ class _Source:
             reason="unreachable",
         )
 
-    async def batches(self) -> AsyncGenerator[pa.RecordBatch, None]:
-        parser = BlockParser(self.where)
-        while True:
-            data = await self.piece()
-            if data is None:
-                break
-            for batch in parser.feed(data):
-                yield batch
-        parser.finish()
+
+class PieceSource(Protocol):
+    """A partition being read as a stream of pieces (from a worker over Kuafu, or from Pangu)."""
+
+    where: str
+    offset: int  # bytes read so far
+
+    async def piece(self) -> bytes | None:
+        """The next piece (None at the end)."""
+        ...
 
 
-class ShuffleClient:
-    """Reads partitions of other instances' committed outputs (see the module docstring)."""
+async def source_batches(source: PieceSource) -> AsyncGenerator[pa.RecordBatch, None]:
+    """The verified batches of a source's blocks, one partial block buffered at most."""
+    parser = BlockParser(source.where)
+    while True:
+        data = await source.piece()
+        if data is None:
+            break
+        for batch in parser.feed(data):
+            yield batch
+    parser.finish()
 
-    def __init__(self, client: Client, config: StreamlineConfig | None = None, *, scratch: Path | None = None) -> None:
-        self.client = client
-        self.config = config or StreamlineConfig()
-        self.config.validate()
-        self.scratch = scratch  # where a sorted fetch too large to merge in memory is staged (default: a tmp dir)
-        self.staged_bytes = 0  # bytes staged on local disk by sorted fetches (for tests and stats)
 
-    def _sources(self, output: str, producers: Sequence[ProducerLocation], partition: int) -> list[_Source]:
-        return [_Source(self.client, self.config, output, loc, partition) for loc in producers]
+class SourceReader:
+    """Reads partitions from piece sources under ``config``'s bounds: unsorted with bounded parallelism, sorted
+    by an in-memory k-way merge when it fits ``memory_bytes``, else staged on local disk and merged there."""
 
-    def merge_fits(self, producers: int) -> bool:
-        """Whether a sorted fetch from ``producers`` instances merges in memory (else it is staged on disk)."""
+    def __init__(self, config: StreamlineConfig, scratch: Path | None = None) -> None:
+        self.config = config
+        self.scratch = scratch  # where a sorted read too large to merge in memory is staged (default: a tmp dir)
+        self.staged_bytes = 0  # bytes staged on local disk by sorted reads (for tests and stats)
+
+    def merge_fits(self, sources: int) -> bool:
+        """Whether a sorted read of ``sources`` partitions merges in memory (else it is staged on disk)."""
         per_source = 2 * self.config.block_bytes + self.config.fetch_piece_bytes + HEADER.size
-        return producers * per_source <= self.config.memory_bytes
+        return sources * per_source <= self.config.memory_bytes
 
-    async def fetch(
-        self,
-        output: str,
-        producers: Sequence[ProducerLocation],
-        partition: int,
-        *,
-        sort: bool = False,
-        key: str = "key",
-    ) -> AsyncIterator[pa.RecordBatch]:
-        """The records of ``partition`` of every producer instance, merged by ``key`` when ``sort``."""
-        sources = self._sources(output, producers, partition)
+    async def read(self, sources: Sequence[PieceSource], *, sort: bool, key: str) -> AsyncIterator[pa.RecordBatch]:
         if not sort:
             async for batch in self._unsorted(sources):
                 yield batch
@@ -226,14 +237,14 @@ class ShuffleClient:
             async for batch in self._staged(sources, key):
                 yield batch
 
-    async def _unsorted(self, sources: list[_Source]) -> AsyncIterator[pa.RecordBatch]:
+    async def _unsorted(self, sources: Sequence[PieceSource]) -> AsyncIterator[pa.RecordBatch]:
         queue: asyncio.Queue[pa.RecordBatch | BaseException | None] = asyncio.Queue(maxsize=1)
         todo = iter(sources)
 
         async def run() -> None:
             try:
                 for source in todo:  # shared iterator: each worker takes the next producer
-                    async for batch in source.batches():
+                    async for batch in source_batches(source):
                         await queue.put(batch)
             except Exception as exc:  # a task boundary: the consumer raises it (and cancels the other workers)
                 await queue.put(exc)
@@ -256,11 +267,11 @@ class ShuffleClient:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
 
-    async def _merged(self, sources: list[_Source], key: str) -> AsyncIterator[pa.RecordBatch]:
+    async def _merged(self, sources: Sequence[PieceSource], key: str) -> AsyncIterator[pa.RecordBatch]:
         """The k-way merge, every producer streaming; at most ``fetch_parallelism`` fetch calls at once."""
         merger = Merger(len(sources), key)
         limit = asyncio.Semaphore(self.config.fetch_parallelism)
-        streams = [s.batches() for s in sources]
+        streams = [source_batches(s) for s in sources]
 
         async def next_of(i: int) -> pa.RecordBatch | None:
             async with limit:
@@ -281,7 +292,7 @@ class ShuffleClient:
             for stream in streams:
                 await stream.aclose()
 
-    async def _stage(self, source: _Source, path: Path) -> Segment:
+    async def _stage(self, source: PieceSource, path: Path) -> Segment:
         f = await asyncio.to_thread(open, path, "wb")
         try:
             while True:
@@ -295,14 +306,14 @@ class ShuffleClient:
         self.staged_bytes += source.offset
         return Segment(path, 0, source.offset, 0)
 
-    async def _staged(self, sources: list[_Source], key: str) -> AsyncIterator[pa.RecordBatch]:
+    async def _staged(self, sources: Sequence[PieceSource], key: str) -> AsyncIterator[pa.RecordBatch]:
         """Copy every producer's partition to local disk, then merge there with a bounded fan-in."""
         base = tempfile.mkdtemp(prefix="streamline-fetch-", dir=self.scratch)
         scratch = Path(base)
         try:
             limit = asyncio.Semaphore(self.config.fetch_parallelism)
 
-            async def stage(i: int, source: _Source) -> Segment:
+            async def stage(i: int, source: PieceSource) -> Segment:
                 async with limit:
                     return await self._stage(source, scratch / f"src-{i:06d}")
 
@@ -319,3 +330,34 @@ class ShuffleClient:
                 yield batch
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+class ShuffleClient:
+    """Reads partitions of other instances' committed outputs from the workers holding them (module docstring)."""
+
+    def __init__(self, client: Client, config: StreamlineConfig | None = None, *, scratch: Path | None = None) -> None:
+        self.client = client
+        self.config = config or StreamlineConfig()
+        self.config.validate()
+        self.reader = SourceReader(self.config, scratch)
+
+    @property
+    def staged_bytes(self) -> int:
+        return self.reader.staged_bytes
+
+    def merge_fits(self, producers: int) -> bool:
+        return self.reader.merge_fits(producers)
+
+    async def fetch(
+        self,
+        output: str,
+        producers: Sequence[ProducerLocation],
+        partition: int,
+        *,
+        sort: bool = False,
+        key: str = "key",
+    ) -> AsyncIterator[pa.RecordBatch]:
+        """The records of ``partition`` of every producer instance, merged by ``key`` when ``sort``."""
+        sources = [KuafuSource(self.client, self.config, output, loc, partition) for loc in producers]
+        async for batch in self.reader.read(sources, sort=sort, key=key):
+            yield batch
