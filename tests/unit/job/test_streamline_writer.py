@@ -196,3 +196,14 @@ def test_edges_of_the_job_graph_map_to_partitionings() -> None:
     assert Partitioning.for_edge(Pattern.RANGE, 3, splitters=[1, 2]).mode == "range"
     assert Partitioning.for_edge(Pattern.BROADCAST, 9).partitions == 1
     assert Partitioning.for_edge(Pattern.ONE_TO_ONE, 9).mode == "single"
+
+
+def test_hash_partitions_need_a_binary_key(tmp_path: Path) -> None:
+    w = PartitionedWriter(OutputStore(tmp_path), "edge", 0, 0, Partitioning.hash(2, key="n"), SMALL)
+    with pytest.raises(InvalidArgumentError, match="need a binary or string key column"):
+        w.write(pa.record_batch({"n": pa.array([1, 2], pa.int64())}))
+    single = PartitionedWriter(OutputStore(tmp_path), "edge", 1, 0, Partitioning.single(key="n", sort=True), SMALL)
+    single.write(pa.record_batch({"n": pa.array([3, 1, 2], pa.int64())}))
+    single.close()
+    got = [x for b in read_partition(single.store, "edge", [1], 0, sort=True, key="n") for x in b.column(0).to_pylist()]
+    assert got == [1, 2, 3]

@@ -32,7 +32,7 @@ import pyarrow as pa
 from crc32c import crc32c
 
 from feitian.base.units import MiB
-from feitian.errors import DataCorruptionError
+from feitian.errors import DataCorruptionError, InvalidArgumentError
 from feitian.job.streamline.keys import binary_parts
 
 __all__ = [
@@ -71,7 +71,10 @@ def is_kv(schema: pa.Schema) -> bool:
 
 def _frame(kind: int, records: int, body: bytes) -> bytes:
     if len(body) > MAX_BLOCK_BYTES:
-        raise ValueError(f"block body of {len(body)} bytes is over the bound of {MAX_BLOCK_BYTES}")
+        raise InvalidArgumentError(
+            f"a block of {records} records is {len(body)} bytes, over the bound of {MAX_BLOCK_BYTES}",
+            hint="a single record must be smaller than 64 MiB; split large values",
+        )
     head = struct.pack("<4sB3xII", MAGIC, kind, records, len(body))
     return head + struct.pack("<I", crc32c(body, crc32c(head))) + body
 
@@ -80,7 +83,7 @@ def encode_block(batch: pa.RecordBatch) -> bytes:
     """One framed block holding all of ``batch``."""
     if is_kv(batch.schema):
         if batch.column(0).null_count or batch.column(1).null_count:
-            raise ValueError("key/value records cannot be null")
+            raise InvalidArgumentError("key/value records cannot be null")
         koff, kdata = binary_parts(batch.column(0))
         voff, vdata = binary_parts(batch.column(1))
         body = b"".join(

@@ -19,6 +19,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from feitian.errors import InvalidArgumentError
+
 __all__ = [
     "binary_parts",
     "hash_partition_ids",
@@ -102,7 +104,7 @@ def stable_hashes(keys: pa.Array) -> U64:
 def hash_partition_ids(keys: pa.Array, partitions: int) -> npt.NDArray[np.int64]:
     """The partition (``stable_hash(key) % partitions``) of every key."""
     if partitions < 1:
-        raise ValueError(f"partitions must be >= 1, got {partitions}")
+        raise InvalidArgumentError(f"partitions must be >= 1, got {partitions}")
     return (stable_hashes(keys) % np.uint64(partitions)).astype(np.int64)
 
 
@@ -135,7 +137,7 @@ def key_prefixes(keys: pa.Array) -> U64:
 def splitters_from_keys(sample: Sequence[bytes], partitions: int) -> list[int]:
     """``partitions - 1`` prefix splitters from a sample of keys (evenly spaced order statistics)."""
     if partitions < 1:
-        raise ValueError(f"partitions must be >= 1, got {partitions}")
+        raise InvalidArgumentError(f"partitions must be >= 1, got {partitions}")
     prefixes = sorted(key_prefix(k) for k in sample)
     if not prefixes:
         return [0] * (partitions - 1)
@@ -147,7 +149,7 @@ def range_partition_ids(keys: pa.Array, splitters: Sequence[int] | U64) -> npt.N
     ``j`` holds prefixes in ``[splitters[j-1], splitters[j])``. ``splitters`` are ascending prefix integers."""
     s = np.asarray(splitters, dtype=np.uint64)
     if len(s) > 1 and np.any(s[1:] < s[:-1]):
-        raise ValueError("splitters must be ascending")
+        raise InvalidArgumentError("splitters must be ascending")
     return np.searchsorted(s, key_prefixes(keys), side="right").astype(np.int64)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from feitian.errors import InternalError
 from feitian.job.streamline.keys import sort_indices
 
 __all__ = ["Merger", "concat_batches", "merge_sorted", "sort_batch"]
@@ -50,7 +51,7 @@ class Merger:
 
     def add(self, source: int, batch: pa.RecordBatch) -> None:
         if self._pending[source] is not None or self._ended[source]:
-            raise ValueError(f"source {source} was not asked for a batch")
+            raise InternalError(f"merge: source {source} was not asked for a batch")
         if batch.num_rows:
             self._pending[source] = batch
 

@@ -164,6 +164,14 @@ class PartitionedWriter:
                 raise InvalidArgumentError(
                     f"streamline output {self.output}: records have no key column {self.partitioning.key!r}"
                 )
+            key_type = batch.schema.field(self.partitioning.key).type
+            binary = pa.types.is_binary(key_type) or pa.types.is_large_binary(key_type) or pa.types.is_string(key_type)
+            if self.partitioning.mode != "single" and not binary:
+                raise InvalidArgumentError(
+                    f"streamline output {self.output}: {self.partitioning.mode} partitions need a binary or string "
+                    f"key column, {self.partitioning.key!r} is {key_type}",
+                    hint="cast the key to binary, or use a single partition",
+                )
             self.schema = batch.schema
         elif not batch.schema.equals(self.schema):
             raise InvalidArgumentError(
