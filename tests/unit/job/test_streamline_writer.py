@@ -207,3 +207,14 @@ def test_hash_partitions_need_a_binary_key(tmp_path: Path) -> None:
     single.close()
     got = [x for b in read_partition(single.store, "edge", [1], 0, sort=True, key="n") for x in b.column(0).to_pylist()]
     assert got == [1, 2, 3]
+
+
+def test_a_record_larger_than_the_bound_is_spilled_alone(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    records = random_records(rng, 300)
+    records.insert(150, (b"huge", b"h" * (40 << 10)))  # 40 KiB against a 16 KiB bound
+    store, (w,) = write_instances(tmp_path, [records], Partitioning.hash(2, sort=True), SMALL, chunk=1)
+    assert w.stats.spills >= 2
+    # the buffer was spilled before the huge record came in: it was buffered alone
+    assert SMALL.memory_bytes < w.stats.peak_buffered_bytes < (40 << 10) + 1024
+    check_against_reference(store, [records], w.partitioning)

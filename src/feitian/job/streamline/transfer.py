@@ -127,7 +127,7 @@ class ProducerLocation:
     addresses: tuple[str, ...]
 
 
-_RETRYABLE = (UnavailableError, DeadlineExceededError, NotFoundError)
+_RETRYABLE = (UnavailableError, DeadlineExceededError)
 
 
 class KuafuSource:

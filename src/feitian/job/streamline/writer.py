@@ -213,6 +213,8 @@ class PartitionedWriter:
             self._buffers[j].append(part)
         self.stats.buffered_bytes += size
         self.stats.peak_buffered_bytes = max(self.stats.peak_buffered_bytes, self.stats.buffered_bytes)
+        if self.stats.buffered_bytes > self.config.memory_bytes:
+            self._spill()  # one record larger than the bound: buffered alone, spilled at once
 
     def _partition_batch(self, j: int) -> pa.RecordBatch | None:
         batches = self._buffers[j]
