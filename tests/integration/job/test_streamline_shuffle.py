@@ -5,6 +5,8 @@ disk under the memory bound; a producer's other location is used when the first 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -16,6 +18,8 @@ import pytest
 
 from feitian.errors import UnavailableError
 from feitian.job.streamline import (
+    FetchPartition,
+    FetchReply,
     OutputStore,
     PartitionedWriter,
     Partitioning,
@@ -26,7 +30,7 @@ from feitian.job.streamline import (
     kv_batch,
     stable_hash,
 )
-from feitian.rpc import Client, ClientConfig, Server, ServerConfig
+from feitian.rpc import CallContext, Client, ClientConfig, Server, ServerConfig
 from feitian.testing.rpc import serving
 
 Record = tuple[bytes, bytes]
@@ -158,3 +162,46 @@ async def test_another_location_serves_what_the_first_cannot(tmp_path: Path) -> 
         # no location holds it: a clear error naming what was tried
         with pytest.raises(UnavailableError, match="no location could serve"):
             await fetch_all(client, [ProducerLocation(7, (addr_b,))], 0, sort=False)
+
+
+class GatedService(ShuffleService):
+    """Counts fetches in flight: the first ``parallelism`` wait for each other (up to a deadline), so a client that
+    kept fewer in flight shows a smaller maximum, and one that sent more shows a larger one."""
+
+    def __init__(self, store: OutputStore, parallelism: int) -> None:
+        super().__init__(store)
+        self.parallelism = parallelism
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.gate = asyncio.Event()
+
+    async def fetch(self, ctx: CallContext, req: FetchPartition) -> FetchReply:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.in_flight >= self.parallelism:
+                self.gate.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.gate.wait(), timeout=10)
+            return await super().fetch(ctx, req)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.mark.parametrize("sort", [False, True])
+async def test_fetch_parallelism_is_bounded(tmp_path: Path, sort: bool) -> None:
+    store = OutputStore(tmp_path / "worker")
+    inputs = {i: records_of(20 + i, 600) for i in range(6)}
+    for i, records in inputs.items():
+        produce(store, i, records, sort=sort)
+    config = StreamlineConfig(memory_bytes=1 << 20, block_bytes=4 << 10, fetch_piece_bytes=4 << 10, fetch_parallelism=2)
+    service = GatedService(store, config.fetch_parallelism)
+    server = Server(ServerConfig(name="gated"))
+    service.register(server)
+    async with serving(server) as (_, address), Client() as rpc:
+        client = ShuffleClient(rpc, config)
+        producers = [ProducerLocation(i, (address,)) for i in inputs]
+        got = await fetch_all(client, producers, 1, sort=sort)
+    want = [r for recs in inputs.values() for r in recs if stable_hash(r[0]) % PARTITIONS == 1]
+    assert Counter(got) == Counter(want)
+    assert service.max_in_flight == config.fetch_parallelism
