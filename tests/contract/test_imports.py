@@ -27,8 +27,16 @@ LAYERS: list[tuple[str, ...]] = [
     ("rpc/core", "consensus", "security/core", "coord/core", "dfs/core", "replica/core", "sched/core", "job/core"),
     ("runtime",),  # the only OS-touching layer
     ("rpc", "rpc/gateway", "security"),  # Kuafu and Zhongkui's identities, capabilities and TLS
-    # services, on the replicated-service kit
-    ("replica", "security/authority", "coord", "dfs", "sched", "job", "examples"),
+    (
+        "replica",
+        "security/authority",
+        "coord",
+        "dfs",
+        "sched",
+        "job",
+        "job/streamline",
+        "examples",
+    ),  # services, on the replicated-service kit
     ("deploy",),  # node processes, roles, the local cluster
     ("testing",),  # test helpers that start real clusters
     ("bench",),  # benchmark programs
