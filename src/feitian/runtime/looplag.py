@@ -40,18 +40,19 @@ class GcPauses:
     """The cyclic garbage collector's pauses in this process (``gc.callbacks``): the longest, and how many full
     (generation 2) collections ran — so a loop stall can be told to be a collection or something else."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock or MonotonicClock()
         self.max_ms = 0.0
         self.max_full_ms = 0.0  # the longest full collection
         self.full = 0  # full collections
         self.total_ms = 0.0
-        self._started = 0.0
+        self._started = 0
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            self._started = time.perf_counter()
+            self._started = self.clock.monotonic_ns()
             return
-        ms = (time.perf_counter() - self._started) * 1e3
+        ms = (self.clock.monotonic_ns() - self._started) / 1e6
         self.total_ms += ms
         self.max_ms = max(self.max_ms, ms)
         if info.get("generation") == 2:
@@ -83,7 +84,7 @@ class LoopLag:
         # callback, a collection), as opposed to waiting for a machine busy with other processes.
         self.max_busy_ms = 0.0
         self.recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=RECENT_STALLS)  # (at, ms)
-        self.gc = GcPauses()
+        self.gc = GcPauses(self.clock)
         self._task = PeriodicTask("loop-lag", self._wake, interval_s, clock=self.clock)
         self._cpu = 0.0  # process CPU time at the previous wake-up
 
