@@ -75,7 +75,7 @@ def test_map_reduce_runs_reduces_only_after_every_map_and_reuses_workers() -> No
     for i in range(4):
         out = run(run.core.attempt_finished, 10 + i, "w1", AttemptRef("map", i, 1, 1), b"out%d" % i, 100)
         assert [e for e in out if isinstance(e, CommitAttempt)] == [
-            CommitAttempt(AttemptRef("map", i, 1, 1), "w1", b"out%d" % i)
+            CommitAttempt(AttemptRef("map", i, 1, 1), "w1", b"out%d" % i, duration_ns=9 if i == 0 else 1, processed=100)
         ]
         if i < 3:
             # worker reuse: the same worker gets the next map, reduces still wait
@@ -214,7 +214,7 @@ def test_a_slow_instance_gets_one_backup_and_the_first_to_finish_wins() -> None:
     assert run.core.progress()[0].backups == 1
     assert run.started(run(run.core.tick, 30 * S)) == []  # never a second backup
     out = run(run.core.attempt_finished, 31 * S, start.worker_id, start.ref, b"backup", 1000)
-    assert CommitAttempt(start.ref, start.worker_id, b"backup") in out
+    assert CommitAttempt(start.ref, start.worker_id, b"backup", duration_ns=15 * S, processed=1000) in out
     assert CancelAttempt(ref, "w3", CancelReason.LOST_RACE) in out
     # the loser finishing later changes nothing: one commit per instance
     out = run(run.core.attempt_finished, 32 * S, "w3", ref, b"late", 1000)
@@ -382,7 +382,7 @@ def test_restore_adopts_running_attempts_from_worker_reports() -> None:
     out = run(core.start, 11)
     assert run.started(out) == [] and wants(out) == {}  # nothing to rerun: map 3 runs on w2
     assert [e for e in run.effects if isinstance(e, CommitAttempt)] == [
-        CommitAttempt(AttemptRef("map", 2, 1, 2), "w1", b"o2")
+        CommitAttempt(AttemptRef("map", 2, 1, 2), "w1", b"o2", duration_ns=5, processed=10)
     ]
     out = run(core.attempt_finished, 12, "w2", AttemptRef("map", 3, 1, 2), b"o3")
     assert wants(out)[("reduce", "reduce")] == 2
@@ -395,6 +395,19 @@ def test_an_adopted_attempt_whose_inputs_are_not_done_is_cancelled_at_start() ->
     run(core.worker_report, 10, WorkerReport("r1", "reduce", "m1", running=AttemptRef("reduce", 0, 1, 1)))
     out = run(core.start, 11)
     assert CancelAttempt(AttemptRef("reduce", 0, 1, 1), "r1", CancelReason.NOT_ADOPTED) in out
+
+
+def test_commits_journaled_after_the_snapshot_count_as_done() -> None:
+    core, snap = half_done()
+    out = core.attempt_finished(3, "w1", AttemptRef("map", 2, 1, 1), b"o2", 10)
+    journal = [e for e in out if isinstance(e, CommitAttempt)]
+    restored = JobCore.restore(graph_map_reduce(4, 2), snap, commits=journal)
+    run = Run(restored)
+    assert restored.instance_output("map", 2) == b"o2"
+    assert wants(run(restored.start, 10)) == {("map", "map"): 1}  # only map 3 reruns
+    bad = CommitAttempt(AttemptRef("nope", 0, 1, 1), "w", b"")
+    with pytest.raises(InvalidArgumentError, match="job journal"):
+        JobCore.restore(graph_map_reduce(4, 2), snap, commits=[bad])
 
 
 def test_bad_snapshots_are_refused_naming_the_problem() -> None:

@@ -9,7 +9,8 @@ instance its snapshot holds, and the job ends with every instance's output in pl
 undisturbed run). A failing seed replays exactly: ``pytest tests/unit/job/test_core_sim.py -k 'seed-17'``.
 
 The driver persists the snapshot after every step that committed something, before the commit takes effect
-(as the JobMaster must, docs/jobs-core.md), and right after a restore.
+(as the JobMaster must, docs/jobs-core.md) — or, with ``snapshot_every`` > 1, journals those commits and writes
+a full snapshot every so many committing steps — and right after a restore.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import msgspec
 import pytest
 
 from feitian.job.core import (
@@ -98,6 +100,7 @@ class Sim:
     flaky_rate: float = 0.5  # failures per attempt on the flaky machine
     restarts: int = 0
     slots_per_machine: int = 3
+    snapshot_every: int = 1  # committing steps per full snapshot; the commits in between go to a journal
     rng: random.Random = field(init=False)
     now: int = 0
     log: list[str] = field(default_factory=list)
@@ -120,6 +123,8 @@ class Sim:
         )
         self.core = JobCore(self.graph, self.policy, self.racks)
         self.persisted = self.core.snapshot()
+        self.journal: list[bytes] = []
+        self.committing_steps = 0
         self.events: list[tuple[int, int, str, tuple[object, ...]]] = []
         self.seq = 0
         self.workers: dict[str, SimWorker] = {}
@@ -148,8 +153,13 @@ class Sim:
         out = fn(self.now, *args)
         problems = check(self.core)
         assert not problems, f"seed {self.seed} at {self.now}: {problems}"
-        if any(isinstance(e, CommitAttempt) for e in out):
-            self.persisted = self.core.snapshot()  # before the commits take effect
+        commits = [e for e in out if isinstance(e, CommitAttempt)]
+        if commits:  # persisted before the commits take effect
+            self.committing_steps += 1
+            if self.committing_steps % self.snapshot_every == 0:
+                self.persisted, self.journal = self.core.snapshot(), []
+            else:
+                self.journal.extend(msgspec.msgpack.encode(c) for c in commits)
         for effect in out:
             self.apply(effect)
 
@@ -315,8 +325,9 @@ class Sim:
 
     def on_recover(self) -> None:
         self.down_until = None
-        self.core = JobCore.restore(self.graph, self.persisted, self.policy, self.racks)
-        self.persisted = self.core.snapshot()
+        journal = [msgspec.msgpack.decode(c, type=CommitAttempt) for c in self.journal]
+        self.core = JobCore.restore(self.graph, self.persisted, self.policy, self.racks, journal)
+        self.persisted, self.journal = self.core.snapshot(), []
         self.restored_done = {(t.name, i.index) for t in self.core.tasks.values() for i in t.instances if i.committed}
         for w in sorted(self.workers.values(), key=lambda w: w.wid):
             if not w.alive:
@@ -342,7 +353,7 @@ SEEDS = list(range(100))
 
 @pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed-{s}")
 def test_the_job_finishes_with_every_output_under_failures_and_restarts(seed: int) -> None:
-    sim = Sim(seed, fail_rate=0.05, loss_rate=0.02, restarts=seed % 3)
+    sim = Sim(seed, fail_rate=0.05, loss_rate=0.02, restarts=seed % 3, snapshot_every=1 + seed % 4 * 3)
     sim.run()
     assert sim.finished == JobFinished(True), f"seed {seed}: {sim.finished}"
     expected = {(t, i): f"{t}:{i}".encode() for t, spec in sim.graph.tasks.items() for i in range(spec.instances)}
@@ -356,7 +367,7 @@ def test_a_restart_reruns_only_the_unfinished_instances() -> None:
     for seed in range(10):
         undisturbed = Sim(seed, fail_rate=0.0, loss_rate=0.0, flaky_rate=0.0)
         undisturbed.run()
-        restarted = Sim(seed, fail_rate=0.0, loss_rate=0.0, flaky_rate=0.0, restarts=2)
+        restarted = Sim(seed, fail_rate=0.0, loss_rate=0.0, flaky_rate=0.0, restarts=2, snapshot_every=1 + seed % 3)
         restarted.run()
         assert restarted.finished == JobFinished(True)
         assert restarted.storage == undisturbed.storage

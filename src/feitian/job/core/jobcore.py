@@ -30,7 +30,7 @@ attempts whose inputs are done are adopted, finished ones committed, and only th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from feitian.errors import InvalidArgumentError
 from feitian.job.core import dispatch, recovery
@@ -99,12 +99,14 @@ class JobCore:
         data: bytes,
         policy: JobPolicy = DEFAULT_JOB_POLICY,
         racks: Mapping[str, str] | None = None,
+        commits: Iterable[CommitAttempt] = (),
     ) -> JobCore:
         """A core in the epoch after the snapshot's that knows its finished instances (checked against
-        ``graph``). Feed it the workers' reports, then call :meth:`start`."""
+        ``graph``), plus the ``commits`` journaled after that snapshot (in order; the first for an instance
+        counts). Feed it the workers' reports, then call :meth:`start`."""
         snap = decode(graph, data)
         core = cls(graph, policy, racks, epoch=snap.epoch + 1)
-        recovery.load(core, snap)
+        recovery.load(core, snap, commits)
         return core
 
     def snapshot(self) -> bytes:
@@ -445,7 +447,7 @@ class JobCore:
         self._mark_done(inst, ref, output, duration_ns, processed)
         key = (inst.task.name, inst.index)
         self.commits[key] = self.commits.get(key, 0) + 1
-        self._out.append(CommitAttempt(ref, worker_id, output))
+        self._out.append(CommitAttempt(ref, worker_id, output, duration_ns, processed))
         if self.started:
             self._release_consumers(inst, now_ns)
         self._maybe_finish_ok()

@@ -82,11 +82,14 @@ class StartInstance(msgspec.Struct, frozen=True, tag=True):
 class CommitAttempt(msgspec.Struct, frozen=True, tag=True):
     """The attempt won: make its output the instance's output, atomically. Emitted once per instance per master
     epoch; after a restart a finished attempt a worker reports is committed again, so committing must be
-    idempotent (the same attempt's output)."""
+    idempotent (the same attempt's output). The record is also what a driver may journal between snapshots
+    (``JobCore.restore(..., commits=...)``): it carries everything the snapshot keeps of a done instance."""
 
     ref: AttemptRef
     worker_id: str
     output: bytes
+    duration_ns: int = 0
+    processed: int = 0
 
 
 class CancelReason(enum.Enum):

@@ -1,5 +1,6 @@
 """A JobMaster restart (FUXI-11), as functions over :class:`~feitian.job.core.jobcore.JobCore`: the snapshot
-built from a core and loaded into a new one, and the adoption of what workers report.
+built from a core and loaded (with the commits journaled after it) into a new one, and the adoption of what
+workers report.
 
 A restored core knows the finished instances and the failed attempts of the others (the attempts running at
 the snapshot are not counted there: they count again when their workers report them). A reported running
@@ -10,9 +11,18 @@ cancelled (``not_adopted``). A reported finished attempt is committed unless its
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from feitian.job.core.records import AttemptRef, CancelAttempt, CancelReason, FinishedAttempt, WorkerReport
+from feitian.errors import InvalidArgumentError
+from feitian.job.core.records import (
+    AttemptRef,
+    CancelAttempt,
+    CancelReason,
+    CommitAttempt,
+    FinishedAttempt,
+    WorkerReport,
+)
 from feitian.job.core.snapshot import SNAPSHOT_VERSION, DoneRecord, JobSnapshot, TaskSnapshot
 from feitian.job.core.state import Attempt, Phase, Worker, WorkerPhase
 
@@ -46,8 +56,8 @@ def build(core: JobCore) -> JobSnapshot:
     return JobSnapshot(SNAPSHOT_VERSION, core.epoch, tuple(tasks), tuple(sorted(core.job_blacklist)))
 
 
-def load(core: JobCore, snap: JobSnapshot) -> None:
-    """Put a (checked) snapshot into a fresh core."""
+def load(core: JobCore, snap: JobSnapshot, commits: Iterable[CommitAttempt] = ()) -> None:
+    """Put a (checked) snapshot and the commits journaled after it into a fresh core."""
     for ts in snap.tasks:
         task = core.tasks[ts.name]
         task.failed_attempts, task.backups = ts.failed_attempts, ts.backups
@@ -63,6 +73,15 @@ def load(core: JobCore, snap: JobSnapshot) -> None:
             ref = AttemptRef(task.name, rec.index, rec.epoch, rec.attempt)
             core._mark_done(inst, ref, rec.output, rec.duration_ns, rec.processed)
     core.job_blacklist = dict.fromkeys(snap.job_blacklist, -1)
+    for commit in commits:
+        ref = commit.ref
+        owner = core.tasks.get(ref.task)
+        if owner is None or not 0 <= ref.index < owner.spec.instances or ref.epoch >= core.epoch:
+            raise InvalidArgumentError(f"job journal: commit of {ref} does not fit the job or its snapshot")
+        inst = owner.instances[ref.index]
+        if inst.committed is None:
+            inst.failures = 0
+            core._mark_done(inst, ref, commit.output, commit.duration_ns, commit.processed)
     for task in core.tasks.values():
         for inst in task.instances:
             if inst.phase is Phase.WAITING:
