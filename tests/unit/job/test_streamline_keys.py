@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import bisect
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -39,10 +42,15 @@ def test_vectorized_hash_equals_the_scalar_reference(keys: list[bytes], partitio
 
 
 def test_the_hash_is_fixed_across_processes() -> None:
-    # pinned values: a change here reroutes every key of every job
-    assert stable_hash(b"") == 0
-    assert stable_hash(b"feitian") == stable_hashes(pa.array([b"feitian"])).tolist()[0]
-    assert [stable_hash(b"a") % 7, stable_hash(b"hello") % 7] == [stable_hash(b"a") % 7, stable_hash(b"hello") % 7]
+    # pinned values: a change here reroutes every key of every job, and mixes old and new producers' partitions
+    pinned = {b"": 0, b"a": 12609935244270955673, b"feitian": 4730861286426271326, b"hello world": 10589227719585335398}
+    assert {k: stable_hash(k) for k in pinned} == pinned
+    assert stable_hashes(pa.array(list(pinned), pa.binary())).tolist() == list(pinned.values())
+    # another interpreter with another hash seed (Python's own hash of bytes would differ) agrees
+    code = "from feitian.job.streamline import stable_hash; print([stable_hash(k) for k in (b'a', b'feitian')])"
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str([pinned[b"a"], pinned[b"feitian"]])
     assert len({stable_hash(bytes([i])) % 16 for i in range(256)}) == 16  # spreads single bytes over partitions
 
 
