@@ -28,6 +28,7 @@ from feitian.job.streamline import (
 )
 
 keys_st = st.lists(st.binary(max_size=40), max_size=200)
+small_bytes = st.lists(st.binary(max_size=12).map(lambda b: bytes(x % 3 for x in b)), max_size=200)
 
 
 @settings(max_examples=100, deadline=None)
@@ -68,9 +69,11 @@ def test_prefixes_and_range_partitions_equal_the_reference(keys: list[bytes], sp
 
 
 @settings(max_examples=100, deadline=None)
-@given(keys=keys_st, width=st.sampled_from([None, 1, 8, 10, 16, 20]))
+@given(keys=keys_st, width=st.sampled_from([None, -8, -3, 1, 8, 10, 16, 20]))
 def test_sort_indices_is_a_stable_byte_order(keys: list[bytes], width: int | None) -> None:
-    if width is not None:
+    if width is not None and width < 0:
+        keys = [k[:-width] for k in keys]  # short variable-length keys (trailing zero bytes included)
+    elif width is not None:
         keys = [k[:width].ljust(width, b"\0") for k in keys]  # the fixed-width fast path
     order = sort_indices(pa.array(keys, pa.binary())).tolist()
     assert order == sorted(range(len(keys)), key=lambda i: keys[i])
@@ -113,3 +116,13 @@ def test_a_flipped_byte_is_refused_never_passed_on() -> None:
     parser.feed(bytes(block[:-3]))
     with pytest.raises(DataCorruptionError, match="ends inside a block"):
         parser.finish()
+
+
+@settings(max_examples=150, deadline=None)
+@given(keys=small_bytes)
+def test_sort_indices_with_many_shared_prefixes_and_zero_bytes(keys: list[bytes]) -> None:
+    # bytes 0..2 only: keys that are prefixes of others, trailing zeros, shared 8-byte prefixes, duplicates
+    order = sort_indices(pa.array(keys, pa.binary())).tolist()
+    assert order == sorted(range(len(keys)), key=lambda i: keys[i])
+    short = [k[:8] for k in keys]
+    assert sort_indices(pa.array(short, pa.binary())).tolist() == sorted(range(len(short)), key=lambda i: short[i])
