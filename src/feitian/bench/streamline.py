@@ -9,6 +9,8 @@ Figures, in MB/s of input bytes (text, records), on one core:
   per partition, combined and written as ``word\\tcount`` lines;
 * ``hash_partition``: partition ids (the stable hash) and the grouping of a key/value batch into 4 partitions;
 * ``terasort_range_sort``: 100-byte records range-partitioned on the key prefix and sorted (numpy);
+* ``terasort_streamline``: the same records through streamline: two writers range-partition and sort them into 4
+  committed partitions, each partition is merged back from both and turned into records again;
 * ``spill_merge``: key/value records through a sorted writer under a 4 MiB bound (spills, k-way merge, commit).
 
 The text is a Zipf-distributed vocabulary of 50,000 words, like the DAG peers' wordcount input; records are
@@ -42,10 +44,12 @@ from feitian.job.streamline import (
     format_tsv,
     hash_partition_ids,
     kv_batch,
+    kv_to_records,
     range_sort,
     read_partition,
     read_text_split,
     record_array,
+    records_to_kv,
     sample_splitters,
     tokenize,
 )
@@ -128,6 +132,25 @@ def measure(size: int) -> dict[str, Any]:
         records = record_array(make_records(size))
         splitters = sample_splitters(records, PARTITIONS)
         figures["terasort_range_sort_MBps"] = timed(lambda: range_sort(records, splitters), records.nbytes)
+
+        def terasort() -> None:
+            # two producer instances (halves of the input) into 4 sorted range partitions, then each partition
+            # merged back from both: the map and reduce sides of terasort through streamline, on one core
+            attempt = next(runs)
+            ts_store = OutputStore(Path(tmp) / "ts")
+            half = len(records) // 2
+            for instance, part in enumerate((records[:half], records[half:])):
+                w = PartitionedWriter(ts_store, "ts", instance, attempt, Partitioning.range(splitters), config_64)
+                for start in range(0, len(part), 100_000):
+                    w.write(records_to_kv(part[start : start + 100_000]))
+                w.close()
+            for j in range(PARTITIONS):
+                for batch in read_partition(ts_store, "ts", [0, 1], j, sort=True):
+                    kv_to_records(batch)
+            ts_store.remove("ts")
+
+        config_64 = StreamlineConfig(memory_bytes=64 * MiB)
+        figures["terasort_streamline_MBps"] = timed(terasort, records.nbytes)
 
         config = StreamlineConfig(memory_bytes=4 * MiB, block_bytes=256 << 10)
         store = OutputStore(Path(tmp) / "spill")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import bisect
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +28,7 @@ from feitian.job.streamline import (
 )
 
 keys_st = st.lists(st.binary(max_size=40), max_size=200)
+small_bytes = st.lists(st.binary(max_size=12).map(lambda b: bytes(x % 3 for x in b)), max_size=200)
 
 
 @settings(max_examples=100, deadline=None)
@@ -39,10 +43,15 @@ def test_vectorized_hash_equals_the_scalar_reference(keys: list[bytes], partitio
 
 
 def test_the_hash_is_fixed_across_processes() -> None:
-    # pinned values: a change here reroutes every key of every job
-    assert stable_hash(b"") == 0
-    assert stable_hash(b"feitian") == stable_hashes(pa.array([b"feitian"])).tolist()[0]
-    assert [stable_hash(b"a") % 7, stable_hash(b"hello") % 7] == [stable_hash(b"a") % 7, stable_hash(b"hello") % 7]
+    # pinned values: a change here reroutes every key of every job, and mixes old and new producers' partitions
+    pinned = {b"": 0, b"a": 12609935244270955673, b"feitian": 4730861286426271326, b"hello world": 10589227719585335398}
+    assert {k: stable_hash(k) for k in pinned} == pinned
+    assert stable_hashes(pa.array(list(pinned), pa.binary())).tolist() == list(pinned.values())
+    # another interpreter with another hash seed (Python's own hash of bytes would differ) agrees
+    code = "from feitian.job.streamline import stable_hash; print([stable_hash(k) for k in (b'a', b'feitian')])"
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str([pinned[b"a"], pinned[b"feitian"]])
     assert len({stable_hash(bytes([i])) % 16 for i in range(256)}) == 16  # spreads single bytes over partitions
 
 
@@ -60,9 +69,11 @@ def test_prefixes_and_range_partitions_equal_the_reference(keys: list[bytes], sp
 
 
 @settings(max_examples=100, deadline=None)
-@given(keys=keys_st, width=st.sampled_from([None, 1, 8, 10, 16, 20]))
+@given(keys=keys_st, width=st.sampled_from([None, -8, -3, 1, 8, 10, 16, 20]))
 def test_sort_indices_is_a_stable_byte_order(keys: list[bytes], width: int | None) -> None:
-    if width is not None:
+    if width is not None and width < 0:
+        keys = [k[:-width] for k in keys]  # short variable-length keys (trailing zero bytes included)
+    elif width is not None:
         keys = [k[:width].ljust(width, b"\0") for k in keys]  # the fixed-width fast path
     order = sort_indices(pa.array(keys, pa.binary())).tolist()
     assert order == sorted(range(len(keys)), key=lambda i: keys[i])
@@ -105,3 +116,13 @@ def test_a_flipped_byte_is_refused_never_passed_on() -> None:
     parser.feed(bytes(block[:-3]))
     with pytest.raises(DataCorruptionError, match="ends inside a block"):
         parser.finish()
+
+
+@settings(max_examples=150, deadline=None)
+@given(keys=small_bytes)
+def test_sort_indices_with_many_shared_prefixes_and_zero_bytes(keys: list[bytes]) -> None:
+    # bytes 0..2 only: keys that are prefixes of others, trailing zeros, shared 8-byte prefixes, duplicates
+    order = sort_indices(pa.array(keys, pa.binary())).tolist()
+    assert order == sorted(range(len(keys)), key=lambda i: keys[i])
+    short = [k[:8] for k in keys]
+    assert sort_indices(pa.array(short, pa.binary())).tolist() == sorted(range(len(short)), key=lambda i: short[i])

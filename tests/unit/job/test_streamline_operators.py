@@ -175,3 +175,26 @@ def test_terasort_through_the_writer_under_a_small_bound(tmp_path: Path) -> None
     got = [out[i : i + 100] for i in range(0, len(out), 100)]
     assert [r[:10] for r in got] == [r[:10] for r in want]
     assert Counter(got) == Counter(want)
+
+
+def test_vectorized_wordcount_with_a_combiner_under_a_small_bound(tmp_path: Path) -> None:
+    rng = random.Random(4)
+    vocab = [bytes(rng.choice(b"abcdefgh") for _ in range(rng.randint(1, 9))) for _ in range(3000)]
+    lines = [b" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 15))) for _ in range(4000)]
+    text = b"\n".join(lines) + b"\n"
+    path = tmp_path / "in.txt"
+    path.write_bytes(text)
+    store = OutputStore(tmp_path / "store")
+    config = StreamlineConfig(memory_bytes=16 << 10, block_bytes=4 << 10)
+    split = 20_000
+    starts = range(0, len(text), split)
+    for instance, start in enumerate(starts):
+        w = PartitionedWriter(store, "wc", instance, 0, Partitioning.hash(3), config, combiner=combine_counts)
+        words = tokenize(read_text_split(path, start, split))
+        for i in range(0, len(words), 500):  # many small batches: several spills, each combined first
+            w.write(count_words(words.slice(i, 500)))
+        w.close()
+        assert w.stats.spills > 0 and w.stats.peak_buffered_bytes <= config.memory_bytes
+    out = b"".join(format_tsv(combine_counts(read_partition(store, "wc", range(len(starts)), j))) for j in range(3))
+    got = {k: int(v) for k, v in (line.split(b"\t") for line in out.splitlines())}
+    assert got == Counter(text.split())

@@ -161,8 +161,10 @@ def range_partition_id(key: bytes, splitters: Sequence[int]) -> int:
 def sort_indices(keys: pa.Array) -> npt.NDArray[np.int64]:
     """A stable order of the keys by their bytes (memcmp order, shorter first on a common prefix).
 
-    Fixed-width keys of at most 16 bytes (terasort's 10) sort as two big-endian integers with numpy's lexsort;
-    others through Arrow's sort kernel."""
+    Fixed-width keys of at most 16 bytes (terasort's 10) sort as big-endian integers with numpy: by the first 8
+    bytes alone when no two keys share them, else both halves with ``lexsort``. Variable-length keys of at most 8
+    bytes sort by (zero-padded prefix, length); longer ones by the prefix when no two share it; the rest through
+    Arrow's sort kernel."""
     if not pa.types.is_binary(keys.type) and not pa.types.is_large_binary(keys.type):
         return np.asarray(pc.sort_indices(keys), dtype=np.int64)
     offsets, data = binary_parts(keys)
@@ -172,7 +174,21 @@ def sort_indices(keys: pa.Array) -> npt.NDArray[np.int64]:
         width = int(lengths[0])
         padded = np.zeros((n, 16), dtype=np.uint8)
         padded[:, :width] = data.reshape(n, width)
-        hi = padded[:, :8].copy().view(">u8").ravel()
+        hi = padded[:, :8].copy().view(">u8").ravel().astype(np.uint64)
+        order = np.argsort(hi, kind="stable")
+        first = hi[order]
+        if width <= 8 or not np.any(first[1:] == first[:-1]):
+            return order.astype(np.int64)  # the first 8 bytes decide (no two keys share them): one sort
         lo = padded[:, 8:].copy().view(">u8").ravel()
         return np.lexsort((lo, hi)).astype(np.int64)
+    if n > 1:
+        prefix = key_prefixes(keys)
+        if int(lengths.max()) <= 8:
+            # zero-padded prefix, then length: two keys with equal padded prefixes are one key and that key
+            # followed by zero bytes, and the shorter comes first
+            return np.lexsort((lengths, prefix)).astype(np.int64)
+        order = np.argsort(prefix, kind="stable")
+        first = prefix[order]
+        if not np.any(first[1:] == first[:-1]):
+            return order.astype(np.int64)
     return np.asarray(pc.sort_indices(keys), dtype=np.int64)

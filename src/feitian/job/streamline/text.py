@@ -139,8 +139,11 @@ def _empty_counts() -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.array([], pa.binary()), pa.array([], pa.int64())], schema=COUNTS_SCHEMA)
 
 
-def combine_counts(batches: Iterable[pa.RecordBatch]) -> pa.RecordBatch:
-    """Sum the counts of equal keys over ``(key, count)`` batches (the combiner and the reducer of wordcount)."""
+def combine_counts(batches: pa.RecordBatch | Iterable[pa.RecordBatch]) -> pa.RecordBatch:
+    """Sum the counts of equal keys over one or more ``(key, count)`` batches: the reducer of wordcount, and its
+    combiner (``PartitionedWriter(..., combiner=combine_counts)`` sums each partition before it is spilled)."""
+    if isinstance(batches, pa.RecordBatch):
+        batches = [batches]
     parts = [b for b in batches if b.num_rows]
     if not parts:
         return _empty_counts()
