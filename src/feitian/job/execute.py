@@ -22,6 +22,7 @@ import contextlib
 import importlib
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from feitian.errors import FeitianError, InvalidArgumentError
+from feitian.errors import InvalidArgumentError
 from feitian.job.messages import AttemptDone, InputEdge, TaskRun
 from feitian.job.streamline import (
     OutputStore,
@@ -112,10 +113,11 @@ def _load_function(ref: str, package_dir: str) -> Callable[..., Any]:
 class _Input:
     """The records of one attempt, produced on the event loop, consumed by the code's thread."""
 
-    def __init__(self, cancelled: threading.Event) -> None:
+    def __init__(self, cancelled: threading.Event, progress: dict[str, int], key: str) -> None:
         self.q: queue.Queue[object] = queue.Queue(maxsize=QUEUE_CHUNKS)
         self.cancelled = cancelled
         self.count = 0
+        self.progress, self.key = progress, key  # records read so far, for the worker's progress reports
 
     async def put(self, chunk: object) -> None:
         while True:  # put without blocking the loop, giving up when the attempt is cancelled
@@ -141,6 +143,7 @@ class _Input:
                 raise chunk
             assert isinstance(chunk, list)
             self.count += len(chunk)
+            self.progress[self.key] = self.count
             yield from chunk
 
 
@@ -186,7 +189,8 @@ class _Outputs:
             for writer in self.writers:
                 writer.write(batch)
         if self.result is not None:
-            self.result.write(b"".join(k + b"\t" + v + b"\n" if k else v + b"\n" for k, v in zip(keys, values)))
+            lines = (k + b"\t" + v + b"\n" if k else v + b"\n" for k, v in zip(keys, values, strict=True))
+            self.result.write(b"".join(lines))
 
     def abort(self) -> None:
         for writer in self.writers:
@@ -213,7 +217,7 @@ def _run_command(
     if package_dir:
         env["PATH"] = f"{package_dir}/bin:{env.get('PATH', '')}"
     try:
-        proc = subprocess.Popen(  # noqa: S603 - the job's own command, run as the job
+        proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env
         )
     except OSError as exc:
@@ -227,7 +231,7 @@ def _run_command(
                 proc.stdin.write(key + b"\t" + value + b"\n" if key else value + b"\n")  # type: ignore[union-attr]
         except BrokenPipeError:
             pass  # the command stopped reading: its exit status says why
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+        except BaseException as exc:
             failure.append(exc)
             proc.kill()
         finally:
@@ -318,10 +322,10 @@ async def run_attempt(run: TaskRun, ctx: AttemptContext, cancelled: threading.Ev
         fn = _load_function(code.function, ctx.package_dir)
     elif code.command is None:
         raise InvalidArgumentError(f"task {run.ref.task}: operator {code.operator!r} is not run by TaskWorkers yet")
-    sink = _Input(cancelled)
+    key = str(run.ref)
+    sink = _Input(cancelled, ctx.processed, key)
     outputs = _Outputs(run, ctx)
     feeder = asyncio.get_running_loop().create_task(_feed(run, ctx, sink))
-    key = f"{run.ref}"
     try:
 
         def body() -> None:
@@ -354,9 +358,8 @@ async def run_attempt(run: TaskRun, ctx: AttemptContext, cancelled: threading.Ev
         ctx.processed.pop(key, None)
         with contextlib.suppress(OSError):
             outputs.result_path.unlink()
-        for writer in outputs.writers:
-            with contextlib.suppress(FeitianError, OSError):
-                ctx.store.remove_attempt(writer.output, run.ref.index)
+        for writer in outputs.writers:  # published in Pangu (or failed): the local copy is not needed
+            shutil.rmtree(ctx.store.committed_dir(writer.output, run.ref.index), ignore_errors=True)
     output = msgspec.json.encode({"records": outputs.count})
     return AttemptDone(run.ref, sink.count, output, time.monotonic_ns() - started)
 
@@ -365,14 +368,16 @@ async def _upload(dfs: DfsClient, local: Path, remote: str, replication: int) ->
     parent = remote.rsplit("/", 1)[0] or "/"
     await dfs.mkdir(parent, parents=True)
     writer = await dfs.create(remote, overwrite=True, replication=replication)
+    f = await asyncio.to_thread(open, local, "rb")
     try:
-        with open(local, "rb") as f:
-            while True:
-                data = await asyncio.to_thread(f.read, 4 << 20)
-                if not data:
-                    break
-                await writer.write(data)
+        while True:
+            data = await asyncio.to_thread(f.read, 4 << 20)
+            if not data:
+                break
+            await writer.write(data)
         await writer.close()
     except BaseException:
         await writer.abort(remove=True)
         raise
+    finally:
+        f.close()
