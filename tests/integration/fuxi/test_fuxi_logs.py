@@ -138,3 +138,43 @@ async def test_unknown_application_process_and_an_expired_log(sched: SchedClient
 
     await wait_for_condition(expired, 30, "the first log to expire")
     assert [p.proc_id for p in await sched.procs(first)] == [f"{first}.master.1"]
+
+
+# A process reading logs over its Tubo's Unix socket: its own, then another application's process (argv[2]).
+READER = """
+import asyncio, os, sys
+from feitian.errors import NotFoundError
+from feitian.rpc import Client, ClientConfig
+from feitian.sched.messages import ReadLog
+
+async def main(out, other):
+    print("mine", flush=True)
+    rpc = Client(ClientConfig(name="reader"))
+    socket = os.environ["FEITIAN_TUBO_SOCKET"]
+    try:
+        got = await rpc.call(socket, ReadLog(proc_id=os.environ["FEITIAN_PROC_ID"]), timeout=10)
+        open(os.path.join(out, "own"), "wb").write(got.data)
+        try:
+            await rpc.call(socket, ReadLog(app_id=other.split(".")[0], proc_id=other), timeout=10)
+        except NotFoundError as exc:
+            open(os.path.join(out, "other"), "w").write(exc.message)
+    finally:
+        await rpc.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_a_process_reads_its_own_applications_logs_over_its_tubo_socket(
+    sched: SchedClient, tmp_path: Path
+) -> None:
+    other = await run_writer(sched, tmp_path / "other", 1)  # runs on the same (only) machine
+    out = tmp_path / "reader"
+    out.mkdir()
+    app = await sched.submit("reader", [sys.executable, "-c", READER, str(out), f"{other}.master.1"])
+    done = await sched.wait(app.app_id, timeout_s=60)
+    assert done.state is AppState.SUCCEEDED, done
+    assert (out / "own").read_bytes() == b"mine\n"
+    assert f"no log of process '{other}.master.1' of application '{app.app_id}'" in (out / "other").read_text()
+    (tmp_path / "other" / "go").touch()
+    assert (await sched.wait(other, timeout_s=60)).state is AppState.SUCCEEDED

@@ -333,10 +333,11 @@ class Tubo:
         self.epoch = reply.epoch
         self.need_full = reply.send_full
         if not reply.send_full:
-            sent = {r.proc_id for r in reports}
-            self.dirty -= sent
-            for report in reports:  # ended processes the master has heard of are forgotten here
-                if report.state not in (ProcState.RUNNING.value, WAITING):
+            for report in reports:
+                if self._report(report.proc_id) != report:
+                    continue  # changed while the heartbeat was out (a package fetched meanwhile): sent again
+                self.dirty.discard(report.proc_id)
+                if report.state not in (ProcState.RUNNING.value, WAITING):  # heard of by the master: forgotten
                     self._forget(report.proc_id)
         for order in reply.orders:
             self._carry_out(order)
@@ -391,6 +392,9 @@ class Tubo:
             package_dir = await self._package(order.package)
         except FeitianError as exc:
             self._start_failed(order.proc_id, meta, f"package {order.package.spec}: {exc.message}")
+            return
+        except Exception as exc:  # the task's boundary: the process must not stay waiting forever
+            self._start_failed(order.proc_id, meta, f"package {order.package.spec}: {type(exc).__name__}: {exc}")
             return
         finally:
             self.waiting.pop(order.proc_id, None)
@@ -657,6 +661,9 @@ class Tubo:
             return await self._package(ref)
         except FeitianError as exc:
             self._start_failed(proc_id, meta, f"package {ref.spec}: {exc.message}")
+            raise
+        except Exception as exc:  # reported, or the worker would stay waiting in FuxiMaster's view
+            self._start_failed(proc_id, meta, f"package {ref.spec}: {type(exc).__name__}: {exc}")
             raise
         finally:
             self.waiting.pop(proc_id, None)
