@@ -17,7 +17,8 @@ kept:
   same name replaces its earlier run's log.
 
 The files in a work dir belong to the process (with ``app_uids`` its own uid may replace them): they are opened
-with ``O_NOFOLLOW`` and read only if they are regular files, so a symlink planted there reads as empty.
+with ``O_NOFOLLOW`` and read, rotated or kept only if they are regular files with a single link, so a symlink or
+hard link planted there reads as empty and is never truncated.
 """
 
 from __future__ import annotations
@@ -155,8 +156,13 @@ class LogKeeper:
         ensure_dir(self.dir / proc_id)
         for stream in LogStream:
             source = work_dir / f"{stream.value}.log"
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(source, self._path(proc_id, stream, "log"))  # a symlink moves as a symlink
+            try:
+                if stat.S_ISREG(os.lstat(source).st_mode):  # anything else the process put there is not kept
+                    os.replace(source, self._path(proc_id, stream, "log"))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise os_error(exc, "keep", source) from exc
         meta.ended_at_ns = ended_at_ns or now_ns
         self._save(proc_id, meta)
         self.retained[proc_id] = _Retained(meta.ended_at_ns, _dir_bytes(self.dir / proc_id))
@@ -236,12 +242,14 @@ class LogKeeper:
 
 
 def _open_regular(path: Path, flags: int) -> int:
-    """A descriptor of ``path`` if it is a regular file (not a symlink, FIFO or device), else -1."""
+    """A descriptor of ``path`` if it is a regular file with one link (not a symlink, FIFO, device, or a hard
+    link to some other file), else -1."""
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return -1
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1:
         os.close(fd)
         return -1
     return fd

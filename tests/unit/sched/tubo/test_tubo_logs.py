@@ -1,6 +1,6 @@
 """The log keeper's bounds on files in a temp dir: a stream keeps its tail with offsets that stay valid across
-rotations; retention drops the oldest logs beyond the count, byte and age bounds; a symlink planted in a work
-dir reads as empty; another application's log is not found."""
+rotations; retention drops the oldest logs beyond the count, byte and age bounds; a symlink or hard link planted
+in a work dir reads as empty; another application's log is not found."""
 
 from __future__ import annotations
 
@@ -102,6 +102,11 @@ def test_a_symlink_in_the_work_dir_reads_as_empty_and_another_app_is_refused(tmp
     os.unlink(work_dir / "stdout.log")
     os.symlink(secret, work_dir / "stdout.log")
     assert read_all(logs, "p", work_dir)[0] == b""
+    os.link(secret, work_dir / "stderr.log.tmp")
+    os.replace(work_dir / "stderr.log.tmp", work_dir / "stderr.log")  # a hard link: not read, never truncated
+    logs.rotate("p", "app", work_dir)
+    got = logs.read("p", "app", LogStream.STDERR, work_dir=work_dir, running=True, offset=0, length=100)
+    assert got.data == b"" and secret.read_bytes() == b"not yours"
     logs.keep("p", "app", work_dir, S, S)
     assert read_all(logs, "p", None)[0] == b""
     with pytest.raises(NotFoundError):
