@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import enum
+import logging
 import os
 import stat
 from dataclasses import dataclass
@@ -34,11 +35,13 @@ from typing import BinaryIO
 
 import msgspec
 
-from feitian.errors import InvalidArgumentError, NotFoundError
-from feitian.runtime.files import atomic_write, ensure_dir, os_error
+from feitian.errors import FeitianError, InvalidArgumentError, NotFoundError
+from feitian.runtime.files import atomic_write, ensure_dir
 from feitian.sched.tubo.trash import Trash
 
 __all__ = ["LogKeeper", "LogLimits", "LogRead", "LogStream"]
+
+log = logging.getLogger(__name__)
 
 MAX_READ_BYTES = 1 << 20  # the most one read returns (the RPC reply's bound)
 _COPY_CHUNK = 1 << 20
@@ -122,49 +125,54 @@ class LogKeeper:
         self._meta[proc_id] = _Meta(app_id)
 
     def rotate(self, proc_id: str, app_id: str, work_dir: Path) -> None:
-        """Keep only the tail of each stream of a running process (see the module docstring)."""
+        """Keep only the tail of each stream of a running process (see the module docstring). A rotation that
+        fails (the disk full) is logged and tried again at the next check: the stream grows meanwhile."""
         meta = self._meta.setdefault(proc_id, _Meta(app_id))
         half = self.limits.max_stream_bytes // 2
         for stream in LogStream:
             fd = _open_regular(work_dir / f"{stream.value}.log", os.O_RDWR)
             if fd < 0:
                 continue
+            old = self._path(proc_id, stream, "old")
+            tmp = old.with_suffix(".tmp")
             try:
                 size = os.fstat(fd).st_size
                 if size <= half:
                     continue
-                old = self._path(proc_id, stream, "old")
                 old_size = _size(old)
                 ensure_dir(old.parent)
-                tmp = old.with_suffix(".tmp")
                 with open(tmp, "wb") as out:
                     os.lseek(fd, size - half, os.SEEK_SET)
                     _copy(fd, out)  # up to the end now: what was written meanwhile too
-                os.ftruncate(fd, 0)
+                # The tail first, then the truncation: a crash in between repeats bytes rather than losing them.
                 os.replace(tmp, old)
+                os.ftruncate(fd, 0)
                 meta.dropped[stream.value] = meta.dropped.get(stream.value, 0) + old_size + size - half
-            except OSError as exc:
-                raise os_error(exc, "rotate", work_dir / f"{stream.value}.log") from exc
+                self._save(proc_id, meta)
+            except (OSError, FeitianError) as exc:
+                log.warning("tubo: rotating the %s of %s failed (%s); tried again later", stream.value, proc_id, exc)
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
             finally:
                 os.close(fd)
-            self._save(proc_id, meta)
 
     def keep(self, proc_id: str, app_id: str, work_dir: Path, ended_at_ns: int, now_ns: int) -> None:
         """The process is forgotten: its logs leave its work dir (about to be deleted) and are retained."""
         meta = self._meta.setdefault(proc_id, _Meta(app_id))
         self.rotate(proc_id, app_id, work_dir)
-        ensure_dir(self.dir / proc_id)
-        for stream in LogStream:
-            source = work_dir / f"{stream.value}.log"
-            try:
-                if stat.S_ISREG(os.lstat(source).st_mode):  # anything else the process put there is not kept
-                    os.replace(source, self._path(proc_id, stream, "log"))
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise os_error(exc, "keep", source) from exc
         meta.ended_at_ns = ended_at_ns or now_ns
-        self._save(proc_id, meta)
+        try:
+            ensure_dir(self.dir / proc_id)
+            for stream in LogStream:
+                source = work_dir / f"{stream.value}.log"
+                with contextlib.suppress(FileNotFoundError):
+                    if stat.S_ISREG(os.lstat(source).st_mode):  # anything else the process put there is not kept
+                        os.replace(source, self._path(proc_id, stream, "log"))
+            self._save(proc_id, meta)
+        except (OSError, FeitianError) as exc:  # not kept (the disk full): deleted with the work dir
+            log.warning("tubo: keeping the log of %s failed (%s); dropped", proc_id, exc)
+            self._drop(proc_id)
+            return
         self.retained[proc_id] = _Retained(meta.ended_at_ns, _dir_bytes(self.dir / proc_id))
         self.retire(now_ns)
 

@@ -118,3 +118,13 @@ def test_bad_limits_are_refused() -> None:
         LogLimits(max_stream_bytes=10).validate()
     with pytest.raises(InvalidArgumentError, match="retain"):
         LogLimits(retain_count=-1).validate()
+
+
+def test_a_rotation_or_keep_that_fails_is_logged_not_raised(tmp_path: Path) -> None:
+    logs = keeper(tmp_path, max_stream_bytes=4096)
+    work_dir = work(tmp_path, "p", b"z" * 5000)
+    (tmp_path / "logs" / "p").write_bytes(b"")  # a file where its log dir should go: every write there fails
+    logs.rotate("p", "app", work_dir)  # no error: the stream stays as it is, tried again at the next check
+    assert (work_dir / "stdout.log").stat().st_size == 5000
+    logs.keep("p", "app", work_dir, S, S)  # no error: not kept
+    assert "p" not in logs.retained
