@@ -1,4 +1,4 @@
-"""``feitian sched nodes|apps|app|submit|kill|quota|status``: Fuxi (the resource manager) from the shell.
+"""``feitian sched nodes|apps|app|logs|submit|kill|quota|status``: Fuxi (the resource manager) from the shell.
 
 Every command talks to the FuxiMasters of a local cluster (``--cluster``; their addresses are the
 ``fuxi-master`` processes of its state file, as ``feitian cluster up`` recorded them) as ``--identity`` (default
@@ -30,8 +30,10 @@ from feitian.runtime.eventloop import run
 from feitian.sched import (
     AppInfo,
     AppState,
+    LogChunk,
     MasterStatusReply,
     NodeInfo,
+    ProcInfo,
     QuotaInfo,
     SchedClient,
     parse_grant,
@@ -46,6 +48,7 @@ FUXI_MASTER_ROLE = "fuxi-master"
 DEFAULT_TIMEOUT_S = 30.0  # how long each call is retried across the FuxiMasters (a failover takes a few seconds)
 EXIT_INTERRUPTED = 130  # Ctrl-C, as every command (feitian.cli.main)
 WAIT_POLL_S = 0.5  # `submit --wait`: how often the application is looked at
+FOLLOW_POLL_S = 0.5  # `logs --follow`: how often the Tubo is asked for more
 MAX_NAME_BYTES = 256  # an application's name: a label for people (the ID is FuxiMaster's)
 DEFAULT_MASTER_CPU = 500  # FuxiMaster's own default shape for an application master: half a core, 256 MiB
 DEFAULT_MASTER_MEMORY = 256 * MiB
@@ -208,6 +211,22 @@ def _show_app(app: AppInfo) -> None:
     ]
     for key, value in rows:
         click.echo(f"{key + ':':<13}{value}")
+    if app.procs:
+        click.echo("")
+        table(
+            ["PROCESS", "KIND", "MACHINE", "STATE", "EXIT", "DETAIL"],
+            [
+                [
+                    p.proc_id,
+                    p.kind.value,
+                    p.machine,
+                    p.state,
+                    "-" if p.exit_code is None else p.exit_code,
+                    p.detail or "-",
+                ]
+                for p in app.procs
+            ],
+        )
 
 
 def _health(node: NodeInfo) -> str:
@@ -331,6 +350,117 @@ def app(app_id: str, as_json: bool, cluster_dir: str | None, identity: str | Non
         emit_json(_json(found))
     else:
         _show_app(found)
+
+
+def _chunk_json(chunk: LogChunk, app_id: str) -> dict[str, Any]:
+    fields = _json(chunk)
+    del fields["data"]
+    return {"app_id": app_id, **fields, "text": chunk.data.decode("utf-8", "replace")}
+
+
+def _write(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+async def _print_log(s: SchedClient, app_id: str, proc_id: str, stderr: bool, tail: int | None, as_json: bool) -> None:
+    """Print the log (its last ``tail`` lines, or all that is kept) and return; see :func:`_follow_log`."""
+    proc = await _find_proc(s, app_id, proc_id)
+    if tail is not None:
+        chunk = await s.tail(app_id, proc.proc_id, lines=tail, stderr=stderr)
+        _emit_chunk(chunk, app_id, as_json)
+        return
+    chunk = await s.read_log(app_id, stderr=stderr, offset=0, proc=proc)
+    if chunk.first > 0 and not as_json:
+        note(f"({chunk.first} bytes dropped: Tubo keeps only the tail of a process's output)")
+    _emit_chunk(chunk, app_id, as_json)
+    while chunk.offset + len(chunk.data) < chunk.end:
+        chunk = await s.read_log(app_id, stderr=stderr, offset=chunk.offset + len(chunk.data), proc=proc)
+        _emit_chunk(chunk, app_id, as_json)
+
+
+async def _follow_log(s: SchedClient, app_id: str, proc_id: str, stderr: bool, tail: int | None, as_json: bool) -> None:
+    """Print the log (as :func:`_print_log`), then what is written, until the process has ended."""
+    proc = await _find_proc(s, app_id, proc_id)
+    if tail is not None:
+        chunk = await s.tail(app_id, proc.proc_id, lines=tail, stderr=stderr)
+    else:
+        chunk = await s.read_log(app_id, stderr=stderr, offset=0, proc=proc)
+        if chunk.first > 0 and not as_json:
+            note(f"({chunk.first} bytes dropped: Tubo keeps only the tail of a process's output)")
+    while True:
+        if chunk.data:
+            _emit_chunk(chunk, app_id, as_json)
+        at = chunk.offset + len(chunk.data)
+        if at >= chunk.end and not chunk.running:
+            return
+        if at >= chunk.end:
+            await asyncio.sleep(FOLLOW_POLL_S)
+        chunk = await s.read_log(app_id, stderr=stderr, offset=at, proc=proc)
+        if chunk.offset > at and not as_json:
+            note(f"({chunk.offset - at} bytes dropped: written faster than they were read)")
+
+
+async def _find_proc(s: SchedClient, app_id: str, proc_id: str) -> ProcInfo:
+    try:
+        await s.get(app_id)
+    except NotFoundError as exc:
+        raise _unknown_app(exc, app_id) from None
+    return await s.find_proc(app_id, proc_id)
+
+
+def _emit_chunk(chunk: LogChunk, app_id: str, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(_chunk_json(chunk, app_id)).decode() + "\n")
+        sys.stdout.flush()
+    else:
+        _write(chunk.data)
+
+
+@sched.command()
+@click.argument("app_id", metavar="ID")
+@click.argument("proc_id", metavar="[PROC]", required=False, default="")
+@click.option("--stderr", is_flag=True, help="The process's stderr (default: its stdout).")
+@click.option("--tail", type=click.IntRange(min=0), default=None, metavar="N", help="Only the last N lines.")
+@click.option("--follow", "-f", is_flag=True, help="Then print what it writes, until it ends (Ctrl-C stops).")
+@json_option
+@_common
+def logs(
+    app_id: str,
+    proc_id: str,
+    stderr: bool,
+    tail: int | None,
+    follow: bool,
+    as_json: bool,
+    cluster_dir: str | None,
+    identity: str | None,
+    timeout_s: float,
+) -> None:
+    """A process's output (stdout, or --stderr), read from the Tubo of its machine: PROC (a process ID as
+    `feitian sched app ID` lists them), or without PROC the application master (its latest attempt). A running
+    process's log, and an ended one's for a while (a machine keeps the last 1,000 ended processes' logs, 1 GiB,
+    7 days); only the last 8 MiB of each stream are kept. Needs read on fuxi:/apps.
+
+    With --follow, prints what the process writes until it ends (then exit 0); Ctrl-C stops following (exit
+    130). --json: one object per piece read (offsets, `text`). Unknown application or process, or a log no
+    longer kept: exit 4.
+
+    \b
+    Examples:
+      feitian sched logs app-0000000003 --tail 20
+      feitian sched logs app-0000000003 app-0000000003.w.map-1 --stderr --follow
+    """
+
+    async def action(s: SchedClient) -> None:
+        if follow:
+            await _follow_log(s, app_id, proc_id, stderr, tail, as_json)
+        else:
+            await _print_log(s, app_id, proc_id, stderr, tail, as_json)
+
+    try:
+        _run(cluster_dir, identity, timeout_s, action)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
 
 
 @sched.command()

@@ -30,6 +30,8 @@ from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
+import msgspec
+
 from feitian.errors import ConflictError, DeadlineExceededError, FeitianError, InvalidArgumentError, NotFoundError
 from feitian.replica import Router
 from feitian.rpc import Client, ClientConfig
@@ -63,10 +65,14 @@ from feitian.sched.messages import (
     ListQuota,
     ListWorkers,
     LocalWhoAmI,
+    LogChunk,
     MasterStatus,
     MasterStatusReply,
     NodeInfo,
+    ProcInfo,
+    ProcKind,
     QuotaInfo,
+    ReadLog,
     SetQuota,
     StartWorker,
     StopWorker,
@@ -78,6 +84,9 @@ from feitian.sched.messages import (
 __all__ = ["AppMaster", "SchedClient", "SyncAppMaster", "SyncSchedClient"]
 
 ENDED = frozenset({AppState.SUCCEEDED, AppState.FAILED, AppState.KILLED})
+LOG_READ_BYTES = 1 << 20  # one read of a log (the Tubo's bound on a reply)
+TAIL_STEP_BYTES = 64 << 10  # `tail`: how far back each read goes
+MAX_TAIL_BYTES = 16 << 20  # `tail`: the most read back to find the lines asked for
 
 
 class SchedClient:
@@ -141,6 +150,73 @@ class SchedClient:
         """The leader's status; ``check``: with the allocator's broken invariants (``problems``, [] if none)."""
         return await self.router.call(MasterStatus(check=check), leader=True)
 
+    async def procs(self, app_id: str) -> list[ProcInfo]:
+        """The application's processes: machine, state (waiting, running, or how it ended), exit code, detail."""
+        return (await self.get(app_id)).procs
+
+    async def find_proc(self, app_id: str, proc_id: str = "") -> ProcInfo:
+        """One process of the application (``proc_id`` empty: its application master, the latest attempt).
+        NotFoundError naming what is missing: the application, or the process (with the ones known)."""
+        procs = await self.procs(app_id)
+        if not proc_id:
+            masters = [p for p in procs if p.kind is ProcKind.MASTER]
+            if not masters:
+                raise NotFoundError(
+                    f"application {app_id} has no master process FuxiMaster knows of",
+                    hint="it has not been started yet, or its Tubo no longer reports it",
+                    app=app_id,
+                )
+            return max(masters, key=lambda p: _attempt(p.proc_id))
+        for proc in procs:
+            if proc.proc_id == proc_id:
+                return proc
+        known = ", ".join(p.proc_id for p in procs[:10]) or "none"
+        raise NotFoundError(
+            f"application {app_id} has no process {proc_id!r} that FuxiMaster knows of",
+            hint=f"its processes: {known}",
+            app=app_id,
+            proc_id=proc_id,
+        )
+
+    async def read_log(
+        self,
+        app_id: str,
+        proc_id: str = "",
+        *,
+        stderr: bool = False,
+        offset: int | None = None,
+        length: int = LOG_READ_BYTES,
+        proc: ProcInfo | None = None,
+    ) -> LogChunk:
+        """Part of a process's stdout (``stderr``: its stderr), read from the Tubo of its machine: ``length``
+        bytes (at most 1 MiB) from ``offset``, or the last ``length`` when ``offset`` is None. ``proc_id``
+        empty: the application master. ``proc`` (from :meth:`find_proc`) saves asking FuxiMaster again."""
+        where = proc or await self.find_proc(app_id, proc_id)
+        request = ReadLog(
+            app_id=app_id,
+            proc_id=where.proc_id,
+            stream="stderr" if stderr else "stdout",
+            offset=offset,
+            length=length,
+        )
+        return await self.router.rpc.call(where.address, request, timeout=10.0)
+
+    async def tail(self, app_id: str, proc_id: str = "", *, lines: int = 10, stderr: bool = False) -> LogChunk:
+        """The last ``lines`` lines of a process's output (reading back at most 16 MiB to find them)."""
+        if lines < 0:
+            raise InvalidArgumentError(f"tail: {lines} lines", hint="0 or more")
+        proc = await self.find_proc(app_id, proc_id)
+        chunk = await self.read_log(app_id, stderr=stderr, length=TAIL_STEP_BYTES, proc=proc)
+        data, start = chunk.data, chunk.offset
+        while data.count(b"\n") <= lines and start > chunk.first and len(data) < MAX_TAIL_BYTES:
+            step = min(TAIL_STEP_BYTES, start - chunk.first)
+            more = await self.read_log(app_id, stderr=stderr, offset=start - step, length=step, proc=proc)
+            if more.offset + len(more.data) != start:  # dropped meanwhile (rotated): what is here will do
+                break
+            data, start = more.data + data, more.offset
+        kept = b"".join(data.splitlines(keepends=True)[-lines:]) if lines else b""
+        return msgspec.structs.replace(chunk, data=kept, offset=start + len(data) - len(kept))
+
     async def wait(self, app_id: str, *, poll_s: float = 0.2, timeout_s: float | None = None) -> AppInfo:
         """Until the application has ended (succeeded, failed or killed); DeadlineExceededError after
         ``timeout_s``."""
@@ -153,6 +229,12 @@ class SchedClient:
             if deadline is not None and clock.monotonic_ns() >= deadline:
                 raise DeadlineExceededError(f"application {app_id} still {info.state.value} after {timeout_s}s")
             await clock.sleep(poll_s)
+
+
+def _attempt(proc_id: str) -> int:
+    """A master process's attempt (``<app>.master.<n>``)."""
+    tail = proc_id.rsplit(".", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 class AppMaster:

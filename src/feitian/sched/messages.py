@@ -32,6 +32,7 @@ __all__ = [
     "AM_UNIT",
     "RULES",
     "TUBO_RULES",
+    "WAITING",
     "AmDemand",
     "AmDemandReply",
     "AmEvents",
@@ -54,13 +55,16 @@ __all__ = [
     "ListQuota",
     "ListWorkers",
     "LocalWhoAmI",
+    "LogChunk",
     "MasterStatus",
     "MasterStatusReply",
     "NodeInfo",
     "Order",
+    "ProcInfo",
     "ProcKind",
     "ProcReport",
     "QuotaInfo",
+    "ReadLog",
     "SetQuota",
     "StartProcess",
     "StartWorker",
@@ -74,6 +78,9 @@ __all__ = [
 ]
 
 AM_UNIT = "master"  # the unit of an application's own master process, demanded by FuxiMaster on its behalf
+# A process's state while its Tubo prepares it (its package downloading and unpacking): ordered, not yet running.
+# The other states are feitian.sched.tubo's ProcState values (running, finished, failed, killed, ...).
+WAITING = "waiting"
 
 
 class AppState(enum.Enum):
@@ -93,6 +100,18 @@ class ProcKind(enum.Enum):
     WORKER = "worker"  # a worker (started on an application master's request, on its grant)
 
 
+class ProcInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A process of an application as FuxiMaster last heard of it from its Tubo."""
+
+    proc_id: str
+    kind: ProcKind
+    machine: str
+    address: str  # the machine's Tubo (where its log is read)
+    state: str  # waiting, running, or how it ended
+    exit_code: int | None = None
+    detail: str = ""
+
+
 class AppInfo(msgspec.Struct, frozen=True, kw_only=True):
     app_id: str
     name: str
@@ -110,6 +129,9 @@ class AppInfo(msgspec.Struct, frozen=True, kw_only=True):
     ended_at: float = 0.0
     exit_code: int | None = None
     detail: str = ""
+    # Its processes FuxiMaster knows of (waiting, running, and ended ones it still remembers): only in the reply
+    # of GetApp, empty in ListApps.
+    procs: list[ProcInfo] = msgspec.field(default_factory=list)
 
 
 class NodeInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -444,6 +466,33 @@ class LocalWhoAmI(Request[WhoAmIReply], frozen=True, tag="tubo.WhoAmI"):
     idempotent = True
 
 
+class LogChunk(msgspec.Struct, frozen=True, kw_only=True):
+    """Bytes ``[offset, offset + len(data))`` of a process's output stream; ``first``..``end`` is what its Tubo
+    keeps of it now (bytes before ``first`` were dropped: only a tail is kept). ``running``: more may come."""
+
+    proc_id: str
+    machine: str
+    stream: str
+    data: bytes
+    offset: int
+    first: int
+    end: int
+    running: bool
+
+
+class ReadLog(Request[LogChunk], frozen=True, tag="tubo.ReadLog", kw_only=True):
+    """Read a process's stdout or stderr from the Tubo of its machine: ``length`` bytes (at most 1 MiB) from
+    ``offset``, or the last ``length`` bytes when ``offset`` is None. Users need read on ``fuxi:/apps``; over the
+    Unix socket a process may read its own application's logs on that machine (``app_id`` is then its own)."""
+
+    app_id: str = ""
+    proc_id: str
+    stream: str = "stdout"
+    offset: int | None = None
+    length: int = 65_536
+    idempotent = True
+
+
 # -- rules -----------------------------------------------------------------------------------------------------
 
 APPS = "fuxi:/apps"
@@ -472,4 +521,5 @@ TUBO_RULES: dict[type[Any], MethodRule[Any]] = {
     StartWorker: requires(Right.WRITE, TUBO),
     StopWorker: requires(Right.WRITE, TUBO),
     ListWorkers: requires(Right.WRITE, TUBO),
+    ReadLog: requires(Right.READ, APPS),  # an operation on the application, as GetApp
 }

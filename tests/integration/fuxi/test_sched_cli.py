@@ -184,9 +184,56 @@ def test_submit_runs_the_master_in_its_package(cluster: str, tmp_path: Path) -> 
     assert info["package"] == "tool@1"  # NAME alone: its latest version at submission, for every attempt
 
 
+def test_logs_while_running_following_and_after_the_end(cluster: str, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    script = (
+        "import os, sys, time\n"
+        "print('hello', flush=True); print('world', file=sys.stderr, flush=True)\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.02)\n"
+        "print('done')\n"
+    )
+    app_id = sched(cluster, "submit", "talker", "--", PY, "-c", script)["app_id"]
+    wait_until(lambda: run_sched(cluster, "logs", app_id).stdout == "hello\n", 60, "its output")
+    assert run_sched(cluster, "logs", app_id, "--stderr", check=True).stdout == "world\n"
+    master = f"{app_id}.master.1"
+    procs = sched(cluster, "app", app_id)["procs"]
+    assert [(p["proc_id"], p["kind"], p["state"]) for p in procs] == [(master, "master", "running")]
+    assert procs[0]["machine"] in MACHINES
+    table = run_sched(cluster, "app", app_id, check=True).stdout
+    assert any(line.split()[:4] == [master, "master", procs[0]["machine"], "running"] for line in table.splitlines())
+    refused(run_sched(cluster, "logs", app_id, "nope"), 4, f"application {app_id} has no process 'nope'", "hint: ")
+
+    def follower() -> subprocess.Popen[str]:
+        args = ["sched", "logs", app_id, master, "--follow", "--cluster", cluster]
+        return subprocess.Popen([*FEITIAN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    stopped, follows = follower(), follower()
+    try:
+        assert stopped.stdout is not None and follows.stdout is not None
+        assert stopped.stdout.readline() == "hello\n" and follows.stdout.readline() == "hello\n"
+        stopped.send_signal(signal.SIGINT)  # Ctrl-C: stops following, quietly
+        _, err = stopped.communicate(timeout=30)
+        assert stopped.returncode == 130 and "Traceback" not in err, err
+        go.touch()
+        out, err = follows.communicate(timeout=60)  # ends by itself when the process has ended
+        assert (follows.returncode, out) == (0, "done\n"), err
+    finally:
+        for proc in (stopped, follows):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert sched(cluster, "app", app_id)["state"] == "succeeded"
+    assert run_sched(cluster, "logs", app_id, "--tail", "1", check=True).stdout == "done\n"
+    lines = run_sched(cluster, "logs", app_id, "--json", check=True).stdout.splitlines()
+    chunk = json.loads(lines[0])
+    assert (chunk["text"], chunk["running"], chunk["proc_id"], chunk["offset"]) == ("hello\ndone\n", False, master, 0)
+
+
 BAD_INPUT = [
     (["app", "app-9999999999"], 4, "application 'app-9999999999' does not exist"),
     (["kill", "no-such-app"], 4, "application 'no-such-app' does not exist"),
+    (["logs", "app-9999999999"], 4, "application 'app-9999999999' does not exist"),
+    (["logs", "app-9999999999", "--tail", "-1"], 2, "'--tail': -1 is not in the range"),
     (["submit", "x", "--group", "nogroup", "--", "/bin/true"], 4, "quota group 'nogroup' does not exist"),
     (["submit", "x", "--priority", "1001", "--", "/bin/true"], 2, "priority 1001 is outside [0, 1000]"),
     (["submit", "x", "--priority", "-1", "--", "/bin/true"], 2, "priority -1 is outside"),
@@ -243,7 +290,7 @@ def test_a_cluster_without_fuxi(tmp_path: Path) -> None:
             LocalCluster(directory).down(grace_s=5)
 
 
-@pytest.mark.parametrize("command", ["nodes", "apps", "app", "kill", "submit", "quota", "quota set", "status"])
+@pytest.mark.parametrize("command", ["nodes", "apps", "app", "logs", "kill", "submit", "quota", "quota set", "status"])
 def test_help_has_an_example(command: str) -> None:
     proc = feitian("sched", *command.split(), "--help", check=True)
     assert "Example" in proc.stdout and f"feitian sched {command}" in proc.stdout

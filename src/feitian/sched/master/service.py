@@ -486,7 +486,8 @@ class FuxiMaster:
 
     async def _get_app(self, ctx: CallContext, req: GetApp) -> AppInfo:
         state = self._leading().state
-        return state.app_info(state.record_of(req.app_id))
+        info = state.app_info(state.record_of(req.app_id))
+        return msgspec.structs.replace(info, procs=state.procs_of(req.app_id))
 
     async def _list_apps(self, ctx: CallContext, req: ListApps) -> list[AppInfo]:
         return self._leading().state.list_apps(req.include_ended)

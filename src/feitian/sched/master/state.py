@@ -54,6 +54,7 @@ from feitian.sched.core import (
 )
 from feitian.sched.messages import (
     AM_UNIT,
+    WAITING,
     AmEvent,
     AppEnded,
     AppIdentity,
@@ -62,6 +63,7 @@ from feitian.sched.messages import (
     KillProcess,
     NodeInfo,
     Order,
+    ProcInfo,
     ProcKind,
     ProcReport,
     QuotaInfo,
@@ -422,8 +424,8 @@ class MasterState:
         known = machine.procs.get(proc.proc_id)
         machine.procs[proc.proc_id] = proc
         order = machine.orders.get(proc.proc_id)
-        if isinstance(order, StartProcess):
-            del machine.orders[proc.proc_id]  # the Tubo has it
+        if isinstance(order, StartProcess) and proc.state != WAITING:
+            del machine.orders[proc.proc_id]  # the Tubo has it (repeated while waiting: a restarted Tubo needs it)
         ended = proc.state in PROC_ENDED
         runtime = self.apps.get(proc.app_id)
         alloc_app = proc.app_id + (AM_SUFFIX if proc.kind is ProcKind.MASTER else "")
@@ -464,7 +466,7 @@ class MasterState:
                 )
             elif not ended:
                 runtime.am_proc, runtime.am_machine, runtime.am_grant = proc.proc_id, machine.name, proc.grant_id
-                if runtime.record.state is AppState.PENDING:
+                if runtime.record.state is AppState.PENDING and proc.state != WAITING:
                     runtime.record.state = AppState.RUNNING
                     self._persist.append(Persist(runtime.record))
             elif known is None or known.state not in PROC_ENDED:
@@ -688,6 +690,24 @@ class MasterState:
             exit_code=record.exit_code,
             detail=record.detail,
         )
+
+    def procs_of(self, app_id: str) -> list[ProcInfo]:
+        """The application's processes as their Tubos last reported them (ended ones until a Tubo's next full
+        report), by machine and id. A pass over every machine's processes: for one application at a time."""
+        return [
+            ProcInfo(
+                proc_id=proc.proc_id,
+                kind=proc.kind,
+                machine=machine.name,
+                address=machine.address,
+                state=proc.state,
+                exit_code=proc.exit_code,
+                detail=proc.detail,
+            )
+            for machine in sorted(self.machines.values(), key=lambda m: m.name)
+            for proc in sorted(machine.procs.values(), key=lambda p: p.proc_id)
+            if proc.app_id == app_id
+        ]
 
     def list_apps(self, include_ended: bool) -> list[AppInfo]:
         records = [r.record for r in self.apps.values()]

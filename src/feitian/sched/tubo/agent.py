@@ -51,6 +51,7 @@ from feitian.runtime.periodic import PeriodicTask
 from feitian.sched.core import Grant
 from feitian.sched.messages import (
     TUBO_RULES,
+    WAITING,
     AmDemand,
     AmDemandReply,
     AmEvents,
@@ -63,9 +64,11 @@ from feitian.sched.messages import (
     KillProcess,
     ListWorkers,
     LocalWhoAmI,
+    LogChunk,
     Order,
     ProcKind,
     ProcReport,
+    ReadLog,
     StartProcess,
     StartWorker,
     StopWorker,
@@ -75,6 +78,7 @@ from feitian.sched.messages import (
 )
 from feitian.sched.pkg import DEFAULT_ROOT, PackageCache, PackageRef, PackageStore
 from feitian.sched.tubo.identity import AppIdentities, identity_env, identity_files
+from feitian.sched.tubo.logs import LogLimits, LogStream
 from feitian.sched.tubo.machine import MachineConfig, detect_capacity, machine_health
 from feitian.sched.tubo.procs import ProcessSpec, ProcessStatus, ProcState
 from feitian.sched.tubo.supervisor import ProcessSupervisor
@@ -106,6 +110,12 @@ class TuboOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     dfs: list[str] = msgspec.field(default_factory=list)  # Pangu masters: package blobs
     packages_root: str = DEFAULT_ROOT
     package_cache_bytes: int = 4 << 30  # unpacked packages kept on this machine (least recently used go first)
+    # Processes' output (docs/sched.md, "Logs"): the tail kept per process and stream, and how many ended
+    # processes' logs this machine keeps, how many bytes in all and how long (the oldest go first).
+    log_max_stream_bytes: int = 8 << 20
+    log_retain_count: int = 1_000
+    log_retain_bytes: int = 1 << 30
+    log_retain_age_s: float = 7 * 86_400.0
 
 
 class ProcMeta(msgspec.Struct, frozen=True, kw_only=True):
@@ -170,6 +180,12 @@ class Tubo:
             max_processes=options.max_processes,
             use_cgroups=options.use_cgroups,
             app_uids=options.app_uids,
+            log_limits=LogLimits(
+                max_stream_bytes=options.log_max_stream_bytes,
+                retain_count=options.log_retain_count,
+                retain_bytes=options.log_retain_bytes,
+                retain_age_s=options.log_retain_age_s,
+            ),
         )
         self.capacity = detect_capacity(self.root, self.machine_config)  # once: free disk would change each beat
         self.packages: PackageStore | None = None
@@ -196,6 +212,7 @@ class Tubo:
         self.need_full = True
         self.dirty: set[str] = set()  # processes changed since the last answered heartbeat
         self.failed_starts: dict[str, ProcReport] = {}  # orders that could not start a process
+        self.waiting: dict[str, str] = {}  # processes being prepared (their package fetched) -> what is done
         self.heartbeats = 0
         self.local = Server()
         self._beat: PeriodicTask | None = None
@@ -208,6 +225,7 @@ class Tubo:
         server.add_handler(StartWorker, self._remote_start, requires=TUBO_RULES[StartWorker])
         server.add_handler(StopWorker, self._remote_stop, requires=TUBO_RULES[StopWorker])
         server.add_handler(ListWorkers, self._remote_list, requires=TUBO_RULES[ListWorkers])
+        server.add_handler(ReadLog, self._read_log, requires=TUBO_RULES[ReadLog])
 
     async def start(self, address: Callable[[], str]) -> str:
         """Re-adopt what runs, open the local socket, start heartbeating (``address()``: where this node serves
@@ -234,6 +252,7 @@ class Tubo:
             StopWorker: self._local_stop,
             ListWorkers: self._local_list,
             LocalWhoAmI: self._local_whoami,
+            ReadLog: self._local_read_log,
         }
         for request_type, fn in local.items():
             self.local.add_handler(request_type, fn)
@@ -272,6 +291,8 @@ class Tubo:
         if failed is not None:
             return failed
         meta = self.meta.get(proc_id)
+        if proc_id in self.waiting and meta is not None:
+            return meta.report(proc_id, WAITING, None, self.waiting[proc_id])
         try:
             status = self.supervisor.get(proc_id)
         except NotFoundError:
@@ -288,7 +309,11 @@ class Tubo:
         for status in self.supervisor.poll():
             self.dirty.add(status.proc_id)
         full = self.need_full
-        names = [s.proc_id for s in self.supervisor.list()] + list(self.failed_starts) if full else list(self.dirty)
+        names = (
+            [s.proc_id for s in self.supervisor.list()] + [*self.failed_starts, *self.waiting]
+            if full
+            else [*self.dirty]
+        )
         reports = [r for r in (self._report(n) for n in names) if r is not None]
         health = machine_health(self.root, self.machine_config)
         reasons = list(health.reasons)
@@ -318,10 +343,11 @@ class Tubo:
         self.epoch = reply.epoch
         self.need_full = reply.send_full
         if not reply.send_full:
-            sent = {r.proc_id for r in reports}
-            self.dirty -= sent
-            for report in reports:  # ended processes the master has heard of are forgotten here
-                if report.state != ProcState.RUNNING.value:
+            for report in reports:
+                if self._report(report.proc_id) != report:
+                    continue  # changed while the heartbeat was out (a package fetched meanwhile): sent again
+                self.dirty.discard(report.proc_id)
+                if report.state not in (ProcState.RUNNING.value, WAITING):  # heard of by the master: forgotten
                     self._forget(report.proc_id)
         for order in reply.orders:
             self._carry_out(order)
@@ -360,25 +386,35 @@ class Tubo:
             package_digest=order.package.digest if order.package else "",
         )
         # The application's identity and package may have to be fetched first: in a task of its own, not in the
-        # heartbeat.
+        # heartbeat. Meanwhile the process is reported as waiting (the master repeats the order until it is
+        # reported otherwise).
         self.meta[order.proc_id] = meta  # the order is not carried out twice meanwhile
+        what = f"fetching package {order.package.spec}" if order.package else "fetching its application's identity"
+        self._wait(order.proc_id, what)
         task = asyncio.get_running_loop().create_task(self._start_later(order, meta))
         self._starting.add(task)
         task.add_done_callback(self._starting.discard)
 
     async def _start_later(self, order: StartProcess, meta: ProcMeta) -> None:
-        try:
-            identity = await self.identities.get(order.app_id)
-        except FeitianError as exc:
-            self._start_failed(order.proc_id, meta, f"the application's identity: {exc.message}")
-            return
         package_dir = ""
-        if order.package is not None:
+        try:
             try:
-                package_dir = await self._package(order.package)
+                identity = await self.identities.get(order.app_id)
             except FeitianError as exc:
-                self._start_failed(order.proc_id, meta, f"package {order.package.spec}: {exc.message}")
+                self._start_failed(order.proc_id, meta, f"the application's identity: {exc.message}")
                 return
+            if order.package is not None:
+                try:
+                    package_dir = await self._package(order.package)
+                except FeitianError as exc:
+                    self._start_failed(order.proc_id, meta, f"package {order.package.spec}: {exc.message}")
+                    return
+                except Exception as exc:  # the task's boundary: the process must not stay waiting forever
+                    detail = f"package {order.package.spec}: {type(exc).__name__}: {exc}"
+                    self._start_failed(order.proc_id, meta, detail)
+                    return
+        finally:
+            self.waiting.pop(order.proc_id, None)
         self._start(order.proc_id, meta, list(order.command), dict(order.env), order.grant, package_dir, identity)
 
     async def _fetch_identity(self, app_id: str) -> AppIdentity | None:
@@ -392,6 +428,12 @@ class Tubo:
                 f"tubo {self.name} cannot fetch packages: its [role] section names no coord and dfs addresses"
             )
         return str(await self.cache.ensure(ref, pin=True))
+
+    def _wait(self, proc_id: str, what: str) -> None:
+        self.waiting[proc_id] = what
+        self.dirty.add(proc_id)
+        if self._beat is not None:
+            self._beat.wake()
 
     def _start_failed(self, proc_id: str, meta: ProcMeta, reason: str) -> None:
         log.warning("tubo %s: could not start %s: %s", self.name, proc_id, reason)
@@ -532,6 +574,57 @@ class Tubo:
             raise InvalidArgumentError(f"list workers: no Tubo address for machine {req.machine!r}")
         return await self.rpc.call(req.address, forward, timeout=10.0)
 
+    # == logs ==========================================================================================================
+
+    async def _read_log(self, ctx: CallContext, req: ReadLog) -> LogChunk:
+        return self._log_chunk(req.app_id, req)
+
+    async def _local_read_log(self, ctx: CallContext, req: ReadLog) -> LogChunk:
+        """A process reads a log of its own application kept on this machine."""
+        _, meta = self._caller(ctx)
+        return self._log_chunk(meta.app_id, req)
+
+    def _log_chunk(self, app_id: str, req: ReadLog) -> LogChunk:
+        try:
+            stream = LogStream(req.stream)
+        except ValueError:
+            raise InvalidArgumentError(f"read log: stream {req.stream!r} is neither stdout nor stderr") from None
+        if req.length < 0 or (req.offset is not None and req.offset < 0):
+            raise InvalidArgumentError(f"read log: offset {req.offset} and length {req.length} must be 0 or more")
+        meta = self.meta.get(req.proc_id)
+        ours = meta is not None and meta.app_id == app_id
+        if ours and req.proc_id in self.waiting:  # not started yet: nothing written
+            return LogChunk(
+                proc_id=req.proc_id,
+                machine=self.machine,
+                stream=stream.value,
+                data=b"",
+                offset=0,
+                first=0,
+                end=0,
+                running=True,
+            )
+        try:
+            got = self.supervisor.read_log(req.proc_id, app_id, stream, offset=req.offset, length=req.length)
+        except NotFoundError:
+            failed = self.failed_starts.get(req.proc_id) if ours else None
+            why = f"it never started ({failed.detail})" if failed else "its log has expired, or it never ran here"
+            raise NotFoundError(
+                f"no log of process {req.proc_id!r} of application {app_id!r} on machine {self.machine}: {why}",
+                hint='a machine keeps the logs of its last ended processes for a while (docs/sched.md, "Logs")',
+                proc_id=req.proc_id,
+            ) from None
+        return LogChunk(
+            proc_id=req.proc_id,
+            machine=self.machine,
+            stream=stream.value,
+            data=got.data,
+            offset=got.offset,
+            first=got.first,
+            end=got.end,
+            running=got.running,
+        )
+
     # == workers (called by other Tubos, or forwarded from the local socket) ==========================================
 
     async def _remote_start(self, ctx: CallContext, req: StartWorker) -> WorkerInfo:
@@ -556,22 +649,22 @@ class Tubo:
         )
         proc_id = f"{req.app_id}.w.{req.name}"
         for other, meta in self.meta.items():
-            if meta.grant_id == grant.grant_id and other not in self.failed_starts and self._running(other):
+            busy = self._running(other) or other in self.waiting
+            if meta.grant_id == grant.grant_id and other not in self.failed_starts and busy:
                 raise ConflictError(
                     f"start worker: grant {grant.grant_id} already runs {other}", grant_id=grant.grant_id
                 )
         if proc_id in self.meta:
-            if self._running(proc_id):
+            if self._running(proc_id) or proc_id in self.waiting:
                 raise ConflictError(f"start worker: {req.name!r} already runs", proc_id=proc_id)
             self._forget(proc_id)  # an ended worker of that name: start again under the same name
-        package_dir, digest = "", ""
+        ref: PackageRef | None = None
         if req.package:
             if self.packages is None:
                 raise InvalidArgumentError(
                     f"tubo {self.name} cannot fetch packages: its [role] section names no coord and dfs addresses"
                 )
             ref = await self.packages.resolve(req.package)
-            package_dir, digest = await self._package(ref), ref.digest
         meta = ProcMeta(
             app_id=req.app_id,
             kind=ProcKind.WORKER,
@@ -579,12 +672,29 @@ class Tubo:
             unit=grant.unit,
             shape=grant.shape.as_dict(),
             name=req.name,
-            package_digest=digest,
+            package_digest=ref.digest if ref else "",
         )
+        package_dir = await self._fetch_for_worker(proc_id, meta, ref) if ref else ""
         env = {**req.env, "FEITIAN_WORKER": req.name}
         identity = await self.identities.get(req.app_id)
         self._start(proc_id, meta, list(req.command), env, grant, package_dir, identity)
         return self._worker_info(proc_id)
+
+    async def _fetch_for_worker(self, proc_id: str, meta: ProcMeta, ref: PackageRef) -> str:
+        """The worker's package, the worker reported as waiting meanwhile; a fetch that fails ends it as failed
+        (reported, so its master hears of it) and raises to the caller."""
+        self.meta[proc_id] = meta
+        self._wait(proc_id, f"fetching package {ref.spec}")
+        try:
+            return await self._package(ref)
+        except FeitianError as exc:
+            self._start_failed(proc_id, meta, f"package {ref.spec}: {exc.message}")
+            raise
+        except Exception as exc:  # reported, or the worker would stay waiting in FuxiMaster's view
+            self._start_failed(proc_id, meta, f"package {ref.spec}: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self.waiting.pop(proc_id, None)
 
     def _running(self, proc_id: str) -> bool:
         try:
@@ -613,6 +723,8 @@ class Tubo:
         failed = self.failed_starts.get(proc_id)
         if failed is not None:
             state, code, reason = failed.state, failed.exit_code, failed.detail
+        elif proc_id in self.waiting:
+            state, code, reason = WAITING, None, self.waiting[proc_id]
         else:
             try:
                 status = self.supervisor.get(proc_id)

@@ -8,6 +8,8 @@ Layout under ``root``::
                               rewritten atomically with fsync (runtime.files.atomic_write) at each change
     procs/<proc_id>/exit      written by the shim when the worker ends: the shell's wait status and a newline
     work/<proc_id>/           the working directory (0700): stdout.log, stderr.log, whatever the process writes
+    logs/<proc_id>/           the tail of its output: rotated while it runs, kept after it is forgotten
+                              (feitian.sched.tubo.logs, bounded per process and per machine)
     trash/                    work dirs of forgotten processes, deleted a bounded number of entries per poll
 
 Every call is synchronous and short: nothing waits for a process to exit. Exits are found by :meth:`poll`
@@ -39,6 +41,7 @@ from feitian.runtime.files import DirLock, atomic_write, ensure_dir, os_error
 from feitian.runtime.procs import ProcessRef, is_running, signal_process
 from feitian.sched.tubo import cgroups as cg
 from feitian.sched.tubo.launch import default_signal_prefix, resolve_command, spawn_shim, worker_env
+from feitian.sched.tubo.logs import LogKeeper, LogLimits, LogRead, LogStream
 from feitian.sched.tubo.procs import (
     ProcessSpec,
     ProcessStatus,
@@ -96,6 +99,7 @@ class ProcessSupervisor:
         max_ended: int = DEFAULT_MAX_ENDED,
         use_cgroups: bool = True,
         app_uids: tuple[int, int] | None = None,
+        log_limits: LogLimits | None = None,
     ) -> None:
         if not cgroup_prefix or not set(cgroup_prefix) <= PREFIX_CHARS or ".." in cgroup_prefix.split("/"):
             raise InvalidArgumentError(f"tubo: bad cgroup prefix {cgroup_prefix!r}", hint="use A-Z a-z 0-9 . _ - /")
@@ -117,6 +121,7 @@ class ProcessSupervisor:
         self._recovered = False
         self._next_liveness_ns = 0
         self._trash = Trash(self.root / "trash")
+        self.logs = LogKeeper(self.root, log_limits or LogLimits(), self._trash)
         self._strays: set[str] = set()  # cgroups under the prefix no record knows, being emptied and removed
 
     # -- paths
@@ -147,6 +152,7 @@ class ProcessSupervisor:
             if entry is not None:
                 self._entries[entry.record.spec.proc_id] = entry
         self._sweep_unknown()
+        self.logs.load(set(self._entries), self.clock.wall_ns())
         self._recovered = True
         return self.list()
 
@@ -228,6 +234,7 @@ class ProcessSupervisor:
         entry.status = self._running_status(record, "")
         self._save(entry)
         self._entries[name] = entry
+        self.logs.starting(name, spec.app_id)
         return entry.status
 
     def stop(self, proc_id: str, grace_s: float | None = None) -> None:
@@ -276,6 +283,10 @@ class ProcessSupervisor:
                     changed[name] = entry.status
             if check_liveness and self._check_lost(entry):
                 changed[name] = entry.status
+            if check_liveness and not entry.status.state.ended:
+                self.logs.rotate(name, entry.record.spec.app_id, self._work_dir(name))
+        if check_liveness:
+            self.logs.retire(self.clock.wall_ns())
         self._retire_ended()
         if self._strays:
             self._remove_strays()
@@ -293,6 +304,22 @@ class ProcessSupervisor:
         self._get(proc_id)
         return self.cgroups.stats(proc_id) if self.cgroups else None
 
+    def read_log(self, proc_id: str, app_id: str, stream: LogStream, *, offset: int | None, length: int) -> LogRead:
+        """Part of a process's output (``feitian.sched.tubo.logs``): of one that has a record here, or one
+        forgotten whose log is still kept. NotFoundError if neither (or it is of another application)."""
+        entry = self._entries.get(proc_id)
+        if entry is not None and entry.record.spec.app_id != app_id:
+            raise NotFoundError(f"no log of process {proc_id!r} is kept on this machine", proc_id=proc_id)
+        return self.logs.read(
+            proc_id,
+            app_id,
+            stream,
+            work_dir=self._work_dir(proc_id) if entry is not None else None,
+            running=entry is not None and not entry.status.state.ended,
+            offset=offset,
+            length=length,
+        )
+
     def forget(self, proc_id: str) -> None:
         """Drop an ended process's record; its work dir goes to the trash (deleted over the next polls)."""
         self._require_recovered()
@@ -303,6 +330,9 @@ class ProcessSupervisor:
         if entry.cleanup and self.cgroups:  # its cgroup is not empty yet: poll() goes on emptying it
             self._strays.add(proc_id)
         del self._entries[proc_id]
+        self.logs.keep(
+            proc_id, entry.record.spec.app_id, self._work_dir(proc_id), entry.status.ended_at_ns, self.clock.wall_ns()
+        )
         self._trash.put(self._work_dir(proc_id))
         self._trash.put(self._proc_dir(proc_id))
 

@@ -9,6 +9,7 @@ from feitian.errors import InvalidArgumentError, NotFoundError
 from feitian.sched.core import DemandDelta, Shape, UnitSpec, check
 from feitian.sched.master.state import AM_SUFFIX, AppRecord, MachineGone, MachineSeen, MasterState, Persist
 from feitian.sched.messages import (
+    WAITING,
     AppEnded,
     AppState,
     KillProcess,
@@ -67,6 +68,30 @@ def test_a_submitted_application_gets_its_master_started_by_the_next_heartbeat()
     assert state.heartbeat(hb("m1"), 5, 1.0).orders == []
     assert state.apps["app-1"].record.state is AppState.RUNNING
     assert any(isinstance(e, Persist) for e in tick(state, 6))
+
+
+def test_a_waiting_master_keeps_its_order_and_its_application_pending() -> None:
+    state = serving()
+    state.submit(record("app-1"))
+    tick(state, 1)
+    order = next(o for o in state.heartbeat(hb("m1"), 2, 1.0).orders if isinstance(o, StartProcess))
+    waiting = proc("app-1.master.1", "app-1", ProcKind.MASTER, order.grant.grant_id, WAITING, detail="fetching")
+    # Repeated while it waits (a Tubo restarted mid-download carries it out again); the application is pending.
+    assert state.heartbeat(hb("m1", waiting), 3, 1.0).orders == [order]
+    assert state.apps["app-1"].record.state is AppState.PENDING
+    [listed] = state.procs_of("app-1")
+    assert (listed.proc_id, listed.machine, listed.address, listed.state) == (
+        "app-1.master.1",
+        "m1",
+        "tcp://m1",
+        WAITING,
+    )
+    assert state.nodes(4)[0].processes == 1
+    running = proc("app-1.master.1", "app-1", ProcKind.MASTER, order.grant.grant_id)
+    assert state.heartbeat(hb("m1", running), 5, 1.0).orders == []
+    assert state.apps["app-1"].record.state is AppState.RUNNING
+    assert [p.state for p in state.procs_of("app-1")] == ["running"]
+    assert state.procs_of("app-404") == []
 
 
 def test_master_exit_codes_end_or_retry_the_application() -> None:
