@@ -11,6 +11,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from feitian.job.client import DEFAULT_ROOT, JobClient, JobView, job_grants, task_lines
+    from feitian.job.master import JobStatus, TaskStatus
     from feitian.job.spec import (
         MAX_FILE_BYTES,
         Chunk,
@@ -55,6 +57,8 @@ _SPEC = (
     "validate",
 )
 _LAZY = dict.fromkeys(_SPEC, "feitian.job.spec")
+_LAZY.update(dict.fromkeys(("DEFAULT_ROOT", "JobClient", "JobView", "job_grants", "task_lines"), "feitian.job.client"))
+_LAZY.update(dict.fromkeys(("JobStatus", "TaskStatus"), "feitian.job.master"))
 
 
 def __getattr__(name: str) -> Any:
@@ -65,23 +69,30 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DEFAULT_ROOT",
     "MAX_FILE_BYTES",
     "Chunk",
     "Job",
+    "JobClient",
     "JobSpec",
+    "JobStatus",
+    "JobView",
     "KeySpec",
     "Problem",
     "Split",
+    "TaskStatus",
     "build_graph",
     "decode_job",
     "file_splits",
     "input_problems",
     "instance_counts",
+    "job_grants",
     "job_to_dict",
     "job_to_json",
     "job_to_yaml",
     "normalized",
     "problems",
     "read_job",
+    "task_lines",
     "validate",
 ]

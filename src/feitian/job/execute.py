@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from feitian.base.clock import Clock, MonotonicClock
 from feitian.errors import InvalidArgumentError
 from feitian.job.messages import AttemptDone, InputEdge, TaskRun
 from feitian.job.streamline import (
@@ -70,6 +70,7 @@ class AttemptContext:
     scratch: Path
     package_dir: str = ""
     processed: dict[str, int] = field(default_factory=dict)  # attempt -> records read so far (progress)
+    clock: Clock = field(default_factory=MonotonicClock)
 
 
 def stream_number(epoch: int, attempt: int) -> int:
@@ -113,7 +114,8 @@ def _load_function(ref: str, package_dir: str) -> Callable[..., Any]:
 class _Input:
     """The records of one attempt, produced on the event loop, consumed by the code's thread."""
 
-    def __init__(self, cancelled: threading.Event, progress: dict[str, int], key: str) -> None:
+    def __init__(self, cancelled: threading.Event, progress: dict[str, int], key: str, clock: Clock) -> None:
+        self.clock = clock
         self.q: queue.Queue[object] = queue.Queue(maxsize=QUEUE_CHUNKS)
         self.cancelled = cancelled
         self.count = 0
@@ -127,7 +129,7 @@ class _Input:
             except queue.Full:
                 if self.cancelled.is_set():
                     raise AttemptCancelled() from None
-                await asyncio.sleep(0.001)
+                await self.clock.sleep(0.001)
 
     def records(self) -> Iterator[tuple[bytes, bytes]]:
         while True:
@@ -315,7 +317,7 @@ async def _feed(run: TaskRun, ctx: AttemptContext, sink: _Input) -> None:
 
 async def run_attempt(run: TaskRun, ctx: AttemptContext, cancelled: threading.Event) -> AttemptDone:
     """Run one attempt to its end: AttemptDone, or an exception (AttemptCancelled when cancelled)."""
-    started = time.monotonic_ns()
+    started = ctx.clock.monotonic_ns()
     code = run.code
     fn = None
     if code.function is not None:
@@ -323,7 +325,7 @@ async def run_attempt(run: TaskRun, ctx: AttemptContext, cancelled: threading.Ev
     elif code.command is None:
         raise InvalidArgumentError(f"task {run.ref.task}: operator {code.operator!r} is not run by TaskWorkers yet")
     key = str(run.ref)
-    sink = _Input(cancelled, ctx.processed, key)
+    sink = _Input(cancelled, ctx.processed, key, ctx.clock)
     outputs = _Outputs(run, ctx)
     feeder = asyncio.get_running_loop().create_task(_feed(run, ctx, sink))
     try:
@@ -361,7 +363,7 @@ async def run_attempt(run: TaskRun, ctx: AttemptContext, cancelled: threading.Ev
         for writer in outputs.writers:  # published in Pangu (or failed): the local copy is not needed
             shutil.rmtree(ctx.store.committed_dir(writer.output, run.ref.index), ignore_errors=True)
     output = msgspec.json.encode({"records": outputs.count})
-    return AttemptDone(run.ref, sink.count, output, time.monotonic_ns() - started)
+    return AttemptDone(run.ref, sink.count, output, ctx.clock.monotonic_ns() - started)
 
 
 async def _upload(dfs: DfsClient, local: Path, remote: str, replication: int) -> None:

@@ -18,6 +18,7 @@ import sys
 import threading
 from pathlib import Path
 
+from feitian.base.clock import Clock, MonotonicClock
 from feitian.errors import FeitianError, NotFoundError
 from feitian.job.core import AttemptRef
 from feitian.job.execute import AttemptCancelled, AttemptContext, run_attempt
@@ -54,8 +55,9 @@ def peer_client(env: AppEnvironment, name: str) -> Client:
 
 
 class TaskWorker:
-    def __init__(self, env: AppEnvironment, root: str, task: str, worker_id: str) -> None:
+    def __init__(self, env: AppEnvironment, root: str, task: str, worker_id: str, clock: Clock | None = None) -> None:
         self.env = env
+        self.clock = clock or MonotonicClock()
         self.root = root.rstrip("/")
         self.task = task
         self.worker_id = worker_id
@@ -71,6 +73,7 @@ class TaskWorker:
             store=OutputStore(work / "streamline"),
             scratch=scratch,
             package_dir=os.environ.get("FEITIAN_PACKAGE_DIR", ""),
+            clock=self.clock,
         )
         self.master = ""
         self.epoch = 0
@@ -92,8 +95,7 @@ class TaskWorker:
         await self.rpc.close()
 
     async def _find_master(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + MASTER_LOST_S
+        deadline = self.clock.monotonic_ns() + int(MASTER_LOST_S * 1e9)
         while True:
             try:
                 address = (await self.dfs.read(f"{self.root}/master")).decode().strip()
@@ -109,10 +111,10 @@ class TaskWorker:
                     timeout=10.0,
                 )
             except (FeitianError, OSError) as exc:
-                if loop.time() > deadline:
+                if self.clock.monotonic_ns() > deadline:
                     raise
                 log.info("worker %s: no JobMaster yet (%s)", self.worker_id, exc)
-                await asyncio.sleep(0.5)
+                await self.clock.sleep(0.5)
                 continue
             if not reply.known:
                 raise NotFoundError(f"worker {self.worker_id}: the JobMaster does not know this worker")
