@@ -22,7 +22,7 @@ import msgspec
 
 from feitian.base.clock import Clock, MonotonicClock
 from feitian.dfs import DfsClient
-from feitian.errors import ConfigError, DeadlineExceededError, NotFoundError
+from feitian.errors import ConfigError, DeadlineExceededError, InvalidArgumentError, NotFoundError
 from feitian.job.inputs import expand
 from feitian.job.master import JobStatus
 from feitian.job.spec.check import input_problems, problems
@@ -152,13 +152,22 @@ class JobClient:
                 f"no job {job_id} under {self.root}", hint="`feitian job list` lists the jobs", job=job_id
             ) from None
         info: AppInfo = await self.sched.get(app_id)
-        status = None
-        try:
-            data = await dfs.read(f"{root}/status.json")
-            status = msgspec.json.decode(data, type=JobStatus)
-        except NotFoundError:
-            pass
+        status = await self._status_file(root)
         return JobView(job=job_id, root=root, app_id=app_id, app_state=info.state.value, status=status)
+
+    async def _status_file(self, root: str) -> JobStatus | None:
+        """The JobMaster's status file; it is replaced (renamed over) every second, so a read that met a
+        replacement half-way is tried again."""
+        for attempt in range(5):
+            try:
+                return msgspec.json.decode(await self.dfs.read(f"{root}/status.json"), type=JobStatus)
+            except NotFoundError:
+                return None
+            except (InvalidArgumentError, msgspec.DecodeError):  # replaced while read
+                if attempt == 4:
+                    raise
+                await self.clock.sleep(0.05)
+        return None
 
     async def list(self) -> list[JobView]:
         try:

@@ -112,6 +112,8 @@ class JobStatus(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: float = 0.0
     ended_at: float = 0.0
     blacklisted: list[str] = msgspec.field(default_factory=list)
+    master_machine: str = ""  # where the JobMaster runs, and its pid there
+    master_pid: int = 0
 
 
 @dataclass
@@ -571,6 +573,8 @@ class JobMaster:
             updated_at=self.clock.wall_ns() / _NS,
             ended_at=self.clock.wall_ns() / _NS if state in ("succeeded", "failed") else 0.0,
             blacklisted=list(self.blacklisted),
+            master_machine=self.env.machine,
+            master_pid=os.getpid(),
         )
 
     async def _status_loop(self) -> None:
