@@ -13,6 +13,7 @@ import time
 import click
 
 from feitian.cli.demo_fuxi import fuxi_tour
+from feitian.cli.demo_jobs import jobs_tour
 from feitian.cli.demo_nuwa import nuwa_tour, service_resolver
 from feitian.cli.demo_pangu import pangu_tour
 from feitian.cli.output import note
@@ -121,6 +122,7 @@ async def tour(lc: LocalCluster, state: ClusterState) -> None:
 
     await _consensus_tour(lc, state)
     await fuxi_tour(lc, state)
+    await jobs_tour(lc, state)
     await pangu_tour(lc, state)
 
 
