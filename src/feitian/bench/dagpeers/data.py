@@ -147,7 +147,9 @@ def _write_text(out: Writable, text: _Text, rng: np.random.Generator, file_bytes
     words = 0
     left = file_bytes
     while left > 0:
-        index = text.draw(rng, CHUNK_WORDS)
+        # enough words for what is left (6 bytes a word is less than the mean), in whole lines, at most a chunk
+        lines = min(CHUNK_WORDS, left // 6 + WORDS_PER_LINE) // WORDS_PER_LINE
+        index = text.draw(rng, lines * WORDS_PER_LINE)
         chunk, ends = text.lines(index)
         if len(chunk) > left:  # the last chunk: cut after the last whole line that fits
             line_ends = ends[WORDS_PER_LINE - 1 :: WORDS_PER_LINE]

@@ -111,15 +111,19 @@ def driver_main(peer: str, figures: Sequence[str], run: Callable[[DriverArgs], N
     ap.add_argument("--partitions", type=int, default=0, help="reduce partitions (wordcount 4, terasort 16)")
     ns = ap.parse_args()
     default_partitions = WORDCOUNT_PARTITIONS if ns.figure == "wordcount" else TERASORT_PARTITIONS
-    args = DriverArgs(
-        figure=ns.figure,
-        input_dir=ns.input_dir,
-        out_dir=ns.out_dir,
-        reps=max(1, ns.reps),
-        tasks=ns.tasks,
-        partitions=ns.partitions or default_partitions,
-        manifest=load_manifest(ns.input_dir) if ns.figure != "noop" else None,
-    )
+    try:
+        args = DriverArgs(
+            figure=ns.figure,
+            input_dir=ns.input_dir,
+            out_dir=ns.out_dir,
+            reps=max(1, ns.reps),
+            tasks=ns.tasks,
+            partitions=ns.partitions or default_partitions,
+            manifest=load_manifest(ns.input_dir) if ns.figure != "noop" else None,
+        )
+    except (OSError, ValueError, TypeError) as exc:
+        sys.stderr.write(f"error: {peer} {ns.figure}: no data set in {ns.input_dir!r}: {exc}\n")
+        sys.exit(1)
     shutil.rmtree(args.out_dir, ignore_errors=True)
     try:
         run(args)
