@@ -43,26 +43,40 @@ def run(args: DriverArgs) -> None:
         silence_logs=40,  # logging.ERROR
     )
     client = distributed.Client(cluster)
+    # the setting in force, stated in every figure (the scheduler runs in this process)
+    settings = {
+        "worker_saturation": str(getattr(cluster.scheduler, "WORKER_SATURATION", "unknown")),
+        "dask": dask.__version__,
+        "distributed": distributed.__version__,
+    }
     try:
         client.wait_for_workers(WORKERS)
         client.gather(client.map(tasks.noop, range(2 * WORKERS), pure=False))  # workers import the bodies
         for rep in range(args.reps):
-            {"noop": _noop, "wordcount": _wordcount, "terasort": _terasort}[args.figure](client, args, rep)
+            {"noop": _noop, "wordcount": _wordcount, "terasort": _terasort}[args.figure](client, args, rep, settings)
     finally:
         client.close()
         cluster.close()
 
 
-def _noop(client: Any, args: DriverArgs, rep: int) -> None:
+def _noop(client: Any, args: DriverArgs, rep: int, settings: dict[str, str]) -> None:
     t0 = time.perf_counter()
     futures = client.map(tasks.noop, range(args.tasks), pure=False)
     client.gather(futures)
     seconds = time.perf_counter() - t0
     del futures
-    emit("dask", "noop", rep, seconds, tasks=args.tasks, tasks_per_s=round(args.tasks / seconds))
+    emit(
+        "dask",
+        "noop",
+        rep,
+        seconds,
+        tasks=args.tasks,
+        tasks_per_s=round(args.tasks / seconds),
+        **settings,
+    )
 
 
-def _wordcount(client: Any, args: DriverArgs, rep: int) -> None:
+def _wordcount(client: Any, args: DriverArgs, rep: int, settings: dict[str, str]) -> None:
     r, files = args.partitions, args.files
     graph: dict[Any, Any] = {}
     for i, path in enumerate(files):
@@ -76,10 +90,19 @@ def _wordcount(client: Any, args: DriverArgs, rep: int) -> None:
     client.get(graph, [("reduce", k) for k in range(r)])
     seconds = time.perf_counter() - t0
     checked = check_output(args)
-    emit("dask", "wordcount", rep, seconds, MBps=round(nbytes / seconds / 1e6, 1), partitions=r, **checked)
+    emit(
+        "dask",
+        "wordcount",
+        rep,
+        seconds,
+        MBps=round(nbytes / seconds / 1e6, 1),
+        partitions=r,
+        **settings,
+        **checked,
+    )
 
 
-def _terasort(client: Any, args: DriverArgs, rep: int) -> None:
+def _terasort(client: Any, args: DriverArgs, rep: int, settings: dict[str, str]) -> None:
     r, files = args.partitions, args.files
     graph: dict[Any, Any] = {}
     for i, path in enumerate(files):
@@ -96,7 +119,16 @@ def _terasort(client: Any, args: DriverArgs, rep: int) -> None:
     client.get(graph, [("reduce", k) for k in range(r)])
     seconds = time.perf_counter() - t0
     checked = check_output(args)
-    emit("dask", "terasort", rep, seconds, MBps=round(nbytes / seconds / 1e6, 1), partitions=r, **checked)
+    emit(
+        "dask",
+        "terasort",
+        rep,
+        seconds,
+        MBps=round(nbytes / seconds / 1e6, 1),
+        partitions=r,
+        **settings,
+        **checked,
+    )
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ def run(args: DriverArgs) -> None:
         raise FileNotFoundError("GNU sort is not on PATH (coreutils)")
     nbytes = input_bytes(args)
     buffer = buffer_bytes(nbytes)
+    version = subprocess.run([sort, "--version"], capture_output=True, text=True).stdout.partition("\n")[0]
     for rep in range(args.reps):
         tmp = os.path.join(args.out_dir, "tmp")
         out = os.path.join(args.out_dir, "sorted.dat")
@@ -50,6 +51,7 @@ def run(args: DriverArgs) -> None:
             MBps=round(nbytes / seconds / 1e6, 1),
             parallel=WORKERS,
             buffer_bytes=buffer,
+            sort=version,
             **checked,
         )
 

@@ -59,7 +59,7 @@ def _noop(ray: Any, noop: Any, args: DriverArgs, rep: int) -> None:
     t0 = time.perf_counter()
     ray.get([noop.remote(i) for i in range(args.tasks)])
     seconds = time.perf_counter() - t0
-    emit("ray", "noop", rep, seconds, tasks=args.tasks, tasks_per_s=round(args.tasks / seconds))
+    emit("ray", "noop", rep, seconds, tasks=args.tasks, tasks_per_s=round(args.tasks / seconds), ray=ray.__version__)
 
 
 def _wordcount(ray: Any, args: DriverArgs, rep: int) -> None:
@@ -75,7 +75,16 @@ def _wordcount(ray: Any, args: DriverArgs, rep: int) -> None:
     seconds = time.perf_counter() - t0
     del maps
     checked = check_output(args)
-    emit("ray", "wordcount", rep, seconds, MBps=round(nbytes / seconds / 1e6, 1), partitions=r, **checked)
+    emit(
+        "ray",
+        "wordcount",
+        rep,
+        seconds,
+        MBps=round(nbytes / seconds / 1e6, 1),
+        partitions=r,
+        ray=ray.__version__,
+        **checked,
+    )
 
 
 if __name__ == "__main__":
