@@ -3,9 +3,11 @@ count of what the files hold."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +140,29 @@ def test_ensure_dataset_generates_once(tmp_path: Path, monkeypatch: pytest.Monke
     again, manifest2 = ensure_dataset(str(tmp_path), "terasort", 100_000, seed=1)
     assert (again, manifest2) == (directory, manifest)
     assert os.stat(os.path.join(directory, manifest.files[0])).st_mtime_ns == stamp
+
+
+class _MemoryFiles:
+    """An opener keeping each file in memory, as a Pangu writer would receive it."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, io.BytesIO] = {}
+
+    def __call__(self, name: str) -> contextlib.AbstractContextManager[io.BytesIO]:
+        self.files[name] = io.BytesIO()
+        return contextlib.nullcontext(self.files[name])
+
+
+@pytest.mark.parametrize(
+    ("to_opener", "to_directory"),
+    [(data.wordcount_dataset, write_wordcount), (data.terasort_dataset, write_terasort)],
+    ids=["wordcount", "terasort"],
+)
+def test_a_dataset_through_an_opener_is_the_same_as_on_disk(
+    tmp_path: Path, to_opener: Callable[..., data.Manifest], to_directory: Callable[..., data.Manifest]
+) -> None:
+    memory = _MemoryFiles()
+    streamed = to_opener(memory, 300_000, seed=4)
+    on_disk = to_directory(str(tmp_path), 300_000, seed=4)
+    assert streamed == on_disk and streamed.total_bytes == sum(len(f.getvalue()) for f in memory.files.values())
+    assert {n: f.getvalue() for n, f in memory.files.items()} == {n: (tmp_path / n).read_bytes() for n in on_disk.files}

@@ -11,7 +11,9 @@
 
 Every file depends only on (seed, kind, file index): the same arguments give the same bytes, in any order and
 on any machine. ``write_wordcount_file`` / ``write_terasort_file`` stream one file into any object with a
-``write(bytes)`` method (a local file, or later a Pangu file), a bounded chunk at a time.
+``write(bytes)`` method, a bounded chunk at a time, and ``wordcount_dataset`` / ``terasort_dataset`` write a
+whole data set through an opener (a file name -> a writable: a local file, a Pangu file) and return its manifest:
+the same bytes wherever they go.
 
 ``python -m feitian.bench.dagpeers.data wordcount|terasort DIR [--size-mb N] [--seed S]`` writes a data set
 into DIR and prints its manifest.
@@ -22,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -36,13 +40,16 @@ __all__ = [
     "VOCABULARY",
     "WORDS_PER_LINE",
     "Manifest",
+    "Opener",
     "Writable",
     "ensure_dataset",
     "input_files",
     "load_manifest",
     "record_checksum",
+    "terasort_dataset",
     "terasort_layout",
     "vocabulary",
+    "wordcount_dataset",
     "wordcount_layout",
     "write_terasort",
     "write_terasort_file",
@@ -67,6 +74,29 @@ U64 = npt.NDArray[np.uint64]
 
 class Writable(Protocol):
     def write(self, data: bytes, /) -> object: ...
+
+
+Opener = Callable[[str], AbstractContextManager[Writable]]  # a data set's file name -> a file to write it to
+
+
+def _local_opener(directory: str) -> Opener:
+    def opener(name: str) -> AbstractContextManager[Writable]:
+        return open(os.path.join(directory, name), "wb")
+
+    return opener
+
+
+class _Counting:
+    """A writable that counts the bytes it passes on."""
+
+    def __init__(self) -> None:
+        self.target: Writable | None = None
+        self.written = 0
+
+    def write(self, data: bytes, /) -> object:
+        assert self.target is not None
+        self.written += len(data)
+        return self.target.write(data)
 
 
 @dataclass(frozen=True)
@@ -171,21 +201,28 @@ def wordcount_layout(total_bytes: int) -> tuple[int, int]:
     return files, max(4096, total_bytes // files)
 
 
-def write_wordcount(directory: str, total_bytes: int, seed: int = DEFAULT_SEED) -> Manifest:
-    """A wordcount data set of about ``total_bytes`` in ``directory`` (created), manifest included."""
-    os.makedirs(directory, exist_ok=True)
+def wordcount_dataset(opener: Opener, total_bytes: int, seed: int = DEFAULT_SEED) -> Manifest:
+    """Write a wordcount data set of about ``total_bytes``, file by file, to ``opener(name)`` (a context manager
+    giving a writable: a local file, a Pangu file); returns its manifest (not written anywhere)."""
     files, file_bytes = wordcount_layout(total_bytes)
     text = _Text(seed)
-    names, words, used, size = [], 0, np.zeros(VOCABULARY, dtype=np.uint8), 0
+    names, words, used = [], 0, np.zeros(VOCABULARY, dtype=np.uint8)
+    counter = _Counting()
     for i in range(files):
         name = f"part-{i:02d}.txt"
-        with open(os.path.join(directory, name), "wb") as f:
-            n, mask = _write_text(f, text, np.random.default_rng([seed, 1, i]), file_bytes)
+        with opener(name) as f:
+            counter.target = f
+            n, mask = _write_text(counter, text, np.random.default_rng([seed, 1, i]), file_bytes)
         names.append(name)
         words += n
         used |= mask
-        size += os.path.getsize(os.path.join(directory, name))
-    manifest = Manifest("wordcount", seed, names, size, words=words, unique_words=int(used.sum()))
+    return Manifest("wordcount", seed, names, counter.written, words=words, unique_words=int(used.sum()))
+
+
+def write_wordcount(directory: str, total_bytes: int, seed: int = DEFAULT_SEED) -> Manifest:
+    """A wordcount data set of about ``total_bytes`` in ``directory`` (created), manifest included."""
+    os.makedirs(directory, exist_ok=True)
+    manifest = wordcount_dataset(_local_opener(directory), total_bytes, seed)
     _save_manifest(directory, manifest)
     return manifest
 
@@ -230,18 +267,23 @@ def terasort_layout(total_bytes: int) -> tuple[int, int]:
     return files, max(1, total_bytes // RECORD_BYTES // files)
 
 
-def write_terasort(directory: str, total_bytes: int, seed: int = DEFAULT_SEED) -> Manifest:
-    """A terasort data set of about ``total_bytes`` in ``directory`` (created), manifest included."""
-    os.makedirs(directory, exist_ok=True)
+def terasort_dataset(opener: Opener, total_bytes: int, seed: int = DEFAULT_SEED) -> Manifest:
+    """Write a terasort data set of about ``total_bytes``, file by file, to ``opener(name)``; its manifest."""
     files, per_file = terasort_layout(total_bytes)
     names, checksum = [], 0
     for i in range(files):
         name = f"in-{i:02d}.dat"
-        with open(os.path.join(directory, name), "wb") as f:
+        with opener(name) as f:
             checksum = (checksum + write_terasort_file(f, seed, i, per_file)) % (1 << 64)
         names.append(name)
     records = files * per_file
-    manifest = Manifest("terasort", seed, names, records * RECORD_BYTES, records=records, checksum=checksum)
+    return Manifest("terasort", seed, names, records * RECORD_BYTES, records=records, checksum=checksum)
+
+
+def write_terasort(directory: str, total_bytes: int, seed: int = DEFAULT_SEED) -> Manifest:
+    """A terasort data set of about ``total_bytes`` in ``directory`` (created), manifest included."""
+    os.makedirs(directory, exist_ok=True)
+    manifest = terasort_dataset(_local_opener(directory), total_bytes, seed)
     _save_manifest(directory, manifest)
     return manifest
 
