@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from feitian.bench.dagpeers import data
+from feitian.bench.dagpeers import data, tasks
 from feitian.bench.dagpeers.data import (
     RECORD_BYTES,
     VOCABULARY,
@@ -79,7 +79,7 @@ def test_wordcount_dataset_manifest_matches_its_files(tmp_path: Path) -> None:
 
 def _python_checksum(records: bytes) -> int:
     """record_checksum written with Python integers, record by record."""
-    multipliers = [int(m) for m in data._WORD_MULTIPLIERS]
+    multipliers = [int(m) for m in tasks._WORD_MULTIPLIERS]
     total = 0
     for off in range(0, len(records), RECORD_BYTES):
         rec = records[off : off + RECORD_BYTES]

@@ -108,3 +108,17 @@ def test_terasort_check_catches_disorder_and_loss(terasort_input: tuple[Path, Ma
     parts[0].write_bytes(first[:-1])
     with pytest.raises(OutputError, match="whole number"):
         check_terasort([str(p) for p in parts], manifest)
+
+
+def test_summaries_check_partitions_without_reading_them_again(
+    terasort_input: tuple[Path, Manifest], tmp_path: Path
+) -> None:
+    directory, manifest = terasort_input
+    parts = [tasks.records_of(p.read_bytes()) for p in _terasort(directory, manifest, tmp_path, 3)]
+    assert all(tasks.ts_in_order(p) for p in parts)
+    summaries = [tasks.ts_summary(p) for p in parts]
+    assert tasks.ts_check(summaries) == (manifest.records, manifest.checksum, True)
+    assert tasks.ts_check(summaries[::-1])[2] is False
+    assert tasks.ts_check([*summaries, tasks.ts_summary(parts[0][:0])]) == (manifest.records, manifest.checksum, True)
+    shuffled = parts[1][::-1]
+    assert not tasks.ts_in_order(shuffled) and tasks.ts_summary(shuffled).checksum == summaries[1].checksum

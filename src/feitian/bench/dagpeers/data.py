@@ -32,7 +32,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from feitian.bench.dagpeers.tasks import RECORD_BYTES
+from feitian.bench.dagpeers.tasks import RECORD_BYTES, record_checksum
 
 __all__ = [
     "MANIFEST",
@@ -286,33 +286,6 @@ def write_terasort(directory: str, total_bytes: int, seed: int = DEFAULT_SEED) -
     manifest = terasort_dataset(_local_opener(directory), total_bytes, seed)
     _save_manifest(directory, manifest)
     return manifest
-
-
-# 25 odd 64-bit multipliers, one per 4-byte word of a record (fixed: they are part of the checksum's definition)
-_WORD_MULTIPLIERS = (np.random.default_rng(20261207).integers(0, 1 << 62, size=25, dtype=np.uint64) * 2 + 1).astype(
-    np.uint64
-)
-
-
-def record_checksum(records: U8) -> int:
-    """The checksum of a set of 100-byte records: the sum mod 2**64 of a 64-bit hash of each record.
-
-    Independent of the records' order (a sort keeps it), but a lost, duplicated or altered record — or two
-    records exchanging bytes — changes it. Each record's hash mixes its 25 little-endian 32-bit words with fixed
-    odd multipliers and finishes with a murmur3 fmix64, so the sum is not linear in the bytes.
-    """
-    if len(records) == 0:
-        return 0
-    words = np.ascontiguousarray(records).view("<u4").reshape(-1, RECORD_BYTES // 4).astype(np.uint64)
-    with np.errstate(over="ignore"):
-        h = (words * _WORD_MULTIPLIERS).sum(axis=1, dtype=np.uint64)
-        h ^= h >> np.uint64(33)
-        h *= np.uint64(0xFF51AFD7ED558CCD)
-        h ^= h >> np.uint64(33)
-        h *= np.uint64(0xC4CEB9FE1A85EC53)
-        h ^= h >> np.uint64(33)
-    # sum of uint64 wraps mod 2**64 in numpy
-    return int(h.sum(dtype=np.uint64))
 
 
 # ---------------------------------------------------------------- data sets on disk

@@ -7,7 +7,9 @@ worker (Ray and Dask ship them by reference; feitian's JobMaster can name them a
   partition and write ``word\\tcount`` lines.
 * **terasort** — sample keys of each input, choose R-1 splitters on the keys' 8-byte big-endian prefix
   (``uint64``), map: range-partition each input's records by that prefix, reduce: concatenate a partition's
-  parts, sort by the whole 10-byte key (``lexsort`` on the prefix and the last two bytes) and write it.
+  parts, sort by the whole 10-byte key (``lexsort`` on the prefix and the last two bytes) and write it; the
+  order check (``ts_in_order``, and ``ts_summary``/``ts_check`` across partitions) and ``record_checksum``, the
+  order-independent checksum of a set of records that a sort must keep.
 
 Each step has a form on data (bytes and arrays: what a job reading Pangu calls) and a form on local paths (what
 the peers call). Output files are named ``part-RR.tsv`` / ``part-RR.dat`` after their partition.
@@ -15,9 +17,11 @@ the peers call). Output files are named ``part-RR.tsv`` / ``part-RR.dat`` after 
 
 from __future__ import annotations
 
+import itertools
 import os
 import zlib
 from collections import Counter
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -25,9 +29,13 @@ import numpy.typing as npt
 
 __all__ = [
     "RECORD_BYTES",
+    "SortedSummary",
     "key_columns",
     "noop",
+    "record_checksum",
     "records_of",
+    "ts_check",
+    "ts_in_order",
     "ts_map",
     "ts_partition",
     "ts_reduce",
@@ -35,6 +43,7 @@ __all__ = [
     "ts_sample_keys",
     "ts_sort",
     "ts_splitters",
+    "ts_summary",
     "wc_count",
     "wc_format",
     "wc_map",
@@ -140,6 +149,64 @@ def ts_sort(*parts: U8) -> U8:
     records = np.concatenate(parts) if parts else np.empty((0, RECORD_BYTES), dtype=np.uint8)
     prefix, tail = key_columns(records)
     return records[np.lexsort((tail, prefix))]
+
+
+# 25 odd 64-bit multipliers, one per 4-byte word of a record (fixed: they are part of the checksum's definition)
+_WORD_MULTIPLIERS = (np.random.default_rng(20261207).integers(0, 1 << 62, size=25, dtype=np.uint64) * 2 + 1).astype(
+    np.uint64
+)
+
+
+def record_checksum(records: U8) -> int:
+    """The checksum of a set of 100-byte records: the sum mod 2**64 of a 64-bit hash of each record.
+
+    Independent of the records' order (a sort keeps it), but a lost, duplicated or altered record — or two
+    records exchanging bytes — changes it. Each record's hash mixes its 25 little-endian 32-bit words with fixed
+    odd multipliers and finishes with a murmur3 fmix64, so the sum is not linear in the bytes.
+    """
+    if len(records) == 0:
+        return 0
+    words = np.ascontiguousarray(records).view("<u4").reshape(-1, RECORD_BYTES // 4).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        h = (words * _WORD_MULTIPLIERS).sum(axis=1, dtype=np.uint64)
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xC4CEB9FE1A85EC53)
+        h ^= h >> np.uint64(33)
+    # sum of uint64 wraps mod 2**64 in numpy
+    return int(h.sum(dtype=np.uint64))
+
+
+@dataclass(frozen=True)
+class SortedSummary:
+    """What a sorted partition tells the order check without being read again: its size, its first and last
+    keys, and its records' checksum."""
+
+    records: int
+    first_key: bytes
+    last_key: bytes
+    checksum: int
+
+
+def ts_in_order(records: U8) -> bool:
+    """Every key >= the one before it."""
+    prefix, tail = key_columns(records)
+    down = (prefix[1:] < prefix[:-1]) | ((prefix[1:] == prefix[:-1]) & (tail[1:] < tail[:-1]))
+    return not bool(down.any())
+
+
+def ts_summary(records: U8) -> SortedSummary:
+    if len(records) == 0:
+        return SortedSummary(0, b"", b"", 0)
+    return SortedSummary(len(records), bytes(records[0, :10]), bytes(records[-1, :10]), record_checksum(records))
+
+
+def ts_check(summaries: list[SortedSummary]) -> tuple[int, int, bool]:
+    """Partitions' summaries in partition order -> (records, checksum of all, partitions in key order?)."""
+    nonempty = [s for s in summaries if s.records]
+    ordered = all(a.last_key <= b.first_key for a, b in itertools.pairwise(nonempty))
+    return sum(s.records for s in summaries), sum(s.checksum for s in summaries) % (1 << 64), ordered
 
 
 def _read_records(path: str) -> U8:
