@@ -36,11 +36,26 @@ def _input(root: Path, kind: str) -> list[str]:
     return ["--input", directory]
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Processes of process group ``pgid`` (from /proc: the field after the command's closing parenthesis)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue  # it ended meanwhile
+            if int(fields[2]) == pgid:
+                members.append(int(entry.name))
+    return members
+
+
 def _run(root: Path, peer: str, figure: str, argv: list[str]) -> dict[str, Any]:
     out = root / "out" / f"{peer}-{figure}"
     row = run_driver(peer, figure, argv, str(out), str(root / f"{peer}-{figure}.log"), TIMEOUT_S)
     assert row["status"] == "ok", row
     assert not out.exists()  # the driver cleans its output
+    assert _group_members(row["driver_pid"]) == []  # nothing of the driver (or its framework) is left
     return row
 
 
@@ -100,6 +115,7 @@ def test_a_hanging_driver_is_stopped_at_its_timeout(root: Path) -> None:
     row = run_driver("single", "terasort", _input(root, "terasort"), str(out), str(root / "h.log"), 0.01)
     assert row["status"] == "timeout" and "no result after" in row["error"]
     assert row["runs"] == [] and not out.exists()
+    assert _group_members(row["driver_pid"]) == []
 
 
 def test_a_missing_framework_is_named(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

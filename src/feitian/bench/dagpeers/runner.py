@@ -4,9 +4,10 @@ The inputs are generated once per (kind, size, seed) under ``root`` and reused b
 (:func:`feitian.bench.dagpeers.data.ensure_dataset`). Then, figure by figure, each selected peer's driver runs
 as ``python -m feitian.bench.dagpeers.MODULE FIGURE …`` in a new process group, its stdout read for figures
 and its stderr written to ``root/logs/PEER-FIGURE.log``. A driver that exits non-zero is reported ``failed``
-(with its ``error:`` line); one still running after ``timeout_s`` gets SIGTERM, then SIGKILL after
-``KILL_GRACE_S``, by its process group (so Ray's and Dask's worker processes go with it), and is reported
-``timeout``. Either way the benchmark goes on to the next peer, and the peer's output directory is deleted.
+(with its ``error:`` line); one still running after ``timeout_s`` is reported ``timeout``. Whatever the end,
+anything left of its process group gets SIGTERM, then SIGKILL after ``KILL_GRACE_S`` (so Ray's and Dask's
+worker processes never outlive their driver). The benchmark goes on to the next peer, and the peer's output
+directory is deleted.
 
 Of a peer's repetitions, the best is its figure (highest MB/s or tasks/s): no peer is shown slower than it ran.
 """
@@ -21,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -50,6 +52,7 @@ UNITS = {"noop": "tasks_per_s", "wordcount": "MBps", "terasort": "MBps"}
 WORDCOUNT_BYTES = 512 << 20  # the issue's 512 MiB of text
 TERASORT_BYTES = 10**9  # the issue's 1 GB: 10,000,000 records
 KILL_GRACE_S = 10.0
+GROUP_POLL_S = 0.05
 LOG_TAIL_LINES = 5
 
 Say = Callable[[str], None]
@@ -104,16 +107,30 @@ def _log_tail(path: str) -> str:
     return ""
 
 
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the driver's process group, SIGKILL after the grace period (it is our child's own group)."""
-    for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, KILL_GRACE_S)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=wait_s)
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member we may not signal: it exists
+        return True
+    return True
+
+
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    """End the driver's process group (its own, made at start): the driver if it still runs, and whatever it
+    left behind (a framework's workers). SIGTERM, then SIGKILL after the grace period."""
+    pgid = proc.pid
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None and not _group_alive(pgid):
             return
-        except subprocess.TimeoutExpired:
-            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=KILL_GRACE_S)
+        deadline = time.monotonic() + KILL_GRACE_S
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(GROUP_POLL_S)  # the members are not our children: nothing to wait on
 
 
 def run_driver(
@@ -129,12 +146,10 @@ def run_driver(
         try:
             stdout, _ = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _stop_group(proc)
             stdout = b""
             row.update(status="timeout", error=f"no result after {timeout_s:.0f} s (stopped; log: {log_path})")
         finally:
-            if proc.poll() is None:
-                _stop_group(proc)
+            _end_group(proc)
             shutil.rmtree(out_dir, ignore_errors=True)
     runs = []
     for line in stdout.decode(errors="replace").splitlines():
@@ -148,6 +163,7 @@ def run_driver(
         else:
             row["status"] = "ok"
     row["runs"] = runs
+    row["driver_pid"] = proc.pid  # also its process group's id
     row["best"] = _best(figure, runs) if row["status"] == "ok" else None
     return row
 
