@@ -21,6 +21,7 @@ import itertools
 import os
 import zlib
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -68,16 +69,21 @@ def noop(x: T) -> T:
 # ---------------------------------------------------------------- wordcount
 
 
-def wc_count(data: bytes, partitions: int) -> list[dict[bytes, int]]:
-    """Count the words of ``data`` and split the counts into ``partitions`` buckets by crc32 of the word."""
-    buckets: list[dict[bytes, int]] = [{} for _ in range(partitions)]
+def wc_count(data: bytes, partitions: int) -> list[Counter[bytes]]:
+    """Count the words of ``data`` and split the counts into ``partitions`` buckets by crc32 of the word.
+
+    The buckets are Counters, not plain dicts: Dask's worker-to-worker transfer serializes a plain ``dict``
+    item by item (8 buckets of 12,000 words: about 4 s on a 2-core machine) but pickles a dict subclass whole
+    (0.07 s), and Ray pickles both alike — so every framework moves the buckets as fast as it can.
+    """
+    buckets: list[Counter[bytes]] = [Counter() for _ in range(partitions)]
     crc32 = zlib.crc32
     for word, n in Counter(data.split()).items():
         buckets[crc32(word) % partitions][word] = n
     return buckets
 
 
-def wc_merge(*buckets: dict[bytes, int]) -> Counter[bytes]:
+def wc_merge(*buckets: Mapping[bytes, int]) -> Counter[bytes]:
     total: Counter[bytes] = Counter()
     for bucket in buckets:
         total.update(bucket)
@@ -88,13 +94,13 @@ def wc_format(counts: Counter[bytes]) -> bytes:
     return b"".join(word + b"\t" + str(n).encode() + b"\n" for word, n in counts.items())
 
 
-def wc_map(path: str, partitions: int) -> list[dict[bytes, int]]:
+def wc_map(path: str, partitions: int) -> list[Counter[bytes]]:
     """The map task on a local file."""
     with open(path, "rb") as f:
         return wc_count(f.read(), partitions)
 
 
-def wc_reduce(partition: int, out_dir: str, *buckets: dict[bytes, int]) -> tuple[int, int]:
+def wc_reduce(partition: int, out_dir: str, *buckets: Mapping[bytes, int]) -> tuple[int, int]:
     """The reduce task: merge, write ``out_dir/part-RR.tsv``; returns (distinct words, words)."""
     counts = wc_merge(*buckets)
     os.makedirs(out_dir, exist_ok=True)
