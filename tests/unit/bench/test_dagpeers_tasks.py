@@ -11,7 +11,14 @@ import pytest
 
 from feitian.bench.dagpeers import tasks
 from feitian.bench.dagpeers.data import Manifest, write_terasort, write_wordcount
-from feitian.bench.dagpeers.verify import OutputError, check_terasort, check_wordcount, output_files
+from feitian.bench.dagpeers.verify import (
+    OutputError,
+    TerasortCheck,
+    WordcountCheck,
+    check_terasort,
+    check_wordcount,
+    output_files,
+)
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +129,27 @@ def test_summaries_check_partitions_without_reading_them_again(
     assert tasks.ts_check([*summaries, tasks.ts_summary(parts[0][:0])]) == (manifest.records, manifest.checksum, True)
     shuffled = parts[1][::-1]
     assert not tasks.ts_in_order(shuffled) and tasks.ts_summary(shuffled).checksum == summaries[1].checksum
+
+
+def test_checks_take_the_output_in_any_chunks(
+    wordcount_input: tuple[Path, Manifest], terasort_input: tuple[Path, Manifest], tmp_path: Path
+) -> None:
+    """As a Pangu reader hands them: chunks that split records and lines anywhere."""
+    directory, manifest = terasort_input
+    sorted_bytes = b"".join(p.read_bytes() for p in _terasort(directory, manifest, tmp_path / "ts", 3))
+    check = TerasortCheck(manifest)
+    for off in range(0, len(sorted_bytes), 4099):
+        check.feed(sorted_bytes[off : off + 4099])
+    check.end_file()
+    assert check.finish() == {"records": manifest.records, "checksum": manifest.checksum}
+
+    wc_dir, wc_manifest = wordcount_input
+    maps = [tasks.wc_map(str(wc_dir / name), 2) for name in wc_manifest.files]
+    text = b"".join(tasks.wc_format(tasks.wc_merge(*[m[k] for m in maps])) for k in range(2))
+    wc = WordcountCheck(wc_manifest)
+    for off in range(0, len(text), 333):
+        wc.feed(text[off : off + 333])
+    wc.end_file()
+    assert wc.finish()["words"] == wc_manifest.words
+    with pytest.raises(OutputError, match="not a word<TAB>count line"):
+        WordcountCheck(wc_manifest).feed(b"the 12\n")
