@@ -342,6 +342,7 @@ def _names_option(name: str, choices: tuple[str, ...], help_text: str) -> Callab
 @click.option("--reps", type=ROUNDS, default=1, show_default=True, help="Repetitions per peer (the best is shown).")
 @click.option("--root", default=None, metavar="DIR", help="Where inputs are cached and logs kept (default: temp dir).")
 @click.option("--timeout", type=SECONDS, default=None, help="Seconds per peer run before it is stopped.")
+@click.option("--seed", type=int, default=1, show_default=True, help="The inputs' seed.")
 @click.option("--skip-missing", is_flag=True, help="Report peers whose framework is not installed as skipped.")
 @click.option("--drop-inputs", is_flag=True, help="Delete the generated inputs at the end.")
 @_json_option
@@ -353,6 +354,7 @@ def bench_dag_peers(
     reps: int,
     root: str | None,
     timeout: float | None,
+    seed: int,
     skip_missing: bool,
     drop_inputs: bool,
     as_json: bool,
@@ -380,6 +382,7 @@ def bench_dag_peers(
         tasks=tasks or DagPeersOptions.tasks,
         reps=reps,
         timeout_s=timeout,
+        seed=seed,
         skip_missing=skip_missing,
         drop_inputs=drop_inputs,
         **sizes,

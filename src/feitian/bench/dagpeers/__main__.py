@@ -45,8 +45,18 @@ def parse_options(argv: list[str]) -> tuple[DagPeersOptions, bool]:
     ap = _Parser(prog="python -m feitian.bench.dagpeers", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run the peers and print their figures")
-    run.add_argument("--what", type=_names(tuple(FIGURES)), default=tuple(FIGURES), help="figures to run")
-    run.add_argument("--peers", type=_names(PEERS), default=PEERS, help="peers to run (default: all)")
+    run.add_argument(
+        "--what",
+        type=_names(tuple(FIGURES)),
+        default=tuple(FIGURES),
+        help="figures to run, comma-separated: noop,wordcount,terasort (default: all)",
+    )
+    run.add_argument(
+        "--peers",
+        type=_names(PEERS),
+        default=PEERS,
+        help="peers to run, comma-separated: ray,dask,gnusort,single (default: all)",
+    )
     run.add_argument("--size-mb", type=float, default=None, help="both inputs about N MB (default 512 MiB, 1 GB)")
     run.add_argument("--tasks", type=int, default=None, help="no-op tasks (default 20,000)")
     run.add_argument("--reps", type=int, default=1, help="repetitions per peer (the best is shown)")
