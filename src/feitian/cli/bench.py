@@ -314,3 +314,87 @@ def bench_sched(
         emit_json(result)
     else:
         print_report(result)
+
+
+def _names_option(name: str, choices: tuple[str, ...], help_text: str) -> Callable[[F], F]:
+    def parse(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...]:
+        if value is None:
+            return choices
+        names = tuple(n.strip() for n in value.split(",") if n.strip())
+        unknown = [n for n in names if n not in choices]
+        if unknown or not names:
+            raise click.BadParameter(f"{value!r}: choose from {', '.join(choices)} (comma-separated)")
+        return names
+
+    return click.option(name, callback=parse, metavar="A,B", help=help_text)
+
+
+@bench.command("dag-peers")
+@_names_option("--what", ("noop", "wordcount", "terasort"), "Figures to run (default: all three).")
+@_names_option("--peers", ("ray", "dask", "gnusort", "single"), "Peers to run (default: all four).")
+@click.option(
+    "--size-mb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Both inputs about N MB (default: wordcount 512 MiB, terasort 1 GB).",
+)
+@click.option("--tasks", type=click.IntRange(min=1), default=None, help="No-op tasks. [20000]")
+@click.option("--reps", type=ROUNDS, default=1, show_default=True, help="Repetitions per peer (the best is shown).")
+@click.option("--root", default=None, metavar="DIR", help="Where inputs are cached and logs kept (default: temp dir).")
+@click.option("--timeout", type=SECONDS, default=None, help="Seconds per peer run before it is stopped.")
+@click.option("--seed", type=int, default=1, show_default=True, help="The inputs' seed.")
+@click.option("--skip-missing", is_flag=True, help="Report peers whose framework is not installed as skipped.")
+@click.option("--drop-inputs", is_flag=True, help="Delete the generated inputs at the end.")
+@_json_option
+def bench_dag_peers(
+    what: tuple[str, ...],
+    peers: tuple[str, ...],
+    size_mb: float | None,
+    tasks: int | None,
+    reps: int,
+    root: str | None,
+    timeout: float | None,
+    seed: int,
+    skip_missing: bool,
+    drop_inputs: bool,
+    as_json: bool,
+) -> None:
+    """The DAG peers on this machine: Ray, Dask, GNU sort and one process (docs/bench-dagpeers.md).
+
+    20,000 no-op tasks (Ray, Dask), wordcount of 512 MiB of Zipf text (Ray, Dask, one process) and terasort of
+    1 GB of 100-byte records (Dask, GNU sort, one process), with the same task bodies, 2 workers each. Inputs are
+    generated once under --root and reused; each peer runs in its own process (a crash or a hang past --timeout
+    is reported, not fatal) and checks its own output. Ray and Dask need `pip install 'feitian[bench]'`. Exit 1
+    if a peer failed or is not installed.
+    """
+    from feitian.bench.dagpeers.runner import DagPeersOptions, MissingPeersError, print_table, run_dag_peers
+    from feitian.cli.output import note
+    from feitian.errors import FeitianError
+
+    sizes: dict[str, Any] = {}
+    if size_mb is not None:
+        sizes = {"wordcount_bytes": int(size_mb * 1e6), "terasort_bytes": int(size_mb * 1e6)}
+    if root is not None:
+        sizes["root"] = root
+    opts = DagPeersOptions(
+        what=what,
+        peers=peers,
+        tasks=tasks or DagPeersOptions.tasks,
+        reps=reps,
+        timeout_s=timeout,
+        seed=seed,
+        skip_missing=skip_missing,
+        drop_inputs=drop_inputs,
+        **sizes,
+    )
+    try:
+        result = run_dag_peers(opts, progress=note)
+    except MissingPeersError as exc:
+        raise FeitianError(str(exc), hint=exc.hint) from None
+    if as_json:
+        emit_json(result)
+    else:
+        print_table(result)
+    failed = [f"{r['peer']} {r['figure']}" for r in result["rows"] if r["status"] in ("failed", "timeout")]
+    if failed:
+        raise FeitianError(f"peer runs failed: {', '.join(failed)}", hint=f"see the logs under {opts.root}/logs")
