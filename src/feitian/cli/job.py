@@ -150,6 +150,13 @@ def _view_json(view: JobView) -> dict[str, Any]:
     return {"state": view.state, **msgspec.to_builtins(view)}
 
 
+def _show(view: JobView, as_json: bool) -> None:
+    if as_json:
+        emit_json(_view_json(view))
+    else:
+        _say_view(view)
+
+
 def _say_view(view: JobView) -> None:
     status = view.status
     head = f"{view.job}: {view.state} (application {view.app_id} {view.app_state}"
@@ -217,11 +224,7 @@ def submit(file: str, wait: bool, root: str, as_json: bool, cluster_dir: str | N
 @identity_option
 def status(job_id: str, root: str, as_json: bool, cluster_dir: str | None, identity: str | None) -> None:
     """A job's state and its tasks' progress (instances done / running / failed / backups)."""
-    view = _jobs(cluster_dir, identity, root, lambda jobs: jobs.status(job_id))
-    if as_json:
-        emit_json(_view_json(view))
-    else:
-        _say_view(view)
+    _show(_jobs(cluster_dir, identity, root, lambda jobs: jobs.status(job_id)), as_json)
 
 
 @job.command("list")
@@ -249,8 +252,4 @@ def list_jobs(root: str, as_json: bool, cluster_dir: str | None, identity: str |
 @identity_option
 def kill(job_id: str, root: str, as_json: bool, cluster_dir: str | None, identity: str | None) -> None:
     """Kill a job: its JobMaster and workers are stopped (what it committed stays)."""
-    view = _jobs(cluster_dir, identity, root, lambda jobs: jobs.kill(job_id))
-    if as_json:
-        emit_json(_view_json(view))
-    else:
-        _say_view(view)
+    _show(_jobs(cluster_dir, identity, root, lambda jobs: jobs.kill(job_id)), as_json)

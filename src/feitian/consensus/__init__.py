@@ -76,9 +76,9 @@ bounded in-flight window per follower and fast backtracking; snapshots; joint-co
 with learners; leader transfer; ReadIndex reads confirmed by a heartbeat round (no lease reads).
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from feitian.base.lazy import lazy_attributes
 from feitian.consensus.config import Config, RandomSource
 from feitian.consensus.leader import Proposal
 from feitian.consensus.messages import (
@@ -135,11 +135,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -33,9 +33,9 @@ The async client (public API)::
 ``request_seq``); every error is a ``feitian.errors`` class.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from feitian.base.lazy import lazy_attributes
 from feitian.coord.client.client import CoordClient
 from feitian.coord.client.recipes import (
     Barrier,
@@ -91,11 +91,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

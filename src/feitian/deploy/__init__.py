@@ -2,8 +2,9 @@
 the local cluster (``cluster.py``: ``feitian cluster up``) and a DFS client of it (``dfs_local.py``). The top of
 the services: it may import every component's root; nothing below it imports it (ARCHITECTURE.md, Layers)."""
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from feitian.base.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from feitian.deploy.cluster import (
@@ -52,11 +53,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

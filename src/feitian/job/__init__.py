@@ -7,12 +7,13 @@ the Python API, the graph a description becomes) are :mod:`feitian.job.spec` (do
 Other components import only through this root (ARCHITECTURE.md, Layers); what it exports is loaded on first use.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from feitian.base.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from feitian.job.client import DEFAULT_ROOT, JobClient, JobView, job_grants, task_lines
-    from feitian.job.master import JobStatus, TaskStatus
+    from feitian.job.master import JobStatus
     from feitian.job.spec import (
         MAX_FILE_BYTES,
         Chunk,
@@ -58,14 +59,10 @@ _SPEC = (
 )
 _LAZY = dict.fromkeys(_SPEC, "feitian.job.spec")
 _LAZY.update(dict.fromkeys(("DEFAULT_ROOT", "JobClient", "JobView", "job_grants", "task_lines"), "feitian.job.client"))
-_LAZY.update(dict.fromkeys(("JobStatus", "TaskStatus"), "feitian.job.master"))
+_LAZY["JobStatus"] = "feitian.job.master"
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
@@ -80,7 +77,6 @@ __all__ = [
     "KeySpec",
     "Problem",
     "Split",
-    "TaskStatus",
     "build_graph",
     "decode_job",
     "file_splits",

@@ -43,6 +43,7 @@ from feitian.job.streamline import (
     Partitioning,
     kv_batch,
     read_split,
+    upload_file,
 )
 
 if TYPE_CHECKING:
@@ -349,7 +350,8 @@ async def run_attempt(run: TaskRun, ctx: AttemptContext, cancelled: threading.Ev
         for result in results:
             await ctx.pangu.publish(ctx.store, result)
         if run.result is not None:
-            await _upload(ctx.dfs, outputs.result_path, run.result.temp, run.result.replication)
+            await ctx.dfs.mkdir(run.result.temp.rsplit("/", 1)[0] or "/", parents=True)
+            await upload_file(ctx.dfs, outputs.result_path, run.result.temp, replication=run.result.replication)
     except BaseException:
         feeder.cancel()
         with contextlib.suppress(BaseException):
@@ -364,22 +366,3 @@ async def run_attempt(run: TaskRun, ctx: AttemptContext, cancelled: threading.Ev
             shutil.rmtree(ctx.store.committed_dir(writer.output, run.ref.index), ignore_errors=True)
     output = msgspec.json.encode({"records": outputs.count})
     return AttemptDone(run.ref, sink.count, output, ctx.clock.monotonic_ns() - started)
-
-
-async def _upload(dfs: DfsClient, local: Path, remote: str, replication: int) -> None:
-    parent = remote.rsplit("/", 1)[0] or "/"
-    await dfs.mkdir(parent, parents=True)
-    writer = await dfs.create(remote, overwrite=True, replication=replication)
-    f = await asyncio.to_thread(open, local, "rb")
-    try:
-        while True:
-            data = await asyncio.to_thread(f.read, 4 << 20)
-            if not data:
-                break
-            await writer.write(data)
-        await writer.close()
-    except BaseException:
-        await writer.abort(remove=True)
-        raise
-    finally:
-        f.close()

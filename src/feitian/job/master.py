@@ -29,7 +29,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,7 @@ from feitian.job.core import (
     JobFinished,
     ReleaseWorker,
     StartInstance,
+    TaskProgress,
     WantWorkers,
     WorkerReport,
 )
@@ -70,6 +71,7 @@ from feitian.job.messages import (
     WorkerHello,
     WorkerPoll,
 )
+from feitian.job.process import run_program
 from feitian.job.spec.load import decode_job
 from feitian.job.spec.model import JobSpec, TaskSpec, effective_task
 from feitian.job.spec.plan import Split, build_graph
@@ -78,7 +80,7 @@ from feitian.sched import AppEnvironment, AppMaster, WorkerEnded
 from feitian.sched.core import Grant, Preempt, Revoke, SendGrant, Shape
 from feitian.security import IdentityFiles, SamePrincipalServer
 
-__all__ = ["RECOVERY_S", "JobMaster", "JobStatus", "TaskStatus", "main"]
+__all__ = ["RECOVERY_S", "JobMaster", "JobStatus", "main"]
 
 log = logging.getLogger("feitian.job.master")
 
@@ -89,15 +91,6 @@ MAX_WORKER_RUNS = 64  # attempts handed to one worker in one poll reply
 _NS = 1_000_000_000
 
 
-class TaskStatus(msgspec.Struct, frozen=True):
-    task: str
-    instances: int
-    done: int
-    running: int
-    failed: int
-    backups: int
-
-
 class JobStatus(msgspec.Struct, frozen=True, kw_only=True):
     """``ROOT/status.json``: what ``feitian job status`` shows."""
 
@@ -106,7 +99,7 @@ class JobStatus(msgspec.Struct, frozen=True, kw_only=True):
     state: str  # starting, running, succeeded, failed
     epoch: int = 0
     detail: str = ""
-    tasks: list[TaskStatus] = msgspec.field(default_factory=list)
+    tasks: list[TaskProgress] = msgspec.field(default_factory=list)  # per task: done, running, failed, backups
     workers: int = 0
     started_at: float = 0.0
     updated_at: float = 0.0
@@ -564,10 +557,7 @@ class JobMaster:
             state=state,
             epoch=core.epoch if core else 0,
             detail=detail,
-            tasks=[
-                TaskStatus(p.task, p.instances, p.done, p.running, p.failed, p.backups)
-                for p in (core.progress() if core else [])
-            ],
+            tasks=core.progress() if core else [],
             workers=len(self.workers),
             started_at=self.started_at,
             updated_at=self.clock.wall_ns() / _NS,
@@ -602,22 +592,12 @@ class JobMaster:
                 await self.dfs.delete(path, recursive=True)
 
 
-async def _main(argv: Sequence[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m feitian.job.master ROOT", file=sys.stderr)
-        return 2
-    master = JobMaster(AppEnvironment.from_env(), argv[0])
-    return await master.run()
+async def _main(argv: list[str]) -> int:
+    return await JobMaster(AppEnvironment.from_env(), argv[0]).run()
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        code = asyncio.run(_main(sys.argv[1:]))
-    except FeitianError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        code = 1
-    sys.exit(code)
+    run_program(_main, "python -m feitian.job.master ROOT", 1)
 
 
 if __name__ == "__main__":

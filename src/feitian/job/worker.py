@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import sys
 import threading
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from feitian.job.messages import (
     WorkerHello,
     WorkerPoll,
 )
+from feitian.job.process import run_program
 from feitian.job.streamline import OutputStore, PanguOutput
 from feitian.rpc import Client, ClientConfig
 from feitian.sched import AppEnvironment
@@ -215,9 +215,6 @@ class TaskWorker:
 
 
 async def _main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print("usage: python -m feitian.job.worker ROOT TASK WORKER_ID", file=sys.stderr)
-        return 2
     root, task, worker_id = argv
     worker = TaskWorker(AppEnvironment.from_env(), root, task, worker_id)
     try:
@@ -227,13 +224,7 @@ async def _main(argv: list[str]) -> int:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        code = asyncio.run(_main(sys.argv[1:]))
-    except FeitianError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        code = 1
-    sys.exit(code)
+    run_program(_main, "python -m feitian.job.worker ROOT TASK WORKER_ID", 3)
 
 
 if __name__ == "__main__":

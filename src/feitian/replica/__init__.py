@@ -10,9 +10,9 @@ replicated-service kit").
   of rules, honours the caller's deadline and reports an outcome that may be unknown.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from feitian.base.lazy import lazy_attributes
 from feitian.replica.core import (
     ClientRecord,
     DedupeTable,
@@ -43,11 +43,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -1,8 +1,8 @@
 """Kuafu (夸父): feitian's message RPC. See docs/rpc.md."""
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from feitian.base.lazy import lazy_attributes
 from feitian.rpc.client import Call, Client, Reply
 from feitian.rpc.config import ClientConfig, LaneConfig, ServerConfig
 from feitian.rpc.context import CallContext, PeerInfo
@@ -33,11 +33,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -6,8 +6,9 @@ is about to run.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from feitian.base.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from feitian.runtime.raft_store import RaftState, RaftStore
@@ -39,8 +40,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'feitian.runtime' has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+__getattr__ = lazy_attributes(__name__, _HOMES)

@@ -10,8 +10,9 @@ applications; a Tubo agent on every machine starts their processes; packages car
 Other components import only through this root (ARCHITECTURE.md, Layers); what it exports is loaded on first use.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from feitian.base.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from feitian.sched.appenv import AppEnvironment
@@ -96,11 +97,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -12,9 +12,9 @@ See docs/security.md for the threat model, the formats, the rights model and the
   (``Client(tls=..., credentials=...)``), :class:`IdentityFiles`
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from feitian.base.lazy import lazy_attributes
 from feitian.security.ca import ClusterAuthority, authority_key_of, principal_of_certificate
 from feitian.security.core import (
     ALL_RIGHTS,
@@ -91,11 +91,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -27,9 +27,9 @@ crc32c per block. :class:`ChunkTokenClaims` and :func:`check_chunk_access` are w
 ``plan_write``) maps a write onto chunks.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from feitian.base.lazy import lazy_attributes
 from feitian.dfs.core.chunk_format import (
     BlockWrite,
     apply_block_write,
@@ -134,11 +134,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

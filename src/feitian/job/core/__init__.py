@@ -12,7 +12,7 @@ DAG; :class:`JobCore` schedules it (jobcore.py: the model and the driver's dutie
 """
 
 from feitian.job.core.dispatch import slow_criteria
-from feitian.job.core.graph import MAX_INSTANCES, MAX_TASKS, EdgeDef, JobGraph, Pattern, TaskDef
+from feitian.job.core.graph import MAX_INSTANCES, MAX_TASKS, EdgeDef, JobGraph, Pattern, TaskDef, find_cycle
 from feitian.job.core.invariants import check
 from feitian.job.core.jobcore import JobCore
 from feitian.job.core.policy import DEFAULT_JOB_POLICY, JobPolicy
@@ -60,5 +60,6 @@ __all__ = [
     "WantWorkers",
     "WorkerReport",
     "check",
+    "find_cycle",
     "slow_criteria",
 ]

@@ -20,10 +20,10 @@ output of a partitioned edge is complete only then).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["MAX_INSTANCES", "MAX_TASKS", "EdgeDef", "JobGraph", "Pattern", "TaskDef"]
+__all__ = ["MAX_INSTANCES", "MAX_TASKS", "EdgeDef", "JobGraph", "Pattern", "TaskDef", "find_cycle"]
 
 MAX_TASKS = 1_000  # tasks in one job
 MAX_INSTANCES = 1_000_000  # instances of one task
@@ -128,31 +128,7 @@ class JobGraph:
         return tuple(name for name in self.order if name not in fed)
 
     def _cycle(self) -> list[str]:
-        succ: dict[str, list[str]] = {name: [] for name in self.tasks}
-        for e in self.edges:
-            succ[e.src].append(e.dst)
-        colour = dict.fromkeys(self.tasks, 0)  # 0 new, 1 on the path, 2 done
-        for start in self.tasks:
-            if colour[start]:
-                continue
-            stack: list[tuple[str, int]] = [(start, 0)]
-            path: list[str] = []
-            while stack:
-                node, i = stack.pop()
-                if i == 0:
-                    colour[node] = 1
-                    path.append(node)
-                if i < len(succ[node]):
-                    stack.append((node, i + 1))
-                    nxt = succ[node][i]
-                    if colour[nxt] == 1:
-                        return [*path[path.index(nxt) :], nxt]
-                    if colour[nxt] == 0:
-                        stack.append((nxt, 0))
-                else:
-                    colour[node] = 2
-                    path.pop()
-        return []
+        return find_cycle(list(self.tasks), [(e.src, e.dst) for e in self.edges])
 
     def _topological_order(self) -> tuple[str, ...]:
         indegree = dict.fromkeys(self.tasks, 0)
@@ -169,3 +145,32 @@ class JobGraph:
                     if indegree[e.dst] == 0:
                         ready.append(e.dst)
         return tuple(order)
+
+
+def find_cycle(names: Sequence[str], edges: Iterable[tuple[str, str]]) -> list[str]:
+    """A cycle among ``edges`` (pairs of ``names``) as the path that closes it (``[a, b, c, a]``), or []."""
+    succ: dict[str, list[str]] = {name: [] for name in names}
+    for src, dst in edges:
+        succ[src].append(dst)
+    colour = dict.fromkeys(names, 0)  # 0 new, 1 on the path, 2 done
+    for start in names:
+        if colour[start]:
+            continue
+        stack: list[tuple[str, int]] = [(start, 0)]
+        path: list[str] = []
+        while stack:
+            node, i = stack.pop()
+            if i == 0:
+                colour[node] = 1
+                path.append(node)
+            if i < len(succ[node]):
+                stack.append((node, i + 1))
+                nxt = succ[node][i]
+                if colour[nxt] == 1:
+                    return [*path[path.index(nxt) :], nxt]
+                if colour[nxt] == 0:
+                    stack.append((nxt, 0))
+            else:
+                colour[node] = 2
+                path.pop()
+    return []

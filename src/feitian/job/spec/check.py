@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 import msgspec
 
 from feitian.errors import ConfigError, InvalidArgumentError
+from feitian.job.core import find_cycle
 from feitian.job.spec.amounts import (
     GROUP,
     MAX_SPLIT_SIZE,
@@ -317,31 +318,7 @@ def _fit_problems(job: JobSpec, where: str, pipe: PipeSpec) -> list[Problem]:
 
 
 def _cycle(names: list[str], pipes: list[PipeSpec]) -> list[str]:
-    succ: dict[str, list[str]] = {n: [] for n in names}
-    for p in pipes:
-        succ[p.from_].append(p.to)
-    colour = dict.fromkeys(names, 0)  # 0 new, 1 on the path, 2 done
-    for start in names:
-        if colour[start]:
-            continue
-        stack: list[tuple[str, int]] = [(start, 0)]
-        path: list[str] = []
-        while stack:
-            node, i = stack.pop()
-            if i == 0:
-                colour[node] = 1
-                path.append(node)
-            if i < len(succ[node]):
-                stack.append((node, i + 1))
-                nxt = succ[node][i]
-                if colour[nxt] == 1:
-                    return [*path[path.index(nxt) :], nxt]
-                if colour[nxt] == 0:
-                    stack.append((nxt, 0))
-            else:
-                colour[node] = 2
-                path.pop()
-    return []
+    return find_cycle(names, [(p.from_, p.to) for p in pipes])
 
 
 def topological_order(job: JobSpec) -> list[str]:

@@ -14,7 +14,7 @@ from feitian.job.streamline.keys import (
     stable_hashes,
 )
 from feitian.job.streamline.merge import Merger, merge_sorted, sort_batch
-from feitian.job.streamline.pangu import PanguOutput, PanguSource
+from feitian.job.streamline.pangu import PanguOutput, PanguSource, upload_file
 from feitian.job.streamline.reader import read_partition
 from feitian.job.streamline.store import CommitResult, OutputIndex, OutputStore, PartitionEntry
 from feitian.job.streamline.tables import (
@@ -117,6 +117,7 @@ __all__ = [
     "stable_hash",
     "stable_hashes",
     "tokenize",
+    "upload_file",
     "write_csv",
     "write_parquet",
 ]

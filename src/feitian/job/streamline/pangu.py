@@ -34,7 +34,7 @@ from feitian.runtime.files import translating
 if TYPE_CHECKING:
     from feitian.dfs import DfsClient  # only for types: importing streamline does not load Pangu's client
 
-__all__ = ["PanguOutput", "PanguSource"]
+__all__ = ["PanguOutput", "PanguSource", "upload_file"]
 
 
 class PanguSource:
@@ -107,21 +107,9 @@ class PanguOutput:
         return True
 
     async def _upload(self, local: Path, remote: str) -> None:
-        writer = await self.dfs.create(remote, overwrite=True, replication=self.replication)
-        f: BinaryIO = await asyncio.to_thread(open, local, "rb")
-        try:
-            while True:
-                with translating("read", local):
-                    data = await asyncio.to_thread(f.read, self.config.fetch_piece_bytes)
-                if not data:
-                    break
-                await writer.write(data)
-            await writer.close()
-        except BaseException:
-            await writer.abort(remove=True)
-            raise
-        finally:
-            f.close()
+        await upload_file(
+            self.dfs, local, remote, replication=self.replication, piece_bytes=self.config.fetch_piece_bytes
+        )
 
     async def index(self, output: str, instance: int) -> OutputIndex:
         path = f"{self.committed_dir(output, instance)}/{INDEX_NAME}"
@@ -148,3 +136,25 @@ class PanguOutput:
             sources.append(PanguSource(self.dfs, path, entry.length, self.config.fetch_piece_bytes))
         async for batch in self.reader.read(sources, sort=sort, key=key):
             yield batch
+
+
+async def upload_file(
+    dfs: DfsClient, local: Path, remote: str, *, replication: int = 0, piece_bytes: int = 1 << 20
+) -> None:
+    """Copy the local file ``local`` to Pangu's ``remote`` (replaced), ``piece_bytes`` at a time — never the whole
+    file in memory; a copy that fails leaves no file."""
+    writer = await dfs.create(remote, overwrite=True, replication=replication)
+    f: BinaryIO = await asyncio.to_thread(open, local, "rb")
+    try:
+        while True:
+            with translating("read", local):
+                data = await asyncio.to_thread(f.read, piece_bytes)
+            if not data:
+                break
+            await writer.write(data)
+        await writer.close()
+    except BaseException:
+        await writer.abort(remove=True)
+        raise
+    finally:
+        f.close()

@@ -185,7 +185,7 @@ class KuafuSource:
             self._address += 1
         raise UnavailableError(
             f"fetch {self.where}: no location could serve it (tried {', '.join(self.loc.addresses)}): {last}",
-            reason="unreachable",
+            locations=list(self.loc.addresses),
         )
 
 

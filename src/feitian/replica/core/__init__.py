@@ -1,8 +1,8 @@
 """The pure parts of the replicated-service kit: no asyncio, clock or I/O (tests/contract/test_purity.py)."""
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from feitian.base.lazy import lazy_attributes
 from feitian.replica.core.dedupe import (
     ClientRecord,
     DedupeTable,
@@ -23,11 +23,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

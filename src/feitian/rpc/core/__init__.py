@@ -1,7 +1,8 @@
 """Pure Kuafu protocol logic: framing, handshake messages, address parsing, endpoint selection. No I/O."""
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from feitian.base.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from feitian.rpc.core.messages import ErrorInfo, method_name
@@ -13,11 +14,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = ["ErrorInfo", "method_name"]

@@ -7,9 +7,9 @@ routes to ``gateway.app.router``. ``openapi`` assembles a service's OpenAPI docu
 (``feitian.rpc.gateway``), not from ``feitian.rpc``, so Kuafu users do not load aiohttp.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from feitian.base.lazy import lazy_attributes
 from feitian.rpc.gateway.openapi import openapi_document, responses
 from feitian.rpc.gateway.server import (
     GatewayLimits,
@@ -31,11 +31,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -14,9 +14,9 @@ node and a local cluster need to use it. The identities, capabilities, guard and
   first capabilities (``DIR/security/``), and clients acting as one of its identities
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from feitian.base.lazy import lazy_attributes
 from feitian.security.authority.agent import SecurityAgent
 from feitian.security.authority.cluster import ClusterSecurity, resolve_identity
 from feitian.security.authority.messages import Issue
@@ -54,11 +54,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
