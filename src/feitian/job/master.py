@@ -76,7 +76,7 @@ from feitian.job.spec.load import decode_job
 from feitian.job.spec.model import JobSpec, TaskSpec, effective_task
 from feitian.job.spec.plan import Split, build_graph
 from feitian.rpc import CallContext, Server, ServerConfig
-from feitian.sched import AppEnvironment, AppMaster, WorkerEnded
+from feitian.sched import AM_UNIT, AppEnvironment, AppMaster, WorkerEnded
 from feitian.sched.core import Grant, Preempt, Revoke, SendGrant, Shape
 from feitian.security import IdentityFiles, SamePrincipalServer
 
@@ -248,7 +248,7 @@ class JobMaster:
         """Take back the workers that still run on the grants the application holds (FUXI-11)."""
         core = self.core
         assert core is not None
-        held = {worker_id_of(g.grant_id): g for g in self.am.held.values()}
+        held = {worker_id_of(g.grant_id): g for g in self.am.held.values() if g.unit != AM_UNIT}
         await self._until(lambda: set(held) <= set(self.hellos), RECOVERY_S)
         now = self._now()
         for worker_id, hello in self.hellos.items():
@@ -568,13 +568,13 @@ class JobMaster:
         )
 
     async def _status_loop(self) -> None:
-        last = b""
+        last: JobStatus | None = None
         while True:
-            data = msgspec.json.encode(self.status("running"))
-            if data != last:
-                with contextlib.suppress(FeitianError):
-                    await self._write(f"{self.root}/status.json", data)
-                    last = data
+            status = self.status("running")
+            if last is None or msgspec.structs.replace(status, updated_at=last.updated_at) != last:
+                with contextlib.suppress(FeitianError):  # written when something but the time changed
+                    await self._write(f"{self.root}/status.json", msgspec.json.encode(status))
+                    last = status
             await self.clock.sleep(STATUS_EVERY_S)
 
     async def _finish(self) -> None:

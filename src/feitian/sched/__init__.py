@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from feitian.sched.client import AppMaster, SchedClient, SyncAppMaster, SyncSchedClient
     from feitian.sched.credentials import AppGrant, app_credentials, parse_grant
     from feitian.sched.messages import (
+        AM_UNIT,
         AmDemand,
         AmEvents,
         AmRegister,
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from feitian.sched.tubo.cleanup import stop_started
 
 _LAZY = {
+    "AM_UNIT": "feitian.sched.messages",
     "AmDemand": "feitian.sched.messages",  # the wire messages below: for simulated Tubos and masters (bench sched)
     "AmEvents": "feitian.sched.messages",
     "AmRegister": "feitian.sched.messages",
@@ -101,6 +103,7 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
+    "AM_UNIT",
     "DEFAULT_ROOT",
     "AmDemand",
     "AmEvents",
