@@ -179,3 +179,30 @@ async def test_bad_input_gets_a_clear_error(dfs: DfsClient, action: object, erro
         await action(dfs)  # type: ignore[operator]
     assert words in str(caught.value), caught.value
     assert await dfs.read("/errs/f") == b"0123456789"  # nothing stored was touched
+
+
+async def test_a_whole_file_read_is_of_one_file_while_it_is_replaced(dfs: DfsClient) -> None:
+    """A reader of a file that a writer keeps replacing (written beside it, renamed over it) gets one version
+    whole, never the length of one and the bytes of another."""
+    stop = asyncio.Event()
+    versions = 0
+
+    async def writer() -> None:
+        nonlocal versions
+        while not stop.is_set():
+            versions += 1
+            body = (f"{versions}:" + "x" * (100 + 37 * (versions % 50))).encode()
+            await dfs.write_file("/replaced.new", body + b"$", replication=1)
+            await dfs.rename("/replaced.new", "/replaced", overwrite=True)
+
+    await dfs.write_file("/replaced", b"0:$", replication=1)
+    task = asyncio.get_running_loop().create_task(writer())
+    try:
+        for _ in range(300):
+            data = await dfs.read("/replaced")
+            number, _, rest = data.partition(b":")
+            assert rest.endswith(b"$") and len(rest) in (1, 100 + 37 * (int(number) % 50) + 1), data[:40]
+    finally:
+        stop.set()
+        await task
+    assert versions > 10  # the reads really met replacements

@@ -42,15 +42,34 @@ class _Relocate(Exception):
     """The chunk's version moved on (a pipeline rebuilt, a copy): locate it again."""
 
 
+class _Replaced(Exception):
+    """The file read to its end was replaced (a rename over it) between its stat and its locate."""
+
+
+MAX_REPLACED = 8  # a whole-file read that keeps meeting replacements gives up after this many tries
+
+
 class FileReader:
     def __init__(self, dfs: DfsClient, path: str) -> None:
         self.dfs = dfs
         self.path = path
         self.avoid: set[str] = set()  # replicas that failed this reader
+        self._expect: int | None = None  # the inode whose length sized a read to the end
 
     async def read(self, offset: int = 0, length: int = -1) -> bytes:
-        """Bytes ``[offset, offset + length)``; ``length`` -1: to the end of the file."""
-        length = await self._length(offset, length)
+        """Bytes ``[offset, offset + length)``; ``length`` -1: to the end of the file — of one file: a file
+        replaced while it is read (renamed over) is read again, so the bytes are never half of each."""
+        for attempt in range(MAX_REPLACED):
+            try:
+                return await self._read_once(offset, await self._length(offset, length))
+            except _Replaced:
+                if attempt == MAX_REPLACED - 1:
+                    raise UnavailableError(f"read {self.path}: it keeps being replaced while read; retry") from None
+            finally:
+                self._expect = None
+        raise AssertionError("unreachable")
+
+    async def _read_once(self, offset: int, length: int) -> bytes:
         parts: dict[int, Buffer] = {}
 
         def keep(at: int, data: Buffer) -> None:
@@ -86,6 +105,7 @@ class FileReader:
                     f"read {self.path}: offset {offset} is past the end of the file (length {status.length})"
                 )
             length = status.length - offset
+            self._expect = status.inode
         return length
 
     async def _read(self, offset: int, length: int, sink: Callable[[int, Buffer], None]) -> None:
@@ -93,7 +113,14 @@ class FileReader:
             await self.dfs.master(Locate(self.path, offset, 0))  # the same checks: exists, is a file, in range
             return
         for attempt in range(MAX_RELOCATES + 1):
-            located: LocateReply = await self.dfs.master(Locate(self.path, offset, length))
+            try:
+                located: LocateReply = await self.dfs.master(Locate(self.path, offset, length))
+            except InvalidArgumentError:
+                if self._expect is not None:  # sized by a stat of a file since replaced by a shorter one
+                    raise _Replaced() from None
+                raise
+            if self._expect is not None and self._expect != located.file_id:
+                raise _Replaced()  # sized by another file than the one located now (an append is fine)
             try:
                 await self._read_located(located, offset, length, sink)
                 return
