@@ -78,8 +78,14 @@ async def test_a_full_disk_on_the_leader(replicas: CoordReplicas) -> None:
             assert "disk full" in refused.value.message or "log not writable" in refused.value.message
         for i in range(10):
             await write(f"more-{i}")
-        new_leader = await replicas.leader(rpc)
-        assert new_leader is not None and new_leader != leader
+
+        # Another replica leads (the full one's own status may lag a moment: its Ready loop waits on the disk,
+        # and a status call to the new leader can time out on a busy machine): ask until it is seen.
+        async def another_leads() -> bool:
+            found = await replicas.leader(rpc)
+            return found is not None and found != leader
+
+        await wait_for_condition(another_leads, 20, "another replica leading")
         assert "disk full" in await disk_error()
 
         os.unlink(ballast)  # space returns
