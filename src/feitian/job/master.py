@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -172,9 +173,12 @@ class JobMaster:
         return data
 
     async def _write(self, path: str, data: bytes) -> None:
-        """Replace ``path`` atomically (written beside it, then renamed over it)."""
-        await self.dfs.write_file(path + ".new", data, replication=0)
-        await self.dfs.rename(path + ".new", path, overwrite=True)
+        """Replace ``path`` atomically: written under a name of its own in ``ROOT/tmp`` (a JobMaster killed while
+        writing leaves a file whose lease a fixed name would trip the next one on), then renamed over it."""
+        temp = f"{self.root}/tmp/{path.rsplit('/', 1)[-1]}.{secrets.token_hex(6)}"
+        await self.dfs.mkdir(f"{self.root}/tmp", parents=True)
+        await self.dfs.write_file(temp, data, replication=0)
+        await self.dfs.rename(temp, path, overwrite=True)
 
     async def _load(self) -> None:
         spec = decode_job(await self.dfs.read(f"{self.root}/job.json"), source=f"pangu:{self.root}/job.json")
@@ -584,7 +588,10 @@ class JobMaster:
             worker.stop = True
             worker.wake.set()
         state = "succeeded" if finished.ok else "failed"
-        await self._write(f"{self.root}/status.json", msgspec.json.encode(self.status(state, finished.reason)))
+        try:
+            await self._write(f"{self.root}/status.json", msgspec.json.encode(self.status(state, finished.reason)))
+        except FeitianError as exc:  # the job's outcome stands; only its last view is missing
+            log.warning("could not write the final status: %s", exc)
         # The workers exit at their next poll (a few seconds at most); what is left is stopped with the application.
         await self._until(lambda: not self.workers, 5.0)
         for path in (f"{self.root}/shuffle", f"{self.root}/tmp"):
