@@ -22,7 +22,7 @@ import msgspec
 
 from feitian.base.clock import Clock, MonotonicClock
 from feitian.dfs import DfsClient
-from feitian.errors import ConfigError, DeadlineExceededError, InvalidArgumentError, NotFoundError
+from feitian.errors import ConfigError, DeadlineExceededError, NotFoundError
 from feitian.job.inputs import expand
 from feitian.job.master import JobStatus
 from feitian.job.spec.check import input_problems, problems
@@ -35,7 +35,6 @@ __all__ = ["DEFAULT_ROOT", "JobClient", "JobView", "job_grants"]
 
 DEFAULT_ROOT = "/jobs"
 MASTER_SHAPE = {"cpu": 500, "memory": 512 << 20}
-STATUS_READ_S = 5.0  # how long a status read that keeps meeting a replacement is tried
 ENDED = (AppState.SUCCEEDED, AppState.FAILED, AppState.KILLED)
 GLOB_CHARS = frozenset("*?[")
 DIR_RIGHTS = ("read", "list", "create", "write", "delete")
@@ -157,19 +156,12 @@ class JobClient:
         return JobView(job=job_id, root=root, app_id=app_id, app_state=info.state.value, status=status)
 
     async def _status_file(self, root: str) -> JobStatus | None:
-        """The JobMaster's status file, or None when there is none (yet) or it cannot be read whole now: it is
-        replaced (renamed over) whenever it changes, and a read that meets a replacement is tried again, for up to
-        STATUS_READ_S."""
-        deadline = self.clock.monotonic_ns() + int(STATUS_READ_S * 1e9)
-        while True:
-            try:
-                return msgspec.json.decode(await self.dfs.read(f"{root}/status.json"), type=JobStatus)
-            except NotFoundError:
-                return None
-            except (InvalidArgumentError, msgspec.DecodeError):  # replaced while read
-                if self.clock.monotonic_ns() > deadline:
-                    return None
-                await self.clock.sleep(0.1)
+        """The JobMaster's status file (None before it wrote one). It is replaced by a rename whenever it changes;
+        Pangu's read of a whole file is of one version (a replacement met half-way is read again)."""
+        try:
+            return msgspec.json.decode(await self.dfs.read(f"{root}/status.json"), type=JobStatus)
+        except NotFoundError:
+            return None
 
     async def list(self) -> list[JobView]:
         try:
@@ -202,8 +194,6 @@ class JobClient:
         last: JobView | None = None
         while True:
             view = await self.status(job_id)
-            if view.status is None and last is not None and last.status is not None:
-                view = msgspec.structs.replace(view, status=last.status)  # not readable this time: the last one
             if on_change is not None and view != last:
                 on_change(view)
             last = view
