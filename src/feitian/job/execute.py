@@ -115,22 +115,25 @@ def _load_function(ref: str, package_dir: str) -> Callable[..., Any]:
 class _Input:
     """The records of one attempt, produced on the event loop, consumed by the code's thread."""
 
-    def __init__(self, cancelled: threading.Event, progress: dict[str, int], key: str, clock: Clock) -> None:
-        self.clock = clock
+    def __init__(self, cancelled: threading.Event, progress: dict[str, int], key: str) -> None:
         self.q: queue.Queue[object] = queue.Queue(maxsize=QUEUE_CHUNKS)
         self.cancelled = cancelled
         self.count = 0
         self.progress, self.key = progress, key  # records read so far, for the worker's progress reports
 
     async def put(self, chunk: object) -> None:
-        while True:  # put without blocking the loop, giving up when the attempt is cancelled
+        """Hand ``chunk`` to the code's thread, waiting (in a thread of its own, not on the loop) while the queue
+        is full; AttemptCancelled when the attempt is cancelled meanwhile."""
+        await asyncio.to_thread(self._put, chunk)
+
+    def _put(self, chunk: object) -> None:
+        while not self.cancelled.is_set():
             try:
-                self.q.put_nowait(chunk)
+                self.q.put(chunk, timeout=0.1)
                 return
             except queue.Full:
-                if self.cancelled.is_set():
-                    raise AttemptCancelled() from None
-                await self.clock.sleep(0.001)
+                continue
+        raise AttemptCancelled()
 
     def records(self) -> Iterator[tuple[bytes, bytes]]:
         while True:
@@ -326,7 +329,7 @@ async def run_attempt(run: TaskRun, ctx: AttemptContext, cancelled: threading.Ev
     elif code.command is None:
         raise InvalidArgumentError(f"task {run.ref.task}: operator {code.operator!r} is not run by TaskWorkers yet")
     key = str(run.ref)
-    sink = _Input(cancelled, ctx.processed, key, ctx.clock)
+    sink = _Input(cancelled, ctx.processed, key)
     outputs = _Outputs(run, ctx)
     feeder = asyncio.get_running_loop().create_task(_feed(run, ctx, sink))
     try:

@@ -79,7 +79,7 @@ from feitian.job.spec.plan import Split, build_graph
 from feitian.rpc import CallContext, Server, ServerConfig
 from feitian.sched import AM_UNIT, AppEnvironment, AppMaster, WorkerEnded
 from feitian.sched.core import Grant, Preempt, Revoke, SendGrant, Shape
-from feitian.security import IdentityFiles, SamePrincipalServer
+from feitian.security import SamePrincipalServer
 
 __all__ = ["RECOVERY_S", "JobMaster", "JobStatus", "main"]
 
@@ -176,11 +176,11 @@ class JobMaster:
         """Replace ``path`` atomically: written under a name of its own in ``ROOT/tmp`` (a JobMaster killed while
         writing leaves a file whose lease a fixed name would trip the next one on), then renamed over it."""
         temp = f"{self.root}/tmp/{path.rsplit('/', 1)[-1]}.{secrets.token_hex(6)}"
-        await self.dfs.mkdir(f"{self.root}/tmp", parents=True)
         await self.dfs.write_file(temp, data, replication=0)
         await self.dfs.rename(temp, path, overwrite=True)
 
     async def _load(self) -> None:
+        await self.dfs.mkdir(f"{self.root}/tmp", parents=True)  # where _write puts files before renaming them
         spec = decode_job(await self.dfs.read(f"{self.root}/job.json"), source=f"pangu:{self.root}/job.json")
         self.spec = spec
         self.tasks = {t.name: effective_task(spec, t) for t in spec.tasks}
@@ -205,9 +205,8 @@ class JobMaster:
         await self._write(f"{self.root}/snapshot", self.core.snapshot())  # a later restart gets a newer epoch
 
     async def _serve(self) -> None:
-        security = None
-        if self.env.identity:
-            security = SamePrincipalServer(IdentityFiles.beside(self.env.identity, self.env.ca).load_tls())
+        tls = self.env.tls()
+        security = SamePrincipalServer(tls) if tls is not None else None
         server = self.server = Server(ServerConfig(name=f"jobmaster-{self.job_id}"), security=security)
         server.add_handler(WorkerHello, self._hello)
         server.add_handler(WorkerPoll, self._poll)

@@ -35,7 +35,7 @@ from feitian.job.process import run_program
 from feitian.job.streamline import OutputStore, PanguOutput
 from feitian.rpc import Client, ClientConfig
 from feitian.sched import AppEnvironment
-from feitian.security import IdentityFiles, SamePrincipalClient
+from feitian.security import SamePrincipalClient
 
 __all__ = ["MASTER_LOST_S", "TaskWorker", "main"]
 
@@ -49,9 +49,8 @@ SHUFFLE_REPLICATION = 2
 def peer_client(env: AppEnvironment, name: str) -> Client:
     """A client for the job's own processes (mutual TLS as the application, in a secured cluster)."""
     config = ClientConfig(name=name, connect_timeout_s=2.0)
-    if not env.identity:
-        return Client(config)
-    return Client(config, tls=SamePrincipalClient(IdentityFiles.beside(env.identity, env.ca).load_tls()))
+    tls = env.tls()
+    return Client(config) if tls is None else Client(config, tls=SamePrincipalClient(tls))
 
 
 class TaskWorker:

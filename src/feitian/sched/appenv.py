@@ -23,7 +23,7 @@ from feitian.coord import CoordClient
 from feitian.dfs import DfsClient, DfsClientConfig
 from feitian.errors import InvalidArgumentError
 from feitian.rpc import Client, ClientConfig
-from feitian.security import CapabilitySet, ClientIdentity, IdentityFiles
+from feitian.security import CapabilitySet, ClientIdentity, IdentityFiles, TlsIdentity
 
 __all__ = ["AppEnvironment"]
 
@@ -66,15 +66,20 @@ class AppEnvironment:
     def secured(self) -> bool:
         return bool(self.identity)
 
+    def _files(self) -> IdentityFiles:
+        return IdentityFiles.beside(self.identity, self.ca)
+
+    def tls(self) -> TlsIdentity | None:
+        """The application's TLS identity (None without one: an insecure cluster, or no --grant)."""
+        return self._files().load_tls() if self.identity else None
+
     def rpc_client(self, name: str = "feitian-app", *, connect_timeout_s: float = 2.0) -> Client:
         """A Kuafu client calling as the application (its identity and capabilities when it has them)."""
         config = ClientConfig(name=name, connect_timeout_s=connect_timeout_s)
-        if not self.identity:
+        tls = self.tls()
+        if tls is None:
             return Client(config)
-        files = IdentityFiles.beside(self.identity, self.ca)
-        return Client(
-            config, tls=ClientIdentity(files.load_tls()), credentials=CapabilitySet(files.read_capabilities())
-        )
+        return Client(config, tls=ClientIdentity(tls), credentials=CapabilitySet(self._files().read_capabilities()))
 
     def dfs(self, rpc: Client, config: DfsClientConfig | None = None) -> DfsClient:
         if not self.dfs_masters:

@@ -59,6 +59,3 @@ class AppIdentities:
         while len(self._known) > MAX_CACHED:
             self._known.popitem(last=False)
         return identity
-
-    def forget(self, app_id: str) -> None:
-        self._known.pop(app_id, None)
